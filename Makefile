@@ -1,0 +1,25 @@
+# Two entry points for a fresh machine: `make run` and `make test`.
+# Both create .venv (with pip, which finds the torch wheels this machine carries) when it is missing.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CONFIG ?= jobs/configs/digits_cohort.yaml
+ARGS ?=
+
+.PHONY: run test bench evidence clean-venv
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python jobs/online.py --config $(CONFIG) $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

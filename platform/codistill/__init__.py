@@ -1,0 +1,15 @@
+"""codistill: collaborative online distillation of heterogeneous peer networks, scaled with Ray.
+
+Layout (one concern per module; Ray only in :mod:`codistill.cohort`):
+
+- ``models/``    peer architectures, one contract: :class:`codistill.models.base.PeerNetwork`
+- ``data/``      datasets and the shared per-step batch order
+- ``methods/``   distillation methods, one file each, registered by name
+- ``schedules``  pure functions of training progress (weights, temperatures, on/off phases)
+- ``teachers``   teacher formation and the teacher-weighting policy interface
+- ``peer``       one peer's training step, evaluation and state (plain PyTorch)
+- ``cohort``     Ray actors, placement and the logit exchange
+- ``runner``     the epoch loop: evaluation, checkpoints, monitoring, results
+"""
+
+__version__ = "0.1.0"

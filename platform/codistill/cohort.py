@@ -1,0 +1,205 @@
+"""Ray at the edge: peer actors, their placement, and the exchange of predictions.
+
+Each peer is a :class:`PeerActor` holding one :class:`~codistill.peer.PeerTrainer` with its own
+CPUs (torch's thread count is set to them), GPU fraction and device. The actors live in one
+placement group (``runtime.placement``: ``pack`` fills nodes in turn, ``spread`` puts peers on
+different nodes); inside a Ray Tune trial that already reserved a placement group
+(``[{"CPU": 1}] + [peer bundles]``), bundle ``k + 1`` hosts peer ``k``.
+
+The exchange is an interface (:class:`Exchange`): :class:`ObjectRefExchange` submits every
+peer's ``forward`` and passes the resulting ObjectRefs straight into the other peers'
+``update`` calls, so predictions travel through Ray's object store from peer to peer and the
+driver never fetches them. The driver submits a whole epoch at once; per-actor task ordering
+keeps each peer's ``forward(s)``, ``update(s)`` sequence, and a peer starts step ``s`` as soon
+as its own ``update(s−1)`` is done. A GPU cluster can swap in a collective (NCCL allgather) or a
+compiled graph by implementing :meth:`Exchange.submit_step`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from abc import ABC, abstractmethod
+from types import ModuleType
+from typing import Any
+
+import ray
+import torch
+from ray.util.placement_group import PlacementGroup, get_current_placement_group, placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+from torch import Tensor
+
+from codistill.config import PeerConfig, RunConfig
+from codistill.methods.base import TeacherView
+from codistill.peer import PeerTrainer
+from codistill.sequential import Cohort, StepCallback, others
+
+
+class PeerActor:
+    """One peer in its own Ray actor process (decorated with ``ray.remote`` at placement)."""
+
+    def __init__(self, config: RunConfig, index: int) -> None:
+        torch.set_num_threads(threads_for(config.peers[index]))
+        self.trainer = PeerTrainer(config, index)
+
+    def describe(self) -> dict[str, Any]:
+        return {"node": ray.get_runtime_context().get_node_id(), "device": str(self.trainer.device),
+                "threads": torch.get_num_threads(), "steps_per_epoch": self.trainer.dataset.steps_per_epoch(
+                    self.trainer.config.data.batch_size)}
+
+    def forward(self, epoch: int, step: int) -> TeacherView:
+        return self.trainer.forward(epoch, step)
+
+    def update(self, *teacher_payloads: TeacherView) -> dict[str, float]:
+        return self.trainer.update(list(teacher_payloads))
+
+    def evaluate(self) -> tuple[Tensor, Tensor]:
+        return self.trainer.evaluate()
+
+    def sparsity(self) -> float | None:
+        return self.trainer.sparsity()
+
+    def state_bytes(self) -> bytes:
+        return self.trainer.state_bytes()
+
+    def load_state_bytes(self, blob: bytes) -> None:
+        self.trainer.load_state_bytes(blob)
+
+    def model_bytes(self) -> bytes:
+        return self.trainer.model_bytes()
+
+
+def threads_for(peer: PeerConfig) -> int:
+    """Torch threads for a peer: the whole CPUs it was given (at least one)."""
+    return max(1, int(math.floor(peer.resources.cpus)))
+
+
+class Exchange(ABC):
+    """How one training step's predictions travel between peer actors."""
+
+    @abstractmethod
+    def submit_step(self, actors: list[Any], epoch: int, step: int) -> list[ray.ObjectRef]:
+        """Submit step ``step`` of ``epoch`` on every actor; return each peer's metrics ref."""
+
+
+class ObjectRefExchange(Exchange):
+    """Peer-to-peer through the object store: ``update_k(*forward_refs of the others)``."""
+
+    def submit_step(self, actors: list[Any], epoch: int, step: int) -> list[ray.ObjectRef]:
+        payloads = [actor.forward.remote(epoch, step) for actor in actors]
+        return [actor.update.remote(*others(payloads, k)) for k, actor in enumerate(actors)]
+
+
+def peer_bundles(config: RunConfig) -> list[dict[str, float]]:
+    bundles = []
+    for peer in config.peers:
+        bundle = {"CPU": peer.resources.cpus}
+        if peer.resources.gpus > 0:
+            bundle["GPU"] = peer.resources.gpus
+        bundles.append(bundle)
+    return bundles
+
+
+class RayCohort(Cohort):
+    """The peers of ``config`` as Ray actors in one placement group."""
+
+    def __init__(self, config: RunConfig, exchange: Exchange | None = None,
+                 placement_timeout_s: float = 120.0) -> None:
+        self.config = config
+        self.exchange = exchange or ObjectRefExchange()
+        self._own_group: PlacementGroup | None = None
+        group, offset = get_current_placement_group(), 1
+        if group is None:
+            strategy = "SPREAD" if config.runtime.placement == "spread" else "PACK"
+            group, offset = placement_group(peer_bundles(config), strategy=strategy), 0
+            self._own_group = group
+            if not group.wait(placement_timeout_s):
+                ray.util.remove_placement_group(group)
+                raise RuntimeError(f"the cluster cannot place the cohort's bundles {peer_bundles(config)} "
+                                   f"within {placement_timeout_s:.0f} s; available: {ray.available_resources()}")
+        remote_actor = ray.remote(PeerActor)
+        self.actors = [
+            remote_actor.options(
+                num_cpus=peer.resources.cpus, num_gpus=peer.resources.gpus,
+                runtime_env={"py_modules": shipped_modules()},
+                scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=k + offset),
+            ).remote(config, k)
+            for k, peer in enumerate(config.peers)
+        ]
+        self.placement = ray.get([actor.describe.remote() for actor in self.actors])
+
+    def steps_per_epoch(self) -> int:
+        return self.placement[0]["steps_per_epoch"]
+
+    def train_epoch(self, epoch: int, on_step: StepCallback | None = None) -> list[list[dict[str, float]]]:
+        total = self.steps_per_epoch()
+        submitted = [self.exchange.submit_step(self.actors, epoch, step) for step in range(total)]
+        metrics = []
+        for step, refs in enumerate(submitted):
+            metrics.append(ray.get(refs))
+            if on_step is not None:
+                on_step(step + 1, total)
+        return metrics
+
+    def evaluate(self) -> tuple[list[Tensor], Tensor]:
+        results = ray.get([actor.evaluate.remote() for actor in self.actors])
+        return [logits for logits, _ in results], results[0][1]
+
+    def sparsity(self) -> list[float | None]:
+        return ray.get([actor.sparsity.remote() for actor in self.actors])
+
+    def state_bytes(self) -> list[bytes]:
+        return ray.get([actor.state_bytes.remote() for actor in self.actors])
+
+    def load_state_bytes(self, blobs: list[bytes]) -> None:
+        ray.get([actor.load_state_bytes.remote(blob) for actor, blob in zip(self.actors, blobs)])
+
+    def model_bytes(self) -> list[bytes]:
+        return ray.get([actor.model_bytes.remote() for actor in self.actors])
+
+    def shutdown(self) -> None:
+        for actor in self.actors:
+            ray.kill(actor)
+        if self._own_group is not None:
+            ray.util.remove_placement_group(self._own_group)
+            self._own_group = None
+
+
+def shipped_modules() -> list[ModuleType]:
+    """Our packages, shipped to every actor's node (a cluster then needs only the dependencies)."""
+    import codistill
+
+    modules = [codistill]
+    try:
+        import policies
+
+        modules.append(policies)
+    except ImportError:
+        pass
+    return modules
+
+
+def start_ray(config: RunConfig) -> bool:
+    """Attach to the cluster of ``RAY_ADDRESS`` (``ray job submit``) or start a private local one.
+
+    A local runtime listens on 127.0.0.1 only, has no dashboard and enough logical CPUs for every
+    peer's bundle. Returns whether this call started Ray (and so should shut it down).
+    """
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(log_to_driver=True)
+        return True
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    cpus_needed = math.ceil(sum(peer.resources.cpus for peer in config.peers))
+    gpus_needed = sum(peer.resources.gpus for peer in config.peers)
+    options: dict[str, Any] = {}
+    if gpus_needed > 0:
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"the peers request {gpus_needed:g} GPUs (peers[*].resources.gpus) but this "
+                               "machine has no CUDA device; set the gpus to 0 or submit to a GPU cluster")
+        options["num_gpus"] = torch.cuda.device_count()
+    ray.init(address="local", num_cpus=max(os.cpu_count() or 1, cpus_needed), include_dashboard=False,
+             _node_ip_address="127.0.0.1", **options)
+    return True

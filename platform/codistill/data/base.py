@@ -1,0 +1,67 @@
+"""The dataset contract shared by all peers.
+
+The exchange between peers is per example, so every peer must see the same examples in the same
+order at every step. The order of an epoch is a pure function of ``(seed, epoch)``
+(:meth:`PeerDataset.batch_indices`), and the random augmentation of a batch is a pure function
+of ``(seed, epoch, step, stream)``: stream 0 is shared by all peers, stream ``k + 1`` is peer
+``k``'s own view when per-peer augmentation is on (as in KDCL). Nothing is carried between
+steps, so a run resumed at an epoch boundary sees exactly the batches of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    num_classes: int
+    in_channels: int
+    image_size: int
+    train_size: int
+    val_size: int
+
+
+class PeerDataset(ABC):
+    """A training split with a shared, seeded batch order and a clean validation split."""
+
+    info: DatasetInfo
+
+    def steps_per_epoch(self, batch_size: int) -> int:
+        return -(-self.info.train_size // batch_size)
+
+    def batch_indices(self, seed: int, epoch: int, batch_size: int) -> list[Tensor]:
+        """The epoch's shuffled training indices, cut into batches (the last may be smaller)."""
+        generator = torch.Generator().manual_seed(_mix(seed, epoch))
+        order = torch.randperm(self.info.train_size, generator=generator)
+        return list(order.split(batch_size))
+
+    def augmentation_generator(self, seed: int, epoch: int, step: int, stream: int) -> torch.Generator:
+        return torch.Generator().manual_seed(_mix(seed, epoch, step, stream, 0xA5))
+
+    @abstractmethod
+    def train_batch(self, indices: Tensor, generator: torch.Generator, augment: bool) -> tuple[Tensor, Tensor]:
+        """Images ``[B, C, H, W]`` (float, normalized) and labels ``[B]`` for these training indices."""
+
+    @abstractmethod
+    def val_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        """The validation split in a fixed order, without augmentation."""
+
+    def train_labels(self) -> Tensor:
+        """Training labels as used for training (after any injected noise)."""
+        raise NotImplementedError
+
+
+def _mix(*values: int) -> int:
+    """A deterministic 63-bit seed from several integers (splitmix64 steps)."""
+    state = 0x9E3779B97F4A7C15
+    for value in values:
+        state = (state ^ (int(value) & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9 & 0xFFFFFFFFFFFFFFFF
+        state ^= state >> 31
+    return state & 0x7FFFFFFFFFFFFFFF

@@ -1,0 +1,69 @@
+"""The interface every distillation method implements.
+
+A method is an ``nn.Module`` (so adapters it owns train with the student and are saved with it)
+built from a :class:`MethodContext` plus its own keyword parameters, and called once per teacher
+(or once with ``teacher=None`` for teacher-free methods). It returns named, already-combined loss
+terms; the engine multiplies their sum by the method's configured weight and the scheduled
+distillation weight λ(t)·m(t). Numeric parameters that may change over training (temperature, …)
+accept a schedule spec: see :func:`codistill.schedules.as_schedule`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from codistill.models.base import ModelOutput, PeerNetwork
+from codistill.progress import Progress
+
+
+@dataclass
+class TeacherView:
+    """What a student sees of one teacher (or of the ensemble): detached tensors only.
+
+    ``index`` is the teacher's slot (0 … K−1) so per-teacher modules (adapters) can be chosen;
+    it is ``None`` for an ensemble teacher. ``extras`` holds what methods asked the teacher side to
+    compute (see :meth:`DistillationMethod.teacher_extras`).
+    """
+
+    logits: Tensor
+    features: list[Tensor] = field(default_factory=list)
+    index: int | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class MethodContext:
+    """Shapes and sizes a method needs to build its adapters."""
+
+    num_classes: int
+    student_feature_shapes: list[torch.Size]
+    teacher_feature_shapes: list[list[torch.Size]]
+    total_epochs: int
+
+
+class DistillationMethod(nn.Module):
+    """Base class of all methods; subclasses set the class variables and implement ``forward``."""
+
+    name: ClassVar[str] = ""
+    #: False for teacher-free methods (called once per step with ``teacher=None``).
+    uses_teacher: ClassVar[bool] = True
+    #: True when the method reads teacher stage features (then it is applied per teacher, never
+    #: to the logit ensemble, whose features do not exist across architectures).
+    uses_teacher_features: ClassVar[bool] = False
+
+    def __init__(self, context: MethodContext) -> None:
+        super().__init__()
+        self.context = context
+
+    @classmethod
+    def teacher_extras(cls, teacher: PeerNetwork, output: ModelOutput) -> dict[str, Any]:
+        """Extra tensors this method needs computed on the teacher's side (default: none)."""
+        return {}
+
+    def forward(self, student: ModelOutput, teacher: TeacherView | None, targets: Tensor,
+                progress: Progress) -> dict[str, Tensor]:  # pragma: no cover - interface
+        raise NotImplementedError

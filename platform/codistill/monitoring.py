@@ -1,0 +1,79 @@
+"""What a person watching a run sees: TensorBoard event files and console progress.
+
+TensorBoard layout (``tensorboard --logdir RUN_DIR/tensorboard``): one run per peer
+(``<peer>``: every loss term, train/val accuracy, learning rate, distillation strength, step time,
+time waiting for the exchange) and ``cohort`` (ensemble accuracy, agreement between peers, epoch
+time). Step scalars are averaged over ``log_every_steps`` steps.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import TextIO
+
+from torch.utils.tensorboard import SummaryWriter
+
+
+class TensorBoardLog:
+    def __init__(self, directory: Path, peer_names: list[str], log_every_steps: int) -> None:
+        self.writers = {name: SummaryWriter(str(directory / name)) for name in peer_names}
+        self.cohort = SummaryWriter(str(directory / "cohort"))
+        self.peer_names, self.every = peer_names, max(1, log_every_steps)
+
+    def steps(self, epoch_metrics: list[list[dict[str, float]]], first_global_step: int) -> None:
+        """Per-step metrics ``[step][peer]``, averaged over windows of ``log_every_steps``."""
+        for start in range(0, len(epoch_metrics), self.every):
+            window = epoch_metrics[start:start + self.every]
+            step = first_global_step + start + len(window) - 1
+            for k, name in enumerate(self.peer_names):
+                sums: dict[str, float] = defaultdict(float)
+                for row in window:
+                    for key, value in row[k].items():
+                        sums[key] += value
+                examples = sums.pop("train/examples")
+                correct = sums.pop("train/correct")
+                writer = self.writers[name]
+                writer.add_scalar("train/accuracy_step", correct / max(examples, 1.0), step)
+                for key, value in sums.items():
+                    writer.add_scalar(key, value / len(window), step)
+
+    def epoch(self, epoch: int, peer_scalars: list[dict[str, float]], cohort_scalars: dict[str, float]) -> None:
+        for name, scalars in zip(self.peer_names, peer_scalars):
+            for key, value in scalars.items():
+                self.writers[name].add_scalar(key, value, epoch)
+        for key, value in cohort_scalars.items():
+            self.cohort.add_scalar(key, value, epoch)
+        for writer in [*self.writers.values(), self.cohort]:
+            writer.flush()
+
+    def close(self) -> None:
+        for writer in [*self.writers.values(), self.cohort]:
+            writer.close()
+
+
+class ConsoleProgress:
+    """Prints a progress line at most every ``every_seconds`` during an epoch, and epoch summaries."""
+
+    def __init__(self, total_epochs: int, every_seconds: float, stream: TextIO | None = None) -> None:
+        self.total_epochs, self.every = total_epochs, every_seconds
+        self.stream = stream or sys.stdout
+        self._epoch, self._started, self._last = 0, 0.0, 0.0
+
+    def print(self, line: str) -> None:
+        print(line, file=self.stream, flush=True)
+
+    def start_epoch(self, epoch: int) -> None:
+        self._epoch, self._started = epoch, time.perf_counter()
+        self._last = self._started
+
+    def step(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if now - self._last < self.every or done == total:
+            return
+        self._last = now
+        rate = done / max(now - self._started, 1e-9)
+        self.print(f"  epoch {self._epoch + 1}/{self.total_epochs}  step {done}/{total}  "
+                   f"{rate:.1f} steps/s  eta {(total - done) / max(rate, 1e-9):.0f}s")

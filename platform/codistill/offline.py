@@ -1,0 +1,89 @@
+"""Offline distillation: one student learns from trained, frozen teachers (plain PyTorch).
+
+Teachers are networks saved by any codistill run (``RUN_DIR/models/<peer>.pt``, e.g. the peers
+of an online cohort). Each step the teachers run in eval mode on exactly the student's batch,
+and their detached outputs — logits, stage features, and the teacher-side extras the configured
+methods ask for — reach :meth:`PeerTrainer.update` in the same form online peers exchange, so
+every method works unchanged in both places. With ``independent`` the student trains alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from codistill.config import RunConfig
+from codistill.methods.base import TeacherView
+from codistill.models import PeerNetwork, build_model
+from codistill.peer import PeerTrainer
+from codistill.sequential import Cohort, StepCallback
+
+
+def load_network(path: str | Path, device: torch.device | str = "cpu") -> PeerNetwork:
+    """A network saved by :meth:`PeerTrainer.model_bytes`, in eval mode with frozen weights."""
+    saved = torch.load(Path(path).expanduser(), map_location=device, weights_only=False)
+    network = build_model(saved["model"], saved["num_classes"], saved["in_channels"], saved["image_size"])
+    network.load_state_dict(saved["state"])
+    network.to(device).eval()
+    for parameter in network.parameters():
+        parameter.requires_grad_(False)
+    return network
+
+
+class OfflineCohort(Cohort):
+    """A one-student "cohort" whose teachers are frozen networks."""
+
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        self.student = PeerTrainer(config, 0)
+        self.teachers = [load_network(t.checkpoint, self.student.device) for t in config.teachers]
+        classes = self.student.dataset.info.num_classes
+        for teacher, spec in zip(self.teachers, config.teachers):
+            if teacher.classifier.out_features != classes:
+                raise ValueError(f"teacher '{spec.name}' predicts {teacher.classifier.out_features} classes, "
+                                 f"the dataset has {classes}")
+
+    def steps_per_epoch(self) -> int:
+        return self.student.dataset.steps_per_epoch(self.config.data.batch_size)
+
+    @torch.no_grad()
+    def _teacher_views(self, images: Tensor) -> list[TeacherView]:
+        views = []
+        for teacher in self.teachers:
+            with self.student._autocast():
+                output = teacher(images)
+            view = TeacherView(logits=output.logits.float())
+            if self.student.needs_teacher_features:
+                view.features = [f.float() for f in output.features]
+            for method in self.student.methods:
+                view.extras.update(type(method).teacher_extras(teacher, output))
+            views.append(view)
+        return views
+
+    def train_epoch(self, epoch: int, on_step: StepCallback | None = None) -> list[list[dict[str, float]]]:
+        total = self.steps_per_epoch()
+        metrics = []
+        for step in range(total):
+            self.student.forward(epoch, step)
+            metrics.append([self.student.update(self._teacher_views(self.student.current_images))])
+            if on_step is not None:
+                on_step(step + 1, total)
+        return metrics
+
+    def evaluate(self) -> tuple[list[Tensor], Tensor]:
+        logits, labels = self.student.evaluate()
+        return [logits], labels
+
+    def sparsity(self) -> list[float | None]:
+        return [self.student.sparsity()]
+
+    def state_bytes(self) -> list[bytes]:
+        return [self.student.state_bytes()]
+
+    def load_state_bytes(self, blobs: list[bytes]) -> None:
+        self.student.load_state_bytes(blobs[0])
+
+    def model_bytes(self) -> list[bytes]:
+        return [self.student.model_bytes()]

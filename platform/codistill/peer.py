@@ -1,0 +1,358 @@
+"""One peer of a cohort: model, optimizer, distillation objective and state — plain PyTorch.
+
+A training step is split in two so peers can exchange predictions between the halves:
+
+1. :meth:`PeerTrainer.forward` runs the peer on the step's batch, keeps the autograd graph, and
+   returns a detached :class:`~codistill.methods.base.TeacherView` (the payload other peers
+   receive: logits, plus stage features and teacher-side extras only when a configured method
+   needs them).
+2. :meth:`PeerTrainer.update` receives its teachers' payloads (the other peers in index order
+   online; the frozen teachers offline, see ``jobs/offline.py``), forms its teacher, asks the teacher-weighting policy for weights and takes one
+   optimizer step on::
+
+       L_k = CE(z_k, y) + λ(t)·m(t) · Σ_methods w_method · D_method(student_k, teacher)
+
+No gradient crosses peers: payloads are detached before they leave a peer. The same class runs
+inside a Ray actor (:mod:`codistill.cohort`) and in a single process (:class:`LocalCohort`).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from codistill.config import PeerConfig, RunConfig
+from codistill.data import build_dataset
+from codistill.data.base import PeerDataset, _mix
+from codistill.methods import DistillationMethod, MethodContext, build_method
+from codistill.methods.base import TeacherView
+from codistill.models import ModelOutput, PeerNetwork, build_model
+from codistill.progress import Progress
+from codistill.schedules import as_schedule
+from codistill.teachers import TeacherBatch, ensemble_view, normalized_weights, resolve_policy
+
+
+def load_dataset(config: RunConfig) -> PeerDataset:
+    data = config.data
+    return build_dataset(data.dataset, root=data.root, train_fraction=data.train_fraction,
+                         label_noise=data.label_noise, seed=config.seed, image_size=data.image_size)
+
+
+def learning_rate_factor(peer: PeerConfig, progress: Progress) -> float:
+    """LR multiplier as a pure function of progress: linear warm-up × cosine / multistep / constant."""
+    schedule, epoch = peer.lr_schedule, progress.epoch_float
+    warmup = min(1.0, (epoch + 1.0 / max(progress.steps_per_epoch, 1)) / schedule.warmup_epochs) \
+        if schedule.warmup_epochs > 0 else 1.0
+    if schedule.name == "cosine":
+        decay = 0.5 * (1.0 + math.cos(math.pi * progress.fraction))
+    elif schedule.name == "multistep":
+        decay = schedule.gamma ** sum(1 for m in schedule.milestones if progress.epoch >= m)
+    else:
+        decay = 1.0
+    return warmup * decay
+
+
+def build_optimizer(peer: PeerConfig, parameters: list[nn.Parameter]) -> torch.optim.Optimizer:
+    o = peer.optimizer
+    if o.name == "sgd":
+        return torch.optim.SGD(parameters, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay,
+                               nesterov=o.nesterov and o.momentum > 0)
+    optimizer = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
+    return optimizer(parameters, lr=o.lr, weight_decay=o.weight_decay)
+
+
+def select_device(config: RunConfig, peer: PeerConfig) -> torch.device:
+    wants_cuda = config.runtime.device == "cuda" or (config.runtime.device == "auto" and peer.resources.gpus > 0)
+    if wants_cuda and not torch.cuda.is_available():
+        if config.runtime.device == "cuda":
+            raise RuntimeError(f"peer '{peer.name}': runtime.device is cuda but no GPU is visible")
+        return torch.device("cpu")
+    return torch.device("cuda" if wants_cuda else "cpu")
+
+
+@dataclass
+class _Pending:
+    """What ``forward`` leaves for ``update``: the live output and the batch it came from."""
+
+    output: ModelOutput
+    images: Tensor
+    targets: Tensor
+    progress: Progress
+    forward_seconds: float
+    finished_at: float
+
+
+class PeerTrainer:
+    """Trains peer ``index`` of ``config.peers``; see the module docstring for the step protocol."""
+
+    def __init__(self, config: RunConfig, index: int, dataset: PeerDataset | None = None,
+                 device: torch.device | None = None) -> None:
+        self.config, self.index = config, index
+        self.peer = config.peers[index]
+        self.device = device or select_device(config, self.peer)
+        if config.runtime.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.manual_seed(_mix(config.seed, index, 0x5EED))
+        self.dataset = dataset or load_dataset(config)
+        info = self.dataset.info
+        self.model: PeerNetwork = build_model(self.peer.model, info.num_classes, info.in_channels,
+                                              info.image_size).to(self.device)
+        #: Online, the teachers are the other peers; offline, the frozen ``config.teachers``.
+        self.online = not config.teachers
+        self.teacher_models = ([p.model for i, p in enumerate(config.peers) if i != index] if self.online
+                               else [t.model for t in config.teachers])
+        self.methods = nn.ModuleList(self._build_methods()).to(self.device)
+        self.optimizer = build_optimizer(self.peer, list(self.model.parameters()) + list(self.methods.parameters()))
+        self.weight_schedule = as_schedule(config.distillation.weight, "distillation.weight")
+        self.gate_schedule = as_schedule(config.distillation.gate, "distillation.gate")
+        policy = config.distillation.policy
+        self.policy = resolve_policy(policy.name)(**policy.params)
+        self.pruner = self._build_pruner()
+        amp = config.runtime.amp if self.device.type == "cuda" else "off"
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
+        self._pending: _Pending | None = None
+        # Each peer owns its random stream (dropout etc.), so peers sharing one process
+        # (SequentialCohort) draw exactly what they would draw alone in their own actor.
+        self._rng = torch.get_rng_state()
+
+    # -- construction ------------------------------------------------------------------------
+
+    def _build_methods(self) -> list[DistillationMethod]:
+        if self.config.independent:
+            return []
+        info = self.dataset.info
+        context = MethodContext(num_classes=info.num_classes,
+                                student_feature_shapes=self.model.feature_shapes(info.in_channels, info.image_size),
+                                teacher_feature_shapes=[self._feature_shapes(m) for m in self.teacher_models],
+                                total_epochs=self.config.epochs)
+        return [build_method(m.name, context, m.params) for m in self.config.distillation.methods]
+
+    def _feature_shapes(self, model_name: str) -> list[torch.Size]:
+        info = self.dataset.info
+        with torch.random.fork_rng():
+            other = build_model(model_name, info.num_classes, info.in_channels, info.image_size)
+        return other.feature_shapes(info.in_channels, info.image_size)
+
+    def _build_pruner(self):
+        sparsity = self.peer.sparsity
+        if sparsity is None:
+            return None
+        from codistill.pruning import GradualPruner
+
+        return GradualPruner(self.model, target_sparsity=sparsity.target, start_epoch=sparsity.start_epoch,
+                             end_epoch=sparsity.end_epoch if sparsity.end_epoch is not None else self.config.epochs,
+                             every_steps=sparsity.every_steps, initial_sparsity=sparsity.initial)
+
+    @property
+    def needs_teacher_features(self) -> bool:
+        return any(m.uses_teacher_features for m in self.methods)
+
+    # -- the step ----------------------------------------------------------------------------
+
+    def progress(self, epoch: int, step: int) -> Progress:
+        return Progress(epoch=epoch, step=step, steps_per_epoch=self.dataset.steps_per_epoch(self.config.data.batch_size),
+                        total_epochs=self.config.epochs)
+
+    def batch(self, epoch: int, step: int) -> tuple[Tensor, Tensor]:
+        data = self.config.data
+        indices = self.dataset.batch_indices(self.config.seed, epoch, data.batch_size)[step]
+        stream = self.index + 1 if data.per_peer_augmentation else 0
+        generator = self.dataset.augmentation_generator(self.config.seed, epoch, step, stream)
+        images, labels = self.dataset.train_batch(indices, generator, augment=data.augment)
+        return images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+
+    def forward(self, epoch: int, step: int) -> TeacherView:
+        """First half of a step: run the batch, keep the graph, return the detached payload."""
+        started = time.perf_counter()
+        self.model.train()
+        images, targets = self.batch(epoch, step)
+        with self._own_rng(), self._autocast():
+            output = self.model(images)
+        payload = TeacherView(logits=output.logits.detach().float().cpu())
+        if self.needs_teacher_features:
+            payload.features = [f.detach().float().cpu() for f in output.features]
+        for method in self.methods:
+            for key, value in type(method).teacher_extras(self.model, output).items():
+                payload.extras[key] = _to_cpu(value)
+        finished = time.perf_counter()
+        self._pending = _Pending(output, images, targets, self.progress(epoch, step), finished - started, finished)
+        return payload
+
+    @property
+    def current_images(self) -> Tensor:
+        """The batch of the step in progress (between ``forward`` and ``update``)."""
+        if self._pending is None:
+            raise RuntimeError("no step in progress")
+        return self._pending.images
+
+    def update(self, payloads: list[TeacherView]) -> dict[str, float]:
+        """Second half: distil from the other peers' payloads and take one optimizer step."""
+        if self._pending is None:
+            raise RuntimeError("update() called without a preceding forward()")
+        pending, self._pending = self._pending, None
+        started = time.perf_counter()
+        exchange_wait = started - pending.finished_at
+        progress, targets, student = pending.progress, pending.targets, pending.output
+        lr = self.peer.optimizer.lr * learning_rate_factor(self.peer, progress)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+        with self._autocast():
+            ce = F.cross_entropy(student.logits.float(), targets)
+            strength = self.weight_schedule(progress) * self.gate_schedule(progress)
+            terms, batch, weights = self._distillation_terms(student, payloads, targets, progress, strength)
+            distill = sum(terms.values()) if terms else torch.zeros((), device=self.device)
+            loss = ce + strength * distill
+
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.pruner is not None:
+            self.pruner.step(progress)
+
+        metrics = {"loss/total": float(loss.detach()), "loss/ce": float(ce.detach()),
+                   "distill/strength": strength, "lr": lr,
+                   "train/correct": float((student.logits.detach().argmax(1) == targets).sum()),
+                   "train/examples": float(targets.numel()),
+                   "time/step": pending.forward_seconds + time.perf_counter() - started,
+                   "time/exchange_wait": exchange_wait}
+        metrics.update({f"loss/{name}": float(value.detach()) for name, value in terms.items()})
+        if batch is not None:
+            self.policy.feedback(batch, weights, metrics)
+        return metrics
+
+    def _distillation_terms(self, student: ModelOutput, payloads: list[TeacherView], targets: Tensor,
+                            progress: Progress, strength: float):
+        """Named, weighted method terms (empty when independent or switched off by λ·m = 0)."""
+        if not self.methods or strength == 0.0:
+            return {}, None, None
+        if len(payloads) != len(self.teacher_models):
+            raise ValueError(f"expected {len(self.teacher_models)} teacher payloads, got {len(payloads)}")
+        teachers = [_to_device(view, self.device, position) for position, view in enumerate(payloads)]
+        ensemble = self.config.distillation.teacher == "ensemble"
+        # The online ensemble includes the student's own (detached) prediction, as in ONE / Gao et al.
+        include_self = ensemble and self.online
+        candidates = ([i for i in range(len(self.config.peers)) if i != self.index] if self.online
+                      else list(range(len(teachers)))) + ([self.index] if include_self else [])
+        candidate_logits = [view.logits for view in teachers]
+        if include_self:
+            candidate_logits.append(student.logits.detach().float())
+        batch = TeacherBatch(student_index=self.index, student_logits=student.logits.detach().float(),
+                             teacher_logits=torch.stack(candidate_logits), teacher_indices=candidates,
+                             targets=targets, progress=progress)
+        weights = normalized_weights(self.policy.weights(batch), len(candidates), targets.numel())
+        # Methods called teacher by teacher return batch means, so they take the batch-mean weight.
+        per_teacher = weights[:, : len(teachers)].mean(0)
+        per_teacher = per_teacher / per_teacher.sum().clamp_min(1e-12)
+
+        terms: dict[str, Tensor] = {}
+        for position, (method, spec) in enumerate(zip(self.methods, self.config.distillation.methods)):
+            prefix = spec.name if [m.name for m in self.config.distillation.methods].count(spec.name) == 1 \
+                else f"{spec.name}{position}"
+            if not method.uses_teacher:
+                parts = [(1.0, method(student, None, targets, progress))]
+            elif ensemble and not method.uses_teacher_features:
+                views = teachers + ([TeacherView(logits=student.logits.detach().float())] if include_self else [])
+                parts = [(1.0, method(student, ensemble_view(views, weights), targets, progress))]
+            else:
+                parts = [(per_teacher[k], method(student, view, targets, progress)) for k, view in enumerate(teachers)]
+            for weight, result in parts:
+                for name, value in result.items():
+                    key = f"{prefix}/{name}"
+                    terms[key] = terms.get(key, 0.0) + spec.weight * weight * value
+        return terms, batch, weights
+
+    @contextmanager
+    def _own_rng(self) -> Iterator[None]:
+        outer = torch.get_rng_state()
+        torch.set_rng_state(self._rng)
+        try:
+            yield
+        finally:
+            self._rng = torch.get_rng_state()
+            torch.set_rng_state(outer)
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+
+    # -- evaluation and state ----------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self) -> tuple[Tensor, Tensor]:
+        """Validation logits ``[N, C]`` (float32, CPU) and labels ``[N]``."""
+        self.model.eval()
+        logits, labels = [], []
+        for images, batch_labels in self.dataset.val_batches(self.config.data.eval_batch_size):
+            with self._autocast():
+                logits.append(self.model(images.to(self.device)).logits.float().cpu())
+            labels.append(batch_labels)
+        return torch.cat(logits), torch.cat(labels)
+
+    def sparsity(self) -> float | None:
+        return None if self.pruner is None else float(self.pruner.sparsity())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "methods": self.methods.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+                "pruner": None if self.pruner is None else self.pruner.state_dict(),
+                "policy": self.policy.state_dict(), "rng_cpu": self._rng,
+                "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.pruner is not None and state["pruner"] is not None:
+            self.pruner.load_state_dict(state["pruner"])
+        self.model.load_state_dict(state["model"])
+        self.methods.load_state_dict(state["methods"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.policy.load_state_dict(state["policy"])
+        self._rng = state["rng_cpu"]
+        if state["rng_cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+
+    def state_bytes(self) -> bytes:
+        buffer = io.BytesIO()
+        torch.save(self.state_dict(), buffer)
+        return buffer.getvalue()
+
+    def load_state_bytes(self, blob: bytes) -> None:
+        self.load_state_dict(torch.load(io.BytesIO(blob), map_location=self.device, weights_only=False))
+
+    def model_bytes(self) -> bytes:
+        """The trained network alone (with its adapters), for use as an offline teacher."""
+        buffer = io.BytesIO()
+        torch.save({"model": self.peer.model, "state": self.model.state_dict(), "methods": self.methods.state_dict(),
+                    "num_classes": self.dataset.info.num_classes, "in_channels": self.dataset.info.in_channels,
+                    "image_size": self.dataset.info.image_size}, buffer)
+        return buffer.getvalue()
+
+
+def _to_device(view: TeacherView, device: torch.device, index: int) -> TeacherView:
+    return TeacherView(logits=view.logits.to(device), features=[f.to(device) for f in view.features], index=index,
+                       extras={k: _to_device_value(v, device) for k, v in view.extras.items()})
+
+
+def _to_cpu(value: Any) -> Any:
+    return _to_device_value(value, torch.device("cpu"), detach=True)
+
+
+def _to_device_value(value: Any, device: torch.device, detach: bool = False) -> Any:
+    if isinstance(value, Tensor):
+        return (value.detach() if detach else value).to(device)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_device_value(v, device, detach) for v in value)
+    if isinstance(value, dict):
+        return {k: _to_device_value(v, device, detach) for k, v in value.items()}
+    return value

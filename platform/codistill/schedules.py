@@ -1,0 +1,148 @@
+"""Schedules: pure functions of training progress.
+
+A schedule maps a :class:`~codistill.progress.Progress` to a number. They drive the distillation
+weight λ(t), the on/off gate m(t) of discontinuous distillation, temperatures and any method
+parameter given as a spec instead of a number. Specs come from YAML::
+
+    3.0                                            # constant
+    {kind: linear, start: 0.0, end: 1.0, start_epoch: 0, end_epoch: 20}
+    {kind: ramp, value: 1.0, ramp_epochs: 80}      # ONE/DML ramp: value·exp(−5(1 − min(t/ramp,1))²)
+    {kind: steps, values: [0.0, 0.5, 1.0], epochs: [10, 20]}   # piecewise constant
+    {kind: phases, period_epochs: 4, on_start: 0.25, on_end: 1.0, start_epoch: 0}
+
+``phases`` is the on/off gate of *Multistructure-Based Collaborative Online Distillation*
+(Gao et al., Entropy 2019): training is cut into periods; within each period distillation is on
+for the first ``on_share(t)`` of the period and off for the rest, and ``on_share`` grows linearly
+from ``on_start`` to ``on_end`` over training, so the constraint is discontinuous and tightens
+progressively (our reading of the paper; see PAPERS.md). Before ``start_epoch`` it is off.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from codistill.errors import ConfigError
+from codistill.progress import Progress
+
+Schedule = Callable[[Progress], float]
+
+
+@dataclass(frozen=True)
+class Constant:
+    value: float
+
+    def __call__(self, progress: Progress) -> float:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Linear:
+    """Linear from ``start`` at ``start_epoch`` to ``end`` at ``end_epoch``, flat outside."""
+
+    start: float
+    end: float
+    start_epoch: float = 0.0
+    end_epoch: float | None = None
+
+    def __call__(self, progress: Progress) -> float:
+        end_epoch = progress.total_epochs if self.end_epoch is None else self.end_epoch
+        span = max(end_epoch - self.start_epoch, 1e-12)
+        share = min(max((progress.epoch_float - self.start_epoch) / span, 0.0), 1.0)
+        return self.start + (self.end - self.start) * share
+
+
+@dataclass(frozen=True)
+class Ramp:
+    """Sigmoid-shaped ramp-up of ONE / DML: ``value · exp(−5 (1 − min(t / ramp_epochs, 1))²)``."""
+
+    value: float
+    ramp_epochs: float
+
+    def __call__(self, progress: Progress) -> float:
+        t = min(progress.epoch_float / max(self.ramp_epochs, 1e-12), 1.0)
+        return self.value * math.exp(-5.0 * (1.0 - t) ** 2)
+
+
+@dataclass(frozen=True)
+class Steps:
+    """Piecewise constant: ``values[i]`` from ``epochs[i-1]`` (``values[0]`` before ``epochs[0]``)."""
+
+    values: tuple[float, ...]
+    epochs: tuple[float, ...]
+
+    def __call__(self, progress: Progress) -> float:
+        index = sum(1 for boundary in self.epochs if progress.epoch_float >= boundary)
+        return self.values[index]
+
+
+@dataclass(frozen=True)
+class Phases:
+    """Discontinuous on/off gate whose "on" share of each period grows over training."""
+
+    period_epochs: float
+    on_start: float
+    on_end: float = 1.0
+    start_epoch: float = 0.0
+
+    def on_share(self, progress: Progress) -> float:
+        span = max(progress.total_epochs - self.start_epoch, 1e-12)
+        share = min(max((progress.epoch_float - self.start_epoch) / span, 0.0), 1.0)
+        return self.on_start + (self.on_end - self.on_start) * share
+
+    def __call__(self, progress: Progress) -> float:
+        if progress.epoch_float < self.start_epoch:
+            return 0.0
+        position = ((progress.epoch_float - self.start_epoch) % self.period_epochs) / self.period_epochs
+        return 1.0 if position < self.on_share(progress) else 0.0
+
+
+_KINDS: dict[str, type] = {"constant": Constant, "linear": Linear, "ramp": Ramp, "steps": Steps,
+                           "phases": Phases}
+
+
+def as_schedule(spec: Any, field: str = "schedule") -> Schedule:
+    """Turn a number, a schedule, or a ``{kind: ..., ...}`` mapping into a schedule.
+
+    Raises :class:`ConfigError` naming ``field`` when the spec is malformed.
+    """
+    if callable(spec):
+        return spec
+    if isinstance(spec, bool):
+        raise ConfigError(field, f"expected a number or a schedule mapping, got {spec!r}")
+    if isinstance(spec, (int, float)):
+        return Constant(float(spec))
+    if not isinstance(spec, dict) or "kind" not in spec:
+        raise ConfigError(field, f"expected a number or a mapping with 'kind', got {spec!r}")
+    params = {k: v for k, v in spec.items() if k != "kind"}
+    kind = spec["kind"]
+    if kind not in _KINDS:
+        raise ConfigError(f"{field}.kind", f"unknown schedule '{kind}' (known: {', '.join(_KINDS)})")
+    for key, value in params.items():
+        params[key] = tuple(value) if isinstance(value, list) else value
+    try:
+        schedule = _KINDS[kind](**params)
+    except TypeError as error:
+        raise ConfigError(field, f"bad parameters for schedule '{kind}': {error}") from None
+    _check(schedule, field)
+    return schedule
+
+
+def _check(schedule: Schedule, field: str) -> None:
+    if isinstance(schedule, Steps) and len(schedule.values) != len(schedule.epochs) + 1:
+        raise ConfigError(field, "steps needs exactly one more value than epoch boundaries")
+    if isinstance(schedule, Phases):
+        if schedule.period_epochs <= 0:
+            raise ConfigError(f"{field}.period_epochs", "must be > 0")
+        if not (0.0 <= schedule.on_start <= 1.0 and 0.0 <= schedule.on_end <= 1.0):
+            raise ConfigError(field, "on_start and on_end must lie in [0, 1]")
+    if isinstance(schedule, Ramp) and schedule.ramp_epochs <= 0:
+        raise ConfigError(f"{field}.ramp_epochs", "must be > 0")
+
+
+def minimum_over(schedule: Schedule, total_epochs: int, points: Sequence[float] | None = None) -> float:
+    """Smallest value a schedule takes on a grid of epochs (for validating e.g. T > 0)."""
+    grid = points if points is not None else [e / 4 for e in range(4 * total_epochs + 1)]
+    return min(schedule(Progress(epoch=int(e), step=int(round((e % 1) * 4)), steps_per_epoch=4,
+                                 total_epochs=total_epochs)) for e in grid)

@@ -1,0 +1,70 @@
+"""Peers as Ray actors: same numbers as the single-process cohort, threads, placement, jobs."""
+
+import json
+
+import pytest
+import torch
+
+import online
+from codistill.cohort import RayCohort, peer_bundles, threads_for
+from codistill.sequential import SequentialCohort
+from conftest import tiny_config, tiny_raw
+
+pytestmark = pytest.mark.ray
+
+
+def test_actors_exchange_logits_and_match_the_single_process_cohort(ray_runtime):
+    torch.set_num_threads(1)
+    config = tiny_config()
+    local = SequentialCohort(config)
+    remote = RayCohort(config)
+    try:
+        for epoch in range(2):
+            expected, got = local.train_epoch(epoch), remote.train_epoch(epoch)
+            for step_expected, step_got in zip(expected, got):
+                for peer_expected, peer_got in zip(step_expected, step_got):
+                    for key in ("loss/total", "loss/ce", "train/correct"):
+                        assert peer_got[key] == pytest.approx(peer_expected[key], rel=1e-5, abs=1e-6), key
+        (local_logits, labels), (remote_logits, remote_labels) = local.evaluate(), remote.evaluate()
+        assert torch.equal(labels, remote_labels)
+        for a, b in zip(local_logits, remote_logits):
+            assert torch.allclose(a, b, atol=1e-4)
+    finally:
+        remote.shutdown()
+
+
+def test_each_actor_uses_the_cpus_it_was_given(ray_runtime):
+    raw = tiny_raw()
+    raw["peers"][0]["resources"] = {"cpus": 2}
+    raw["peers"][1]["resources"] = {"cpus": 1}
+    config = tiny_config(peers=raw["peers"])
+    cohort = RayCohort(config)
+    try:
+        assert [p["threads"] for p in cohort.placement] == [2, 1]
+        assert [p["device"] for p in cohort.placement] == ["cpu", "cpu"]
+        assert peer_bundles(config) == [{"CPU": 2.0}, {"CPU": 1.0}]
+    finally:
+        cohort.shutdown()
+    assert threads_for(config.peers[1]) == 1
+
+
+def test_unplaceable_cohort_fails_with_a_clear_message(ray_runtime):
+    raw = tiny_raw()
+    raw["peers"][0]["resources"] = {"cpus": 64}
+    with pytest.raises(RuntimeError, match="cannot place"):
+        RayCohort(tiny_config(peers=raw["peers"]), placement_timeout_s=2)
+
+
+def test_online_job_runs_resumes_and_reports(ray_runtime, tmp_path, capsys):
+    import yaml
+
+    config_file = tmp_path / "cohort.yaml"
+    config_file.write_text(yaml.safe_dump(tiny_raw(epochs=3)))
+    run_dir = tmp_path / "run"
+    assert online.main(["--config", str(config_file), "--run-dir", str(run_dir), "--stop-after-epochs", "1"]) == 0
+    assert not (run_dir / "results.json").exists()
+    assert online.main(["--resume", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "resuming" in out and "ensemble" in out and "best top-1" in out
+    results = json.loads((run_dir / "results.json").read_text())
+    assert len(results["history"]) == 3 and results["complete"]

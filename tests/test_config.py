@@ -1,0 +1,81 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from codistill.config import apply_override, load_config, parse_config
+from codistill.errors import ConfigError
+from conftest import tiny_raw
+
+
+def field_of(raw) -> str:
+    with pytest.raises(ConfigError) as error:
+        parse_config(raw)
+    return error.value.field
+
+
+def test_tiny_config_parses_into_typed_objects():
+    config = parse_config(tiny_raw())
+    assert config.peers[1].model == "cnn" and config.peers[1].optimizer.lr == 0.05
+    assert config.distillation.methods[0].name == "kd"
+    assert config.data.label_noise == 0.2 and isinstance(config.data.label_noise, float)
+
+
+def test_shipped_configs_validate():
+    for path in sorted(Path(__file__).resolve().parent.parent.glob("jobs/configs/*.yaml")):
+        mode = "offline" if "offline" in path.name else "online"
+        if mode == "offline":
+            continue  # offline configs name teacher checkpoints that a run must create first
+        load_config(path, mode=mode)
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"peers": [{"model": "mlp"}, {"model": "resnet7"}]}, "peers[1].model"),
+    ({"peers": [{"model": "mlp"}]}, "peers"),
+    ({"data": {"dataset": "mnist-9000"}}, "data.dataset"),
+    ({"data": {"dataset": "cifar10", "root": "/definitely/missing"}}, "data.root"),
+    ({"data": {"dataset": "cifar10"}}, "data.root"),
+    ({"data": {"dataset": "digits", "train_fraction": 0.0}}, "data.train_fraction"),
+    ({"data": {"dataset": "digits", "train_fraction": 1.5}}, "data.train_fraction"),
+    ({"data": {"dataset": "digits", "label_noise": 1.0}}, "data.label_noise"),
+    ({"distillation": {"methods": [{"name": "kd", "params": {"temperature": 0}}]}}, "distillation.methods[0].params.temperature"),
+    ({"distillation": {"methods": [{"name": "kd", "params": {"temperature": -2.0}}]}}, "distillation.methods[0].params.temperature"),
+    ({"distillation": {"weight": -0.5}}, "distillation.weight"),
+    ({"distillation": {"weight": {"kind": "linear", "start": 1.0, "end": -1.0}}}, "distillation.weight"),
+    ({"distillation": {"methods": [{"name": "hinton2"}]}}, "distillation.methods[0].name"),
+    ({"distillation": {"methods": [{"name": "kd", "params": {"tau": 2}}]}}, "distillation.methods[0].params.tau"),
+    ({"distillation": {"teacher": "oracle"}}, "distillation.teacher"),
+    ({"distillation": {"policy": "nowhere.module:Policy"}}, "distillation.policy.name"),
+    ({"runtime": {"amp": "fp8"}}, "runtime.amp"),
+    ({"epochs": "ten"}, "epochs"),
+    ({"colour": "blue"}, "colour"),
+    ({"data": {"dataset": "digits", "bach_size": 3}}, "data.bach_size"),
+])
+def test_bad_values_name_their_field(change, field):
+    assert field_of(tiny_raw(**change)) == field
+
+
+def test_message_is_readable():
+    with pytest.raises(ConfigError, match=r"config error in 'peers\[1\]\.model': unknown model 'resnet7'"):
+        parse_config(tiny_raw(peers=[{"model": "mlp"}, {"model": "resnet7"}]))
+
+
+def test_overrides_reach_nested_fields(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(tiny_raw()))
+    config = load_config(path, ["peers.0.optimizer.lr=0.2", "distillation.weight=0.5", "seed=7",
+                                "runtime.amp=bf16"])
+    assert config.peers[0].optimizer.lr == 0.2 and config.distillation.weight == 0.5
+    assert config.seed == 7 and config.runtime.amp == "bf16"
+
+
+def test_override_needs_key_value():
+    with pytest.raises(ConfigError) as error:
+        apply_override({}, "seed")
+    assert error.value.field == "--set"
+
+
+def test_missing_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        load_config(tmp_path / "nope.yaml")
+    assert error.value.field == "--config"
