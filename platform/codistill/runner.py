@@ -18,6 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
 import yaml
 
 from codistill.checkpoint import load_latest_checkpoint, save_checkpoint
@@ -155,8 +156,9 @@ def _save_models(run_dir: Path, cohort: Cohort) -> None:
 
 
 def package_versions() -> dict[str, str]:
-    versions = {"python": sys.version.split()[0], "platform": platform.platform()}
-    for package in ("codistill", "torch", "torchvision", "ray", "numpy", "gymnasium", "scikit-learn"):
+    versions = {"python": sys.version.split()[0], "platform": platform.platform(), "torch": torch.__version__,
+                "cuda": str(torch.version.cuda)}
+    for package in ("codistill", "torchvision", "ray", "numpy", "gymnasium", "scikit-learn"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

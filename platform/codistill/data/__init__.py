@@ -1,0 +1,45 @@
+"""Datasets, registered by name: ``build_dataset("digits", root=None, train_fraction=0.5, ...)``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from codistill.data.base import DatasetInfo, PeerDataset
+from codistill.errors import ConfigError
+from codistill.registry import Registry
+
+DatasetFactory = Callable[..., PeerDataset]
+DATASETS: Registry[DatasetFactory] = Registry("dataset")
+
+
+def build_dataset(name: str, *, root: str | None, train_fraction: float, label_noise: float, seed: int,
+                  image_size: int | None = None) -> PeerDataset:
+    """Build a registered dataset; invalid settings raise :class:`ConfigError` naming the ``data.*`` field."""
+    if name not in dataset_names():
+        raise ConfigError("data.dataset", f"unknown dataset '{name}' (known: {', '.join(dataset_names())})")
+    if not 0.0 < train_fraction <= 1.0:
+        raise ConfigError("data.train_fraction", f"must lie in (0, 1], got {train_fraction}")
+    if not 0.0 <= label_noise < 1.0:
+        raise ConfigError("data.label_noise", f"must lie in [0, 1), got {label_noise}")
+    if root is not None and not Path(root).expanduser().is_dir():
+        raise ConfigError("data.root", f"directory does not exist: {root}")
+    return DATASETS.get(name)(root=root, train_fraction=train_fraction, label_noise=label_noise, seed=seed,
+                              image_size=image_size)
+
+
+def dataset_names() -> list[str]:
+    # Importing the modules runs their @DATASETS.register decorators (imported lazily: torchvision, PIL).
+    from codistill.data import cifar, digits, imagefolder  # noqa: F401
+
+    return DATASETS.names()
+
+
+def required_root(dataset: str, root: str | None, expected: str) -> Path:
+    """The dataset's root directory, or a ``data.root`` error saying what it must hold."""
+    if root is None:
+        raise ConfigError("data.root", f"dataset '{dataset}' needs data.root, a directory holding {expected}")
+    return Path(root).expanduser()
+
+
+__all__ = ["DATASETS", "DatasetInfo", "PeerDataset", "build_dataset", "dataset_names", "required_root"]

@@ -1,0 +1,71 @@
+"""``cifar10`` / ``cifar100`` from CIFAR's own on-disk format: the python pickle batches that
+the official ``cifar-*-python.tar.gz`` archives extract to ``root/cifar-10-batches-py`` or
+``root/cifar-100-python``, held in memory as uint8. File names and keys are torchvision's
+(:class:`~torchvision.datasets.CIFAR10` / ``CIFAR100``); the files are read here directly because
+torchvision also demands the official md5 sums, which would rule out small test fixtures. Training
+augmentation: random crop with 4-pixel zero padding and horizontal flip; both splits are
+normalized with the usual per-channel statistics."""
+
+from __future__ import annotations
+
+import pickle
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+from torchvision.datasets import CIFAR10, CIFAR100
+
+from codistill.data import DATASETS, required_root
+from codistill.data.augment import Augmentation
+from codistill.data.in_memory import InMemoryDataset
+from codistill.errors import ConfigError
+
+IMAGE_SHAPE = (3, 32, 32)
+MEAN_STD = {
+    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
+}
+
+
+def _unpickle(path: Path) -> dict:
+    with path.open("rb") as handle:
+        return pickle.load(handle, encoding="latin1")
+
+
+def _read_batches(folder: Path, files: list[list[str]]) -> tuple[Tensor, Tensor]:
+    """Images ``[N, 3, 32, 32]`` (uint8) and labels of the listed batch files (``labels`` or ``fine_labels``)."""
+    images, labels = [], []
+    for file_name, _md5 in files:
+        entry = _unpickle(folder / file_name)
+        images.append(torch.from_numpy(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, *IMAGE_SHAPE)))
+        labels.extend(entry["labels"] if "labels" in entry else entry["fine_labels"])
+    return torch.cat(images), torch.tensor(labels, dtype=torch.long)
+
+
+def load_cifar(name: str, layout: type[CIFAR10], *, root: str | None, train_fraction: float, label_noise: float,
+               seed: int, image_size: int | None = None) -> InMemoryDataset:
+    """Read both splits of ``layout`` (torchvision's class naming the files) from under ``root``."""
+    expected = [file for file, _md5 in layout.train_list + layout.test_list] + [layout.meta["filename"]]
+    folder = required_root(name, root, f"{layout.base_folder}/ ({', '.join(expected)})") / layout.base_folder
+    missing = [file for file in expected if not (folder / file).is_file()]
+    if missing:
+        raise ConfigError("data.root", f"{name} expects CIFAR's python batches {', '.join(expected)} in {folder}, "
+                                       f"missing {', '.join(missing)}; extract {layout.url} into {root}")
+    try:
+        train, val = _read_batches(folder, layout.train_list), _read_batches(folder, layout.test_list)
+        num_classes = len(_unpickle(folder / layout.meta["filename"])[layout.meta["key"]])
+    except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as error:
+        raise ConfigError("data.root", f"{name} files in {folder} are not CIFAR python batches: {error!r}") from None
+    labels = torch.cat([train[1], val[1]])
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise ConfigError("data.root", f"{name} labels in {folder} fall outside the {num_classes} classes of its meta")
+    mean, std = MEAN_STD[name]
+    return InMemoryDataset(name, train, val, num_classes, Augmentation(mean=mean, std=std, padding=4, flip=True),
+                           max_value=255.0, train_fraction=train_fraction, label_noise=label_noise, seed=seed,
+                           image_size=image_size)
+
+
+for _name, _layout in (("cifar10", CIFAR10), ("cifar100", CIFAR100)):
+    DATASETS.register(_name)(partial(load_cifar, _name, _layout))

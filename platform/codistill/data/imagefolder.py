@@ -1,0 +1,132 @@
+"""``imagefolder``: an ImageNet-style tree, ``root/train/<class>/<image>`` and ``root/val/<class>/<image>``.
+
+Classes are the train folder names (sorted); val must hold the same class folders. Images are
+decoded lazily for each batch (a small thread pool reads the files) and brought to
+``image_size`` (default 32). Training: Inception-style random resized crop (scale 0.08–1, aspect
+3/4–4/3) and horizontal flip, drawn from the batch's generator so that the crops are a pure
+function of ``(seed, epoch, step, stream)``; validation (and training without augmentation):
+resize the shorter side to 8/7 of the size, then centre crop. ImageNet normalization.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from PIL import Image
+from torch import Tensor
+from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
+from torchvision.transforms.v2 import functional as TF
+
+from codistill.data import DATASETS, required_root
+from codistill.data.augment import normalize
+from codistill.data.base import DatasetInfo, PeerDataset
+from codistill.data.noise import reduce_training_set
+from codistill.errors import ConfigError
+
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+DEFAULT_IMAGE_SIZE = 32
+CROP_SCALE = (0.08, 1.0)
+CROP_RATIO = (3 / 4, 4 / 3)
+DECODE_THREADS = 4
+
+
+def random_resized_box(height: int, width: int, generator: torch.Generator) -> tuple[int, int, int, int]:
+    """``(top, left, h, w)`` of a crop covering CROP_SCALE of the area at an aspect in CROP_RATIO
+    (the sampling of torchvision's ``RandomResizedCrop``, drawn from ``generator``)."""
+    area, log_low, log_high = height * width, math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1])
+    for _ in range(10):
+        scale_draw, ratio_draw = torch.rand(2, generator=generator).tolist()
+        target_area = area * (CROP_SCALE[0] + (CROP_SCALE[1] - CROP_SCALE[0]) * scale_draw)
+        aspect = math.exp(log_low + (log_high - log_low) * ratio_draw)
+        crop_w, crop_h = round(math.sqrt(target_area * aspect)), round(math.sqrt(target_area / aspect))
+        if 0 < crop_w <= width and 0 < crop_h <= height:
+            top = int(torch.randint(0, height - crop_h + 1, (1,), generator=generator))
+            left = int(torch.randint(0, width - crop_w + 1, (1,), generator=generator))
+            return top, left, crop_h, crop_w
+    # Fallback: the whole image, trimmed to the nearest allowed aspect, centred.
+    crop_w = min(width, round(height * CROP_RATIO[1]))
+    crop_h = min(height, round(crop_w / CROP_RATIO[0]))
+    return (height - crop_h) // 2, (width - crop_w) // 2, crop_h, crop_w
+
+
+def _read_rgb(path: str) -> Tensor:
+    with Image.open(path) as image:
+        return TF.pil_to_tensor(image.convert("RGB"))
+
+
+def _list_split(folder: Path, class_to_index: dict[str, int]) -> tuple[list[str], Tensor]:
+    try:
+        samples = make_dataset(str(folder), class_to_index, extensions=IMG_EXTENSIONS)
+    except FileNotFoundError as error:
+        raise ConfigError("data.root", f"imagefolder: {error}") from None
+    return [path for path, _ in samples], torch.tensor([label for _, label in samples], dtype=torch.long)
+
+
+class ImageFolderDataset(PeerDataset):
+    """Files of ``root/train`` (reduced by ``train_fraction``, labels with ``label_noise``) and ``root/val``."""
+
+    def __init__(self, root: Path, image_size: int, *, train_fraction: float, label_noise: float, seed: int) -> None:
+        for split in ("train", "val"):
+            if not (root / split).is_dir():
+                raise ConfigError("data.root", f"imagefolder expects {root / split}/<class>/<image files>")
+        try:
+            classes, class_to_index = find_classes(str(root / "train"))
+            val_classes, _ = find_classes(str(root / "val"))
+        except FileNotFoundError as error:
+            raise ConfigError("data.root", f"imagefolder expects class folders: {error}") from None
+        if val_classes != classes:
+            raise ConfigError("data.root", f"{root / 'val'} must hold the same class folders as {root / 'train'}")
+        train_files, train_labels = _list_split(root / "train", class_to_index)
+        subset, self.noisy_train_labels = reduce_training_set(train_labels, len(classes), train_fraction=train_fraction,
+                                                              label_noise=label_noise, seed=seed)
+        self.train_files = [train_files[index] for index in subset.tolist()]
+        self.val_files, self.val_labels = _list_split(root / "val", class_to_index)
+        self.image_size = image_size
+        self.info = DatasetInfo(name="imagefolder", num_classes=len(classes), in_channels=3, image_size=image_size,
+                                train_size=len(self.train_files), val_size=len(self.val_files))
+
+    def _centre_view(self, image: Tensor) -> Tensor:
+        resized = TF.resize(image, [self.image_size * 8 // 7], antialias=True)
+        return TF.center_crop(resized, [self.image_size, self.image_size])
+
+    def _random_view(self, image: Tensor, generator: torch.Generator) -> Tensor:
+        box = random_resized_box(image.shape[-2], image.shape[-1], generator)
+        view = TF.resized_crop(image, *box, size=[self.image_size, self.image_size], antialias=True)
+        return TF.horizontal_flip(view) if bool(torch.rand(1, generator=generator) < 0.5) else view
+
+    @staticmethod
+    def _decode(files: list[str]) -> list[Tensor]:
+        with ThreadPoolExecutor(max_workers=DECODE_THREADS) as pool:
+            return list(pool.map(_read_rgb, files))
+
+    @staticmethod
+    def _normalized(views: list[Tensor]) -> Tensor:
+        return normalize(torch.stack(views).float() / 255.0, MEAN, STD)
+
+    def train_batch(self, indices: Tensor, generator: torch.Generator, augment: bool) -> tuple[Tensor, Tensor]:
+        images = self._decode([self.train_files[index] for index in indices.tolist()])
+        views = [self._random_view(image, generator) if augment else self._centre_view(image) for image in images]
+        return self._normalized(views), self.noisy_train_labels[indices]
+
+    def val_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        for start in range(0, self.info.val_size, batch_size):
+            images = self._decode(self.val_files[start:start + batch_size])
+            yield self._normalized([self._centre_view(image) for image in images]), \
+                self.val_labels[start:start + batch_size]
+
+    def train_labels(self) -> Tensor:
+        return self.noisy_train_labels
+
+
+@DATASETS.register("imagefolder")
+def imagefolder(*, root: str | None, train_fraction: float, label_noise: float, seed: int,
+                image_size: int | None = None) -> ImageFolderDataset:
+    directory = required_root("imagefolder", root, "train/<class>/<images> and val/<class>/<images>")
+    if image_size is not None and image_size < 1:
+        raise ConfigError("data.image_size", f"must be a positive number of pixels, got {image_size}")
+    return ImageFolderDataset(directory, image_size or DEFAULT_IMAGE_SIZE, train_fraction=train_fraction,
+                              label_noise=label_noise, seed=seed)

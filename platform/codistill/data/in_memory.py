@@ -1,0 +1,53 @@
+"""A :class:`PeerDataset` held in memory as uint8 tensors: digits and CIFAR."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+from torch import Tensor
+
+from codistill.data.augment import Augmentation
+from codistill.data.base import DatasetInfo, PeerDataset
+from codistill.data.noise import reduce_training_set
+from codistill.errors import ConfigError
+
+
+class InMemoryDataset(PeerDataset):
+    """Images ``[N, C, H, W]`` (integers in ``[0, max_value]``) and labels ``[N]`` for both splits.
+
+    The training split is reduced to ``train_fraction`` (stratified) and its labels get
+    ``label_noise`` symmetric noise, both seeded by ``seed``; validation stays complete and clean.
+    The images have one fixed size: ``image_size`` may only repeat it.
+    """
+
+    def __init__(self, name: str, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor], num_classes: int,
+                 augmentation: Augmentation, *, max_value: float, train_fraction: float, label_noise: float,
+                 seed: int, image_size: int | None) -> None:
+        native_size = train[0].shape[-1]
+        if image_size not in (None, native_size):
+            raise ConfigError("data.image_size", f"{name} images are {native_size}×{native_size}, got {image_size}")
+        subset, self.noisy_train_labels = reduce_training_set(train[1], num_classes, train_fraction=train_fraction,
+                                                              label_noise=label_noise, seed=seed)
+        self.train_images, self.clean_train_labels = train[0][subset], train[1][subset]
+        self.val_images, self.val_labels = val
+        self.augmentation, self.max_value = augmentation, max_value
+        self.info = DatasetInfo(name=name, num_classes=num_classes, in_channels=train[0].shape[1],
+                                image_size=native_size, train_size=len(subset), val_size=len(self.val_labels))
+
+    def _unit_scale(self, images: Tensor) -> Tensor:
+        return images.float() / self.max_value
+
+    def train_batch(self, indices: Tensor, generator: torch.Generator, augment: bool) -> tuple[Tensor, Tensor]:
+        images = self._unit_scale(self.train_images[indices])
+        if augment:
+            images = self.augmentation.random(images, generator)
+        return self.augmentation.normalize(images), self.noisy_train_labels[indices]
+
+    def val_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+        for start in range(0, self.info.val_size, batch_size):
+            images = self._unit_scale(self.val_images[start:start + batch_size])
+            yield self.augmentation.normalize(images), self.val_labels[start:start + batch_size]
+
+    def train_labels(self) -> Tensor:
+        return self.noisy_train_labels

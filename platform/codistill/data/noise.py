@@ -1,0 +1,44 @@
+"""Seeded training-set reductions: a stratified subset and symmetric label noise.
+
+Symmetric noise at rate r replaces the labels of round(r·N) training examples, chosen at random,
+by a class drawn uniformly among the *other* C − 1 classes (the "symmetric flipping" of
+Han et al., Co-teaching, 2018). Validation labels are never touched.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def stratified_subset(labels: Tensor, fraction: float, seed: int) -> Tensor:
+    """Sorted indices of ``round(fraction · n_c)`` examples of every class c (at least one each)."""
+    if fraction >= 1.0:
+        return torch.arange(labels.numel())
+    generator = torch.Generator().manual_seed(seed)
+    chosen = []
+    for label in labels.unique(sorted=True):
+        members = (labels == label).nonzero().flatten()
+        keep = max(1, round(fraction * members.numel()))
+        chosen.append(members[torch.randperm(members.numel(), generator=generator)[:keep]])
+    return torch.cat(chosen).sort().values
+
+
+def symmetric_noise(labels: Tensor, rate: float, num_classes: int, seed: int) -> Tensor:
+    """A copy of ``labels`` with ``round(rate · n)`` of them moved to a different, uniformly drawn class."""
+    noisy = labels.clone()
+    count = round(rate * labels.numel())
+    if count == 0:
+        return noisy
+    generator = torch.Generator().manual_seed(seed)
+    flipped = torch.randperm(labels.numel(), generator=generator)[:count]
+    shift = torch.randint(1, num_classes, (count,), generator=generator)
+    noisy[flipped] = (labels[flipped] + shift) % num_classes
+    return noisy
+
+
+def reduce_training_set(labels: Tensor, num_classes: int, *, train_fraction: float, label_noise: float,
+                        seed: int) -> tuple[Tensor, Tensor]:
+    """The kept training indices and their (noisy) labels, both determined by ``seed``."""
+    subset = stratified_subset(labels, train_fraction, seed)
+    return subset, symmetric_noise(labels[subset], label_noise, num_classes, seed + 1)

@@ -1,0 +1,34 @@
+"""Knowledge distillation (Hinton, Vinyals & Dean, "Distilling the Knowledge in a Neural
+Network", 2015)::
+
+    L_KD = T² · KL(softmax(z_t / T) ‖ softmax(z_s / T))
+
+Default T = 4 (mdistiller's CIFAR setting; the online cohort configs use T = 3 as ONE / Gao et
+al.). ``temperature`` may be a schedule spec.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor
+
+from codistill.methods import METHODS
+from codistill.methods.base import DistillationMethod, MethodContext, TeacherView
+from codistill.methods.logits import softened_kl
+from codistill.models.base import ModelOutput
+from codistill.progress import Progress
+from codistill.schedules import as_schedule
+
+
+@METHODS.register("kd")
+class KD(DistillationMethod):
+    name = "kd"
+
+    def __init__(self, context: MethodContext, temperature: Any = 4.0) -> None:
+        super().__init__(context)
+        self.temperature = as_schedule(temperature, "kd.temperature")
+
+    def forward(self, student: ModelOutput, teacher: TeacherView | None, targets: Tensor,
+                progress: Progress) -> dict[str, Tensor]:
+        return {"kd": softened_kl(teacher.logits.detach(), student.logits, self.temperature(progress))}

@@ -1,0 +1,53 @@
+"""Wide ResNets (Zagoruyko & Komodakis, BMVC 2016): pre-activation blocks, depth = 6n + 4,
+stage widths 16k/32k/64k. ``wrn_{depth}_{k}``; the last stage ends with BN-ReLU."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from codistill.models import MODELS
+from codistill.models.base import PeerNetwork
+from codistill.models.layers import init_weights, stride_for
+
+
+class PreActBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
+        super().__init__()
+        self.pre = nn.Sequential(nn.BatchNorm2d(in_channels), nn.ReLU(inplace=True))
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False), nn.BatchNorm2d(out_channels),
+            nn.ReLU(inplace=True), nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False))
+        self.shortcut = None if stride == 1 and in_channels == out_channels else \
+            nn.Conv2d(in_channels, out_channels, 1, stride, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        activated = self.pre(x)
+        return self.body(activated) + (x if self.shortcut is None else self.shortcut(activated))
+
+
+class WideResNet(PeerNetwork):
+    def __init__(self, depth: int, widen: int, num_classes: int, in_channels: int, image_size: int) -> None:
+        super().__init__()
+        if (depth - 4) % 6:
+            raise ValueError(f"WRN depth must be 6n + 4, got {depth}")
+        blocks = (depth - 4) // 6
+        self.stem = nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
+        stages, channels, size = [], 16, image_size
+        for index, width in enumerate((16 * widen, 32 * widen, 64 * widen)):
+            stride = 1 if index == 0 else stride_for(size)
+            size //= stride
+            layers: list[nn.Module] = [PreActBlock(channels, width, stride)]
+            layers += [PreActBlock(width, width, 1) for _ in range(blocks - 1)]
+            if index == 2:
+                layers += [nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+            stages.append(nn.Sequential(*layers))
+            channels = width
+        self.stages = nn.ModuleList(stages)
+        self.classifier = nn.Linear(channels, num_classes)
+        init_weights(self)
+
+
+for _depth, _widen in ((16, 1), (16, 2), (40, 1), (40, 2)):
+    MODELS.register(f"wrn_{_depth}_{_widen}")(
+        lambda num_classes, in_channels, image_size, _d=_depth, _w=_widen:
+        WideResNet(_d, _w, num_classes, in_channels, image_size))
