@@ -36,6 +36,7 @@ from codistill.methods import DistillationMethod, MethodContext, build_method
 from codistill.methods.base import TeacherView
 from codistill.models import ModelOutput, PeerNetwork, build_model
 from codistill.progress import Progress
+from codistill.pruning import GradualPruner, effective_state_dict
 from codistill.schedules import as_schedule
 from codistill.teachers import TeacherBatch, ensemble_view, normalized_weights, resolve_policy
 
@@ -142,12 +143,10 @@ class PeerTrainer:
             other = build_model(model_name, info.num_classes, info.in_channels, info.image_size)
         return other.feature_shapes(info.in_channels, info.image_size)
 
-    def _build_pruner(self):
+    def _build_pruner(self) -> GradualPruner | None:
         sparsity = self.peer.sparsity
         if sparsity is None:
             return None
-        from codistill.pruning import GradualPruner
-
         return GradualPruner(self.model, target_sparsity=sparsity.target, start_epoch=sparsity.start_epoch,
                              end_epoch=sparsity.end_epoch if sparsity.end_epoch is not None else self.config.epochs,
                              every_steps=sparsity.every_steps, initial_sparsity=sparsity.initial)
@@ -333,7 +332,7 @@ class PeerTrainer:
     def model_bytes(self) -> bytes:
         """The trained network alone (with its adapters), for use as an offline teacher."""
         buffer = io.BytesIO()
-        torch.save({"model": self.peer.model, "state": self.model.state_dict(), "methods": self.methods.state_dict(),
+        torch.save({"model": self.peer.model, "state": effective_state_dict(self.model), "methods": self.methods.state_dict(),
                     "num_classes": self.dataset.info.num_classes, "in_channels": self.dataset.info.in_channels,
                     "image_size": self.dataset.info.image_size}, buffer)
         return buffer.getvalue()

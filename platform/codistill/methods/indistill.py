@@ -9,7 +9,8 @@ teacher's side (:meth:`InDistill.teacher_extras`) and applied here, with no adap
 
     L_k = MSE(flatten(F_s^k), flatten(prune_{C_s}(F_t^k)))
 
-(the teacher map is average-pooled to the student's H×W if they differ). A curriculum goes from
+(the teacher map is average-pooled to the student's H×W if they differ; a map facing a vector,
+as with the MLP, is globally average-pooled first). A curriculum goes from
 shallow to deep as the official schedule: stage 1 for epochs 0–2, stage 2 for 3–6, stage 3 for
 7–11 (``curriculum_epochs=(3, 7, 12)``), then the logits (T²-scaled KD at ``temperature``).
 Networks with more stages than boundaries distil only the first ones during the curriculum.
@@ -27,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from codistill.methods import METHODS
+from codistill.methods.adapters import as_vector
 from codistill.methods.base import DistillationMethod, MethodContext, TeacherView
 from codistill.methods.logits import softened_kl
 from codistill.models.base import ModelOutput, PeerNetwork
@@ -97,6 +99,8 @@ class InDistill(DistillationMethod):
         feature = student.features[stage]
         pruned = prune_channels(teacher.features[stage].detach(), teacher.extras["channel_importance"][stage],
                                 feature.shape[1])
-        if pruned.dim() == 4 and pruned.shape[2:] != feature.shape[2:]:
+        if pruned.dim() != feature.dim():  # a map against a vector (MLP): compare pooled vectors
+            feature, pruned = as_vector(feature), as_vector(pruned)
+        elif pruned.dim() == 4 and pruned.shape[2:] != feature.shape[2:]:
             pruned = F.adaptive_avg_pool2d(pruned, feature.shape[2:])
         return {f"stage{stage + 1}": F.mse_loss(feature.flatten(1), pruned.flatten(1))}
