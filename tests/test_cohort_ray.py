@@ -13,9 +13,19 @@ from conftest import tiny_config, tiny_raw
 pytestmark = pytest.mark.ray
 
 
-def test_actors_exchange_logits_and_match_the_single_process_cohort(ray_runtime):
+FEATURE_COHORT = {
+    "peers": [{"name": "wide", "model": "resnet8x4"}, {"name": "narrow", "model": "resnet8"}],
+    "distillation": {"teacher": "mean_of_others", "methods": [
+        {"name": "kd"}, {"name": "feature_decoupled"}, {"name": "indistill", "params": {"curriculum_epochs": [1]}}]},
+}
+
+
+@pytest.mark.parametrize("changes", [{}, FEATURE_COHORT], ids=["logits", "features"])
+def test_actors_exchange_predictions_and_match_the_single_process_cohort(ray_runtime, changes):
+    """Peer-to-peer payloads (logits; stage features and InDistill's filter norms) give the
+    same training, step by step, as every peer in one process."""
     torch.set_num_threads(1)
-    config = tiny_config()
+    config = tiny_config(**changes)
     local = SequentialCohort(config)
     remote = RayCohort(config)
     try:
@@ -23,6 +33,7 @@ def test_actors_exchange_logits_and_match_the_single_process_cohort(ray_runtime)
             expected, got = local.train_epoch(epoch), remote.train_epoch(epoch)
             for step_expected, step_got in zip(expected, got):
                 for peer_expected, peer_got in zip(step_expected, step_got):
+                    assert set(peer_got) == set(peer_expected)
                     for key in ("loss/total", "loss/ce", "train/correct"):
                         assert peer_got[key] == pytest.approx(peer_expected[key], rel=1e-5, abs=1e-6), key
         (local_logits, labels), (remote_logits, remote_labels) = local.evaluate(), remote.evaluate()

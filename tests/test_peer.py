@@ -170,3 +170,16 @@ def test_state_round_trip_restores_training_exactly():
     second.load_state_bytes(blobs)
     replayed = second.train_epoch(1)
     assert [[m["loss/total"] for m in step] for step in continued] == [[m["loss/total"] for m in step] for step in replayed]
+
+
+@pytest.mark.parametrize("teacher", ["ensemble", "mean_of_others"])
+def test_every_method_runs_between_online_peers(teacher):
+    methods = [{"name": "kd"}, {"name": "dkd"}, {"name": "dckd"}, {"name": "feature_decoupled"},
+               {"name": "indistill", "params": {"curriculum_epochs": [1]}}, {"name": "sfr"}]
+    peers = [{"name": "wide", "model": "resnet8x4"}, {"name": "narrow", "model": "resnet8"}]
+    cohort = SequentialCohort(tiny_config(peers=peers, distillation={"teacher": teacher, "methods": methods}))
+    for epoch in range(2):  # InDistill: a feature stage, then the logits phase
+        metrics = cohort.train_epoch(epoch)
+    wide, narrow = metrics[-1]
+    assert {"loss/feature_decoupled/foreground", "loss/sfr/features", "loss/dkd/nckd", "loss/indistill/logits"} <= set(narrow)
+    assert all(torch.isfinite(torch.tensor(v)) for v in narrow.values())

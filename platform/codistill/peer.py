@@ -134,7 +134,7 @@ class PeerTrainer:
         context = MethodContext(num_classes=info.num_classes,
                                 student_feature_shapes=self.model.feature_shapes(info.in_channels, info.image_size),
                                 teacher_feature_shapes=[self._feature_shapes(m) for m in self.teacher_models],
-                                total_epochs=self.config.epochs)
+                                total_epochs=self.config.epochs, online=self.online)
         return [build_method(m.name, context, m.params) for m in self.config.distillation.methods]
 
     def _feature_shapes(self, model_name: str) -> list[torch.Size]:

@@ -43,6 +43,8 @@ class MethodContext:
     student_feature_shapes: list[torch.Size]
     teacher_feature_shapes: list[list[torch.Size]]
     total_epochs: int
+    #: True between the peers of an online cohort (teachers are peers of any size), False offline.
+    online: bool = False
 
 
 class DistillationMethod(nn.Module):

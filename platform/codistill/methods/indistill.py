@@ -14,6 +14,8 @@ as with the MLP, is globally average-pooled first). A curriculum goes from
 shallow to deep as the official schedule: stage 1 for epochs 0–2, stage 2 for 3–6, stage 3 for
 7–11 (``curriculum_epochs=(3, 7, 12)``), then the logits (T²-scaled KD at ``temperature``).
 Networks with more stages than boundaries distil only the first ones during the curriculum.
+Offline, a teacher stage narrower than the student's is an error; between online peers (where a
+wide peer also learns from narrow ones) such a teacher simply teaches no feature at that stage.
 The "filter" of a stage is the last conv (or linear) layer whose output width equals the
 stage's channel count; when a stage has none (e.g. DenseNet's concatenations) the channels are
 ranked by their mean absolute activation on the batch instead.
@@ -82,7 +84,7 @@ class InDistill(DistillationMethod):
         student = context.student_feature_shapes
         for index, shapes in enumerate(context.teacher_feature_shapes):
             for stage in range(min(len(self.boundaries), len(student), len(shapes))):
-                if shapes[stage][0] < student[stage][0]:
+                if shapes[stage][0] < student[stage][0] and not context.online:
                     raise ValueError(f"InDistill: teacher {index} stage {stage + 1} has {shapes[stage][0]} channels, "
                                      f"fewer than the student's {student[stage][0]}; pruning cannot widen it "
                                      "(use a wider teacher or a feature method with adapters)")
@@ -97,6 +99,8 @@ class InDistill(DistillationMethod):
         if stage is None:
             return {"logits": softened_kl(teacher.logits.detach(), student.logits, self.temperature(progress))}
         feature = student.features[stage]
+        if teacher.features[stage].shape[1] < feature.shape[1]:
+            return {}  # online only (checked at construction): a narrower peer teaches no feature here
         pruned = prune_channels(teacher.features[stage].detach(), teacher.extras["channel_importance"][stage],
                                 feature.shape[1])
         if pruned.dim() != feature.dim():  # a map against a vector (MLP): compare pooled vectors
