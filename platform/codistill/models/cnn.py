@@ -1,5 +1,6 @@
-"""A small plain CNN peer: a 32-channel stem and three conv–BN–ReLU stages (32, 64, 128), the
-last two preceded by 2×2 max pooling while the map stays ≥ 2 px wide. Fast on a CPU."""
+"""A small plain CNN peer: a 32-channel 3×3 stem and three conv-BN-ReLU stages (32, 64, 128);
+the last two open with 2×2 max pooling while the map stays ≥ 2 px wide
+(:class:`~codistill.models.layers.MapSize`). Fast on a CPU."""
 
 from __future__ import annotations
 
@@ -7,24 +8,20 @@ from torch import nn
 
 from codistill.models import MODELS
 from codistill.models.base import PeerNetwork
-from codistill.models.layers import conv_bn_relu, init_weights, stride_for
+from codistill.models.layers import MapSize, conv_bn_relu, init_weights
 
 
 class SmallCNN(PeerNetwork):
     def __init__(self, num_classes: int, in_channels: int, image_size: int) -> None:
         super().__init__()
         self.stem = conv_bn_relu(in_channels, 32)
-        stages, channels, size = [], 32, image_size
-        for index, width in enumerate((32, 64, 128)):
-            layers: list[nn.Module] = []
-            if index > 0 and stride_for(size) == 2:
-                layers.append(nn.MaxPool2d(2))
-                size //= 2
-            layers.append(conv_bn_relu(channels, width))
-            stages.append(nn.Sequential(*layers))
-            channels = width
-        self.stages = nn.ModuleList(stages)
-        self.classifier = nn.Linear(channels, num_classes)
+        size = MapSize(image_size)
+        self.stages = nn.ModuleList([
+            conv_bn_relu(32, 32),
+            nn.Sequential(*size.pool(), conv_bn_relu(32, 64)),
+            nn.Sequential(*size.pool(), conv_bn_relu(64, 128)),
+        ])
+        self.classifier = nn.Linear(128, num_classes)
         init_weights(self)
 
 

@@ -1,5 +1,5 @@
-"""A multilayer perceptron peer: the flattened image through three Linear–BN–ReLU stages
-(512, 256, 128); its stage features are ``[B, D]`` vectors."""
+"""A multilayer perceptron peer: the flattened image through three Linear-BN-ReLU stages
+(512, 256, 128 units); its stage features are ``[B, D]`` vectors, the last one is the embedding."""
 
 from __future__ import annotations
 

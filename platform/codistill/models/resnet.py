@@ -1,17 +1,21 @@
-"""CIFAR ResNets (He et al., CVPR 2016, §4.2): 3 stages of basic blocks, depth = 6n + 2.
+"""CIFAR ResNets (He et al., CVPR 2016, §4.2): a 3×3 stem and 3 stages of basic blocks,
+depth = 6n + 2, ``y = ReLU(BN(conv(ReLU(BN(conv(x))))) + shortcut(x))``.
 
-``resnet{8,14,20,32,56,110}`` have stage widths 16/32/64; ``resnet8x4``/``resnet32x4`` are the
-4× wide variants of RepDistiller (32 stem, 64/128/256). Stages 2 and 3 downsample by 2 while the
-map stays ≥ 2 px wide (:func:`~codistill.models.layers.stride_for`).
+``resnet{8,14,20,32,56,110}`` have stem/stage widths 16 | 16/32/64; ``resnet8x4`` and
+``resnet32x4`` are RepDistiller's 4× wide variants, 32 | 64/128/256. Shortcuts that change shape
+are 1×1 conv + BN (option B, as in RepDistiller). Stages 2 and 3 open with a stride-2 block
+while the map stays ≥ 2 px wide (:class:`~codistill.models.layers.MapSize`).
 """
 
 from __future__ import annotations
+
+from functools import partial
 
 from torch import Tensor, nn
 
 from codistill.models import MODELS
 from codistill.models.base import PeerNetwork
-from codistill.models.layers import conv_bn_relu, init_weights, stride_for
+from codistill.models.layers import MapSize, conv_bn_relu, init_weights
 
 
 class BasicBlock(nn.Module):
@@ -19,8 +23,8 @@ class BasicBlock(nn.Module):
         super().__init__()
         self.body = nn.Sequential(conv_bn_relu(in_channels, out_channels, 3, stride),
                                   conv_bn_relu(out_channels, out_channels, 3, 1, relu=False))
-        self.shortcut = nn.Identity() if stride == 1 and in_channels == out_channels else \
-            conv_bn_relu(in_channels, out_channels, 1, stride, relu=False)
+        same_shape = stride == 1 and in_channels == out_channels
+        self.shortcut = nn.Identity() if same_shape else conv_bn_relu(in_channels, out_channels, 1, stride, relu=False)
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -28,18 +32,16 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet(PeerNetwork):
-    def __init__(self, depth: int, widths: tuple[int, int, int, int], num_classes: int, in_channels: int,
-                 image_size: int) -> None:
+    def __init__(self, depth: int, stem_width: int, stage_widths: tuple[int, ...], num_classes: int,
+                 in_channels: int, image_size: int) -> None:
         super().__init__()
         if (depth - 2) % 6:
             raise ValueError(f"CIFAR ResNet depth must be 6n + 2, got {depth}")
         blocks = (depth - 2) // 6
-        stem, *stage_widths = widths
-        self.stem = conv_bn_relu(in_channels, stem)
-        stages, channels, size = [], stem, image_size
+        self.stem = conv_bn_relu(in_channels, stem_width)
+        stages, channels, size = [], stem_width, MapSize(image_size)
         for index, width in enumerate(stage_widths):
-            stride = 1 if index == 0 else stride_for(size)
-            size //= stride
+            stride = 1 if index == 0 else size.stride()
             layers = [BasicBlock(channels, width, stride)] + [BasicBlock(width, width, 1) for _ in range(blocks - 1)]
             stages.append(nn.Sequential(*layers))
             channels = width
@@ -48,12 +50,7 @@ class CifarResNet(PeerNetwork):
         init_weights(self)
 
 
-def _register(name: str, depth: int, widths: tuple[int, int, int, int]) -> None:
-    MODELS.register(name)(lambda num_classes, in_channels, image_size:
-                          CifarResNet(depth, widths, num_classes, in_channels, image_size))
-
-
 for _depth in (8, 14, 20, 32, 56, 110):
-    _register(f"resnet{_depth}", _depth, (16, 16, 32, 64))
-_register("resnet8x4", 8, (32, 64, 128, 256))
-_register("resnet32x4", 32, (32, 64, 128, 256))
+    MODELS.register(f"resnet{_depth}")(partial(CifarResNet, _depth, 16, (16, 32, 64)))
+for _depth in (8, 32):
+    MODELS.register(f"resnet{_depth}x4")(partial(CifarResNet, _depth, 32, (64, 128, 256)))

@@ -1,7 +1,10 @@
-"""ShuffleNetV2 for CIFAR (Ma et al., ECCV 2018), 1× widths (116/232/464, repeats 4/8/4): each
-unit splits channels (or, when downsampling, feeds both branches), runs a 1×1 – depthwise 3×3 –
-1×1 branch, concatenates and shuffles channels. Stem is a stride-1 3×3 conv (24); the last stage
-ends with the 1×1 conv to 1024."""
+"""ShuffleNetV2 1× for CIFAR (Ma et al., ECCV 2018; RepDistiller's variant): a stride-1 3×3 stem
+(24 channels, no max pooling) and three stages of 116/232/464 channels with 4/8/4 units. A unit
+splits the channels in half and runs one half through 1×1 – depthwise 3×3 – 1×1; a
+downsampling unit (the first of each stage, stride 2 while the map stays ≥ 2 px wide,
+:class:`~codistill.models.layers.MapSize`) feeds the whole input to that branch and to a
+depthwise 3×3 – 1×1 shortcut. Halves are concatenated and the channels shuffled (2 groups). The
+last stage ends with the 1×1 conv to 1024 channels."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from torch import Tensor, nn
 
 from codistill.models import MODELS
 from codistill.models.base import PeerNetwork
-from codistill.models.layers import conv_bn_relu, init_weights, stride_for
+from codistill.models.layers import MapSize, conv_bn_relu, init_weights
 
 
 def channel_shuffle(x: Tensor, groups: int = 2) -> Tensor:
@@ -32,7 +35,7 @@ class ShuffleUnit(nn.Module):
             conv_bn_relu(in_channels, out_channels - branch_out, 1))
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.split:
+        if self.shortcut is None:
             kept, processed = x.chunk(2, dim=1)
             out = torch.cat([kept, self.branch(processed)], dim=1)
         else:
@@ -45,12 +48,10 @@ class CifarShuffleNetV2(PeerNetwork):
         super().__init__()
         channels = 24
         self.stem = conv_bn_relu(in_channels, channels)
-        stages, size = [], image_size
-        for width, repeats in ((116, 4), (232, 8), (464, 4)):
-            stride = stride_for(size)
-            size //= stride
-            units = [ShuffleUnit(channels, width, stride)] + [ShuffleUnit(width, width, 1) for _ in range(repeats - 1)]
-            stages.append(nn.Sequential(*units))
+        stages, size = [], MapSize(image_size)
+        for width, units in ((116, 4), (232, 8), (464, 4)):
+            layers = [ShuffleUnit(channels, width, size.stride())] + [ShuffleUnit(width, width, 1) for _ in range(units - 1)]
+            stages.append(nn.Sequential(*layers))
             channels = width
         stages[-1].append(conv_bn_relu(channels, 1024, 1))
         self.stages = nn.ModuleList(stages)
