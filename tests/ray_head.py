@@ -33,6 +33,44 @@ def ray_env() -> dict[str, str]:
     return env
 
 
+def _processes() -> dict[int, str]:
+    """Command line of every process on the machine."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+    return found
+
+
+def process_tree(roots: set[int]) -> set[int]:
+    """``roots`` and all their descendants."""
+    parents: dict[int, int] = {}
+    for pid in _processes():
+        try:
+            parents[pid] = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    found, frontier = set(roots), set(roots)
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def listening_addresses(pids: set[int]) -> set[str]:
+    """Local addresses of every TCP socket that one of ``pids`` listens on."""
+    output = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
+    wanted = {f"pid={pid}," for pid in pids}
+    return {line.split()[3].rsplit(":", 1)[0] for line in output.splitlines()
+            if any(marker in line for marker in wanted)}
+
+
+LOOPBACK = {"127.0.0.1", "[::ffff:127.0.0.1]", "[::1]"}
+
+
 class LocalHead:
     def __init__(self, num_cpus: int = 4) -> None:
         self.temp_dir = tempfile.mkdtemp(prefix="rh", dir="/tmp")  # short: socket paths are length-limited
@@ -69,34 +107,12 @@ class LocalHead:
 
     def listening_addresses(self) -> set[str]:
         """Local addresses of every TCP socket our head's processes listen on."""
-        output = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout
-        pids = {str(pid) for pid in self._pids()}
-        addresses = set()
-        for line in output.splitlines():
-            if any(f"pid={pid}," in line for pid in pids):
-                addresses.add(line.split()[3].rsplit(":", 1)[0])
-        return addresses
+        return listening_addresses(self._pids())
 
     def _pids(self) -> set[int]:
         markers = (self.temp_dir, f"127.0.0.1:{self.gcs_port}")
-        parents: dict[int, int] = {}
-        roots = set()
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            if any(marker in cmdline for marker in markers):
-                roots.add(int(entry.name))
-        found, frontier = set(roots), set(roots)
-        while frontier:
-            frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
-            found |= frontier
-        found.discard(os.getpid())
-        return found
+        roots = {pid for pid, cmdline in _processes().items() if any(marker in cmdline for marker in markers)}
+        return process_tree(roots) - {os.getpid()}
 
     def stop(self) -> None:
         for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 2.0)):

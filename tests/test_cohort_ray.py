@@ -79,3 +79,26 @@ def test_online_job_runs_resumes_and_reports(ray_runtime, tmp_path, capsys):
     assert "resuming" in out and "ensemble" in out and "best top-1" in out
     results = json.loads((run_dir / "results.json").read_text())
     assert len(results["history"]) == 3 and results["complete"]
+
+
+def test_standalone_runtime_listens_on_loopback_only():
+    """The job's own Ray (no RAY_ADDRESS) binds every socket, actors' included, to loopback,
+    even when the environment does not ask for it."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from ray_head import LOOPBACK
+
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_ADDRESS")}
+    env["PYTHONPATH"] = os.pathsep.join([str(root / "platform"), str(root / "tests")])
+    result = subprocess.run([sys.executable, str(root / "tests" / "standalone_probe.py"),
+                             str(root / "jobs" / "configs" / "digits_cohort.yaml")],
+                            env=env, capture_output=True, text=True, timeout=300, cwd=root)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("REPORT ")]
+    assert result.returncode == 0 and lines, result.stdout[-2000:] + result.stderr[-3000:]
+    report = json.loads(lines[0][len("REPORT "):])
+    assert report["started"] and report["steps"] > 0
+    assert report["addresses"] and set(report["addresses"]) <= LOOPBACK, report

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from conftest import tiny_raw
-from ray_head import LocalHead
+from ray_head import LOOPBACK, LocalHead
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,7 +25,7 @@ def head():
 
 def test_head_listens_on_loopback_only(head):
     addresses = head.listening_addresses()
-    assert addresses and addresses <= {"127.0.0.1", "[::ffff:127.0.0.1]"}, addresses
+    assert addresses and addresses <= LOOPBACK, addresses
 
 
 def test_submitted_job_trains_the_cohort_and_writes_results(head, tmp_path):

@@ -23,16 +23,23 @@ from abc import ABC, abstractmethod
 from types import ModuleType
 from typing import Any
 
-import ray
-import torch
-from ray.util.placement_group import PlacementGroup, get_current_placement_group, placement_group
-from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-from torch import Tensor
+# A standalone run starts a private Ray runtime that must listen on loopback only. Ray reads this
+# switch once, when it is first imported, so it is set here, before ``import ray``; under
+# ``ray job submit`` (RAY_ADDRESS set) the driver joins a real cluster and keeps its addresses.
+if not os.environ.get("RAY_ADDRESS"):
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
-from codistill.config import PeerConfig, RunConfig
-from codistill.methods.base import TeacherView
-from codistill.peer import PeerTrainer
-from codistill.sequential import Cohort, StepCallback, others
+import ray  # noqa: E402
+import torch
+from ray._private import ray_constants  # noqa: E402
+from ray.util.placement_group import PlacementGroup, get_current_placement_group, placement_group  # noqa: E402
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+from codistill.config import PeerConfig, RunConfig  # noqa: E402
+from codistill.methods.base import TeacherView  # noqa: E402
+from codistill.peer import PeerTrainer  # noqa: E402
+from codistill.sequential import Cohort, StepCallback, others  # noqa: E402
 
 
 class PeerActor:
@@ -193,7 +200,10 @@ def start_ray(config: RunConfig) -> bool:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(runtime_env=runtime_env)
         return True
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    if ray_constants.ENABLE_RAY_CLUSTER:
+        raise RuntimeError("ray was imported before codistill.cohort, so a local runtime would listen on every "
+                           "network interface; import codistill.cohort first or export "
+                           "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0")
     cpus_needed = math.ceil(sum(peer.resources.cpus for peer in config.peers))
     gpus_needed = sum(peer.resources.gpus for peer in config.peers)
     options: dict[str, Any] = {}
