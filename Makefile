@@ -21,5 +21,14 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(ARGS)
 
+# The README's measurements (see its "Measured" section); each writes under runs/.
+evidence: $(STAMP)
+	$(BIN)/python jobs/evidence_online.py --seeds 0 1 2
+	$(BIN)/python jobs/evidence_methods.py --seeds 0 1 2
+
+bench: $(STAMP)
+	$(BIN)/python jobs/benchmark_cohort.py --config jobs/configs/digits_cohort.yaml --epochs 5
+	$(BIN)/python jobs/benchmark_cohort.py --config jobs/configs/digits_cohort_large.yaml --epochs 3
+
 clean-venv:
 	rm -rf $(VENV)

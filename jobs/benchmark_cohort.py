@@ -1,15 +1,17 @@
 """Time per epoch of one cohort three ways, measured side by side in one run:
 
 1. ``ray``: one Ray actor per peer, predictions exchanged every step (codistill);
-2. ``alone``: each peer trained by itself, no distillation (the floor for one peer);
+2. ``alone``: each peer trained by itself with the CPUs its config gives it, no distillation —
+   the floor for the cohort, which cannot step faster than its slowest peer;
 3. ``sequential``: all peers stepped one after another in a single process, with the same
    distillation — how most KD codebases run online distillation.
 
     python jobs/benchmark_cohort.py --config jobs/configs/digits_cohort.yaml --epochs 3
 
-The first epoch of every variant is a warm-up and is not counted. The single-process variants
-use ``--threads`` torch threads (default: all cores); each Ray peer uses the CPUs its config
-gives it. Timings on a busy machine are noisy: compare the ratios, taken in the same run.
+The first epoch of every variant is a warm-up and is not counted. The sequential variant uses
+``--threads`` torch threads (default: all cores); each Ray peer, and each peer alone, uses the
+CPUs its config gives it. Timings on a busy machine are noisy: compare the ratios, taken in the
+same run.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 import _bootstrap  # noqa: F401
 import torch
 
-from codistill.cohort import RayCohort, start_ray
+from codistill.cohort import RayCohort, start_ray, threads_for
 from codistill.config import RunConfig, load_config
 from codistill.peer import PeerTrainer
 from codistill.sequential import Cohort, SequentialCohort
@@ -49,6 +51,7 @@ def time_cohort(cohort: Cohort, epochs: int) -> list[float]:
 
 
 def time_alone(config: RunConfig, index: int, epochs: int) -> list[float]:
+    torch.set_num_threads(threads_for(config.peers[index]))
     peer = PeerTrainer(replace(config, independent=True), index)
     steps = peer.dataset.steps_per_epoch(config.data.batch_size)
 
@@ -70,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = load_config(args.config, args.overrides)
 
-    torch.set_num_threads(args.threads)
     measured: dict[str, list[float]] = {}
+    torch.set_num_threads(args.threads)
     measured["sequential"] = time_cohort(SequentialCohort(config), args.epochs)
     for k, peer in enumerate(config.peers):
         measured[f"alone:{peer.name}"] = time_alone(config, k, args.epochs)

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import sys
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
+from _evidence import fresh_output, mean_std, run_dir_for, selected, table
 
 from codistill.config import load_config
 from codistill.offline import OfflineCohort
@@ -44,11 +44,6 @@ for _sparsity in (50, 90):
     })
 
 
-def mean_std(values: list[float]) -> str:
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * statistics.mean(values):.2f} ± {100 * spread:.2f}"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher-config", default="jobs/configs/digits_teacher.yaml")
@@ -58,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", help="run only the variants whose name contains one of these")
     parser.add_argument("--out", type=Path, default=Path("runs/evidence-methods"))
     args = parser.parse_args(argv)
+    fresh_output(args.out)
 
     teacher_dir = args.out / "teacher"
     teacher_config = load_config(args.teacher_config, args.overrides + ["independent=true"], mode="offline")
@@ -65,13 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     teacher = run_cohort(teacher_config, teacher_dir, OfflineCohort)
     checkpoint = teacher_dir / "models" / f"{teacher_config.peers[0].name}.pt"
 
-    variants = {k: v for k, v in VARIANTS.items() if not args.only or any(s in k for s in args.only)}
     rows: dict[str, dict[str, list[float]]] = {}
-    for name, overrides in variants.items():
+    for name, overrides in selected(VARIANTS, args.only).items():
         for seed in args.seeds:
             config = load_config(args.student_config, args.overrides + overrides +
                                  [f"seed={seed}", f"teachers.0.checkpoint={checkpoint}"], mode="offline")
-            run_dir = args.out / f"{re.sub(r'[^a-z0-9]+', '-', name.lower()).strip('-')}-seed{seed}"
+            run_dir = run_dir_for(args.out, name, seed)
             prepare_run_dir(run_dir, config)
             result = run_cohort(config, run_dir, OfflineCohort)
             student = result["peers"][0]
@@ -81,14 +76,14 @@ def main(argv: list[str] | None = None) -> int:
             row["sparsity"].append(student.get("sparsity", 0.0))
 
     t = teacher["peers"][0]
-    lines = [f"teacher {t['model']}: {100 * t['last_val_accuracy']:.2f} (last), {100 * t['best_val_accuracy']:.2f} (best)",
-             "", "| student | top-1, last | top-1, best | sparsity reached |", "|---|---|---|---|"]
-    for name, row in rows.items():
-        lines.append(f"| {name} | {mean_std(row['last'])} | {mean_std(row['best'])} | "
-                     f"{100 * statistics.mean(row['sparsity']):.1f}% |")
-    table = "\n".join(lines)
-    print(f"\n{len(args.seeds)} seeds ({', '.join(map(str, args.seeds))}), mean ± std, validation top-1 (%)\n{table}")
-    (args.out / "summary.md").write_text(table + "\n")
+    students = table(["student", "top-1, last", "top-1, best", "sparsity reached"],
+                     [[name, mean_std(row["last"]), mean_std(row["best"]), f"{100 * statistics.mean(row['sparsity']):.1f}%"]
+                      for name, row in rows.items()])
+    text = (f"{len(args.seeds)} seeds ({', '.join(map(str, args.seeds))}), mean ± std, validation top-1 (%); "
+            f"teacher {t['model']} (seed 0): {100 * t['last_val_accuracy']:.2f} last, "
+            f"{100 * t['best_val_accuracy']:.2f} best\n\n{students}\n")
+    print("\n" + text)
+    (args.out / "summary.md").write_text(text)
     (args.out / "summary.json").write_text(json.dumps({"teacher": t, "rows": rows}, indent=2))
     return 0
 

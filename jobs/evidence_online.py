@@ -2,9 +2,12 @@
 
     python jobs/evidence_online.py --config jobs/configs/digits_cohort.yaml --seeds 0 1 2
 
-For each seed it trains the cohort twice with the Ray backend — ``--independent`` (CE only) and
-with the config's distillation — and prints mean ± std over seeds of the mean peer top-1 and the
-ensemble top-1, at the last epoch and at each run's best epoch. Raw results stay in ``--out``.
+Every variant trains the config's cohort with the Ray backend, changing only the distillation:
+CE alone (the baseline), deep mutual learning, the ensemble teacher at a constant weight, with
+ONE's ramp, with the ramp and the discontinuous, progressively tightened gate of Gao et al.
+(the config as written), and that plus CA-MKD's confidence-aware teacher weights. Prints mean ±
+std over seeds of the mean peer top-1 and the ensemble top-1 (mean softmax), at the last epoch
+and at each run's best epoch, and each peer's last-epoch top-1. Raw runs stay in ``--out``.
 """
 
 from __future__ import annotations
@@ -16,63 +19,73 @@ import sys
 from pathlib import Path
 
 import _bootstrap  # noqa: F401
+from _evidence import fresh_output, mean_std, run_dir_for, selected, table
 
 from codistill.cohort import RayCohort, start_ray
 from codistill.config import load_config
 from codistill.runner import prepare_run_dir, run_cohort
 
-
-def summarize(values: list[float]) -> str:
-    mean = 100 * statistics.mean(values)
-    spread = 100 * statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{mean:.2f} ± {spread:.2f}"
+BASELINE = "independent (CE only)"
+CONSTANT = ["distillation.weight=1.0", "distillation.gate=1.0"]
+VARIANTS: dict[str, list[str]] = {
+    BASELINE: ["independent=true"],
+    "DML: each other peer, λ = 1": ["distillation.teacher=mean_of_others", *CONSTANT],
+    "ensemble teacher, λ = 1": CONSTANT,
+    "ensemble, ONE ramp λ(t)": ["distillation.gate=1.0"],
+    "ensemble, ramp + progressive on/off gate m(t) (Gao et al.; the config)": [],
+    "the config + CA-MKD teacher weights": ["distillation.policy=policies.confidence:ConfidenceAwarePolicy"],
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="jobs/configs/digits_cohort.yaml")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="applied to every run")
+    parser.add_argument("--only", nargs="*", help="run only the variants whose name contains one of these")
     parser.add_argument("--out", type=Path, default=Path("runs/evidence-online"))
     args = parser.parse_args(argv)
+    fresh_output(args.out)
 
     rows: dict[str, dict[str, list[float]]] = {}
     per_peer: dict[str, dict[str, list[float]]] = {}
     started = False
-    for seed in args.seeds:
-        for mode in ("independent", "online"):
-            overrides = args.overrides + [f"seed={seed}", f"independent={'true' if mode == 'independent' else 'false'}"]
-            config = load_config(args.config, overrides)
-            started = start_ray(config) or started
-            run_dir = args.out / f"{mode}-seed{seed}"
-            prepare_run_dir(run_dir, config)
-            results = run_cohort(config, run_dir, RayCohort)
-            row = rows.setdefault(mode, {"peer_last": [], "peer_best": [], "ens_last": [], "ens_best": []})
-            row["peer_last"].append(statistics.mean(p["last_val_accuracy"] for p in results["peers"]))
-            row["peer_best"].append(statistics.mean(p["best_val_accuracy"] for p in results["peers"]))
-            row["ens_last"].append(results["ensemble"]["last_val_accuracy"])
-            row["ens_best"].append(results["ensemble"]["best_val_accuracy"])
-            for p in results["peers"]:
-                per_peer.setdefault(mode, {}).setdefault(p["name"], []).append(p["last_val_accuracy"])
+    try:
+        for name, overrides in selected(VARIANTS, args.only).items():
+            for seed in args.seeds:
+                config = load_config(args.config, args.overrides + overrides + [f"seed={seed}"])
+                started = start_ray(config) or started
+                run_dir = run_dir_for(args.out, name, seed)
+                prepare_run_dir(run_dir, config)
+                results = run_cohort(config, run_dir, RayCohort)
+                row = rows.setdefault(name, {"peer_last": [], "peer_best": [], "ens_last": [], "ens_best": []})
+                row["peer_last"].append(statistics.mean(p["last_val_accuracy"] for p in results["peers"]))
+                row["peer_best"].append(statistics.mean(p["best_val_accuracy"] for p in results["peers"]))
+                row["ens_last"].append(results["ensemble"]["last_val_accuracy"])
+                row["ens_best"].append(results["ensemble"]["best_val_accuracy"])
+                for p in results["peers"]:
+                    per_peer.setdefault(name, {}).setdefault(p["name"], []).append(p["last_val_accuracy"])
+    finally:
+        if started:
+            import ray
 
-    lines = ["| training | mean peer top-1, last | mean peer top-1, best | ensemble top-1, last | ensemble top-1, best |",
-             "|---|---|---|---|---|"]
-    for mode, row in rows.items():
-        lines.append(f"| {mode} | {summarize(row['peer_last'])} | {summarize(row['peer_best'])} | "
-                     f"{summarize(row['ens_last'])} | {summarize(row['ens_best'])} |")
+            ray.shutdown()
+
+    baseline = statistics.mean(rows[BASELINE]["peer_last"]) if BASELINE in rows else None
+    summary = table(
+        ["training", "mean peer top-1, last", "mean peer top-1, best", "ensemble top-1, last",
+         "ensemble top-1, best", "Δ mean peer, last"],
+        [[name, mean_std(r["peer_last"]), mean_std(r["peer_best"]), mean_std(r["ens_last"]), mean_std(r["ens_best"]),
+          "" if baseline is None else f"{100 * (statistics.mean(r['peer_last']) - baseline):+.2f}"]
+         for name, r in rows.items()])
     names = list(next(iter(per_peer.values())))
-    lines += ["", "| training | " + " | ".join(f"{n} top-1, last" for n in names) + " |",
-              "|---|" + "---|" * len(names)]
-    for mode, peers in per_peer.items():
-        lines.append(f"| {mode} | " + " | ".join(summarize(peers[n]) for n in names) + " |")
-    table = "\n".join(lines)
-    print(f"\n{len(args.seeds)} seeds ({', '.join(map(str, args.seeds))}), mean ± std, validation top-1 (%)\n{table}")
+    peers = table(["training"] + [f"{n}, last" for n in names],
+                  [[mode] + [mean_std(values[n]) for n in names] for mode, values in per_peer.items()])
+    text = (f"{len(args.seeds)} seeds ({', '.join(map(str, args.seeds))}), mean ± std, validation top-1 (%)\n\n"
+            f"{summary}\n\n{peers}\n")
+    print("\n" + text)
+    (args.out / "summary.md").write_text(text)
     (args.out / "summary.json").write_text(json.dumps({"rows": rows, "per_peer": per_peer}, indent=2))
-    (args.out / "summary.md").write_text(table + "\n")
-    if started:
-        import ray
-
-        ray.shutdown()
     return 0
 
 

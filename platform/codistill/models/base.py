@@ -28,13 +28,6 @@ class ModelOutput:
     features: list[Tensor] = field(default_factory=list)
     embedding: Tensor | None = None
 
-    def detached(self) -> "ModelOutput":
-        return ModelOutput(
-            logits=self.logits.detach(),
-            features=[f.detach() for f in self.features],
-            embedding=None if self.embedding is None else self.embedding.detach(),
-        )
-
 
 class PeerNetwork(nn.Module):
     """Base class: subclasses build ``stem``, ``stages`` and ``classifier``; ``forward`` is shared."""
