@@ -3,9 +3,20 @@ named variants of one config trained over several seeds, summarized as mean ± s
 
 from __future__ import annotations
 
+import argparse
+import json
 import re
 import statistics
 from pathlib import Path
+from typing import Any
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, out: str) -> None:
+    """``--seeds``, ``--set``, ``--only`` and ``--out`` (default ``out``)."""
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="applied to every run")
+    parser.add_argument("--only", nargs="*", help="run only the variants whose name contains one of these")
+    parser.add_argument("--out", type=Path, default=Path(out))
 
 
 def mean_std(values: list[float]) -> str:
@@ -36,3 +47,12 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     """A Markdown table."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def write_summary(out: Path, seeds: list[int], heading: str, body: str, raw: dict[str, Any]) -> None:
+    """Print the tables and keep them (``summary.md``) with the raw numbers (``summary.json``)."""
+    text = (f"{len(seeds)} seeds ({', '.join(map(str, seeds))}), mean ± std, validation top-1 (%)"
+            f"{heading}\n\n{body}\n")
+    print("\n" + text)
+    (out / "summary.md").write_text(text)
+    (out / "summary.json").write_text(json.dumps(raw, indent=2))

@@ -12,13 +12,11 @@ student's validation top-1 at the last and at the best epoch; raw runs stay in `
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
-from pathlib import Path
 
 import _bootstrap  # noqa: F401
-from _evidence import fresh_output, mean_std, run_dir_for, selected, table
+from _evidence import add_common_arguments, fresh_output, mean_std, run_dir_for, selected, table, write_summary
 
 from codistill.config import load_config
 from codistill.offline import OfflineCohort
@@ -48,10 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher-config", default="jobs/configs/digits_teacher.yaml")
     parser.add_argument("--student-config", default="jobs/configs/digits_offline.yaml")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--set", dest="overrides", action="append", default=[], help="applied to every run")
-    parser.add_argument("--only", nargs="*", help="run only the variants whose name contains one of these")
-    parser.add_argument("--out", type=Path, default=Path("runs/evidence-methods"))
+    add_common_arguments(parser, "runs/evidence-methods")
     args = parser.parse_args(argv)
     fresh_output(args.out)
 
@@ -79,12 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     students = table(["student", "top-1, last", "top-1, best", "sparsity reached"],
                      [[name, mean_std(row["last"]), mean_std(row["best"]), f"{100 * statistics.mean(row['sparsity']):.1f}%"]
                       for name, row in rows.items()])
-    text = (f"{len(args.seeds)} seeds ({', '.join(map(str, args.seeds))}), mean ± std, validation top-1 (%); "
-            f"teacher {t['model']} (seed 0): {100 * t['last_val_accuracy']:.2f} last, "
-            f"{100 * t['best_val_accuracy']:.2f} best\n\n{students}\n")
-    print("\n" + text)
-    (args.out / "summary.md").write_text(text)
-    (args.out / "summary.json").write_text(json.dumps({"teacher": t, "rows": rows}, indent=2))
+    write_summary(args.out, args.seeds, f"; teacher {t['model']} (seed 0): {100 * t['last_val_accuracy']:.2f} last, "
+                  f"{100 * t['best_val_accuracy']:.2f} best", students, {"teacher": t, "rows": rows})
     return 0
 
 

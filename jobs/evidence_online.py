@@ -13,13 +13,11 @@ and at each run's best epoch, and each peer's last-epoch top-1. Raw runs stay in
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
-from pathlib import Path
 
 import _bootstrap  # noqa: F401
-from _evidence import fresh_output, mean_std, run_dir_for, selected, table
+from _evidence import add_common_arguments, fresh_output, mean_std, run_dir_for, selected, table, write_summary
 
 from codistill.cohort import RayCohort, start_ray
 from codistill.config import load_config
@@ -40,10 +38,7 @@ VARIANTS: dict[str, list[str]] = {
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="jobs/configs/digits_cohort.yaml")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--set", dest="overrides", action="append", default=[], help="applied to every run")
-    parser.add_argument("--only", nargs="*", help="run only the variants whose name contains one of these")
-    parser.add_argument("--out", type=Path, default=Path("runs/evidence-online"))
+    add_common_arguments(parser, "runs/evidence-online")
     args = parser.parse_args(argv)
     fresh_output(args.out)
 
@@ -81,11 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     names = list(next(iter(per_peer.values())))
     peers = table(["training"] + [f"{n}, last" for n in names],
                   [[mode] + [mean_std(values[n]) for n in names] for mode, values in per_peer.items()])
-    text = (f"{len(args.seeds)} seeds ({', '.join(map(str, args.seeds))}), mean ± std, validation top-1 (%)\n\n"
-            f"{summary}\n\n{peers}\n")
-    print("\n" + text)
-    (args.out / "summary.md").write_text(text)
-    (args.out / "summary.json").write_text(json.dumps({"rows": rows, "per_peer": per_peer}, indent=2))
+    write_summary(args.out, args.seeds, "", f"{summary}\n\n{peers}", {"rows": rows, "per_peer": per_peer})
     return 0
 
 

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from codistill.config import parse_config
 from codistill.methods.base import TeacherView
-from codistill.peer import PeerTrainer, learning_rate_factor
+from codistill.peer import learning_rate_factor
 from codistill.progress import Progress
 from codistill.sequential import SequentialCohort, others
 from codistill.teachers import TeacherBatch, TeacherWeightingPolicy, normalized_weights

@@ -1,7 +1,6 @@
 """The epoch loop: results.json, TensorBoard files, atomic checkpoints, resume, bad input."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
