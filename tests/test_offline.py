@@ -8,6 +8,7 @@ import yaml
 
 import offline
 from codistill.offline import load_network
+from codistill.pruning import prunable_layers
 
 DATA = {"dataset": "digits", "train_fraction": 0.25, "label_noise": 0.2, "batch_size": 64}
 RUNTIME = {"progress_every_seconds": 0.0}
@@ -61,7 +62,10 @@ def test_pruned_student_reports_the_sparsity_reached(tmp_path, teacher_checkpoin
     results = json.loads((run_dir / "results.json").read_text())
     assert results["peers"][0]["sparsity"] == pytest.approx(0.5, abs=0.01)
     student = load_network(run_dir / "models" / "student.pt")  # pruning folded into plain weights
-    assert student is not None
+    weights = [layer.weight for layer in prunable_layers(student)]
+    assert not any(hasattr(layer, "weight_mask") for layer in prunable_layers(student))
+    zeros = sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
+    assert zeros == pytest.approx(results["peers"][0]["sparsity"], abs=1e-6)
 
 
 def test_missing_teacher_checkpoint_is_a_config_error(tmp_path, capsys):
