@@ -84,3 +84,11 @@ def test_missing_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError) as error:
         load_config(tmp_path / "nope.yaml")
     assert error.value.field == "--config"
+
+
+def test_the_readme_config_example_is_valid():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    example = readme.split("### Config\n\n```yaml\n", 1)[1].split("```", 1)[0]
+    config = parse_config(yaml.safe_load(example))
+    assert [p.model for p in config.peers] == ["mlp", "cnn", "resnet8"]
+    assert config.peers[2].sparsity.target == 0.9 and config.peers[2].lr_schedule.milestones == (15, 25)
