@@ -73,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = load_config(args.config, args.overrides)
 
-    measured: dict[str, list[float]] = {}
     torch.set_num_threads(args.threads)
+    measured: dict[str, list[float]] = {}
     measured["sequential"] = time_cohort(SequentialCohort(config), args.epochs)
     for k, peer in enumerate(config.peers):
         measured[f"alone:{peer.name}"] = time_alone(config, k, args.epochs)

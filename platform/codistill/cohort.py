@@ -30,7 +30,7 @@ if not os.environ.get("RAY_ADDRESS"):
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 
 import ray  # noqa: E402
-import torch
+import torch  # noqa: E402
 from ray._private import ray_constants  # noqa: E402
 from ray.util.placement_group import PlacementGroup, get_current_placement_group, placement_group  # noqa: E402
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy  # noqa: E402
