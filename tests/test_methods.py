@@ -110,7 +110,7 @@ def test_decoupled_methods_warm_up_linearly(name):
     method = build_method(name, context_for(student, [teacher], 1, 8), {"warmup_epochs": 20})
     x, y = torch.randn(8, 1, 8, 8), torch.randint(0, 10, (8,))
     s, t = student(x), teacher(x)
-    at = lambda epoch: float(total(method(s, view_of(teacher, t, name), y, Progress(epoch, 0, 10, 30))))  # noqa: E731
+    at = lambda epoch: float(total(method(s, view_of(teacher, t, name), y, Progress(epoch, 0, 10, 30))).detach())  # noqa: E731
     assert at(0) == 0.0
     assert at(5) == pytest.approx(at(20) / 4, rel=1e-5)
     assert at(20) == pytest.approx(at(29), rel=1e-5)
@@ -124,10 +124,10 @@ def test_dckd_keeps_the_students_own_non_target_knowledge_on_correct_examples():
     correct_targets = s.logits.argmax(1)
     fully_kept = build_method("dckd", context, {"kept_student_share": 1.0, "joint_target_share": 0.0})
     terms = fully_kept(s, view_of(teacher, t, "dckd"), correct_targets, LATE)
-    assert float(terms["non_target"]) == pytest.approx(0.0, abs=1e-6)  # reference = its own (fixed)
-    assert float(terms["target"]) == pytest.approx(0.0, abs=1e-6)
+    assert float(terms["non_target"].detach()) == pytest.approx(0.0, abs=1e-6)  # reference = its own (fixed)
+    assert float(terms["target"].detach()) == pytest.approx(0.0, abs=1e-6)
     teacher_only = build_method("dckd", context, {"kept_student_share": 0.0})
-    assert float(teacher_only(s, view_of(teacher, t, "dckd"), correct_targets, LATE)["non_target"]) > 0
+    assert float(teacher_only(s, view_of(teacher, t, "dckd"), correct_targets, LATE)["non_target"].detach()) > 0
 
 
 def test_indistill_curriculum_follows_the_official_schedule():
