@@ -33,26 +33,23 @@ def ray_env() -> dict[str, str]:
     return env
 
 
-def _processes() -> dict[int, str]:
-    """Command line of every process on the machine."""
+def _processes() -> dict[int, tuple[int, str]]:
+    """Parent PID and command line of every process on the machine, from one scan of /proc."""
     found = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            except OSError:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except (OSError, ValueError, IndexError):
                 continue
+            found[int(entry.name)] = (parent, cmdline)
     return found
 
 
-def process_tree(roots: set[int]) -> set[int]:
-    """``roots`` and all their descendants."""
-    parents: dict[int, int] = {}
-    for pid in _processes():
-        try:
-            parents[pid] = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
+def process_tree(roots: set[int], processes: dict[int, tuple[int, str]] | None = None) -> set[int]:
+    """``roots`` and all their descendants (in ``processes``, by default a fresh scan)."""
+    parents = {pid: parent for pid, (parent, _) in (processes or _processes()).items()}
     found, frontier = set(roots), set(roots)
     while frontier:
         frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
@@ -111,8 +108,9 @@ class LocalHead:
 
     def _pids(self) -> set[int]:
         markers = (self.temp_dir, f"127.0.0.1:{self.gcs_port}")
-        roots = {pid for pid, cmdline in _processes().items() if any(marker in cmdline for marker in markers)}
-        return process_tree(roots) - {os.getpid()}
+        processes = _processes()
+        roots = {pid for pid, (_, cmdline) in processes.items() if any(marker in cmdline for marker in markers)}
+        return process_tree(roots, processes) - {os.getpid()}
 
     def stop(self) -> None:
         for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 2.0)):

@@ -62,8 +62,9 @@ def test_pruned_student_reports_the_sparsity_reached(tmp_path, teacher_checkpoin
     results = json.loads((run_dir / "results.json").read_text())
     assert results["peers"][0]["sparsity"] == pytest.approx(0.5, abs=0.01)
     student = load_network(run_dir / "models" / "student.pt")  # pruning folded into plain weights
-    weights = [layer.weight for layer in prunable_layers(student)]
-    assert not any(hasattr(layer, "weight_mask") for layer in prunable_layers(student))
+    layers = prunable_layers(student)
+    assert not any(hasattr(layer, "weight_mask") for layer in layers)
+    weights = [layer.weight for layer in layers]
     zeros = sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
     assert zeros == pytest.approx(results["peers"][0]["sparsity"], abs=1e-6)
 
