@@ -31,7 +31,8 @@ import torch
 from codistill.cohort import RayCohort, start_ray, threads_for
 from codistill.config import RunConfig, load_config
 from codistill.peer import PeerTrainer
-from codistill.sequential import Cohort, SequentialCohort
+from codistill.cohort_base import Cohort
+from codistill.sequential import SequentialCohort
 
 
 def epoch_seconds(train_epoch, epochs: int) -> list[float]:

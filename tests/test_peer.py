@@ -8,7 +8,8 @@ from codistill.config import parse_config
 from codistill.methods.base import TeacherView
 from codistill.peer import learning_rate_factor
 from codistill.progress import Progress
-from codistill.sequential import SequentialCohort, others
+from codistill.cohort_base import others
+from codistill.sequential import SequentialCohort
 from codistill.teachers import TeacherBatch, TeacherWeightingPolicy, normalized_weights
 from conftest import tiny_config, tiny_raw
 

@@ -15,7 +15,7 @@ from typing import Callable
 from codistill.config import RunConfig, load_config
 from codistill.errors import ConfigError
 from codistill.runner import CONFIG_FILE, prepare_run_dir, run_cohort
-from codistill.sequential import Cohort
+from codistill.cohort_base import Cohort
 
 
 def parse_args(argv: list[str] | None, description: str, backends: tuple[str, ...]) -> argparse.Namespace:

@@ -39,7 +39,7 @@ from torch import Tensor  # noqa: E402
 from codistill.config import PeerConfig, RunConfig  # noqa: E402
 from codistill.methods.base import TeacherView  # noqa: E402
 from codistill.peer import PeerTrainer  # noqa: E402
-from codistill.sequential import Cohort, StepCallback, others  # noqa: E402
+from codistill.cohort_base import Cohort, StepCallback, others  # noqa: E402
 
 
 class PeerActor:

@@ -16,6 +16,8 @@ from typing import TextIO
 
 from torch.utils.tensorboard import SummaryWriter
 
+from codistill import metrics as m
+
 
 class TensorBoardLog:
     def __init__(self, directory: Path, peer_names: list[str], log_every_steps: int) -> None:
@@ -33,10 +35,10 @@ class TensorBoardLog:
                 for row in window:
                     for key, value in row[k].items():
                         sums[key] += value
-                examples = sums.pop("train/examples")
-                correct = sums.pop("train/correct")
+                examples = sums.pop(m.TRAIN_EXAMPLES)
+                correct = sums.pop(m.TRAIN_CORRECT)
                 writer = self.writers[name]
-                writer.add_scalar("train/accuracy_step", correct / max(examples, 1.0), step)
+                writer.add_scalar(m.TRAIN_ACCURACY_STEP, correct / max(examples, 1.0), step)
                 for key, value in sums.items():
                     writer.add_scalar(key, value / len(window), step)
 

@@ -18,7 +18,7 @@ from codistill.config import RunConfig
 from codistill.methods.base import TeacherView
 from codistill.models import PeerNetwork, build_model
 from codistill.peer import PeerTrainer
-from codistill.sequential import Cohort, StepCallback
+from codistill.cohort_base import Cohort, StepCallback
 
 
 def load_network(path: str | Path, device: torch.device | str = "cpu") -> PeerNetwork:

@@ -29,9 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from codistill import metrics as m
 from codistill.config import PeerConfig, RunConfig
 from codistill.data import build_dataset
-from codistill.data.base import PeerDataset, _mix
+from codistill.data.base import PeerDataset, mix_seed
 from codistill.methods import DistillationMethod, MethodContext, build_method
 from codistill.methods.base import TeacherView
 from codistill.models import ModelOutput, PeerNetwork, build_model
@@ -101,7 +102,7 @@ class PeerTrainer:
         self.device = device or select_device(config, self.peer)
         if config.runtime.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.manual_seed(_mix(config.seed, index, 0x5EED))
+        torch.manual_seed(mix_seed(config.seed, index, 0x5EED))
         self.dataset = dataset or load_dataset(config)
         info = self.dataset.info
         self.model: PeerNetwork = build_model(self.peer.model, info.num_classes, info.in_channels,
@@ -219,13 +220,13 @@ class PeerTrainer:
         if self.pruner is not None:
             self.pruner.step(progress)
 
-        metrics = {"loss/total": float(loss.detach()), "loss/ce": float(ce.detach()),
-                   "distill/strength": strength, "lr": lr,
-                   "train/correct": float((student.logits.detach().argmax(1) == targets).sum()),
-                   "train/examples": float(targets.numel()),
-                   "time/step": pending.forward_seconds + time.perf_counter() - started,
-                   "time/exchange_wait": exchange_wait}
-        metrics.update({f"loss/{name}": float(value.detach()) for name, value in terms.items()})
+        metrics = {m.LOSS_TOTAL: float(loss.detach()), m.LOSS_CE: float(ce.detach()),
+                   m.DISTILL_STRENGTH: strength, m.LEARNING_RATE: lr,
+                   m.TRAIN_CORRECT: float((student.logits.detach().argmax(1) == targets).sum()),
+                   m.TRAIN_EXAMPLES: float(targets.numel()),
+                   m.STEP_SECONDS: pending.forward_seconds + time.perf_counter() - started,
+                   m.EXCHANGE_WAIT_SECONDS: exchange_wait}
+        metrics.update({m.loss_term(name): float(value.detach()) for name, value in terms.items()})
         if batch is not None:
             self.policy.feedback(batch, weights, metrics)
         return metrics

@@ -1,6 +1,6 @@
 """The epoch loop shared by every job: train, evaluate, log, checkpoint, report.
 
-:func:`run_cohort` drives any :class:`~codistill.sequential.Cohort` (Ray actors or one process).
+:func:`run_cohort` drives any :class:`~codistill.cohort_base.Cohort` (Ray actors or one process).
 After each epoch it evaluates every peer and the ensemble (mean of softmax), writes TensorBoard
 scalars, prints a summary line and writes an atomic checkpoint. At the end it writes
 ``results.json`` (config, seed, package versions, per-peer and ensemble accuracy at the best and
@@ -21,11 +21,12 @@ from typing import Any, Callable
 import torch
 import yaml
 
+from codistill import metrics as m
 from codistill.checkpoint import load_latest_checkpoint, save_checkpoint
+from codistill.cohort_base import Cohort
 from codistill.config import RunConfig
 from codistill.evaluation import cohort_metrics
 from codistill.monitoring import ConsoleProgress, TensorBoardLog
-from codistill.sequential import Cohort
 
 CONFIG_FILE = "config.yaml"
 RESULTS_FILE = "results.json"
@@ -78,9 +79,9 @@ def run_cohort(config: RunConfig, run_dir: Path, make_cohort: Callable[[RunConfi
             record = _epoch_record(epoch, cohort.peer_names, step_metrics, cohort_metrics(peer_logits, labels),
                                    train_seconds)
             log.steps(step_metrics, epoch * steps_per_epoch)
-            log.epoch(epoch, _peer_scalars(record), {"val/ensemble_accuracy": record["ensemble_val"],
-                                                     "val/agreement": record["agreement"],
-                                                     "time/epoch_seconds": train_seconds})
+            log.epoch(epoch, _peer_scalars(record), {m.ENSEMBLE_ACCURACY: record["ensemble_val"],
+                                                     m.AGREEMENT: record["agreement"],
+                                                     m.EPOCH_SECONDS: train_seconds})
             position.history.append(record)
             position.epochs_done = epoch + 1
             position.wall_seconds += time.perf_counter() - started
@@ -105,18 +106,18 @@ def _epoch_record(epoch: int, names: list[str], step_metrics: list[list[dict[str
     peers = []
     for k, name in enumerate(names):
         rows = [step[k] for step in step_metrics]
-        examples = sum(r["train/examples"] for r in rows)
+        examples = sum(r[m.TRAIN_EXAMPLES] for r in rows)
         peers.append({"name": name, "val_accuracy": evaluation["peers"][k],
-                      "train_accuracy": sum(r["train/correct"] for r in rows) / max(examples, 1.0),
-                      "train_loss": sum(r["loss/total"] * r["train/examples"] for r in rows) / max(examples, 1.0),
-                      "exchange_wait_seconds": sum(r["time/exchange_wait"] for r in rows)})
+                      "train_accuracy": sum(r[m.TRAIN_CORRECT] for r in rows) / max(examples, 1.0),
+                      "train_loss": sum(r[m.LOSS_TOTAL] * r[m.TRAIN_EXAMPLES] for r in rows) / max(examples, 1.0),
+                      "exchange_wait_seconds": sum(r[m.EXCHANGE_WAIT_SECONDS] for r in rows)})
     return {"epoch": epoch + 1, "peers": peers, "ensemble_val": evaluation["ensemble"],
             "agreement": evaluation["agreement"], "train_seconds": train_seconds}
 
 
 def _peer_scalars(record: dict[str, Any]) -> list[dict[str, float]]:
-    return [{"val/accuracy": p["val_accuracy"], "train/accuracy": p["train_accuracy"],
-             "train/loss_epoch": p["train_loss"], "time/exchange_wait_epoch": p["exchange_wait_seconds"]}
+    return [{m.VAL_ACCURACY: p["val_accuracy"], m.TRAIN_ACCURACY: p["train_accuracy"],
+             m.TRAIN_LOSS_EPOCH: p["train_loss"], m.EXCHANGE_WAIT_EPOCH: p["exchange_wait_seconds"]}
             for p in record["peers"]]
 
 

@@ -38,12 +38,12 @@ class PeerDataset(ABC):
 
     def batch_indices(self, seed: int, epoch: int, batch_size: int) -> list[Tensor]:
         """The epoch's shuffled training indices, cut into batches (the last may be smaller)."""
-        generator = torch.Generator().manual_seed(_mix(seed, epoch))
+        generator = torch.Generator().manual_seed(mix_seed(seed, epoch))
         order = torch.randperm(self.info.train_size, generator=generator)
         return list(order.split(batch_size))
 
     def augmentation_generator(self, seed: int, epoch: int, step: int, stream: int) -> torch.Generator:
-        return torch.Generator().manual_seed(_mix(seed, epoch, step, stream, 0xA5))
+        return torch.Generator().manual_seed(mix_seed(seed, epoch, step, stream, 0xA5))
 
     @abstractmethod
     def train_batch(self, indices: Tensor, generator: torch.Generator, augment: bool) -> tuple[Tensor, Tensor]:
@@ -58,7 +58,7 @@ class PeerDataset(ABC):
         raise NotImplementedError
 
 
-def _mix(*values: int) -> int:
+def mix_seed(*values: int) -> int:
     """A deterministic 63-bit seed from several integers (splitmix64 steps)."""
     state = 0x9E3779B97F4A7C15
     for value in values:

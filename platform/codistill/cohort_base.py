@@ -1,0 +1,60 @@
+"""The cohort interface the runner drives.
+
+A :class:`Cohort` is a set of peers trained in lock-step. Implementations:
+:class:`codistill.sequential.SequentialCohort` (every peer in this process),
+:class:`codistill.cohort.RayCohort` (one Ray actor per peer) and
+:class:`codistill.offline.OfflineCohort` (one student, frozen teachers). All return the same
+per-step metrics (keys in :mod:`codistill.metrics`) and accept the same checkpoints.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Callable
+
+from torch import Tensor
+
+from codistill.config import RunConfig
+
+StepCallback = Callable[[int, int], None]  # (steps done, steps in epoch)
+
+
+class Cohort(ABC):
+    """A set of peers trained in lock-step; index k is ``config.peers[k]``."""
+
+    config: RunConfig
+
+    @property
+    def peer_names(self) -> list[str]:
+        return [peer.name for peer in self.config.peers]
+
+    @abstractmethod
+    def steps_per_epoch(self) -> int: ...
+
+    @abstractmethod
+    def train_epoch(self, epoch: int, on_step: StepCallback | None = None) -> list[list[dict[str, float]]]:
+        """Train one epoch; returns metrics indexed ``[step][peer]``."""
+
+    @abstractmethod
+    def evaluate(self) -> tuple[list[Tensor], Tensor]:
+        """Each peer's validation logits, and the validation labels."""
+
+    @abstractmethod
+    def sparsity(self) -> list[float | None]: ...
+
+    @abstractmethod
+    def state_bytes(self) -> list[bytes]: ...
+
+    @abstractmethod
+    def load_state_bytes(self, blobs: list[bytes]) -> None: ...
+
+    @abstractmethod
+    def model_bytes(self) -> list[bytes]: ...
+
+    def shutdown(self) -> None:
+        """Release resources (actors, devices)."""
+
+
+def others(payloads: list, index: int) -> list:
+    """The payloads of every peer except ``index``: a peer's teachers."""
+    return [payload for j, payload in enumerate(payloads) if j != index]

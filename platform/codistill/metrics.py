@@ -1,0 +1,34 @@
+"""Names of the metrics that cross modules: a peer's step (``PeerTrainer.update``) reports them,
+the runner aggregates them per epoch, monitoring writes them to TensorBoard and a learned
+teacher policy may read them as feedback. One name, one constant, used everywhere.
+
+Per-step metrics are plain ``dict[str, float]`` (cheap to send from a Ray actor); every
+distillation term adds ``loss/<method>/<term>`` next to the fixed keys below.
+"""
+
+from __future__ import annotations
+
+LOSS_PREFIX = "loss/"
+LOSS_TOTAL = "loss/total"  # CE + λ·m·Σ distillation terms
+LOSS_CE = "loss/ce"  # cross-entropy on the (possibly noisy) training label
+DISTILL_STRENGTH = "distill/strength"  # λ(t)·m(t) at this step
+LEARNING_RATE = "lr"
+TRAIN_CORRECT = "train/correct"  # examples of the batch the peer classified right (before the step)
+TRAIN_EXAMPLES = "train/examples"  # examples in the batch
+STEP_SECONDS = "time/step"  # forward + update compute time of the peer
+EXCHANGE_WAIT_SECONDS = "time/exchange_wait"  # time between the peer's forward and its update
+
+# Per-epoch scalars written by the runner.
+VAL_ACCURACY = "val/accuracy"
+TRAIN_ACCURACY = "train/accuracy"
+TRAIN_LOSS_EPOCH = "train/loss_epoch"
+EXCHANGE_WAIT_EPOCH = "time/exchange_wait_epoch"
+TRAIN_ACCURACY_STEP = "train/accuracy_step"
+ENSEMBLE_ACCURACY = "val/ensemble_accuracy"
+AGREEMENT = "val/agreement"
+EPOCH_SECONDS = "time/epoch_seconds"
+
+
+def loss_term(name: str) -> str:
+    """The key of one named distillation term, e.g. ``loss/kd/kd``."""
+    return f"{LOSS_PREFIX}{name}"
