@@ -34,12 +34,12 @@ from codistill.config import PeerConfig, RunConfig
 from codistill.data import build_dataset
 from codistill.data.base import PeerDataset, mix_seed
 from codistill.methods import DistillationMethod, MethodContext, build_method
-from codistill.methods.base import TeacherView
+from codistill.methods.base import TeacherView, weighted_term
 from codistill.models import ModelOutput, PeerNetwork, build_model
 from codistill.progress import Progress
 from codistill.pruning import GradualPruner, effective_state_dict
 from codistill.schedules import as_schedule
-from codistill.teachers import TeacherBatch, ensemble_view, normalized_weights, resolve_policy
+from codistill.teachers import TeacherBatch, ensemble_view, normalized_weights, resolve_policy, teacher_weights
 
 
 def load_dataset(config: RunConfig) -> PeerDataset:
@@ -251,25 +251,26 @@ class PeerTrainer:
                              teacher_logits=torch.stack(candidate_logits), teacher_indices=candidates,
                              targets=targets, progress=progress)
         weights = normalized_weights(self.policy.weights(batch), len(candidates), targets.numel())
-        # Methods called teacher by teacher return batch means, so they take the batch-mean weight.
-        per_teacher = weights[:, : len(teachers)].mean(0)
-        per_teacher = per_teacher / per_teacher.sum().clamp_min(1e-12)
+        # Methods applied teacher by teacher take each teacher's per-example weight, renormalized
+        # over the teachers (the student's own ensemble slot, if any, left out).
+        per_teacher = teacher_weights(weights, len(teachers))
 
         terms: dict[str, Tensor] = {}
         for position, (method, spec) in enumerate(zip(self.methods, self.config.distillation.methods)):
             prefix = spec.name if [m.name for m in self.config.distillation.methods].count(spec.name) == 1 \
                 else f"{spec.name}{position}"
             if not method.uses_teacher:
-                parts = [(1.0, method(student, None, targets, progress))]
+                parts = [(None, method(student, None, targets, progress))]
             elif ensemble and not method.uses_teacher_features:
                 views = teachers + ([TeacherView(logits=student.logits.detach().float())] if include_self else [])
-                parts = [(1.0, method(student, ensemble_view(views, weights), targets, progress))]
+                parts = [(None, method(student, ensemble_view(views, weights), targets, progress))]
             else:
-                parts = [(per_teacher[k], method(student, view, targets, progress)) for k, view in enumerate(teachers)]
+                parts = [(per_teacher[:, k], method(student, view, targets, progress)) for k, view in enumerate(teachers)]
+            method.end_step()
             for weight, result in parts:
                 for name, value in result.items():
                     key = f"{prefix}/{name}"
-                    terms[key] = terms.get(key, 0.0) + spec.weight * weight * value
+                    terms[key] = terms.get(key, 0.0) + spec.weight * weighted_term(value, weight, targets.numel(), key)
         return terms, batch, weights
 
     @contextmanager

@@ -96,6 +96,16 @@ def normalized_weights(raw: Tensor, count: int, batch_size: int) -> Tensor:
     return raw / raw.sum(dim=1, keepdim=True).clamp_min(1e-12)
 
 
+def teacher_weights(weights: Tensor, count: int) -> Tensor:
+    """The first ``count`` columns of normalized ``[B, K]`` weights, rows renormalized to one.
+
+    Online in ensemble mode the last candidate is the student itself; methods applied teacher by
+    teacher leave it out and share its weight among the teachers, example by example.
+    """
+    teachers = weights[:, :count]
+    return teachers / teachers.sum(dim=1, keepdim=True).clamp_min(1e-12)
+
+
 def ensemble_view(views: list[TeacherView], weights: Tensor) -> TeacherView:
     """The weighted logit ensemble ``Σ_l w_l z_l`` (weights ``[B, K]``) as one teacher."""
     stacked = torch.stack([view.logits.float() for view in views])  # [K, B, C]

@@ -2,10 +2,23 @@
 
 A method is an ``nn.Module`` (so adapters it owns train with the student and are saved with it)
 built from a :class:`MethodContext` plus its own keyword parameters, and called once per teacher
-(or once with ``teacher=None`` for teacher-free methods). It returns named, already-combined loss
-terms; the engine multiplies their sum by the method's configured weight and the scheduled
-distillation weight λ(t)·m(t). Numeric parameters that may change over training (temperature, …)
-accept a schedule spec: see :func:`codistill.schedules.as_schedule`.
+(or once with ``teacher=None`` for teacher-free methods, or once with the logit ensemble). It
+returns named loss terms, each of one of two shapes:
+
+- ``[B]``, one value per example, wherever the formula decomposes over examples (KD, DKD, …).
+  The engine multiplies a teacher's per-example terms by that teacher's per-example weight
+  ``w[b, k]`` (the teacher-weighting policy's, rows renormalized over the teachers) and averages
+  over the batch: ``mean_b(w[b, k] · term[b])``;
+- a scalar, for terms that are not a mean over examples; it takes the batch-mean weight
+  ``mean_b(w[b, k]) · term``.
+
+Terms computed from an ensemble teacher, or teacher-free, carry weight 1 (a ``[B]`` term is then
+averaged). The engine multiplies the sum of the weighted terms by the method's configured weight
+and the scheduled distillation weight λ(t)·m(t). After the last teacher of a training step it
+calls :meth:`DistillationMethod.end_step` once (for state such as running averages, which must
+change once per step, never between the teachers of a step, and never in place on a tensor a
+returned term still needs for backward). Numeric parameters that may change over training
+(temperature, …) accept a schedule spec: see :func:`codistill.schedules.as_schedule`.
 """
 
 from __future__ import annotations
@@ -68,4 +81,18 @@ class DistillationMethod(nn.Module):
 
     def forward(self, student: ModelOutput, teacher: TeacherView | None, targets: Tensor,
                 progress: Progress) -> dict[str, Tensor]:  # pragma: no cover - interface
+        """Named loss terms, each ``[B]`` (per example) or a scalar: see the module docstring."""
         raise NotImplementedError
+
+    def end_step(self) -> None:
+        """Called once per training step after every teacher of the step (default: nothing)."""
+
+
+def weighted_term(value: Tensor, weight: Tensor | None, batch_size: int, name: str) -> Tensor:
+    """A method's term as a scalar: ``mean_b(w_b · term_b)`` for a ``[B]`` term, ``mean_b(w_b) · term``
+    for a scalar; ``weight`` is one teacher's per-example weights ``[B]``, or ``None`` for 1."""
+    if value.dim() == 0:
+        return value if weight is None else value * weight.mean()
+    if value.shape != (batch_size,):
+        raise ValueError(f"method term '{name}' has shape {tuple(value.shape)}, expected [{batch_size}] or a scalar")
+    return value.mean() if weight is None else (value * weight).mean()

@@ -17,6 +17,11 @@ Our reading, documented as such:
   ``NC = KL(p̂_ref ‖ p̂_s)``.
 - ``L = min(epoch / warmup, 1) · T² · (α · TC + β · NC)``; defaults as DKD (T = 4, α = 1, β = 8,
   warm-up 20) with γ = 0.5, κ = 0.5.
+
+Conventions shared with :mod:`codistill.methods.dkd`: the warm-up counts 1-based whole epochs as
+mdistiller, ``log b_s`` is computed in log space, and both terms are per example (per-example
+teacher weights apply). Differs from the reference: no reference code was available; the
+formula above is a reading of the abstract.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from torch import Tensor
 from codistill.methods import METHODS
 from codistill.methods.base import DistillationMethod, MethodContext, TeacherView
 from codistill.methods.dkd import warmup_factor
-from codistill.methods.logits import binary_target_probs, kl_from_probs, non_target_log_probs
+from codistill.methods.logits import binary_target_log_probs, kl_from_probs, non_target_log_probs
 from codistill.models.base import ModelOutput
 from codistill.progress import Progress
 from codistill.schedules import as_schedule
@@ -51,9 +56,10 @@ class DCKD(DistillationMethod):
         scale = warmup_factor(progress, self.warmup_epochs) * t * t
         teacher_logits, student_logits = teacher.logits.detach(), student.logits
 
-        b_student = binary_target_probs(student_logits, targets, t)
-        b_joint = self.gamma * binary_target_probs(teacher_logits, targets, t) + (1 - self.gamma) * b_student.detach()
-        target_part = kl_from_probs(b_joint, b_student.log())
+        log_b_student = binary_target_log_probs(student_logits, targets, t)
+        b_teacher = binary_target_log_probs(teacher_logits, targets, t).exp()
+        b_joint = self.gamma * b_teacher + (1 - self.gamma) * log_b_student.detach().exp()
+        target_part = kl_from_probs(b_joint, log_b_student)
 
         log_student_nt = non_target_log_probs(student_logits, targets, t)
         teacher_nt = non_target_log_probs(teacher_logits, targets, t).exp()
@@ -61,4 +67,4 @@ class DCKD(DistillationMethod):
         kept = self.kappa * correct
         reference = kept * log_student_nt.detach().exp() + (1 - kept) * teacher_nt
         non_target_part = kl_from_probs(reference, log_student_nt)
-        return {"target": scale * self.alpha * target_part.mean(), "non_target": scale * self.beta * non_target_part.mean()}
+        return {"target": scale * self.alpha * target_part, "non_target": scale * self.beta * non_target_part}

@@ -8,6 +8,12 @@ With ``b = [p_y, 1 − p_y]`` (binary target/non-target probabilities at tempera
 
 and classical KD decomposes as ``KL(p_t ‖ p_s) = TCKD + (1 − p_t,y) · NCKD``.
 Defaults are the official CIFAR ones: T = 4, α = 1, β = 8, warm-up 20 epochs.
+
+As mdistiller: ``epoch`` in the warm-up counts whole epochs from 1 (the first epoch trains at
+``1 / warmup``, epoch ``warmup`` and later at 1), the target logit is masked by subtracting 1000
+for ``p̂``. Differs from the reference: ``log b`` is computed in log space (mdistiller takes
+``log`` of ``b``, which underflows when the target logit lies far below another); the terms are
+per example, so per-example teacher weights apply (:mod:`codistill.methods.base`).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from torch import Tensor
 
 from codistill.methods import METHODS
 from codistill.methods.base import DistillationMethod, MethodContext, TeacherView
-from codistill.methods.logits import binary_target_probs, kl_from_probs, non_target_log_probs
+from codistill.methods.logits import binary_target_log_probs, kl_from_log_probs, kl_from_probs, non_target_log_probs
 from codistill.models.base import ModelOutput
 from codistill.progress import Progress
 from codistill.schedules import as_schedule
@@ -27,9 +33,8 @@ from codistill.schedules import as_schedule
 
 def tckd(teacher_logits: Tensor, student_logits: Tensor, targets: Tensor, temperature: float) -> Tensor:
     """``KL(b_t ‖ b_s)`` per example (not scaled by T²)."""
-    b_teacher = binary_target_probs(teacher_logits, targets, temperature)
-    b_student = binary_target_probs(student_logits, targets, temperature)
-    return kl_from_probs(b_teacher, b_student.log())
+    return kl_from_log_probs(binary_target_log_probs(teacher_logits, targets, temperature),
+                             binary_target_log_probs(student_logits, targets, temperature))
 
 
 def nckd(teacher_logits: Tensor, student_logits: Tensor, targets: Tensor, temperature: float) -> Tensor:
@@ -39,7 +44,8 @@ def nckd(teacher_logits: Tensor, student_logits: Tensor, targets: Tensor, temper
 
 
 def warmup_factor(progress: Progress, warmup_epochs: float) -> float:
-    return min(progress.epoch_float / warmup_epochs, 1.0) if warmup_epochs > 0 else 1.0
+    """mdistiller's ``min(epoch / warmup, 1)`` with ``epoch`` the 1-based whole epoch."""
+    return min((progress.epoch + 1) / warmup_epochs, 1.0) if warmup_epochs > 0 else 1.0
 
 
 @METHODS.register("dkd")
@@ -57,8 +63,8 @@ class DKD(DistillationMethod):
         t = self.temperature(progress)
         scale = warmup_factor(progress, self.warmup_epochs) * t * t
         teacher_logits = teacher.logits.detach()
-        return {"tckd": scale * self.alpha * tckd(teacher_logits, student.logits, targets, t).mean(),
-                "nckd": scale * self.beta * nckd(teacher_logits, student.logits, targets, t).mean()}
+        return {"tckd": scale * self.alpha * tckd(teacher_logits, student.logits, targets, t),
+                "nckd": scale * self.beta * nckd(teacher_logits, student.logits, targets, t)}
 
 
 def decomposition_residual(teacher_logits: Tensor, student_logits: Tensor, targets: Tensor, temperature: float) -> Tensor:

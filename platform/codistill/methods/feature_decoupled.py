@@ -9,11 +9,16 @@ pooling keeps the diffuse, background context)::
     L_fg = MSE(maxpool_k(A(F_s)), maxpool_k(F_t))      L_bg = MSE(avgpool_k(A(F_s)), avgpool_k(F_t))
     L = w_fg · L_fg + w_bg · L_bg,  averaged over matched stages
 
-with ``A`` the student's adapter (:mod:`codistill.methods.adapters`). The weights are adjusted
-dynamically (our rule): each is inversely proportional to an exponential moving average of its
-own term, normalized to ``w_fg + w_bg = 2``, so neither part dominates as their scales drift while
-the student is pruned (:mod:`codistill.pruning`). ``dynamic: false`` keeps the initial weights.
-Vector features (MLP) are pooled in 1-D over the feature axis.
+with ``A`` the student's adapter (:mod:`codistill.methods.adapters`). Both terms are per example
+(MSE over each example's elements), so per-example teacher weights apply. The weights are
+adjusted dynamically (our rule): each is inversely proportional to an exponential moving average
+of its own term, normalized to ``w_fg + w_bg = 2``, so neither part dominates as their scales
+drift while the student is pruned (:mod:`codistill.pruning`). The average is updated once per
+training step (:meth:`FeatureDecoupled.end_step`) from the step's batch-mean terms averaged over
+its teachers, so a step uses the weights of the steps before it (the first step the initial
+ones). ``dynamic: false`` keeps the initial weights. Vector features (MLP) are pooled in 1-D
+over the feature axis. Differs from the reference: the paper's code and exact weighting rule
+were not available; pooling as foreground/background and the weight rule are our reading.
 """
 
 from __future__ import annotations
@@ -36,6 +41,10 @@ def _pooled(feature: Tensor, kernel: int, kind: str) -> Tensor:
     return pool(maps, size, size)
 
 
+def _per_example_mse(student: Tensor, target: Tensor) -> Tensor:
+    return (student - target).pow(2).flatten(1).mean(1)
+
+
 @METHODS.register("feature_decoupled")
 class FeatureDecoupled(DistillationMethod):
     name = "feature_decoupled"
@@ -48,6 +57,7 @@ class FeatureDecoupled(DistillationMethod):
         self.pool_kernel, self.dynamic, self.momentum = pool_kernel, dynamic, momentum
         self.register_buffer("weights", torch.tensor([foreground_weight, background_weight]))
         self.register_buffer("running_terms", torch.zeros(2))
+        self._step_terms: list[Tensor] = []  # this step's batch-mean terms, one row per teacher
 
     def forward(self, student: ModelOutput, teacher: TeacherView | None, targets: Tensor,
                 progress: Progress) -> dict[str, Tensor]:
@@ -56,12 +66,18 @@ class FeatureDecoupled(DistillationMethod):
         foreground, background = [], []
         for adapter, (s, t) in zip(adapters, pairs):
             adapted, target = adapter(student.features[s]), adapter.teacher(teacher.features[t].detach())
-            foreground.append(F.mse_loss(_pooled(adapted, self.pool_kernel, "max"), _pooled(target, self.pool_kernel, "max")))
-            background.append(F.mse_loss(_pooled(adapted, self.pool_kernel, "avg"), _pooled(target, self.pool_kernel, "avg")))
-        terms = torch.stack([torch.stack(foreground).mean(), torch.stack(background).mean()])
+            foreground.append(_per_example_mse(_pooled(adapted, self.pool_kernel, "max"), _pooled(target, self.pool_kernel, "max")))
+            background.append(_per_example_mse(_pooled(adapted, self.pool_kernel, "avg"), _pooled(target, self.pool_kernel, "avg")))
+        foreground_term, background_term = torch.stack(foreground).mean(0), torch.stack(background).mean(0)
         if self.dynamic and self.training:
-            self._update_weights(terms.detach())
-        return {"foreground": self.weights[0] * terms[0], "background": self.weights[1] * terms[1]}
+            self._step_terms.append(torch.stack([foreground_term.detach().mean(), background_term.detach().mean()]))
+        weights = self.weights.clone()  # end_step updates the buffer in place before backward
+        return {"foreground": weights[0] * foreground_term, "background": weights[1] * background_term}
+
+    def end_step(self) -> None:
+        if self._step_terms:
+            terms, self._step_terms = torch.stack(self._step_terms).mean(0), []
+            self._update_weights(terms)
 
     @torch.no_grad()
     def _update_weights(self, terms: Tensor) -> None:

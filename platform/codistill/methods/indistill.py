@@ -19,6 +19,12 @@ wide peer also learns from narrow ones) such a teacher simply teaches no feature
 The "filter" of a stage is the last conv (or linear) layer whose output width equals the
 stage's channel count; when a stage has none (e.g. DenseNet's concatenations) the channels are
 ranked by their mean absolute activation on the batch instead.
+
+Both terms are per example (each example's MSE, or its KD), so per-example teacher weights apply.
+Differs from the reference: the official code builds the pruned teacher layer with fresh
+BatchNorm layers trained alongside, and distils the embedding by PKT after the curriculum; here
+the teacher's own (pruned) channels are the target, with no new layers, and the phase after the
+curriculum is KD on the logits.
 """
 
 from __future__ import annotations
@@ -106,4 +112,4 @@ class InDistill(DistillationMethod):
             feature, pruned = as_vector(feature), as_vector(pruned)
         elif pruned.dim() == 4 and pruned.shape[2:] != feature.shape[2:]:
             pruned = F.adaptive_avg_pool2d(pruned, feature.shape[2:])
-        return {f"stage{stage + 1}": F.mse_loss(feature.flatten(1), pruned.flatten(1))}
+        return {f"stage{stage + 1}": (feature.flatten(1) - pruned.flatten(1)).pow(2).mean(1)}

@@ -4,7 +4,11 @@ Network", 2015)::
     L_KD = T² · KL(softmax(z_t / T) ‖ softmax(z_s / T))
 
 Default T = 4 (mdistiller's CIFAR setting; the online cohort configs use T = 3 as ONE / Gao et
-al.). ``temperature`` may be a schedule spec.
+al.). ``temperature`` may be a schedule spec. The term is per example (per-example teacher
+weights apply); its batch mean is mdistiller's, RepDistiller's and torchdistill's KD term to
+float rounding. Differs from the reference: mdistiller and RepDistiller weigh CE by 0.1 and KD
+by 0.9 by default (torchdistill by its ``alpha``); here CE always has weight 1 and KD the
+method's ``weight`` times λ(t)·m(t).
 """
 
 from __future__ import annotations

@@ -15,6 +15,8 @@ Feature term, for each shallower stage k against the deepest stage D (our readin
 
 Label term: label smoothing whose strength grows linearly from 0 to ``max_smoothing`` over
 training, written as ``ε(t) · (CE(uniform, p) − CE(y, p))`` so that CE plus it is the smoothed CE.
+Both terms are batch means (scalars): the method has no teacher to weight per example.
+Differs from the reference: no code was available; steps 1–4 are our reading of the paper.
 """
 
 from __future__ import annotations
