@@ -5,7 +5,10 @@ For each example, teachers that predict the true label with less cross-entropy c
     w_k = (1 − softmax_k(CE(z_k, y))) / (K − 1)        (for K ≥ 2 teachers)
 
 the softmax being taken over teachers, so a teacher with a larger loss gets a smaller weight and
-the weights sum to one over teachers. With a single teacher the weight is 1.
+the weights sum to one over teachers. With a single teacher the weight is 1. Methods applied
+teacher by teacher weight each example's term by its own weight. Differs from the reference:
+CA-MKD's code also divides the weighted sum over teachers by K, so with KD at the same weight
+this loss is K times CA-MKD's logit term (fold 1/K into the method's ``weight`` to match).
 Use: ``distillation.policy: {name: "policies.confidence:ConfidenceAwarePolicy"}``.
 """
 

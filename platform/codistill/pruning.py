@@ -11,6 +11,12 @@ classifier. Masks use ``torch.nn.utils.prune`` (``weight = weight_orig · weight
 as identity masks at construction so a checkpoint has the same keys before and after pruning
 starts; a weight once pruned stays pruned (its score is zero), and its effective value stays
 exactly zero whatever the optimizer does to ``weight_orig``.
+
+Differs from the reference: Zhu & Gupta (and TensorFlow Model Optimization's
+``PolynomialDecay``, whose schedule ``cubic_sparsity`` matches) prune each layer to ``s_t``;
+here the weights of all layers are ranked together, so layers end at different sparsities
+whose total is ``s_t``. Pruning steps fall on global steps that are multiples of
+``every_steps`` (TF-MOT counts them from ``begin_step``).
 """
 
 from __future__ import annotations

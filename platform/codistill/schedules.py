@@ -55,7 +55,11 @@ class Linear:
 
 @dataclass(frozen=True)
 class Ramp:
-    """Sigmoid-shaped ramp-up of ONE / DML: ``value · exp(−5 (1 − min(t / ramp_epochs, 1))²)``."""
+    """Sigmoid-shaped ramp-up of ONE / DML: ``value · exp(−5 (1 − min(t / ramp_epochs, 1))²)``.
+
+    Differs from the reference: ``t`` is fractional (updated every step); ONE's code evaluates it
+    once per epoch, so the two agree at the start of each epoch and ours is higher within it.
+    """
 
     value: float
     ramp_epochs: float
