@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from codistill.methods import MethodContext, TeacherView, build_method, method_class, method_names
+from codistill.methods.base import weighted_term
 from codistill.methods.dkd import decomposition_residual, nckd, tckd
 from codistill.methods.indistill import active_stage, channel_importance, prune_channels
 from codistill.models import build_model, model_names
@@ -170,6 +171,36 @@ def test_feature_decoupled_weights_adapt_to_term_magnitudes():
     # After the update the two weighted terms are balanced (equal to the running magnitudes' mean).
     assert float(method.weights[0] * method.running_terms[0]) == pytest.approx(float(method.weights[1] * method.running_terms[1]), rel=1e-5)
     assert set(terms) == {"foreground", "background"}
+
+
+def test_feature_decoupled_moving_average_moves_once_per_step_over_all_teachers():
+    student = build_model("resnet8", 10, 3, 16)
+    teachers = [build_model("resnet8x4", 10, 3, 16), build_model("resnet8", 10, 3, 16)]
+    method = build_method("feature_decoupled", context_for(student, teachers, 3, 16), {"momentum": 0.5})
+    x, y = torch.randn(4, 3, 16, 16), torch.randint(0, 10, (4,))
+    s = student(x)
+
+    def step():
+        terms = [method(s, view_of(t, t(x), "feature_decoupled", index=k), y, LATE) for k, t in enumerate(teachers)]
+        used = method.weights.clone()
+        method.end_step()
+        means = torch.stack([torch.stack([v["foreground"].mean(), v["background"].mean()]) / used for v in terms])
+        return means.mean(0).detach()
+
+    first = step()
+    assert torch.allclose(method.running_terms, first)  # the first step's mean over both teachers
+    second = step()
+    assert torch.allclose(method.running_terms, 0.5 * first + 0.5 * second)
+    inverse = 1.0 / method.running_terms
+    assert torch.allclose(method.weights, 2.0 * inverse / inverse.sum())
+
+
+def test_a_term_of_the_wrong_shape_is_an_error():
+    with pytest.raises(ValueError, match="'kd/kd' has shape"):
+        weighted_term(torch.ones(3, 2), None, 3, "kd/kd")
+    weights = torch.tensor([0.0, 1.0, 0.5])
+    assert float(weighted_term(torch.tensor([4.0, 2.0, 2.0]), weights, 3, "x")) == pytest.approx(1.0)
+    assert float(weighted_term(torch.tensor(3.0), weights, 3, "x")) == pytest.approx(1.5)
 
 
 @pytest.mark.parametrize("in_channels, size", [(1, 8), (3, 32)])

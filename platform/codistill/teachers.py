@@ -12,7 +12,8 @@ The weights ``w`` come from a :class:`TeacherWeightingPolicy`, asked once per ba
 only knows this interface; learned policies live in the top-level ``policies`` package and are
 named in a config as ``module:Class`` (e.g. ``policies.confidence:ConfidenceAwarePolicy``).
 Methods that read teacher *features* always go teacher by teacher (features of different
-architectures cannot be averaged), weighted by the policy's weights over the other peers.
+architectures cannot be averaged), each example weighted by its own weights over the other peers
+(:func:`teacher_weights`).
 """
 
 from __future__ import annotations
