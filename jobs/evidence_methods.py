@@ -1,6 +1,7 @@
 """Offline methods on one teacher → student pair over several seeds: the README's methods table.
 
     python jobs/evidence_methods.py --seeds 0 1 2
+    python jobs/evidence_methods.py --only DKD --teacher-run runs/evidence-methods/teacher --out runs/dkd
 
 First trains the teacher of ``jobs/configs/digits_teacher.yaml`` alone (seed 0), then, for every
 seed, the student of ``jobs/configs/digits_offline.yaml`` alone and distilled from that same
@@ -12,13 +13,16 @@ student's validation top-1 at the last and at the best epoch; raw runs stay in `
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
+from pathlib import Path
 
 import _bootstrap  # noqa: F401
+import yaml
 from _evidence import add_common_arguments, fresh_output, mean_std, run_dir_for, selected, table, write_summary
 
-from codistill.config import load_config
+from codistill.config import RunConfig, load_config
 from codistill.offline import OfflineCohort
 from codistill.runner import prepare_run_dir, run_cohort
 
@@ -42,19 +46,33 @@ for _sparsity in (50, 90):
     })
 
 
+def reused_teacher(parser: argparse.ArgumentParser, run_dir: Path, config: RunConfig) -> tuple[dict, Path]:
+    """The results and checkpoint of a teacher trained earlier from the same config (else exit 2)."""
+    checkpoint = run_dir / "models" / f"{config.peers[0].name}.pt"
+    if not (run_dir / "results.json").is_file() or not checkpoint.is_file():
+        parser.error(f"--teacher-run {run_dir}: no finished teacher there (results.json and {checkpoint.name})")
+    if yaml.safe_load((run_dir / "config.yaml").read_text()) != config.to_dict():
+        parser.error(f"--teacher-run {run_dir}: trained from another config than --teacher-config")
+    return json.loads((run_dir / "results.json").read_text()), checkpoint
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teacher-config", default="jobs/configs/digits_teacher.yaml")
     parser.add_argument("--student-config", default="jobs/configs/digits_offline.yaml")
+    parser.add_argument("--teacher-run", type=Path,
+                        help="reuse the teacher of an earlier run of this script (its OUT/teacher directory)")
     add_common_arguments(parser, "runs/evidence-methods")
     args = parser.parse_args(argv)
-    fresh_output(args.out)
-
-    teacher_dir = args.out / "teacher"
     teacher_config = load_config(args.teacher_config, args.overrides + ["independent=true"], mode="offline")
-    prepare_run_dir(teacher_dir, teacher_config)
-    teacher = run_cohort(teacher_config, teacher_dir, OfflineCohort)
-    checkpoint = teacher_dir / "models" / f"{teacher_config.peers[0].name}.pt"
+    if args.teacher_run is not None:
+        teacher, checkpoint = reused_teacher(parser, args.teacher_run, teacher_config)
+    fresh_output(args.out)
+    if args.teacher_run is None:
+        teacher_dir = args.out / "teacher"
+        prepare_run_dir(teacher_dir, teacher_config)
+        teacher = run_cohort(teacher_config, teacher_dir, OfflineCohort)
+        checkpoint = teacher_dir / "models" / f"{teacher_config.peers[0].name}.pt"
 
     rows: dict[str, dict[str, list[float]]] = {}
     for name, overrides in selected(VARIANTS, args.only).items():
