@@ -51,7 +51,7 @@ def reused_teacher(parser: argparse.ArgumentParser, run_dir: Path, config: RunCo
     checkpoint = run_dir / "models" / f"{config.peers[0].name}.pt"
     if not (run_dir / "results.json").is_file() or not checkpoint.is_file():
         parser.error(f"--teacher-run {run_dir}: no finished teacher there (results.json and {checkpoint.name})")
-    if yaml.safe_load((run_dir / "config.yaml").read_text()) != config.to_dict():
+    if yaml.safe_load((run_dir / "config.yaml").read_text()) != yaml.safe_load(yaml.safe_dump(config.to_dict())):
         parser.error(f"--teacher-run {run_dir}: trained from another config than --teacher-config")
     return json.loads((run_dir / "results.json").read_text()), checkpoint
 
