@@ -18,7 +18,6 @@ inside a Ray actor (:mod:`codistill.cohort`) and in a single process (:class:`Lo
 
 from __future__ import annotations
 
-import io
 import math
 import time
 from contextlib import contextmanager, nullcontext
@@ -30,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from codistill import metrics as m
+from codistill import safe_io
 from codistill.config import PeerConfig, RunConfig
 from codistill.data import build_dataset
 from codistill.data.base import PeerDataset, mix_seed
@@ -323,20 +323,16 @@ class PeerTrainer:
             torch.cuda.set_rng_state_all(state["rng_cuda"])
 
     def state_bytes(self) -> bytes:
-        buffer = io.BytesIO()
-        torch.save(self.state_dict(), buffer)
-        return buffer.getvalue()
+        return safe_io.dumps(self.state_dict())
 
     def load_state_bytes(self, blob: bytes) -> None:
-        self.load_state_dict(torch.load(io.BytesIO(blob), map_location=self.device, weights_only=False))
+        self.load_state_dict(safe_io.loads(blob, map_location=self.device, source=f"the state of peer '{self.peer.name}'"))
 
     def model_bytes(self) -> bytes:
         """The trained network alone (with its adapters), for use as an offline teacher."""
-        buffer = io.BytesIO()
-        torch.save({"model": self.peer.model, "state": effective_state_dict(self.model), "methods": self.methods.state_dict(),
-                    "num_classes": self.dataset.info.num_classes, "in_channels": self.dataset.info.in_channels,
-                    "image_size": self.dataset.info.image_size}, buffer)
-        return buffer.getvalue()
+        return safe_io.dumps({"model": self.peer.model, "state": effective_state_dict(self.model),
+                              "methods": self.methods.state_dict(), "num_classes": self.dataset.info.num_classes,
+                              "in_channels": self.dataset.info.in_channels, "image_size": self.dataset.info.image_size})
 
 
 def _to_device(view: TeacherView, device: torch.device, index: int) -> TeacherView:

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from codistill.data.base import DatasetInfo, PeerDataset
 from codistill.errors import ConfigError
 from codistill.registry import Registry
 
+if TYPE_CHECKING:
+    from codistill.config import DataConfig
+
 DatasetFactory = Callable[..., PeerDataset]
 DATASETS: Registry[DatasetFactory] = Registry("dataset")
+#: Each dataset's own check of its files (``data.root``) and settings, run by the front door before
+#: anything is written; raises :class:`ConfigError` naming the ``data.*`` field. Optional per dataset.
+DatasetCheck = Callable[["DataConfig"], None]
+DATASET_CHECKS: Registry[DatasetCheck] = Registry("dataset check")
 
 
 def build_dataset(name: str, *, root: str | None, train_fraction: float, label_noise: float, seed: int,
@@ -28,6 +35,13 @@ def build_dataset(name: str, *, root: str | None, train_fraction: float, label_n
                               image_size=image_size)
 
 
+def check_dataset_files(data: DataConfig) -> None:
+    """Run the dataset's own check (its files under ``data.root``), if it registered one."""
+    dataset_names()
+    if data.dataset in DATASET_CHECKS:
+        DATASET_CHECKS.get(data.dataset)(data)
+
+
 def dataset_names() -> list[str]:
     # Importing the modules runs their @DATASETS.register decorators (imported lazily: torchvision, PIL).
     from codistill.data import cifar, digits, imagefolder  # noqa: F401
@@ -42,4 +56,5 @@ def required_root(dataset: str, root: str | None, expected: str) -> Path:
     return Path(root).expanduser()
 
 
-__all__ = ["DATASETS", "DatasetInfo", "PeerDataset", "build_dataset", "dataset_names", "required_root"]
+__all__ = ["DATASETS", "DATASET_CHECKS", "DatasetInfo", "PeerDataset", "build_dataset", "check_dataset_files",
+           "dataset_names", "required_root"]

@@ -11,16 +11,20 @@ from __future__ import annotations
 import pickle
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor
 from torchvision.datasets import CIFAR10, CIFAR100
 
-from codistill.data import DATASETS, required_root
+from codistill.data import DATASET_CHECKS, DATASETS, required_root
 from codistill.data.augment import Augmentation
-from codistill.data.in_memory import InMemoryDataset
+from codistill.data.in_memory import InMemoryDataset, check_image_size
 from codistill.errors import ConfigError
+
+if TYPE_CHECKING:
+    from codistill.config import DataConfig
 
 IMAGE_SHAPE = (3, 32, 32)
 MEAN_STD = {
@@ -44,15 +48,27 @@ def _read_batches(folder: Path, files: list[list[str]]) -> tuple[Tensor, Tensor]
     return torch.cat(images), torch.tensor(labels, dtype=torch.long)
 
 
-def load_cifar(name: str, layout: type[CIFAR10], *, root: str | None, train_fraction: float, label_noise: float,
-               seed: int, image_size: int | None = None) -> InMemoryDataset:
-    """Read both splits of ``layout`` (torchvision's class naming the files) from under ``root``."""
+def batches_folder(name: str, layout: type[CIFAR10], root: str | None) -> Path:
+    """The folder of CIFAR's python batches under ``root``; a ``data.root`` error if any file is missing."""
     expected = [file for file, _md5 in layout.train_list + layout.test_list] + [layout.meta["filename"]]
     folder = required_root(name, root, f"{layout.base_folder}/ ({', '.join(expected)})") / layout.base_folder
     missing = [file for file in expected if not (folder / file).is_file()]
     if missing:
         raise ConfigError("data.root", f"{name} expects CIFAR's python batches {', '.join(expected)} in {folder}, "
                                        f"missing {', '.join(missing)}; extract {layout.url} into {root}")
+    return folder
+
+
+def check_cifar(name: str, layout: type[CIFAR10], data: DataConfig) -> None:
+    """The front door's check: every batch file present, images of CIFAR's size."""
+    batches_folder(name, layout, data.root)
+    check_image_size(name, IMAGE_SHAPE[-1], data.image_size)
+
+
+def load_cifar(name: str, layout: type[CIFAR10], *, root: str | None, train_fraction: float, label_noise: float,
+               seed: int, image_size: int | None = None) -> InMemoryDataset:
+    """Read both splits of ``layout`` (torchvision's class naming the files) from under ``root``."""
+    folder = batches_folder(name, layout, root)
     try:
         train, val = _read_batches(folder, layout.train_list), _read_batches(folder, layout.test_list)
         num_classes = len(_unpickle(folder / layout.meta["filename"])[layout.meta["key"]])
@@ -69,3 +85,4 @@ def load_cifar(name: str, layout: type[CIFAR10], *, root: str | None, train_frac
 
 for _name, _layout in (("cifar10", CIFAR10), ("cifar100", CIFAR100)):
     DATASETS.register(_name)(partial(load_cifar, _name, _layout))
+    DATASET_CHECKS.register(_name)(partial(check_cifar, _name, _layout))
