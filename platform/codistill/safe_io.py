@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,8 @@ class UnreadableFileError(ValueError):
 
 
 class UnsafeFileError(UnreadableFileError):
-    """A file that could only be read by unpickling arbitrary objects (which may run code)."""
+    """A file that ``weights_only=True`` refuses: reading it would need unpickling arbitrary objects
+    (which may run code), or it is not a pickle of tensors at all."""
 
 
 def check_plain(value: Any, where: str = "object") -> None:
@@ -63,18 +65,24 @@ def dumps(value: Any) -> bytes:
 def loads(blob: bytes, map_location: Any = None, source: str = "file") -> Any:
     """Read bytes written by :func:`dumps` with ``weights_only=True``; ``source`` names them in errors."""
     try:
-        return torch.load(io.BytesIO(blob), map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # a foreign file's protocol is refused below, not warned about
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(io.BytesIO(blob), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
-        reason = str(error).strip().splitlines()
-        detail = next((line for line in reason if "Unsupported global" in line or "global" in line.lower()),
-                      reason[0] if reason else "")
-        raise UnsafeFileError(f"{source} refused: it needs unpickling of arbitrary objects, which can run code "
-                              f"({detail.strip()[:200]}); codistill only loads files of tensors and plain "
-                              "values") from None
+        raise UnsafeFileError(f"{source} refused: it does not load as tensors and plain values "
+                              f"({_unpickler_complaint(str(error))}); codistill never unpickles other objects, "
+                              "which can run code") from None
     except (RuntimeError, EOFError, OSError, ValueError, IndexError, KeyError, TypeError) as error:
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise UnreadableFileError(f"{source} is not a readable torch file (truncated or corrupt?): "
                                   f"{first[:200]}") from None
+
+
+def _unpickler_complaint(message: str) -> str:
+    """The line of torch's weights-only error that says what was refused (e.g. ``Unsupported global: ...``)."""
+    after = message.split("WeightsUnpickler error:", 1)[-1]
+    line = next((text.strip() for text in after.splitlines() if text.strip()), message.strip())
+    return line.split(". Please")[0][:200]
 
 
 def save(path: str | os.PathLike, value: Any) -> None:
