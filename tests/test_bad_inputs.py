@@ -298,3 +298,17 @@ def test_a_malicious_teacher_file_never_runs(tmp_path, capsys):
     assert not (tmp_path / "pwned").exists()
     torch.load(tmp_path / "teacher.pt", weights_only=False)  # the control: full unpickling runs the payload
     assert (tmp_path / "pwned").exists()
+
+
+def test_a_config_error_raised_in_an_actor_reaches_the_driver_intact(ray_runtime):
+    @ray_runtime.remote
+    def refuse():
+        from codistill.errors import ConfigError
+
+        raise ConfigError("data.root", "raised on a worker")
+
+    with pytest.raises(Exception) as error:
+        ray_runtime.get(refuse.remote())
+    from codistill.errors import ConfigError
+
+    assert isinstance(error.value, ConfigError) and error.value.field == "data.root"
