@@ -19,6 +19,7 @@ import yaml
 
 import offline
 import online
+from codistill import safe_io
 from codistill.config import parse_config
 from codistill.peer import PeerTrainer
 from conftest import tiny_raw
@@ -260,6 +261,9 @@ CASES = [
                  id="teacher-garbage"),
     pytest.param(teacher(lambda path: torch.save([1, 2], path)), "teachers[0].checkpoint", id="teacher-not-a-network"),
     pytest.param(teacher(saved_mlp), "teachers[0].checkpoint", id="teacher-model-mismatch"),
+    pytest.param(teacher(lambda path: path.write_bytes(safe_io.dumps({
+        "model": "resnet8x4", "state": {}, "num_classes": 100, "in_channels": 3, "image_size": 32}))),
+        "teachers[0].checkpoint", id="teacher-for-other-classes"),
 ]
 
 

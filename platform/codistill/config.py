@@ -453,7 +453,7 @@ def validate(config: RunConfig, *, mode: str = "online") -> None:
         raise ConfigError("data.root", f"dataset '{data.dataset}' needs a root directory")
     if data.batch_size < 1 or data.eval_batch_size < 1:
         raise ConfigError("data.batch_size", "batch sizes must be ≥ 1")
-    check_dataset_files(data)
+    shape = check_dataset_files(data)
 
     if mode == "online" and len(config.peers) < 2:
         raise ConfigError("peers", f"online distillation needs at least two peers, got {len(config.peers)}")
@@ -473,7 +473,7 @@ def validate(config: RunConfig, *, mode: str = "online") -> None:
             raise ConfigError(f"teachers[{i}].model", f"unknown model '{teacher.model}' (known: {', '.join(known_models)})")
         if not Path(teacher.checkpoint).expanduser().is_file():
             raise ConfigError(f"teachers[{i}].checkpoint", f"no such file: {teacher.checkpoint}")
-        check_teacher_file(teacher, f"teachers[{i}].checkpoint")
+        check_teacher_file(teacher, f"teachers[{i}].checkpoint", shape)
 
     dist = config.distillation
     if dist.teacher not in TEACHER_MODES:

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from codistill import safe_io
 from codistill.config import RunConfig, TeacherConfig
+from codistill.data.base import DataShape
 from codistill.errors import ConfigError
 from codistill.methods.base import TeacherView
 from codistill.models import PeerNetwork, build_model
@@ -44,9 +45,9 @@ def read_saved_network(path: str | Path, device: torch.device | str = "cpu") -> 
     return saved
 
 
-def check_teacher_file(teacher: TeacherConfig, field: str) -> None:
+def check_teacher_file(teacher: TeacherConfig, field: str, shape: DataShape | None = None) -> None:
     """Raise :class:`ConfigError` naming ``field`` unless the teacher's file is a safe saved network
-    of the configured model (checked before anything is written)."""
+    of the configured model, for the data's classes and channels (checked before anything is written)."""
     try:
         saved = read_saved_network(teacher.checkpoint)
     except safe_io.UnreadableFileError as error:
@@ -54,6 +55,10 @@ def check_teacher_file(teacher: TeacherConfig, field: str) -> None:
     if saved["model"] != teacher.model:
         raise ConfigError(field, f"{teacher.checkpoint} holds a '{saved['model']}' network, the config says "
                                  f"'{teacher.model}'")
+    if shape is not None and (saved["num_classes"], saved["in_channels"]) != (shape.num_classes, shape.in_channels):
+        raise ConfigError(field, f"{teacher.checkpoint} holds a network for {saved['num_classes']} classes of "
+                                 f"{saved['in_channels']}-channel images; the data have {shape.num_classes} classes of "
+                                 f"{shape.in_channels}-channel images")
 
 
 def load_network(path: str | Path, device: torch.device | str = "cpu") -> PeerNetwork:

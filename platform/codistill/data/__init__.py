@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from codistill.data.base import DatasetInfo, PeerDataset
+from codistill.data.base import DataShape, DatasetInfo, PeerDataset
 from codistill.errors import ConfigError
 from codistill.registry import Registry
 
@@ -15,8 +15,8 @@ if TYPE_CHECKING:
 DatasetFactory = Callable[..., PeerDataset]
 DATASETS: Registry[DatasetFactory] = Registry("dataset")
 #: Each dataset's own check of its files (``data.root``) and settings, run by the front door before
-#: anything is written; raises :class:`ConfigError` naming the ``data.*`` field. Optional per dataset.
-DatasetCheck = Callable[["DataConfig"], None]
+#: anything is written: returns the data's shape, or raises :class:`ConfigError` naming the ``data.*`` field.
+DatasetCheck = Callable[["DataConfig"], DataShape]
 DATASET_CHECKS: Registry[DatasetCheck] = Registry("dataset check")
 
 
@@ -35,11 +35,10 @@ def build_dataset(name: str, *, root: str | None, train_fraction: float, label_n
                               image_size=image_size)
 
 
-def check_dataset_files(data: DataConfig) -> None:
-    """Run the dataset's own check (its files under ``data.root``), if it registered one."""
+def check_dataset_files(data: DataConfig) -> DataShape | None:
+    """Run the dataset's own check (its files under ``data.root``), if it registered one; the data's shape."""
     dataset_names()
-    if data.dataset in DATASET_CHECKS:
-        DATASET_CHECKS.get(data.dataset)(data)
+    return DATASET_CHECKS.get(data.dataset)(data) if data.dataset in DATASET_CHECKS else None
 
 
 def dataset_names() -> list[str]:
@@ -56,5 +55,5 @@ def required_root(dataset: str, root: str | None, expected: str) -> Path:
     return Path(root).expanduser()
 
 
-__all__ = ["DATASETS", "DATASET_CHECKS", "DatasetInfo", "PeerDataset", "build_dataset", "check_dataset_files",
+__all__ = ["DATASETS", "DATASET_CHECKS", "DataShape", "DatasetInfo", "PeerDataset", "build_dataset", "check_dataset_files",
            "dataset_names", "required_root"]

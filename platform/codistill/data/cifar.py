@@ -20,6 +20,7 @@ from torchvision.datasets import CIFAR10, CIFAR100
 
 from codistill.data import DATASET_CHECKS, DATASETS, required_root
 from codistill.data.augment import Augmentation
+from codistill.data.base import DataShape
 from codistill.data.in_memory import InMemoryDataset, check_image_size
 from codistill.errors import ConfigError
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from codistill.config import DataConfig
 
 IMAGE_SHAPE = (3, 32, 32)
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
 MEAN_STD = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
@@ -72,10 +74,11 @@ def batches_folder(name: str, layout: type[CIFAR10], root: str | None) -> Path:
     return folder
 
 
-def check_cifar(name: str, layout: type[CIFAR10], data: DataConfig) -> None:
+def check_cifar(name: str, layout: type[CIFAR10], data: DataConfig) -> DataShape:
     """The front door's check: every batch file present, images of CIFAR's size."""
     batches_folder(name, layout, data.root)
     check_image_size(name, IMAGE_SHAPE[-1], data.image_size)
+    return DataShape(num_classes=NUM_CLASSES[name], in_channels=IMAGE_SHAPE[0], image_size=IMAGE_SHAPE[-1])
 
 
 def load_cifar(name: str, layout: type[CIFAR10], *, root: str | None, train_fraction: float, label_noise: float,

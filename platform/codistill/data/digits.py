@@ -13,6 +13,7 @@ from sklearn.model_selection import train_test_split
 
 from codistill.data import DATASET_CHECKS, DATASETS
 from codistill.data.augment import Augmentation
+from codistill.data.base import DataShape
 from codistill.data.in_memory import InMemoryDataset, check_image_size
 
 if TYPE_CHECKING:
@@ -26,8 +27,9 @@ MEAN, STD = 4.884 / MAX_VALUE, 6.017 / MAX_VALUE  # pixel statistics of all 1797
 
 
 @DATASET_CHECKS.register("digits")
-def check_digits(data: DataConfig) -> None:
+def check_digits(data: DataConfig) -> DataShape:
     check_image_size("digits", IMAGE_SIZE, data.image_size)
+    return DataShape(num_classes=10, in_channels=1, image_size=IMAGE_SIZE)
 
 
 @DATASETS.register("digits")

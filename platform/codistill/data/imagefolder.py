@@ -24,7 +24,7 @@ from torchvision.transforms.v2 import functional as TF
 
 from codistill.data import DATASET_CHECKS, DATASETS, required_root
 from codistill.data.augment import normalize
-from codistill.data.base import DatasetInfo, PeerDataset
+from codistill.data.base import DataShape, DatasetInfo, PeerDataset
 from codistill.data.noise import reduce_training_set
 from codistill.errors import ConfigError
 
@@ -98,11 +98,12 @@ def class_index(root: Path) -> dict[str, int]:
 
 
 @DATASET_CHECKS.register("imagefolder")
-def check_imagefolder(data: DataConfig) -> None:
+def check_imagefolder(data: DataConfig) -> DataShape:
     """The front door's check of the tree (class folders, at least one image each) and the size."""
-    class_index(required_root("imagefolder", data.root, "train/<class>/<images> and val/<class>/<images>"))
+    classes = class_index(required_root("imagefolder", data.root, "train/<class>/<images> and val/<class>/<images>"))
     if data.image_size is not None and data.image_size < 1:
         raise ConfigError("data.image_size", f"must be a positive number of pixels, got {data.image_size}")
+    return DataShape(num_classes=len(classes), in_channels=3, image_size=data.image_size or DEFAULT_IMAGE_SIZE)
 
 
 class ImageFolderDataset(PeerDataset):
