@@ -4,6 +4,7 @@ verifies, stops the job at the front door; files that need arbitrary unpickling 
 
 from __future__ import annotations
 
+import io
 import json
 import pickle
 import shutil
@@ -129,8 +130,10 @@ def test_a_checkpoint_that_needs_unpickling_is_refused_without_running(tmp_path)
 
 
 def test_only_tensors_and_plain_values_are_saved():
-    blob = safe_io.dumps({"model": "resnet8", "shape": torch.Size([3, 8]), "w": torch.zeros(2), "n": [1, 2.5, None]})
-    assert torch.load(__import__("io").BytesIO(blob), weights_only=True)["model"] == "resnet8"
+    value = {"model": "resnet8", "shape": torch.Size([3, 8]), "w": torch.zeros(2), "n": [1, 2.5, None, b"rng"],
+             "dtype": torch.float16, "device": torch.device("cpu"), "by_index": {0: (1, "a")}}
+    loaded = torch.load(io.BytesIO(safe_io.dumps(value)), weights_only=True)
+    assert loaded.keys() == value.keys() and loaded["shape"] == torch.Size([3, 8]) and loaded["by_index"] == {0: (1, "a")}
     with pytest.raises(TypeError, match=r"object\['policy'\]\['net'\] is a .*Linear"):
         safe_io.dumps({"policy": {"net": torch.nn.Linear(2, 2)}})
 

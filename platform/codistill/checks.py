@@ -29,11 +29,6 @@ def at_least_one(value: int) -> str | None:
     return None if value >= 1 else f"must be ≥ 1, got {value}"
 
 
-def fraction(value: float) -> str | None:
-    """A share in (0, 1]."""
-    return None if 0.0 < value <= 1.0 else f"must lie in (0, 1], got {value}"
-
-
 def rate(value: float) -> str | None:
     """A probability-like rate in [0, 1)."""
     return None if 0.0 <= value < 1.0 else f"must lie in [0, 1), got {value}"
