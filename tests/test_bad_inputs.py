@@ -160,6 +160,7 @@ CASES = [
     # the config file
     pytest.param(config(text="peers: [unclosed\n"), "--config", id="malformed-yaml"),
     pytest.param(config(text="- a\n- b\n"), "--config", id="config-not-a-mapping"),
+    pytest.param(config(text=yaml.safe_dump(tiny_raw()) + "seed: 3\n"), "--config", id="config-key-twice"),
     pytest.param(lambda tmp: (online.main, ["--config", str(tmp / "none.yaml"), "--run-dir", str(tmp / "r")]),
                  "--config", id="config-missing"),
     pytest.param(config({"colour": "blue"}), "colour", id="unknown-field"),

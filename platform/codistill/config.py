@@ -147,7 +147,18 @@ class RunConfig:
 
 class _ConfigLoader(yaml.SafeLoader):
     """Safe YAML that reads numbers as users type them: ``1e6`` and ``1e-3`` are floats
-    (YAML 1.1, PyYAML's default, reads an exponent without a decimal point as a string)."""
+    (YAML 1.1, PyYAML's default, reads an exponent without a decimal point as a string), and
+    refuses a key given twice in one mapping (plain YAML silently keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"the key '{key}' appears twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 _ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:float",
