@@ -156,6 +156,17 @@ def saved_mlp(path: Path) -> None:
     path.write_bytes(PeerTrainer(parse_config(tiny_raw()), 0).model_bytes())
 
 
+def narrow_indistill_teacher(tmp: Path):
+    """InDistill prunes a teacher's channels down to the student's: a narrower offline teacher cannot work."""
+    path = tmp / "teacher.pt"
+    path.write_bytes(PeerTrainer(parse_config(tiny_raw(peers=[{"name": "t", "model": "resnet8"}, {"model": "mlp"}])),
+                                 0).model_bytes())
+    raw = tiny_raw(peers=[{"name": "student", "model": "resnet8x4"}],
+                   teachers=[{"name": "teacher", "model": "resnet8", "checkpoint": str(path)}],
+                   distillation={"methods": [{"name": "indistill"}]})
+    return config(job="offline", text=yaml.safe_dump(raw))(tmp)
+
+
 CASES = [
     # the config file
     pytest.param(config(text="peers: [unclosed\n"), "--config", id="malformed-yaml"),
@@ -262,6 +273,7 @@ CASES = [
                  id="teacher-garbage"),
     pytest.param(teacher(lambda path: torch.save([1, 2], path)), "teachers[0].checkpoint", id="teacher-not-a-network"),
     pytest.param(teacher(saved_mlp), "teachers[0].checkpoint", id="teacher-model-mismatch"),
+    pytest.param(narrow_indistill_teacher, "distillation.methods[0]", id="indistill-narrow-teacher"),
     pytest.param(teacher(lambda path: path.write_bytes(safe_io.dumps({
         "model": "resnet8x4", "state": {}, "num_classes": 100, "in_channels": 3, "image_size": 32}))),
         "teachers[0].checkpoint", id="teacher-for-other-classes"),

@@ -16,7 +16,8 @@ from typing import Callable, NoReturn
 
 from codistill.config import RESUME_SAFE_FIELDS, RunConfig, changed_fields, load_config
 from codistill.errors import ConfigError
-from codistill.preflight import check_devices, check_new_run_dir, check_resume
+from codistill.data import check_dataset_files
+from codistill.preflight import check_devices, check_networks, check_new_run_dir, check_resume
 from codistill.runner import CONFIG_FILE, prepare_run_dir, record_resume, run_cohort
 from codistill.cohort_base import Cohort
 
@@ -85,6 +86,9 @@ def main(argv: list[str] | None, *, mode: str, description: str,
             import torch
 
             check_devices(config, torch.cuda.is_available())
+        shape = check_dataset_files(config.data)
+        if shape is not None:
+            check_networks(config, shape)
         warnings = check_resume(run_dir, len(config.peers)) if args.resume is not None else []
     except ConfigError as error:
         print(f"codistill: {error}", file=sys.stderr)

@@ -32,7 +32,7 @@ from codistill import metrics as m
 from codistill import safe_io
 from codistill.config import PeerConfig, RunConfig
 from codistill.data import build_dataset
-from codistill.data.base import PeerDataset, mix_seed
+from codistill.data.base import DataShape, DatasetInfo, PeerDataset, mix_seed
 from codistill.methods import DistillationMethod, MethodContext, build_method
 from codistill.methods.base import TeacherView
 from codistill.models import ModelOutput, PeerNetwork, build_model
@@ -46,6 +46,28 @@ def load_dataset(config: RunConfig) -> PeerDataset:
     data = config.data
     return build_dataset(data.dataset, root=data.root, train_fraction=data.train_fraction,
                          label_noise=data.label_noise, seed=config.seed, image_size=data.image_size)
+
+
+def teacher_models(config: RunConfig, index: int) -> list[str]:
+    """The models peer ``index`` learns from: the other peers online, the frozen ``config.teachers`` offline."""
+    if config.teachers:
+        return [teacher.model for teacher in config.teachers]
+    return [peer.model for k, peer in enumerate(config.peers) if k != index]
+
+
+def feature_shapes(model_name: str, shape: DataShape | DatasetInfo) -> list[torch.Size]:
+    """Stage feature shapes of ``model_name`` on the data's images (built aside: the random stream is untouched)."""
+    with torch.random.fork_rng():
+        network = build_model(model_name, shape.num_classes, shape.in_channels, shape.image_size)
+    return network.feature_shapes(shape.in_channels, shape.image_size)
+
+
+def method_context(config: RunConfig, shape: DataShape | DatasetInfo, student_shapes: list[torch.Size],
+                   teachers: list[str]) -> MethodContext:
+    """What the methods of a peer with these stage shapes, learning from ``teachers``, are built from."""
+    return MethodContext(num_classes=shape.num_classes, student_feature_shapes=student_shapes,
+                         teacher_feature_shapes=[feature_shapes(name, shape) for name in teachers],
+                         total_epochs=config.epochs, online=not config.teachers)
 
 
 def learning_rate_factor(peer: PeerConfig, progress: Progress) -> float:
@@ -109,8 +131,7 @@ class PeerTrainer:
                                               info.image_size).to(self.device)
         #: Online, the teachers are the other peers; offline, the frozen ``config.teachers``.
         self.online = not config.teachers
-        self.teacher_models = ([p.model for i, p in enumerate(config.peers) if i != index] if self.online
-                               else [t.model for t in config.teachers])
+        self.teacher_models = teacher_models(config, index)
         self.methods = nn.ModuleList(self._build_methods()).to(self.device)
         self.optimizer = build_optimizer(self.peer, list(self.model.parameters()) + list(self.methods.parameters()))
         self.weight_schedule = as_schedule(config.distillation.weight, "distillation.weight")
@@ -132,17 +153,9 @@ class PeerTrainer:
         if self.config.independent:
             return []
         info = self.dataset.info
-        context = MethodContext(num_classes=info.num_classes,
-                                student_feature_shapes=self.model.feature_shapes(info.in_channels, info.image_size),
-                                teacher_feature_shapes=[self._feature_shapes(m) for m in self.teacher_models],
-                                total_epochs=self.config.epochs, online=self.online)
+        context = method_context(self.config, info, self.model.feature_shapes(info.in_channels, info.image_size),
+                                 self.teacher_models)
         return [build_method(m.name, context, m.params) for m in self.config.distillation.methods]
-
-    def _feature_shapes(self, model_name: str) -> list[torch.Size]:
-        info = self.dataset.info
-        with torch.random.fork_rng():
-            other = build_model(model_name, info.num_classes, info.in_channels, info.image_size)
-        return other.feature_shapes(info.in_channels, info.image_size)
 
     def _build_pruner(self) -> GradualPruner | None:
         sparsity = self.peer.sparsity
