@@ -62,12 +62,11 @@ def feature_shapes(model_name: str, shape: DataShape | DatasetInfo) -> list[torc
     return network.feature_shapes(shape.in_channels, shape.image_size)
 
 
-def method_context(config: RunConfig, shape: DataShape | DatasetInfo, student_shapes: list[torch.Size],
-                   teachers: list[str]) -> MethodContext:
-    """What the methods of a peer with these stage shapes, learning from ``teachers``, are built from."""
-    return MethodContext(num_classes=shape.num_classes, student_feature_shapes=student_shapes,
-                         teacher_feature_shapes=[feature_shapes(name, shape) for name in teachers],
-                         total_epochs=config.epochs, online=not config.teachers)
+def method_context(config: RunConfig, num_classes: int, student_shapes: list[torch.Size],
+                   teacher_shapes: list[list[torch.Size]]) -> MethodContext:
+    """What a peer's methods are built from: its stage shapes and its teachers' (see :func:`teacher_models`)."""
+    return MethodContext(num_classes=num_classes, student_feature_shapes=student_shapes,
+                         teacher_feature_shapes=teacher_shapes, total_epochs=config.epochs, online=not config.teachers)
 
 
 def learning_rate_factor(peer: PeerConfig, progress: Progress) -> float:
@@ -153,8 +152,9 @@ class PeerTrainer:
         if self.config.independent:
             return []
         info = self.dataset.info
-        context = method_context(self.config, info, self.model.feature_shapes(info.in_channels, info.image_size),
-                                 self.teacher_models)
+        context = method_context(self.config, info.num_classes,
+                                 self.model.feature_shapes(info.in_channels, info.image_size),
+                                 [feature_shapes(name, info) for name in self.teacher_models])
         return [build_method(m.name, context, m.params) for m in self.config.distillation.methods]
 
     def _build_pruner(self) -> GradualPruner | None:

@@ -53,7 +53,8 @@ def check_networks(config: RunConfig, shape: DataShape) -> None:
     if config.independent:
         return
     for k, peer in enumerate(config.peers):
-        context = method_context(config, shape, shapes[peer.model], teacher_models(config, k))
+        context = method_context(config, shape.num_classes, shapes[peer.model],
+                                 [shapes[name] for name in teacher_models(config, k)])
         for j, spec in enumerate(config.distillation.methods):
             try:
                 with torch.random.fork_rng():
