@@ -150,20 +150,20 @@ def find_checkpoint(run_dir: Path, peers: int) -> tuple[Checkpoint, list[str]]:
     directories = checkpoint_directories(run_dir)
     if not directories:
         raise CheckpointError(f"no checkpoint in {run_dir / 'checkpoints'}")
-    skipped = []
+    warnings = []
     for directory in directories:
         try:
             checkpoint = verify_checkpoint(directory, peers)
         except CheckpointError as error:
-            skipped.append(f"checkpoint {directory.name} skipped: {error}")
+            warnings.append(f"checkpoint {directory.name} skipped: {error}")
             continue
         latest = run_dir / "checkpoints" / LATEST
         pointer = latest.read_bytes().decode(errors="replace").strip() if latest.is_file() else None
-        if pointer != directory.name and not skipped:
-            skipped.append(f"{LATEST} is {'missing' if pointer is None else 'stale or damaged'}; "
-                           f"using the newest verified checkpoint {directory.name}")
-        return checkpoint, skipped
-    raise CheckpointError(f"no checkpoint in {run_dir / 'checkpoints'} verifies: " + "; ".join(skipped))
+        if pointer != directory.name and not warnings:
+            warnings.append(f"{LATEST} is {'missing' if pointer is None else 'stale or damaged'}; "
+                            f"using the newest verified checkpoint {directory.name}")
+        return checkpoint, warnings
+    raise CheckpointError(f"no checkpoint in {run_dir / 'checkpoints'} verifies: " + "; ".join(warnings))
 
 
 def load_latest_checkpoint(run_dir: Path, peers: int) -> tuple[dict[str, Any], list[bytes]]:

@@ -92,10 +92,10 @@ def check_new_run_dir(run_dir: Path) -> None:
 
 def check_resume(run_dir: Path, peers: int) -> list[str]:
     """A run to resume needs a writable directory and a checkpoint that verifies; returns the
-    warnings about newer checkpoints skipped."""
+    warnings about newer checkpoints skipped (or a damaged LATEST)."""
     check_writable(run_dir, "--resume")
     try:
-        _, skipped = find_checkpoint(run_dir, peers)
+        _, warnings = find_checkpoint(run_dir, peers)
     except CheckpointError as error:
         raise ConfigError("--resume", str(error)) from None
-    return skipped
+    return warnings
