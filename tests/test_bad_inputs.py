@@ -329,3 +329,13 @@ def test_a_config_error_raised_in_an_actor_reaches_the_driver_intact(ray_runtime
     from codistill.errors import ConfigError
 
     assert isinstance(error.value, ConfigError) and error.value.field == "data.root"
+
+
+def test_gpus_pass_the_device_check_where_cuda_is_available():
+    from codistill.preflight import check_devices
+
+    config = parse_config(tiny_raw(peers=[{"model": "mlp", "resources": {"gpus": 0.5}}, {"model": "cnn"}],
+                                   runtime={"device": "cuda"}))
+    check_devices(config, cuda_available=True)
+    with pytest.raises(Exception, match="no CUDA device"):
+        check_devices(config, cuda_available=False)

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Callable, NoReturn
 
+import torch
+
 from codistill.config import RESUME_SAFE_FIELDS, RunConfig, changed_fields, load_config
 from codistill.errors import ConfigError
 from codistill.data import check_dataset_files
@@ -83,8 +85,6 @@ def main(argv: list[str] | None, *, mode: str, description: str,
         args = parse_args(argv, description, tuple(backends))
         config, run_dir = resolve(args, mode)
         if args.backend != "ray" or not os.environ.get("RAY_ADDRESS"):  # the peers run on this machine
-            import torch
-
             check_devices(config, torch.cuda.is_available())
         shape = check_dataset_files(config.data)
         if shape is not None:
