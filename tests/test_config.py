@@ -92,3 +92,29 @@ def test_the_readme_config_example_is_valid():
     config = parse_config(yaml.safe_load(example))
     assert [p.model for p in config.peers] == ["mlp", "cnn", "resnet8"]
     assert config.peers[2].sparsity.target == 0.9 and config.peers[2].lr_schedule.milestones == (15, 25)
+
+
+def test_numbers_are_read_as_users_type_them(tmp_path):
+    """YAML 1.1 reads ``1e-3`` as a string; codistill reads it, in files and in --set, as a float."""
+    raw = tiny_raw()
+    del raw["runtime"]
+    text = yaml.safe_dump(raw).replace("lr: 0.05", "lr: 1e-3", 1)
+    path = tmp_path / "c.yaml"
+    path.write_text(text + "runtime: {progress_every_seconds: 1E1, log_every_steps: 2}\n")
+    config = load_config(path, ["peers.1.optimizer.lr=2e-2", "peers.1.optimizer.weight_decay='5e-4'",
+                                "distillation.weight=1e0", "distillation.methods.0.params.temperature=4e0"])
+    assert config.peers[0].optimizer.lr == 1e-3 and config.peers[1].optimizer.lr == 2e-2
+    assert config.peers[1].optimizer.weight_decay == 5e-4 and config.runtime.progress_every_seconds == 10.0
+    assert config.distillation.weight == 1.0 and config.distillation.methods[0].params["temperature"] == 4.0
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"data": {"dataset": "digits", "train_fraction": float("nan")}}, "data.train_fraction"),
+    ({"distillation": {"gate": float("inf")}}, "distillation.gate"),
+    ({"distillation": {"methods": [{"name": "dckd", "params": {"joint_target_share": 1.5}}]}},
+     "distillation.methods[0].params.joint_target_share"),
+    ({"distillation": {"methods": [{"name": "feature_decoupled", "params": {"pool_kernel": 1.5}}]}},
+     "distillation.methods[0].params.pool_kernel"),
+])
+def test_component_hooks_name_their_parameters(change, field):
+    assert field_of(tiny_raw(**change)) == field

@@ -226,6 +226,24 @@ def test_cifar_names_the_missing_files(tmp_path: Path) -> None:
     assert error.value.field == "data.root"
 
 
+class _Touch:
+    """Unpickling this creates a file: a crafted "batch" that would run code."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        return Path.touch, (self.target,)
+
+
+def test_cifar_batches_never_run_code(tmp_path: Path) -> None:
+    write_cifar10(tmp_path, np.random.default_rng(0))
+    write_pickle(tmp_path / "cifar-10-batches-py" / "data_batch_2", {"data": _Touch(tmp_path / "pwned")})
+    with pytest.raises(ConfigError, match="not allowed") as error:
+        build_dataset("cifar10", root=str(tmp_path), train_fraction=1.0, label_noise=0.0, seed=0)
+    assert error.value.field == "data.root" and not (tmp_path / "pwned").exists()
+
+
 # ---------------------------------------------------------------------------------------------
 # image folders
 

@@ -7,6 +7,7 @@ import torch
 import yaml
 
 import online
+from codistill import safe_io
 from codistill.checkpoint import LATEST, load_latest_checkpoint, save_checkpoint
 from codistill.runner import RESULTS_FILE, prepare_run_dir, run_cohort
 from codistill.sequential import SequentialCohort
@@ -54,12 +55,13 @@ def test_tensorboard_holds_the_documented_scalars(tmp_path):
 
 
 def test_checkpoint_is_atomic_and_keeps_the_newest(tmp_path):
+    blob = lambda value: safe_io.dumps({"value": torch.tensor(value)})  # noqa: E731
     for epoch in (1, 2, 3):
-        save_checkpoint(tmp_path, epoch, {"history": [epoch]}, [b"a%d" % epoch, b"b"], keep=2)
+        save_checkpoint(tmp_path, epoch, {"history": [epoch]}, [blob(epoch), blob(0)], keep=2)
     assert (tmp_path / "checkpoints" / LATEST).read_text() == "epoch_0003"
     assert sorted(p.name for p in (tmp_path / "checkpoints").glob("epoch_*")) == ["epoch_0002", "epoch_0003"]
     position, states = load_latest_checkpoint(tmp_path, 2)
-    assert position == {"epochs_done": 3, "history": [3]} and states == [b"a3", b"b"]
+    assert position == {"epochs_done": 3, "history": [3]} and states == [blob(3), blob(0)]
     # A crash while writing epoch 4 leaves a staging directory behind, never a broken LATEST.
     (tmp_path / "checkpoints" / ".epoch_0004.tmp").mkdir()
     assert load_latest_checkpoint(tmp_path, 2)[0]["epochs_done"] == 3
@@ -76,8 +78,8 @@ def test_resume_ends_with_the_result_of_an_uninterrupted_run(tmp_path):
                                      for h in results["history"]]
     assert deterministic(resumed) == deterministic(straight)
     for name in ("mlp", "cnn"):
-        a = torch.load(tmp_path / "straight" / "models" / f"{name}.pt", weights_only=False)["state"]
-        b = torch.load(tmp_path / "split" / "models" / f"{name}.pt", weights_only=False)["state"]
+        a = torch.load(tmp_path / "straight" / "models" / f"{name}.pt", weights_only=True)["state"]
+        b = torch.load(tmp_path / "split" / "models" / f"{name}.pt", weights_only=True)["state"]
         assert all(torch.equal(a[key], b[key]) for key in a)
 
 

@@ -1,28 +1,42 @@
-"""The command line shared by ``jobs/online.py`` and ``jobs/offline.py``.
+"""The command line shared by ``jobs/online.py`` and ``jobs/offline.py``: the front door.
 
-The config is loaded and validated before anything is written or Ray starts; a config error
-prints one line naming the field and exits with status 2.
+Every user error — the command line, the config and its ``--set`` overrides, the data files,
+the devices, the run directory, the checkpoints to resume from — is found before anything is
+written or Ray starts, printed as one line naming the field, and ends the job with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NoReturn
 
-from codistill.config import RunConfig, load_config
+import torch
+
+from codistill.config import RESUME_SAFE_FIELDS, RunConfig, changed_fields, load_config
 from codistill.errors import ConfigError
-from codistill.runner import CONFIG_FILE, prepare_run_dir, run_cohort
+from codistill.data import check_dataset_files
+from codistill.preflight import check_devices, check_networks, check_new_run_dir, check_resume
+from codistill.runner import CONFIG_FILE, prepare_run_dir, record_resume, run_cohort
 from codistill.cohort_base import Cohort
 
 
+class _ArgumentParser(argparse.ArgumentParser):
+    """Command-line mistakes are config errors too (one line, status 2), not argparse's usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        raise ConfigError("command line", message)
+
+
 def parse_args(argv: list[str] | None, description: str, backends: tuple[str, ...]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML run configuration (see jobs/configs/)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config field, e.g. peers.0.optimizer.lr=0.1 (repeatable)")
+                        help="override a config field, e.g. peers.0.optimizer.lr=0.1 (repeatable); with --resume "
+                             f"only {', '.join(RESUME_SAFE_FIELDS)}")
     parser.add_argument("--run-dir", type=Path, help="where to write checkpoints, logs and results.json")
     parser.add_argument("--independent", action="store_true", help="train without distillation (the baseline)")
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
@@ -34,29 +48,57 @@ def parse_args(argv: list[str] | None, description: str, backends: tuple[str, ..
 
 def resolve(args: argparse.Namespace, mode: str) -> tuple[RunConfig, Path]:
     """The validated config and run directory; raises ConfigError before anything is written."""
+    if args.stop_after_epochs is not None and args.stop_after_epochs < 1:
+        raise ConfigError("--stop-after-epochs", f"must be ≥ 1, got {args.stop_after_epochs}")
     if args.resume is not None:
-        if args.config is not None:
-            raise ConfigError("--config", "--resume uses the run's own config.yaml; drop --config")
-        return load_config(args.resume / CONFIG_FILE, args.overrides, mode=mode), args.resume
+        return _resolve_resume(args, mode), args.resume
     if args.config is None:
         raise ConfigError("--config", "give --config FILE (or --resume RUN_DIR)")
     overrides = args.overrides + (["independent=true"] if args.independent else [])
     config = load_config(args.config, overrides, mode=mode)
     run_dir = args.run_dir or Path("runs") / f"{config.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    check_new_run_dir(run_dir)
     return config, run_dir
+
+
+def _resolve_resume(args: argparse.Namespace, mode: str) -> RunConfig:
+    """The run's own config with the ``--set`` overrides that cannot change its result."""
+    for flag, given in (("--config", args.config), ("--run-dir", args.run_dir), ("--independent", args.independent)):
+        if given:
+            raise ConfigError(flag, f"--resume continues the run with its own config.yaml and directory; drop {flag}")
+    saved_file = args.resume / CONFIG_FILE
+    if not saved_file.is_file():
+        raise ConfigError("--resume", f"{args.resume} holds no run (no {CONFIG_FILE})")
+    saved = load_config(saved_file, mode=mode, field="--resume")
+    config = load_config(saved_file, args.overrides, mode=mode, field="--resume")
+    refused = [name for name in changed_fields(saved, config) if name not in RESUME_SAFE_FIELDS]
+    if refused:
+        raise ConfigError(refused[0], f"--resume cannot change it, since that would change the result "
+                                      f"(--resume accepts only {', '.join(RESUME_SAFE_FIELDS)})")
+    return config
 
 
 def main(argv: list[str] | None, *, mode: str, description: str,
          backends: dict[str, Callable[[RunConfig], Cohort]], start_ray: Callable[[RunConfig], bool] | None = None) -> int:
     """Parse, validate, prepare the run directory, train, report. Returns the exit status."""
-    args = parse_args(argv, description, tuple(backends))
     try:
+        args = parse_args(argv, description, tuple(backends))
         config, run_dir = resolve(args, mode)
+        if args.backend != "ray" or not os.environ.get("RAY_ADDRESS"):  # the peers run on this machine
+            check_devices(config, torch.cuda.is_available())
+        shape = check_dataset_files(config.data)
+        if shape is not None:
+            check_networks(config, shape)
+        warnings = check_resume(run_dir, len(config.peers)) if args.resume is not None else []
     except ConfigError as error:
         print(f"codistill: {error}", file=sys.stderr)
         return 2
+    for warning in warnings:
+        print(f"codistill: warning: {warning}", file=sys.stderr)
     if args.resume is None:
         prepare_run_dir(run_dir, config)
+    else:
+        record_resume(run_dir, config, args.overrides)
     print(f"run directory: {run_dir}   (tensorboard --logdir {run_dir / 'tensorboard'})", flush=True)
     started_ray = start_ray(config) if start_ray is not None and args.backend == "ray" else False
     try:

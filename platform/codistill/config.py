@@ -8,13 +8,16 @@ overrides address fields with dots and list indices: ``distillation.weight=0.5``
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from codistill.checks import Check, at_least_one, non_negative, positive, rate
 from codistill.errors import ConfigError
 from codistill.schedules import as_schedule, minimum_over
 
@@ -22,6 +25,8 @@ TEACHER_MODES = ("ensemble", "mean_of_others")
 AMP_MODES = ("off", "bf16", "fp16")
 PLACEMENTS = ("pack", "spread")
 DEVICES = ("auto", "cpu", "cuda")
+#: Fields ``--resume RUN_DIR --set`` may change: they cannot change what the run computes.
+RESUME_SAFE_FIELDS = ("runtime.progress_every_seconds", "runtime.log_every_steps")
 
 
 @dataclass(frozen=True)
@@ -140,39 +145,106 @@ class RunConfig:
 # Loading
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """Safe YAML that reads numbers as users type them: ``1e6`` and ``1e-3`` are floats
+    (YAML 1.1, PyYAML's default, reads an exponent without a decimal point as a string), and
+    refuses a key given twice in one mapping (plain YAML silently keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"the key '{key}' appears twice",
+                                                        key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+_ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:float",
+                                    re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+                                    list("-+0123456789"))
+
+
+def read_yaml(text: str, field: str) -> Any:
+    """Parse YAML text; malformed YAML is a one-line :class:`ConfigError` naming ``field``."""
+    try:
+        return yaml.load(text, Loader=_ConfigLoader)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(field, f"not valid YAML{where}: {getattr(error, 'problem', None) or error}") from None
+
+
 def load_config(path: str | os.PathLike, overrides: list[str] | None = None, *,
-                mode: str = "online") -> RunConfig:
-    """Read a YAML file, apply ``key=value`` overrides and validate (``mode``: online | offline)."""
+                mode: str = "online", field: str = "--config") -> RunConfig:
+    """Read a YAML file, apply ``key=value`` overrides and validate (``mode``: online | offline).
+
+    ``field`` names the file in errors about the file itself.
+    """
     path = Path(path)
     if not path.is_file():
-        raise ConfigError("--config", f"no such file: {path}")
-    with path.open() as handle:
-        raw = yaml.safe_load(handle) or {}
+        raise ConfigError(field, f"no such file: {path}")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(field, f"cannot read {path}: {error}") from None
+    raw = read_yaml(text, field)
+    if raw is None:
+        raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError("<root>", "the config file must hold a mapping")
+        raise ConfigError(field, f"{path} must hold a mapping of fields, got {type(raw).__name__}")
     for override in overrides or []:
         apply_override(raw, override)
     return parse_config(raw, mode=mode)
 
 
 def apply_override(raw: dict[str, Any], override: str) -> None:
-    """Set ``a.b.0.c=value`` in a nested mapping; the value is parsed as YAML."""
+    """Set ``a.b.0.c=value`` in a nested mapping; the value is parsed as YAML.
+
+    Errors name the key: an empty value, an index past a list's end, a path through a scalar.
+    """
     if "=" not in override:
         raise ConfigError("--set", f"expected key=value, got '{override}'")
-    key, text = override.split("=", 1)
-    parts = key.strip().split(".")
+    key, text = (part.strip() for part in override.split("=", 1))
+    parts = key.split(".")
+    if not all(parts):
+        raise ConfigError("--set", f"expected a dotted key such as peers.0.optimizer.lr, got '{key}'")
+    if not text:
+        raise ConfigError(key, "--set gives no value (write key=value)")
+    value = read_yaml(text, key)
     node: Any = raw
-    for depth, part in enumerate(parts[:-1]):
-        child_key: Any = int(part) if isinstance(node, list) else part
-        try:
-            node = node[child_key]
-        except (KeyError, IndexError, TypeError):
-            if isinstance(node, dict):
-                node = node.setdefault(part, {})
-            else:
-                raise ConfigError(".".join(parts[: depth + 1]), "no such entry to override") from None
-    last: Any = int(parts[-1]) if isinstance(node, list) else parts[-1]
-    node[last] = yaml.safe_load(text)
+    for depth, part in enumerate(parts):
+        here, last = ".".join(parts[: depth + 1]), depth == len(parts) - 1
+        if isinstance(node, dict):
+            if last:
+                node[part] = value
+            elif node.get(part) is None:
+                node[part] = {}
+            node = node[part]
+        elif isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(here, f"no entry {part} in a list of {len(node)} (indices 0 to {len(node) - 1})")
+            if last:
+                node[int(part)] = value
+            node = node[int(part)]
+        else:
+            parent = ".".join(parts[:depth])
+            raise ConfigError(here, f"'{parent}' holds the value {node!r}, which has no fields to set")
+
+
+def changed_fields(before: RunConfig, after: RunConfig) -> list[str]:
+    """Paths of the fields whose values differ between two configs (``peers[0].optimizer.lr``)."""
+
+    def leaves(value: Any, prefix: str) -> dict[str, Any]:
+        if isinstance(value, dict):
+            return {k: v for key, item in value.items() for k, v in leaves(item, f"{prefix}.{key}" if prefix else key).items()}
+        if isinstance(value, (list, tuple)):
+            return {k: v for i, item in enumerate(value) for k, v in leaves(item, f"{prefix}[{i}]").items()} or {prefix: ()}
+        return {prefix: value}
+
+    old, new = leaves(before.to_dict(), ""), leaves(after.to_dict(), "")
+    return sorted(key for key in old.keys() | new.keys() if old.get(key, KeyError) != new.get(key, KeyError))
 
 
 def parse_config(raw: dict[str, Any], *, mode: str = "online") -> RunConfig:
@@ -207,16 +279,27 @@ class _Reader:
     def path(self, key: str) -> str:
         return f"{self.prefix}.{key}" if self.prefix else key
 
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any, check: Check | None = None) -> Any:
+        """The field ``key`` as ``kind`` (floats: any finite number, also written as a string such as
+        ``"1e6"``); ``check`` returns a complaint about the value, or None."""
         self.seen.add(key)
         value = self.raw.get(key, default)
-        if value is None or value is default:
+        if value is default:
             return value
+        if value is None:
+            raise ConfigError(self.path(key), f"needs a value (the default is {default!r})")
+        if kind is float and isinstance(value, str):
+            value = _float_or_text(value)
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)
+            value = float(value)
         if kind in (int, float) and isinstance(value, bool) or not isinstance(value, kind):
             expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
             raise ConfigError(self.path(key), f"expected {expected}, got {value!r}")
+        if kind is float and not math.isfinite(value):
+            raise ConfigError(self.path(key), f"must be a finite number, got {value}")
+        complaint = check(value) if check is not None else None
+        if complaint:
+            raise ConfigError(self.path(key), complaint)
         return value
 
     def any(self, key: str, default: Any) -> Any:
@@ -240,6 +323,19 @@ class _Reader:
             raise ConfigError(self.path(unknown[0]), "unknown field")
 
 
+def _float_or_text(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _milestones(values: list[Any]) -> str | None:
+    if all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
+        return None
+    return f"must be a list of epoch numbers ≥ 0, got {values}"
+
+
 def _parse_data(r: _Reader) -> DataConfig:
     d = DataConfig()
     config = DataConfig(
@@ -251,7 +347,7 @@ def _parse_data(r: _Reader) -> DataConfig:
         eval_batch_size=r.get("eval_batch_size", int, d.eval_batch_size),
         augment=r.get("augment", bool, d.augment),
         per_peer_augmentation=r.get("per_peer_augmentation", bool, d.per_peer_augmentation),
-        image_size=r.get("image_size", int, d.image_size),
+        image_size=r.get("image_size", int, d.image_size, at_least_one),
     )
     r.finish()
     return config
@@ -265,22 +361,25 @@ def _parse_peer(r: _Reader, index: int) -> PeerConfig:
     o, l, s = OptimizerConfig(), LRScheduleConfig(), ResourcesConfig()
     optimizer = OptimizerConfig(
         name=opt_r.get("name", str, o.name), lr=opt_r.get("lr", float, o.lr),
-        momentum=opt_r.get("momentum", float, o.momentum),
-        weight_decay=opt_r.get("weight_decay", float, o.weight_decay),
+        momentum=opt_r.get("momentum", float, o.momentum, rate),
+        weight_decay=opt_r.get("weight_decay", float, o.weight_decay, non_negative),
         nesterov=opt_r.get("nesterov", bool, o.nesterov))
     lr_schedule = LRScheduleConfig(
         name=lr_r.get("name", str, l.name),
-        milestones=tuple(lr_r.get("milestones", list, list(l.milestones))),
-        gamma=lr_r.get("gamma", float, l.gamma),
-        warmup_epochs=lr_r.get("warmup_epochs", int, l.warmup_epochs))
-    resources = ResourcesConfig(cpus=res_r.get("cpus", float, s.cpus), gpus=res_r.get("gpus", float, s.gpus))
+        milestones=tuple(lr_r.get("milestones", list, list(l.milestones), _milestones)),
+        gamma=lr_r.get("gamma", float, l.gamma, positive),
+        warmup_epochs=lr_r.get("warmup_epochs", int, l.warmup_epochs, non_negative))
+    resources = ResourcesConfig(cpus=res_r.get("cpus", float, s.cpus, positive),
+                                gpus=res_r.get("gpus", float, s.gpus, non_negative))
     sparsity = None
     if r.raw.get("sparsity") is not None:
         sp_r, sp = r.section("sparsity"), SparsityConfig()
         sparsity = SparsityConfig(
-            target=sp_r.get("target", float, sp.target), start_epoch=sp_r.get("start_epoch", int, sp.start_epoch),
-            end_epoch=sp_r.get("end_epoch", int, sp.end_epoch), every_steps=sp_r.get("every_steps", int, sp.every_steps),
-            initial=sp_r.get("initial", float, sp.initial))
+            target=sp_r.get("target", float, sp.target),
+            start_epoch=sp_r.get("start_epoch", int, sp.start_epoch, non_negative),
+            end_epoch=sp_r.get("end_epoch", int, sp.end_epoch, at_least_one),
+            every_steps=sp_r.get("every_steps", int, sp.every_steps, at_least_one),
+            initial=sp_r.get("initial", float, sp.initial, rate))
         sp_r.finish()
     else:
         r.seen.add("sparsity")
@@ -329,8 +428,8 @@ def _parse_runtime(r: _Reader) -> RuntimeConfig:
     config = RuntimeConfig(
         device=r.get("device", str, d.device), amp="off" if amp is False else amp,
         placement=r.get("placement", str, d.placement), deterministic=r.get("deterministic", bool, d.deterministic),
-        log_every_steps=r.get("log_every_steps", int, d.log_every_steps),
-        progress_every_seconds=r.get("progress_every_seconds", float, d.progress_every_seconds))
+        log_every_steps=r.get("log_every_steps", int, d.log_every_steps, at_least_one),
+        progress_every_seconds=r.get("progress_every_seconds", float, d.progress_every_seconds, non_negative))
     r.finish()
     return config
 
@@ -345,9 +444,10 @@ def _missing(field_path: str) -> Any:
 
 def validate(config: RunConfig, *, mode: str = "online") -> None:
     """Checks that need more than one field; raises :class:`ConfigError` naming the field."""
-    from codistill.data import dataset_names
-    from codistill.methods import method_class, method_names, method_parameters
+    from codistill.data import check_dataset_files, dataset_names
+    from codistill.methods import method_class, method_names
     from codistill.models import model_names
+    from codistill.offline import check_teacher_file
 
     if config.epochs < 1:
         raise ConfigError("epochs", "must be ≥ 1")
@@ -364,6 +464,7 @@ def validate(config: RunConfig, *, mode: str = "online") -> None:
         raise ConfigError("data.root", f"dataset '{data.dataset}' needs a root directory")
     if data.batch_size < 1 or data.eval_batch_size < 1:
         raise ConfigError("data.batch_size", "batch sizes must be ≥ 1")
+    shape = check_dataset_files(data)
 
     if mode == "online" and len(config.peers) < 2:
         raise ConfigError("peers", f"online distillation needs at least two peers, got {len(config.peers)}")
@@ -383,6 +484,7 @@ def validate(config: RunConfig, *, mode: str = "online") -> None:
             raise ConfigError(f"teachers[{i}].model", f"unknown model '{teacher.model}' (known: {', '.join(known_models)})")
         if not Path(teacher.checkpoint).expanduser().is_file():
             raise ConfigError(f"teachers[{i}].checkpoint", f"no such file: {teacher.checkpoint}")
+        check_teacher_file(teacher, f"teachers[{i}].checkpoint", shape)
 
     dist = config.distillation
     if dist.teacher not in TEACHER_MODES:
@@ -398,16 +500,7 @@ def validate(config: RunConfig, *, mode: str = "online") -> None:
             raise ConfigError(f"{path}.name", f"unknown method '{method.name}' (known: {', '.join(method_names())})")
         if method.weight < 0:
             raise ConfigError(f"{path}.weight", f"must be ≥ 0, got {method.weight}")
-        unknown = set(method.params) - method_parameters(method.name)
-        if unknown:
-            raise ConfigError(f"{path}.params.{sorted(unknown)[0]}",
-                              f"method '{method.name}' takes no such parameter (takes: {', '.join(sorted(method_parameters(method.name)))})")
-        for key in ("temperature", "T"):
-            if key in method.params:
-                low = minimum_over(as_schedule(method.params[key], f"{path}.params.{key}"), config.epochs)
-                if low <= 0:
-                    raise ConfigError(f"{path}.params.{key}", f"temperature must be > 0, got {low}")
-        method_class(method.name)  # loads the class; construction is checked when peers build it
+        method_class(method.name).check_params(method.params, f"{path}.params", config.epochs)
     _validate_policy(dist.policy)
 
     runtime = config.runtime
@@ -428,16 +521,17 @@ def _validate_peer(peer: PeerConfig, path: str, known_models: list[str]) -> None
         raise ConfigError(f"{path}.optimizer.lr", "must be > 0")
     if peer.lr_schedule.name not in ("cosine", "multistep", "constant"):
         raise ConfigError(f"{path}.lr_schedule.name", f"must be cosine, multistep or constant, got '{peer.lr_schedule.name}'")
-    if peer.resources.cpus <= 0 or peer.resources.gpus < 0:
-        raise ConfigError(f"{path}.resources", "cpus must be > 0 and gpus ≥ 0")
     if peer.sparsity is not None and not 0.0 <= peer.sparsity.target < 1.0:
         raise ConfigError(f"{path}.sparsity.target", f"must lie in [0, 1), got {peer.sparsity.target}")
+    if peer.sparsity is not None and peer.sparsity.end_epoch is not None and peer.sparsity.end_epoch <= peer.sparsity.start_epoch:
+        raise ConfigError(f"{path}.sparsity.end_epoch", "must come after sparsity.start_epoch")
 
 
 def _validate_policy(policy: PolicyConfig) -> None:
     from codistill.teachers import resolve_policy
 
     try:
-        resolve_policy(policy.name)
-    except (ImportError, AttributeError, KeyError) as error:
+        policy_class = resolve_policy(policy.name)
+    except (ImportError, AttributeError, KeyError, ValueError) as error:
         raise ConfigError("distillation.policy.name", str(error)) from None
+    policy_class.check_params(policy.params, "distillation.policy.params")

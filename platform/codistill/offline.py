@@ -10,20 +10,60 @@ every method works unchanged in both places. With ``independent`` the student tr
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from codistill.config import RunConfig
+from codistill import safe_io
+from codistill.config import RunConfig, TeacherConfig
+from codistill.data.base import DataShape
+from codistill.errors import ConfigError
 from codistill.methods.base import TeacherView
 from codistill.models import PeerNetwork, build_model
 from codistill.peer import PeerTrainer
 from codistill.cohort_base import Cohort, StepCallback
 
 
+#: What :meth:`PeerTrainer.model_bytes` saves besides the weights: the model's name and input shape.
+NETWORK_FIELDS = {"model": str, "state": dict, "num_classes": int, "in_channels": int, "image_size": int}
+
+
+def read_saved_network(path: str | Path, device: torch.device | str = "cpu") -> dict[str, Any]:
+    """The contents of a saved network, loaded with ``weights_only=True``.
+
+    Raises :class:`~codistill.safe_io.UnsafeFileError` for a file that needs arbitrary unpickling
+    and :class:`~codistill.safe_io.UnreadableFileError` for anything else that is not a saved network.
+    """
+    saved = safe_io.load(path, map_location=device)
+    if not isinstance(saved, dict):
+        raise safe_io.UnreadableFileError(f"{path} holds a {type(saved).__name__}, not a network saved by codistill")
+    for key, kind in NETWORK_FIELDS.items():
+        if not isinstance(saved.get(key), kind):
+            raise safe_io.UnreadableFileError(f"{path} is not a network saved by codistill (no '{key}' of type "
+                                              f"{kind.__name__}; expected RUN_DIR/models/<peer>.pt)")
+    return saved
+
+
+def check_teacher_file(teacher: TeacherConfig, field: str, shape: DataShape | None = None) -> None:
+    """Raise :class:`ConfigError` naming ``field`` unless the teacher's file is a safe saved network
+    of the configured model, for the data's classes and channels (checked before anything is written)."""
+    try:
+        saved = read_saved_network(teacher.checkpoint)
+    except safe_io.UnreadableFileError as error:
+        raise ConfigError(field, str(error)) from None
+    if saved["model"] != teacher.model:
+        raise ConfigError(field, f"{teacher.checkpoint} holds a '{saved['model']}' network, the config says "
+                                 f"'{teacher.model}'")
+    if shape is not None and (saved["num_classes"], saved["in_channels"]) != (shape.num_classes, shape.in_channels):
+        raise ConfigError(field, f"{teacher.checkpoint} holds a network for {saved['num_classes']} classes of "
+                                 f"{saved['in_channels']}-channel images; the data have {shape.num_classes} classes of "
+                                 f"{shape.in_channels}-channel images")
+
+
 def load_network(path: str | Path, device: torch.device | str = "cpu") -> PeerNetwork:
     """A network saved by :meth:`PeerTrainer.model_bytes`, in eval mode with frozen weights."""
-    saved = torch.load(Path(path).expanduser(), map_location=device, weights_only=False)
+    saved = read_saved_network(path, device)
     network = build_model(saved["model"], saved["num_classes"], saved["in_channels"], saved["image_size"])
     network.load_state_dict(saved["state"])
     network.to(device).eval()

@@ -18,7 +18,6 @@ inside a Ray actor (:mod:`codistill.cohort`) and in a single process (:class:`Lo
 
 from __future__ import annotations
 
-import io
 import math
 import time
 from contextlib import contextmanager, nullcontext
@@ -30,9 +29,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from codistill import metrics as m
+from codistill import safe_io
 from codistill.config import PeerConfig, RunConfig
 from codistill.data import build_dataset
-from codistill.data.base import PeerDataset, mix_seed
+from codistill.data.base import DataShape, DatasetInfo, PeerDataset, mix_seed
 from codistill.methods import DistillationMethod, MethodContext, build_method
 from codistill.methods.base import TeacherView, weighted_term
 from codistill.models import ModelOutput, PeerNetwork, build_model
@@ -46,6 +46,27 @@ def load_dataset(config: RunConfig) -> PeerDataset:
     data = config.data
     return build_dataset(data.dataset, root=data.root, train_fraction=data.train_fraction,
                          label_noise=data.label_noise, seed=config.seed, image_size=data.image_size)
+
+
+def teacher_models(config: RunConfig, index: int) -> list[str]:
+    """The models peer ``index`` learns from: the other peers online, the frozen ``config.teachers`` offline."""
+    if config.teachers:
+        return [teacher.model for teacher in config.teachers]
+    return [peer.model for k, peer in enumerate(config.peers) if k != index]
+
+
+def feature_shapes(model_name: str, shape: DataShape | DatasetInfo) -> list[torch.Size]:
+    """Stage feature shapes of ``model_name`` on the data's images (built aside: the random stream is untouched)."""
+    with torch.random.fork_rng():
+        network = build_model(model_name, shape.num_classes, shape.in_channels, shape.image_size)
+    return network.feature_shapes(shape.in_channels, shape.image_size)
+
+
+def method_context(config: RunConfig, num_classes: int, student_shapes: list[torch.Size],
+                   teacher_shapes: list[list[torch.Size]]) -> MethodContext:
+    """What a peer's methods are built from: its stage shapes and its teachers' (see :func:`teacher_models`)."""
+    return MethodContext(num_classes=num_classes, student_feature_shapes=student_shapes,
+                         teacher_feature_shapes=teacher_shapes, total_epochs=config.epochs, online=not config.teachers)
 
 
 def learning_rate_factor(peer: PeerConfig, progress: Progress) -> float:
@@ -109,8 +130,7 @@ class PeerTrainer:
                                               info.image_size).to(self.device)
         #: Online, the teachers are the other peers; offline, the frozen ``config.teachers``.
         self.online = not config.teachers
-        self.teacher_models = ([p.model for i, p in enumerate(config.peers) if i != index] if self.online
-                               else [t.model for t in config.teachers])
+        self.teacher_models = teacher_models(config, index)
         self.methods = nn.ModuleList(self._build_methods()).to(self.device)
         self.optimizer = build_optimizer(self.peer, list(self.model.parameters()) + list(self.methods.parameters()))
         self.weight_schedule = as_schedule(config.distillation.weight, "distillation.weight")
@@ -132,17 +152,10 @@ class PeerTrainer:
         if self.config.independent:
             return []
         info = self.dataset.info
-        context = MethodContext(num_classes=info.num_classes,
-                                student_feature_shapes=self.model.feature_shapes(info.in_channels, info.image_size),
-                                teacher_feature_shapes=[self._feature_shapes(m) for m in self.teacher_models],
-                                total_epochs=self.config.epochs, online=self.online)
+        context = method_context(self.config, info.num_classes,
+                                 self.model.feature_shapes(info.in_channels, info.image_size),
+                                 [feature_shapes(name, info) for name in self.teacher_models])
         return [build_method(m.name, context, m.params) for m in self.config.distillation.methods]
-
-    def _feature_shapes(self, model_name: str) -> list[torch.Size]:
-        info = self.dataset.info
-        with torch.random.fork_rng():
-            other = build_model(model_name, info.num_classes, info.in_channels, info.image_size)
-        return other.feature_shapes(info.in_channels, info.image_size)
 
     def _build_pruner(self) -> GradualPruner | None:
         sparsity = self.peer.sparsity
@@ -324,20 +337,16 @@ class PeerTrainer:
             torch.cuda.set_rng_state_all(state["rng_cuda"])
 
     def state_bytes(self) -> bytes:
-        buffer = io.BytesIO()
-        torch.save(self.state_dict(), buffer)
-        return buffer.getvalue()
+        return safe_io.dumps(self.state_dict())
 
     def load_state_bytes(self, blob: bytes) -> None:
-        self.load_state_dict(torch.load(io.BytesIO(blob), map_location=self.device, weights_only=False))
+        self.load_state_dict(safe_io.loads(blob, map_location=self.device, source=f"the state of peer '{self.peer.name}'"))
 
     def model_bytes(self) -> bytes:
         """The trained network alone (with its adapters), for use as an offline teacher."""
-        buffer = io.BytesIO()
-        torch.save({"model": self.peer.model, "state": effective_state_dict(self.model), "methods": self.methods.state_dict(),
-                    "num_classes": self.dataset.info.num_classes, "in_channels": self.dataset.info.in_channels,
-                    "image_size": self.dataset.info.image_size}, buffer)
-        return buffer.getvalue()
+        return safe_io.dumps({"model": self.peer.model, "state": effective_state_dict(self.model),
+                              "methods": self.methods.state_dict(), "num_classes": self.dataset.info.num_classes,
+                              "in_channels": self.dataset.info.in_channels, "image_size": self.dataset.info.image_size})
 
 
 def _to_device(view: TeacherView, device: torch.device, index: int) -> TeacherView:

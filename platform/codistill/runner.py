@@ -27,9 +27,11 @@ from codistill.cohort_base import Cohort
 from codistill.config import RunConfig
 from codistill.evaluation import cohort_metrics
 from codistill.monitoring import ConsoleProgress, TensorBoardLog
+from codistill.safe_io import write_atomic
 
 CONFIG_FILE = "config.yaml"
 RESULTS_FILE = "results.json"
+RESUME_LOG = "resume.log"
 
 
 @dataclass
@@ -48,6 +50,16 @@ def prepare_run_dir(run_dir: Path, config: RunConfig) -> None:
                               "or choose another --run-dir")
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+
+
+def record_resume(run_dir: Path, config: RunConfig, overrides: list[str]) -> None:
+    """Note a resume in ``resume.log``; overrides (only those that cannot change the result pass
+    the front door) also update ``config.yaml``, so it always holds the config in use."""
+    if overrides:
+        write_atomic(run_dir / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False).encode())
+    with (run_dir / RESUME_LOG).open("a") as log:
+        log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} resumed{' with --set ' if overrides else ''}"
+                  f"{' --set '.join(overrides)}\n")
 
 
 def run_cohort(config: RunConfig, run_dir: Path, make_cohort: Callable[[RunConfig], Cohort], *,

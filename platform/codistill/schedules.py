@@ -116,6 +116,8 @@ def as_schedule(spec: Any, field: str = "schedule") -> Schedule:
     if isinstance(spec, bool):
         raise ConfigError(field, f"expected a number or a schedule mapping, got {spec!r}")
     if isinstance(spec, (int, float)):
+        if not math.isfinite(spec):
+            raise ConfigError(field, f"must be a finite number, got {spec}")
         return Constant(float(spec))
     if not isinstance(spec, dict) or "kind" not in spec:
         raise ConfigError(field, f"expected a number or a mapping with 'kind', got {spec!r}")
@@ -125,6 +127,9 @@ def as_schedule(spec: Any, field: str = "schedule") -> Schedule:
         raise ConfigError(f"{field}.kind", f"unknown schedule '{kind}' (known: {', '.join(_KINDS)})")
     for key, value in params.items():
         params[key] = tuple(value) if isinstance(value, list) else value
+        for number in params[key] if isinstance(params[key], tuple) else (params[key],):
+            if isinstance(number, float) and not math.isfinite(number):
+                raise ConfigError(f"{field}.{key}", f"must be a finite number, got {number}")
     try:
         schedule = _KINDS[kind](**params)
     except TypeError as error:

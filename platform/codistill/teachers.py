@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from codistill.checks import check_keyword_params
 from codistill.methods.base import TeacherView
 from codistill.progress import Progress
 from codistill.registry import Registry
@@ -49,6 +50,15 @@ class TeacherWeightingPolicy:
     ``feedback`` receives the student's losses after the update (the reward signal of learned
     policies); ``state_dict``/``load_state_dict`` let a learned policy resume with the run.
     """
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any], field: str) -> None:
+        """Validate ``distillation.policy.params`` before anything runs; errors name ``field.<param>``.
+
+        By default: parameters ``__init__`` does not take, and NaN or infinity. Policies with
+        further constraints extend this.
+        """
+        check_keyword_params(cls.__init__, params, field, f"policy '{cls.__name__}'")
 
     def weights(self, batch: TeacherBatch) -> Tensor:  # pragma: no cover - interface
         raise NotImplementedError

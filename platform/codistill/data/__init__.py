@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from codistill.data.base import DatasetInfo, PeerDataset
+from codistill.data.base import DataShape, DatasetInfo, PeerDataset
 from codistill.errors import ConfigError
 from codistill.registry import Registry
 
+if TYPE_CHECKING:
+    from codistill.config import DataConfig
+
 DatasetFactory = Callable[..., PeerDataset]
 DATASETS: Registry[DatasetFactory] = Registry("dataset")
+#: Each dataset's own check of its files (``data.root``) and settings, run by the front door before
+#: anything is written: returns the data's shape, or raises :class:`ConfigError` naming the ``data.*`` field.
+DatasetCheck = Callable[["DataConfig"], DataShape]
+DATASET_CHECKS: Registry[DatasetCheck] = Registry("dataset check")
 
 
 def build_dataset(name: str, *, root: str | None, train_fraction: float, label_noise: float, seed: int,
@@ -28,6 +35,12 @@ def build_dataset(name: str, *, root: str | None, train_fraction: float, label_n
                               image_size=image_size)
 
 
+def check_dataset_files(data: DataConfig) -> DataShape | None:
+    """Run the dataset's own check (its files under ``data.root``), if it registered one; the data's shape."""
+    dataset_names()
+    return DATASET_CHECKS.get(data.dataset)(data) if data.dataset in DATASET_CHECKS else None
+
+
 def dataset_names() -> list[str]:
     # Importing the modules runs their @DATASETS.register decorators (imported lazily: torchvision, PIL).
     from codistill.data import cifar, digits, imagefolder  # noqa: F401
@@ -42,4 +55,5 @@ def required_root(dataset: str, root: str | None, expected: str) -> Path:
     return Path(root).expanduser()
 
 
-__all__ = ["DATASETS", "DatasetInfo", "PeerDataset", "build_dataset", "dataset_names", "required_root"]
+__all__ = ["DATASETS", "DATASET_CHECKS", "DataShape", "DatasetInfo", "PeerDataset", "build_dataset", "check_dataset_files",
+           "dataset_names", "required_root"]

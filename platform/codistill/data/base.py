@@ -28,6 +28,15 @@ class DatasetInfo:
     val_size: int
 
 
+@dataclass(frozen=True)
+class DataShape:
+    """What a network for a dataset takes and predicts, known before the data are read."""
+
+    num_classes: int
+    in_channels: int
+    image_size: int
+
+
 class PeerDataset(ABC):
     """A training split with a shared, seeded batch order and a clean validation split."""
 

@@ -11,27 +11,46 @@ from __future__ import annotations
 import pickle
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor
 from torchvision.datasets import CIFAR10, CIFAR100
 
-from codistill.data import DATASETS, required_root
+from codistill.data import DATASET_CHECKS, DATASETS, required_root
 from codistill.data.augment import Augmentation
-from codistill.data.in_memory import InMemoryDataset
+from codistill.data.base import DataShape
+from codistill.data.in_memory import InMemoryDataset, check_image_size
 from codistill.errors import ConfigError
 
+if TYPE_CHECKING:
+    from codistill.config import DataConfig
+
 IMAGE_SHAPE = (3, 32, 32)
+NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
 MEAN_STD = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
     "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
 }
 
 
+class BatchUnpickler(pickle.Unpickler):
+    """Unpickles CIFAR batches and nothing else: plain values and numpy arrays. Any other global a
+    file names is refused before it is looked up, so a crafted "batch" cannot run code."""
+
+    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+               ("numpy._core.multiarray", "_reconstruct")}
+
+    def find_class(self, module: str, name: str) -> type:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"a CIFAR batch names {module}.{name}, which is not allowed")
+        return super().find_class(module, name)
+
+
 def _unpickle(path: Path) -> dict:
     with path.open("rb") as handle:
-        return pickle.load(handle, encoding="latin1")
+        return BatchUnpickler(handle, encoding="latin1").load()
 
 
 def _read_batches(folder: Path, files: list[list[str]]) -> tuple[Tensor, Tensor]:
@@ -44,15 +63,28 @@ def _read_batches(folder: Path, files: list[list[str]]) -> tuple[Tensor, Tensor]
     return torch.cat(images), torch.tensor(labels, dtype=torch.long)
 
 
-def load_cifar(name: str, layout: type[CIFAR10], *, root: str | None, train_fraction: float, label_noise: float,
-               seed: int, image_size: int | None = None) -> InMemoryDataset:
-    """Read both splits of ``layout`` (torchvision's class naming the files) from under ``root``."""
+def batches_folder(name: str, layout: type[CIFAR10], root: str | None) -> Path:
+    """The folder of CIFAR's python batches under ``root``; a ``data.root`` error if any file is missing."""
     expected = [file for file, _md5 in layout.train_list + layout.test_list] + [layout.meta["filename"]]
     folder = required_root(name, root, f"{layout.base_folder}/ ({', '.join(expected)})") / layout.base_folder
     missing = [file for file in expected if not (folder / file).is_file()]
     if missing:
         raise ConfigError("data.root", f"{name} expects CIFAR's python batches {', '.join(expected)} in {folder}, "
                                        f"missing {', '.join(missing)}; extract {layout.url} into {root}")
+    return folder
+
+
+def check_cifar(name: str, layout: type[CIFAR10], data: DataConfig) -> DataShape:
+    """The front door's check: every batch file present, images of CIFAR's size."""
+    batches_folder(name, layout, data.root)
+    check_image_size(name, IMAGE_SHAPE[-1], data.image_size)
+    return DataShape(num_classes=NUM_CLASSES[name], in_channels=IMAGE_SHAPE[0], image_size=IMAGE_SHAPE[-1])
+
+
+def load_cifar(name: str, layout: type[CIFAR10], *, root: str | None, train_fraction: float, label_noise: float,
+               seed: int, image_size: int | None = None) -> InMemoryDataset:
+    """Read both splits of ``layout`` (torchvision's class naming the files) from under ``root``."""
+    folder = batches_folder(name, layout, root)
     try:
         train, val = _read_batches(folder, layout.train_list), _read_batches(folder, layout.test_list)
         num_classes = len(_unpickle(folder / layout.meta["filename"])[layout.meta["key"]])
@@ -69,3 +101,4 @@ def load_cifar(name: str, layout: type[CIFAR10], *, root: str | None, train_frac
 
 for _name, _layout in (("cifar10", CIFAR10), ("cifar100", CIFAR100)):
     DATASETS.register(_name)(partial(load_cifar, _name, _layout))
+    DATASET_CHECKS.register(_name)(partial(check_cifar, _name, _layout))

@@ -5,18 +5,31 @@ without flip (digits are not mirror-symmetric)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from codistill.data import DATASETS
+from codistill.data import DATASET_CHECKS, DATASETS
 from codistill.data.augment import Augmentation
-from codistill.data.in_memory import InMemoryDataset
+from codistill.data.base import DataShape
+from codistill.data.in_memory import InMemoryDataset, check_image_size
+
+if TYPE_CHECKING:
+    from codistill.config import DataConfig
 
 VALIDATION_SHARE = 0.25
 SPLIT_SEED = 0
 MAX_VALUE = 16.0
+IMAGE_SIZE = 8
 MEAN, STD = 4.884 / MAX_VALUE, 6.017 / MAX_VALUE  # pixel statistics of all 1797 images
+
+
+@DATASET_CHECKS.register("digits")
+def check_digits(data: DataConfig) -> DataShape:
+    check_image_size("digits", IMAGE_SIZE, data.image_size)
+    return DataShape(num_classes=10, in_channels=1, image_size=IMAGE_SIZE)
 
 
 @DATASETS.register("digits")

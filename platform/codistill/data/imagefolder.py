@@ -11,9 +11,10 @@ resize the shorter side to 8/7 of the size, then centre crop. ImageNet normaliza
 from __future__ import annotations
 
 import math
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import torch
 from PIL import Image
@@ -21,11 +22,14 @@ from torch import Tensor
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 from torchvision.transforms.v2 import functional as TF
 
-from codistill.data import DATASETS, required_root
+from codistill.data import DATASET_CHECKS, DATASETS, required_root
 from codistill.data.augment import normalize
-from codistill.data.base import DatasetInfo, PeerDataset
+from codistill.data.base import DataShape, DatasetInfo, PeerDataset
 from codistill.data.noise import reduce_training_set
 from codistill.errors import ConfigError
+
+if TYPE_CHECKING:
+    from codistill.config import DataConfig
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 DEFAULT_IMAGE_SIZE = 32
@@ -66,20 +70,48 @@ def _list_split(folder: Path, class_to_index: dict[str, int]) -> tuple[list[str]
     return [path for path, _ in samples], torch.tensor([label for _, label in samples], dtype=torch.long)
 
 
+def _holds_an_image(folder: Path) -> bool:
+    for _, _, files in os.walk(folder, followlinks=True):
+        if any(name.lower().endswith(IMG_EXTENSIONS) for name in files):
+            return True
+    return False
+
+
+def class_index(root: Path) -> dict[str, int]:
+    """Class name → index of the tree under ``root``; a ``data.root`` error unless ``train`` and
+    ``val`` hold the same class folders and every class folder holds at least one image."""
+    for split in ("train", "val"):
+        if not (root / split).is_dir():
+            raise ConfigError("data.root", f"imagefolder expects {root / split}/<class>/<image files>")
+    try:
+        classes, class_to_index = find_classes(str(root / "train"))
+        val_classes, _ = find_classes(str(root / "val"))
+    except FileNotFoundError as error:
+        raise ConfigError("data.root", f"imagefolder expects class folders: {error}") from None
+    if val_classes != classes:
+        raise ConfigError("data.root", f"{root / 'val'} must hold the same class folders as {root / 'train'}")
+    for split in ("train", "val"):
+        empty = next((name for name in classes if not _holds_an_image(root / split / name)), None)
+        if empty is not None:
+            raise ConfigError("data.root", f"{root / split / empty} holds no image files ({', '.join(IMG_EXTENSIONS)})")
+    return class_to_index
+
+
+@DATASET_CHECKS.register("imagefolder")
+def check_imagefolder(data: DataConfig) -> DataShape:
+    """The front door's check of the tree (class folders, at least one image each) and the size."""
+    classes = class_index(required_root("imagefolder", data.root, "train/<class>/<images> and val/<class>/<images>"))
+    if data.image_size is not None and data.image_size < 1:
+        raise ConfigError("data.image_size", f"must be a positive number of pixels, got {data.image_size}")
+    return DataShape(num_classes=len(classes), in_channels=3, image_size=data.image_size or DEFAULT_IMAGE_SIZE)
+
+
 class ImageFolderDataset(PeerDataset):
     """Files of ``root/train`` (reduced by ``train_fraction``, labels with ``label_noise``) and ``root/val``."""
 
     def __init__(self, root: Path, image_size: int, *, train_fraction: float, label_noise: float, seed: int) -> None:
-        for split in ("train", "val"):
-            if not (root / split).is_dir():
-                raise ConfigError("data.root", f"imagefolder expects {root / split}/<class>/<image files>")
-        try:
-            classes, class_to_index = find_classes(str(root / "train"))
-            val_classes, _ = find_classes(str(root / "val"))
-        except FileNotFoundError as error:
-            raise ConfigError("data.root", f"imagefolder expects class folders: {error}") from None
-        if val_classes != classes:
-            raise ConfigError("data.root", f"{root / 'val'} must hold the same class folders as {root / 'train'}")
+        class_to_index = class_index(root)
+        classes = sorted(class_to_index, key=class_to_index.get)
         train_files, train_labels = _list_split(root / "train", class_to_index)
         subset, self.noisy_train_labels = reduce_training_set(train_labels, len(classes), train_fraction=train_fraction,
                                                               label_noise=label_noise, seed=seed)

@@ -13,6 +13,12 @@ from codistill.data.noise import reduce_training_set
 from codistill.errors import ConfigError
 
 
+def check_image_size(name: str, native_size: int, image_size: int | None) -> None:
+    """A dataset of fixed-size images takes ``data.image_size`` only to repeat its size."""
+    if image_size not in (None, native_size):
+        raise ConfigError("data.image_size", f"{name} images are {native_size}×{native_size}, got {image_size}")
+
+
 class InMemoryDataset(PeerDataset):
     """Images ``[N, C, H, W]`` (integers in ``[0, max_value]``) and labels ``[N]`` for both splits.
 
@@ -25,8 +31,7 @@ class InMemoryDataset(PeerDataset):
                  augmentation: Augmentation, *, max_value: float, train_fraction: float, label_noise: float,
                  seed: int, image_size: int | None) -> None:
         native_size = train[0].shape[-1]
-        if image_size not in (None, native_size):
-            raise ConfigError("data.image_size", f"{name} images are {native_size}×{native_size}, got {image_size}")
+        check_image_size(name, native_size, image_size)
         subset, self.noisy_train_labels = reduce_training_set(train[1], num_classes, train_fraction=train_fraction,
                                                               label_noise=label_noise, seed=seed)
         self.train_images, self.clean_train_labels = train[0][subset], train[1][subset]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
+from codistill.checks import keyword_parameters
 from codistill.methods.base import DistillationMethod, MethodContext, TeacherView
 from codistill.registry import Registry
 
@@ -22,9 +22,8 @@ def build_method(name: str, context: MethodContext, params: dict[str, Any] | Non
 
 
 def method_parameters(name: str) -> set[str]:
-    """Names of the keyword parameters a method accepts (for config validation)."""
-    signature = inspect.signature(method_class(name).__init__)
-    return {p for p in signature.parameters if p not in ("self", "context")}
+    """Names of the keyword parameters a method accepts."""
+    return keyword_parameters(method_class(name).__init__, skip=("self", "context")) or set()
 
 
 def method_names() -> list[str]:

@@ -29,8 +29,11 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from codistill.checks import Check, check_keyword_params, is_number
+from codistill.errors import ConfigError
 from codistill.models.base import ModelOutput, PeerNetwork
 from codistill.progress import Progress
+from codistill.schedules import as_schedule, minimum_over
 
 
 @dataclass
@@ -69,6 +72,31 @@ class DistillationMethod(nn.Module):
     #: True when the method reads teacher stage features (then it is applied per teacher, never
     #: to the logit ensemble, whose features do not exist across architectures).
     uses_teacher_features: ClassVar[bool] = False
+    #: Parameters given as a number or a schedule that must stay > 0 all through training (temperatures).
+    positive_schedules: ClassVar[tuple[str, ...]] = ()
+    #: Range checks of plain numeric parameters, by name (see :mod:`codistill.checks`).
+    param_checks: ClassVar[dict[str, Check]] = {}
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any], field: str, total_epochs: int) -> None:
+        """Validate this method's config parameters before anything runs; errors name ``field.<param>``.
+
+        Refuses parameters ``__init__`` does not take, NaN and infinity, schedules of
+        ``positive_schedules`` that reach 0 or below, and values failing ``param_checks``.
+        """
+        check_keyword_params(cls.__init__, params, field, f"method '{cls.name}'", skip=("self", "context"))
+        for key in cls.positive_schedules:
+            if key in params:
+                low = minimum_over(as_schedule(params[key], f"{field}.{key}"), total_epochs)
+                if not low > 0:
+                    raise ConfigError(f"{field}.{key}", f"must be > 0 throughout training, got {low}")
+        for key, check in cls.param_checks.items():
+            if key in params:
+                if not is_number(params[key]):
+                    raise ConfigError(f"{field}.{key}", f"expected a number, got {params[key]!r}")
+                complaint = check(params[key])
+                if complaint:
+                    raise ConfigError(f"{field}.{key}", complaint)
 
     def __init__(self, context: MethodContext) -> None:
         super().__init__()

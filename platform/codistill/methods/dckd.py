@@ -30,6 +30,7 @@ from typing import Any
 
 from torch import Tensor
 
+from codistill.checks import non_negative, unit_interval
 from codistill.methods import METHODS
 from codistill.methods.base import DistillationMethod, MethodContext, TeacherView
 from codistill.methods.dkd import warmup_factor
@@ -42,6 +43,9 @@ from codistill.schedules import as_schedule
 @METHODS.register("dckd")
 class DCKD(DistillationMethod):
     name = "dckd"
+    positive_schedules = ("temperature",)
+    param_checks = {"alpha": non_negative, "beta": non_negative, "warmup_epochs": non_negative,
+                    "joint_target_share": unit_interval, "kept_student_share": unit_interval}
 
     def __init__(self, context: MethodContext, temperature: Any = 4.0, alpha: float = 1.0, beta: float = 8.0,
                  warmup_epochs: float = 20.0, joint_target_share: float = 0.5, kept_student_share: float = 0.5) -> None:

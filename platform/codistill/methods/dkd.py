@@ -23,6 +23,7 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor
 
+from codistill.checks import non_negative
 from codistill.methods import METHODS
 from codistill.methods.base import DistillationMethod, MethodContext, TeacherView
 from codistill.methods.logits import binary_target_log_probs, kl_from_log_probs, kl_from_probs, non_target_log_probs
@@ -51,6 +52,8 @@ def warmup_factor(progress: Progress, warmup_epochs: float) -> float:
 @METHODS.register("dkd")
 class DKD(DistillationMethod):
     name = "dkd"
+    positive_schedules = ("temperature",)
+    param_checks = {"alpha": non_negative, "beta": non_negative, "warmup_epochs": non_negative}
 
     def __init__(self, context: MethodContext, temperature: Any = 4.0, alpha: float = 1.0, beta: float = 8.0,
                  warmup_epochs: float = 20.0) -> None:

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from codistill.checks import non_negative, positive_int, rate
 from codistill.methods import METHODS
 from codistill.methods.adapters import build_adapters, stage_pairs
 from codistill.methods.base import DistillationMethod, MethodContext, TeacherView
@@ -49,6 +50,8 @@ def _per_example_mse(student: Tensor, target: Tensor) -> Tensor:
 class FeatureDecoupled(DistillationMethod):
     name = "feature_decoupled"
     uses_teacher_features = True
+    param_checks = {"pool_kernel": positive_int, "foreground_weight": non_negative,
+                    "background_weight": non_negative, "momentum": rate}
 
     def __init__(self, context: MethodContext, pool_kernel: int = 2, foreground_weight: float = 1.0,
                  background_weight: float = 1.0, dynamic: bool = True, momentum: float = 0.9) -> None:

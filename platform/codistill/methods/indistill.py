@@ -34,6 +34,8 @@ from typing import Any, Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from codistill.checks import epoch_boundaries
+from codistill.errors import ConfigError
 from codistill.methods import METHODS
 from codistill.methods.adapters import as_vector
 from codistill.methods.base import DistillationMethod, MethodContext, TeacherView
@@ -80,6 +82,14 @@ def prune_channels(feature: Tensor, scores: Tensor, keep: int) -> Tensor:
 class InDistill(DistillationMethod):
     name = "indistill"
     uses_teacher_features = True
+    positive_schedules = ("temperature",)
+
+    @classmethod
+    def check_params(cls, params: dict[str, Any], field: str, total_epochs: int) -> None:
+        super().check_params(params, field, total_epochs)
+        complaint = epoch_boundaries(params.get("curriculum_epochs", []))
+        if complaint:
+            raise ConfigError(f"{field}.curriculum_epochs", complaint)
 
     def __init__(self, context: MethodContext, curriculum_epochs: Sequence[int] = (3, 7, 12),
                  temperature: Any = 4.0) -> None:

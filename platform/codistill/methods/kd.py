@@ -28,6 +28,7 @@ from codistill.schedules import as_schedule
 @METHODS.register("kd")
 class KD(DistillationMethod):
     name = "kd"
+    positive_schedules = ("temperature",)
 
     def __init__(self, context: MethodContext, temperature: Any = 4.0) -> None:
         super().__init__(context)

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from codistill.checks import positive, positive_int, unit_interval
 from codistill.methods import METHODS
 from codistill.methods.base import DistillationMethod, MethodContext, TeacherView
 from codistill.models.base import ModelOutput
@@ -67,6 +68,7 @@ def as_maps(feature: Tensor) -> Tensor:
 class SelfFeatureRegularization(DistillationMethod):
     name = "sfr"
     uses_teacher = False
+    param_checks = {"max_smoothing": unit_interval, "epsilon": positive, "sinkhorn_iterations": positive_int}
 
     def __init__(self, context: MethodContext, max_smoothing: float = 0.1, epsilon: float = 0.05,
                  sinkhorn_iterations: int = 20) -> None:

@@ -1,0 +1,90 @@
+"""Small, reusable checks of user-supplied values; each failure is a :class:`ConfigError` naming the field.
+
+Range checks are values of type :data:`Check` — a function returning a complaint or ``None`` —
+so a config field declares its range where it is read: ``r.get("lr", float, 0.05, positive)``.
+Components (datasets, methods, policies) check their own parameters with
+:func:`check_keyword_params` and :func:`check_finite`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any, Callable
+
+from codistill.errors import ConfigError
+
+Check = Callable[[Any], "str | None"]
+
+
+def positive(value: float) -> str | None:
+    return None if value > 0 else f"must be > 0, got {value}"
+
+
+def non_negative(value: float) -> str | None:
+    return None if value >= 0 else f"must be ≥ 0, got {value}"
+
+
+def at_least_one(value: int) -> str | None:
+    return None if value >= 1 else f"must be ≥ 1, got {value}"
+
+
+def rate(value: float) -> str | None:
+    """A probability-like rate in [0, 1)."""
+    return None if 0.0 <= value < 1.0 else f"must lie in [0, 1), got {value}"
+
+
+def unit_interval(value: float) -> str | None:
+    return None if 0.0 <= value <= 1.0 else f"must lie in [0, 1], got {value}"
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_finite(value: Any, field: str) -> None:
+    """Refuse NaN and infinity anywhere in a number, list or mapping (``field`` names the place)."""
+    if is_number(value) and not math.isfinite(value):
+        raise ConfigError(field, f"must be a finite number, got {value}")
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            check_finite(item, f"{field}[{index}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_finite(item, f"{field}.{key}")
+
+
+def keyword_parameters(factory: Callable[..., Any], skip: tuple[str, ...] = ("self",)) -> set[str] | None:
+    """Names of the keyword parameters ``factory`` takes, or ``None`` when it takes ``**kwargs``."""
+    if factory is object.__init__:  # a class without its own __init__ takes no parameters
+        return set()
+    parameters = inspect.signature(factory).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return {p.name for p in parameters if p.name not in skip and p.kind is not inspect.Parameter.VAR_POSITIONAL}
+
+
+def check_keyword_params(factory: Callable[..., Any], params: dict[str, Any], field: str, owner: str,
+                         skip: tuple[str, ...] = ("self",)) -> None:
+    """Refuse parameters ``factory`` does not take and non-finite numbers among them."""
+    accepted = keyword_parameters(factory, skip)
+    if accepted is not None:
+        unknown = sorted(set(params) - accepted)
+        if unknown:
+            raise ConfigError(f"{field}.{unknown[0]}", f"{owner} takes no such parameter "
+                                                      f"(takes: {', '.join(sorted(accepted)) or 'none'})")
+    for key, value in params.items():
+        check_finite(value, f"{field}.{key}")
+
+
+def positive_int(value: Any) -> str | None:
+    return None if isinstance(value, int) and not isinstance(value, bool) and value >= 1 \
+        else f"must be a whole number ≥ 1, got {value!r}"
+
+
+def epoch_boundaries(value: Any) -> str | None:
+    """A non-decreasing list of whole epochs ≥ 0."""
+    if isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                                                for v in value) and list(value) == sorted(value):
+        return None
+    return f"must be a non-decreasing list of epochs ≥ 0, got {value!r}"

@@ -1,0 +1,101 @@
+"""The front door's checks of what lies outside the config: devices, the run directory, checkpoints,
+and whether the networks and methods the config names can be built for the data.
+
+:mod:`codistill.cli` runs them after the config validated and before Ray starts or anything is
+written; each failure is a one-line :class:`~codistill.errors.ConfigError` naming the field
+(``runtime.device``, ``peers[1].resources.gpus``, ``--run-dir``, ``--resume``).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import torch
+
+from codistill.checkpoint import CheckpointError, find_checkpoint
+from codistill.config import RunConfig
+from codistill.data import DataShape
+from codistill.errors import ConfigError
+from codistill.methods import build_method
+from codistill.peer import feature_shapes, method_context, teacher_models
+from codistill.runner import CONFIG_FILE
+
+
+def check_devices(config: RunConfig, cuda_available: bool) -> None:
+    """Refuse GPUs on a machine without CUDA (for runs whose peers run on this machine)."""
+    if cuda_available:
+        return
+    if config.runtime.device == "cuda":
+        raise ConfigError("runtime.device", "is cuda but this machine has no CUDA device "
+                                            "(torch.cuda.is_available() is False); use auto or cpu")
+    for index, peer in enumerate(config.peers):
+        if peer.resources.gpus > 0:
+            raise ConfigError(f"peers[{index}].resources.gpus",
+                              f"asks for {peer.resources.gpus:g} GPU but this machine has no CUDA device; set it "
+                              "to 0, or submit the job to a GPU cluster with ray job submit")
+
+
+def check_networks(config: RunConfig, shape: DataShape) -> None:
+    """Build every peer's network and distillation methods once, aside, as the peers will: a model
+    that cannot take the data's images, or a method that cannot pair a student with its teachers
+    (InDistill with a narrower offline teacher), is refused here rather than inside a peer."""
+    shapes: dict[str, list] = {}
+    models = [(f"peers[{k}].model", peer.model) for k, peer in enumerate(config.peers)]
+    models += [(f"teachers[{i}].model", teacher.model) for i, teacher in enumerate(config.teachers)]
+    for field, model in models:
+        if model not in shapes:
+            try:
+                shapes[model] = feature_shapes(model, shape)
+            except (RuntimeError, ValueError) as error:
+                raise ConfigError(field, f"'{model}' cannot take {shape.in_channels}×{shape.image_size}×"
+                                         f"{shape.image_size} images: {_first_line(error)}") from None
+    if config.independent:
+        return
+    for k, peer in enumerate(config.peers):
+        context = method_context(config, shape.num_classes, shapes[peer.model],
+                                 [shapes[name] for name in teacher_models(config, k)])
+        for j, spec in enumerate(config.distillation.methods):
+            try:
+                with torch.random.fork_rng():
+                    build_method(spec.name, context, spec.params)
+            except (RuntimeError, ValueError, TypeError) as error:
+                raise ConfigError(f"distillation.methods[{j}]", f"{spec.name} cannot teach peer '{peer.name}': "
+                                                               f"{_first_line(error)}") from None
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
+def check_writable(directory: Path, field: str) -> None:
+    """``directory`` (or, if it does not exist yet, its nearest existing parent) must be a writable folder."""
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(field, f"{existing} is not a directory")
+    try:
+        with tempfile.TemporaryFile(dir=existing, prefix=".codistill-probe-"):
+            pass
+    except OSError as error:
+        raise ConfigError(field, f"cannot write in {existing}: {error.strerror or error}") from None
+
+
+def check_new_run_dir(run_dir: Path) -> None:
+    """A new run needs a directory that holds no run yet and can be written."""
+    if (run_dir / CONFIG_FILE).exists():
+        raise ConfigError("--run-dir", f"{run_dir} already holds a run; resume it with --resume {run_dir} "
+                                       "or choose another --run-dir")
+    check_writable(run_dir, "--run-dir")
+
+
+def check_resume(run_dir: Path, peers: int) -> list[str]:
+    """A run to resume needs a writable directory and a checkpoint that verifies; returns the
+    warnings about newer checkpoints skipped (or a damaged LATEST)."""
+    check_writable(run_dir, "--resume")
+    try:
+        _, warnings = find_checkpoint(run_dir, peers)
+    except CheckpointError as error:
+        raise ConfigError("--resume", str(error)) from None
+    return warnings

@@ -1,0 +1,341 @@
+"""The front door: bad inputs of every kind, each refused with exit status 2, exactly one line on
+stderr naming the field, nothing written, and Ray never started.
+
+Cases run the jobs in-process (``online.main`` / ``offline.main``); each builds its inputs under
+``tmp_path`` (also the working directory), and the whole tree is compared before and after.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import torch
+import yaml
+
+import offline
+import online
+from codistill import safe_io
+from codistill.config import parse_config
+from codistill.peer import PeerTrainer
+from conftest import tiny_raw
+
+Setup = Callable[[Path], tuple[Callable[[list[str]], int], list[str]]]
+
+
+@pytest.fixture(autouse=True)
+def front_door_only(monkeypatch, tmp_path):
+    """No Ray, no CUDA, and the working directory inside tmp_path (so a stray write is seen)."""
+    monkeypatch.setattr(online, "start_ray", lambda config: pytest.fail("Ray started"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    """A tiny run stopped after one of its two epochs: checkpoints to resume from."""
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("run")
+    (root / "c.yaml").write_text(yaml.safe_dump(tiny_raw()))
+    assert online.main(["--config", str(root / "c.yaml"), "--run-dir", str(root / "run"), "--backend", "sequential",
+                        "--stop-after-epochs", "1"]) == 0
+    return root / "run"
+
+
+# -- builders of the cases -------------------------------------------------------------------
+
+
+def config(changes: dict | None = None, *extra: str, job: str = "online", text: str | None = None) -> Setup:
+    """The tiny config with ``changes`` to its top-level sections (or raw ``text``), plus arguments."""
+    def setup(tmp: Path):
+        path = tmp / "config.yaml"
+        path.write_text(text if text is not None else yaml.safe_dump(tiny_raw(**(changes or {}))))
+        main = online.main if job == "online" else offline.main
+        return main, ["--config", str(path), "--run-dir", str(tmp / "run"), *extra]
+    return setup
+
+
+def peer0(**fields) -> dict:
+    """The tiny cohort with fields of its first peer replaced."""
+    peers = tiny_raw()["peers"]
+    peers[0] = {**peers[0], **fields}
+    return {"peers": peers}
+
+
+def method(name: str, **params) -> dict:
+    return {"distillation": {"methods": [{"name": name, "params": params}]}}
+
+
+def sets(*overrides: str) -> Setup:
+    return config(None, *[arg for o in overrides for arg in ("--set", o)])
+
+
+def data_root(dataset: str, build: Callable[[Path], None]) -> Setup:
+    def setup(tmp: Path):
+        root = tmp / "data"
+        root.mkdir()
+        build(root)
+        return config({"data": {"dataset": dataset, "root": str(root)}})(tmp)
+    return setup
+
+
+def image_tree(train: list[str], val: list[str], with_images: bool = True) -> Callable[[Path], None]:
+    def build(root: Path) -> None:
+        for split, classes in (("train", train), ("val", val)):
+            for name in classes:
+                (root / split / name).mkdir(parents=True)
+                if with_images:
+                    (root / split / name / "a.png").write_bytes(b"not decoded by the check")
+    return build
+
+
+def existing_run(setup_run: Callable[[Path], None]) -> Setup:
+    """A run directory already holding a run, then ``--config`` pointed at it."""
+    def setup(tmp: Path):
+        (tmp / "run").mkdir()
+        setup_run(tmp / "run")
+        return config()(tmp)
+    return setup
+
+
+def run_dir_at(place: Callable[[Path], Path]) -> Setup:
+    """The tiny config run in the directory ``place`` returns (after making whatever it needs)."""
+    def setup(tmp: Path):
+        main, argv = config()(tmp)
+        return main, argv[:3] + [str(place(tmp))]
+    return setup
+
+
+def resume(*extra: str, damage: Callable[[Path], None] | None = None) -> Setup:
+    """``--resume`` of a copy of the finished run, damaged first if asked."""
+    def setup(tmp: Path, finished: Path):
+        run = tmp / "resumed"
+        shutil.copytree(finished, run)
+        if damage is not None:
+            damage(run)
+        return online.main, ["--resume", str(run), *extra]
+    setup.needs_run = True  # type: ignore[attr-defined]
+    return setup
+
+
+def damage_every_checkpoint(run: Path) -> None:
+    for directory in (run / "checkpoints").glob("epoch_*"):
+        (directory / "peer_00.pt").write_bytes(b"garbage")
+
+
+def teacher(write: Callable[[Path], None], model: str = "resnet8x4", **student) -> Setup:
+    """An offline student whose teacher file is written by ``write``."""
+    def setup(tmp: Path):
+        path = tmp / "teacher.pt"
+        write(path)
+        raw = tiny_raw(peers=[{"name": "student", "model": "mlp", **student}],
+                       teachers=[{"name": "teacher", "model": model, "checkpoint": str(path)}])
+        return config(job="offline", text=yaml.safe_dump(raw))(tmp)
+    return setup
+
+
+class Payload:
+    """Unpickling this creates a file: what a malicious "model" would do."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        return Path.touch, (Path(self.target),)
+
+
+def malicious(path: Path) -> None:
+    torch.save({"model": "resnet8x4", "payload": Payload(str(path.parent / "pwned"))}, path)
+
+
+def saved_mlp(path: Path) -> None:
+    path.write_bytes(PeerTrainer(parse_config(tiny_raw()), 0).model_bytes())
+
+
+def narrow_indistill_teacher(tmp: Path):
+    """InDistill prunes a teacher's channels down to the student's: a narrower offline teacher cannot work."""
+    path = tmp / "teacher.pt"
+    path.write_bytes(PeerTrainer(parse_config(tiny_raw(peers=[{"name": "t", "model": "resnet8"}, {"model": "mlp"}])),
+                                 0).model_bytes())
+    raw = tiny_raw(peers=[{"name": "student", "model": "resnet8x4"}],
+                   teachers=[{"name": "teacher", "model": "resnet8", "checkpoint": str(path)}],
+                   distillation={"methods": [{"name": "indistill"}]})
+    return config(job="offline", text=yaml.safe_dump(raw))(tmp)
+
+
+CASES = [
+    # the config file
+    pytest.param(config(text="peers: [unclosed\n"), "--config", id="malformed-yaml"),
+    pytest.param(config(text="- a\n- b\n"), "--config", id="config-not-a-mapping"),
+    pytest.param(config(text=yaml.safe_dump(tiny_raw()) + "seed: 3\n"), "--config", id="config-key-twice"),
+    pytest.param(lambda tmp: (online.main, ["--config", str(tmp / "none.yaml"), "--run-dir", str(tmp / "r")]),
+                 "--config", id="config-missing"),
+    pytest.param(config({"colour": "blue"}), "colour", id="unknown-field"),
+    pytest.param(config({"peers": [{"model": "mlp"}, {"model": "resnet7"}]}), "peers[1].model", id="unknown-model"),
+    pytest.param(config({"peers": [{"model": "mlp"}]}), "peers", id="one-peer"),
+    pytest.param(config({"seed": None}), "seed", id="null-seed"),
+    pytest.param(config({"epochs": 0}), "epochs", id="zero-epochs"),
+    pytest.param(config(peer0(optimizer={"momentum": -0.9})), "peers[0].optimizer.momentum", id="negative-momentum"),
+    pytest.param(config(peer0(optimizer={"weight_decay": -1e-4})), "peers[0].optimizer.weight_decay", id="negative-wd"),
+    pytest.param(config(text=yaml.safe_dump(tiny_raw()).replace("lr: 0.05", "lr: .nan", 1)),
+                 "peers[0].optimizer.lr", id="nan-lr"),
+    pytest.param(config(peer0(optimizer={"lr": float("inf")})), "peers[0].optimizer.lr", id="inf-lr"),
+    pytest.param(config(peer0(optimizer={"lr": 0.0})), "peers[0].optimizer.lr", id="zero-lr"),
+    pytest.param(config(peer0(resources={"cpus": float("nan")})), "peers[0].resources.cpus", id="nan-cpus"),
+    pytest.param(config(peer0(resources={"gpus": -1})), "peers[0].resources.gpus", id="negative-gpus"),
+    pytest.param(config(peer0(lr_schedule={"name": "multistep", "gamma": 0})), "peers[0].lr_schedule.gamma",
+                 id="zero-gamma"),
+    pytest.param(config(peer0(lr_schedule={"name": "multistep", "milestones": ["ten"]})),
+                 "peers[0].lr_schedule.milestones", id="bad-milestones"),
+    pytest.param(config(peer0(sparsity={"target": 0.5, "every_steps": 0})), "peers[0].sparsity.every_steps",
+                 id="zero-prune-interval"),
+    pytest.param(config(peer0(sparsity={"target": 0.5, "start_epoch": 2, "end_epoch": 1})),
+                 "peers[0].sparsity.end_epoch", id="pruning-ends-before-start"),
+    pytest.param(config({"data": {"dataset": "digits", "train_fraction": float("nan")}}), "data.train_fraction",
+                 id="nan-fraction"),
+    pytest.param(config({"data": {"dataset": "digits", "label_noise": float("inf")}}), "data.label_noise",
+                 id="inf-noise"),
+    pytest.param(config({"data": {"dataset": "digits", "image_size": 16}}), "data.image_size", id="digits-resized"),
+    pytest.param(config(method("kd", temperature=float("nan"))), "distillation.methods[0].params.temperature",
+                 id="nan-temperature"),
+    pytest.param(config(method("kd", temperature=float("inf"))), "distillation.methods[0].params.temperature",
+                 id="inf-temperature"),
+    pytest.param(config(method("kd", tau=2)), "distillation.methods[0].params.tau", id="unknown-method-param"),
+    pytest.param(config(method("dkd", beta=-8)), "distillation.methods[0].params.beta", id="negative-dkd-beta"),
+    pytest.param(config(method("sfr", sinkhorn_iterations=0)), "distillation.methods[0].params.sinkhorn_iterations",
+                 id="zero-sinkhorn"),
+    pytest.param(config(method("indistill", curriculum_epochs=[5, 2])),
+                 "distillation.methods[0].params.curriculum_epochs", id="unsorted-curriculum"),
+    pytest.param(config({"distillation": {"weight": float("nan")}}), "distillation.weight", id="nan-weight"),
+    pytest.param(config({"distillation": {"weight": {"kind": "ramp", "value": float("inf"), "ramp_epochs": 3}}}),
+                 "distillation.weight.value", id="inf-ramp"),
+    pytest.param(config({"distillation": {"methods": [{"name": "kd", "weight": float("nan")}]}}),
+                 "distillation.methods[0].weight", id="nan-method-weight"),
+    pytest.param(config({"distillation": {"policy": {"name": "uniform", "params": {"temperature": 2}}}}),
+                 "distillation.policy.params.temperature", id="uniform-policy-param"),
+    pytest.param(config({"distillation": {"policy": {"name": "policies.confidence:ConfidenceAwarePolicy",
+                                                     "params": {"beta": 1}}}}),
+                 "distillation.policy.params.beta", id="confidence-policy-param"),
+    pytest.param(config({"runtime": {"log_every_steps": 0}}), "runtime.log_every_steps", id="zero-log-interval"),
+    # --set
+    pytest.param(sets("seed.x=1"), "seed.x", id="set-through-scalar"),
+    pytest.param(sets("peers.5.model=cnn"), "peers.5", id="set-index-past-end"),
+    pytest.param(sets("peers.x.model=cnn"), "peers.x", id="set-non-numeric-index"),
+    pytest.param(sets("seed="), "seed", id="set-empty-value"),
+    pytest.param(sets("seed"), "--set", id="set-without-equals"),
+    pytest.param(sets("=3"), "--set", id="set-empty-key"),
+    pytest.param(sets("peers.0.optimizer.lr=[1,"), "peers.0.optimizer.lr", id="set-malformed-yaml"),
+    pytest.param(sets("distillation.weight=.inf"), "distillation.weight", id="set-inf-weight"),
+    # the command line
+    pytest.param(config(None, "--stop-after-epochs", "0"), "--stop-after-epochs", id="stop-after-zero"),
+    pytest.param(config(None, "--stop-after-epochs", "two"), "command line", id="stop-after-text"),
+    pytest.param(config(None, "--backend", "threads"), "command line", id="unknown-backend"),
+    pytest.param(lambda tmp: (online.main, []), "--config", id="no-config"),
+    # devices (this machine has no CUDA, by the fixture)
+    pytest.param(config({"runtime": {"device": "cuda"}}), "runtime.device", id="cuda-without-gpu"),
+    pytest.param(config({"peers": [{"model": "mlp"}, {"model": "cnn", "resources": {"gpus": 1}}]}),
+                 "peers[1].resources.gpus", id="gpus-without-cuda"),
+    pytest.param(config({"peers": [{"model": "mlp", "resources": {"gpus": 0.5}}, {"model": "cnn"}]},
+                        "--backend", "sequential"), "peers[0].resources.gpus", id="gpus-without-cuda-sequential"),
+    # data roots
+    pytest.param(data_root("cifar10", lambda root: None), "data.root", id="cifar-root-empty"),
+    pytest.param(data_root("cifar100", lambda root: (root / "cifar-100-python").mkdir()), "data.root",
+                 id="cifar-root-without-batches"),
+    pytest.param(data_root("imagefolder", lambda root: None), "data.root", id="imagefolder-root-empty"),
+    pytest.param(data_root("imagefolder", image_tree(["cat", "dog"], ["cat", "dog"], with_images=False)), "data.root",
+                 id="imagefolder-without-images"),
+    pytest.param(data_root("imagefolder", image_tree(["cat", "dog"], ["cat"])), "data.root",
+                 id="imagefolder-classes-differ"),
+    pytest.param(config({"data": {"dataset": "imagefolder", "root": "/no/such/tree"}}), "data.root",
+                 id="imagefolder-root-missing"),
+    # run directories
+    pytest.param(existing_run(lambda run: (run / "config.yaml").write_text("name: old\n")), "--run-dir",
+                 id="run-dir-holds-a-run"),
+    pytest.param(run_dir_at(lambda tmp: (tmp / "file").write_text("x") and tmp / "file" / "run"), "--run-dir",
+                 id="run-dir-under-a-file"),
+    pytest.param(run_dir_at(lambda tmp: Path("/proc/codistill-run")), "--run-dir", id="run-dir-not-writable"),
+    # resuming
+    pytest.param(lambda tmp: (online.main, ["--resume", str(tmp)]), "--resume", id="resume-not-a-run"),
+    pytest.param(resume("--config", "x.yaml"), "--config", id="resume-with-config"),
+    pytest.param(resume("--independent"), "--independent", id="resume-independent"),
+    pytest.param(resume("--set", "seed=5"), "seed", id="resume-changes-seed"),
+    pytest.param(resume("--set", "peers.0.optimizer.lr=0.1"), "peers[0].optimizer.lr", id="resume-changes-lr"),
+    pytest.param(resume(damage=damage_every_checkpoint), "--resume", id="resume-every-checkpoint-corrupt"),
+    pytest.param(resume(damage=lambda run: shutil.rmtree(run / "checkpoints")), "--resume",
+                 id="resume-without-checkpoints"),
+    # offline teachers
+    pytest.param(teacher(malicious), "teachers[0].checkpoint", id="teacher-malicious-pickle"),
+    pytest.param(teacher(lambda path: path.write_bytes(b"\x80\x04not a torch file")), "teachers[0].checkpoint",
+                 id="teacher-garbage"),
+    pytest.param(teacher(lambda path: torch.save([1, 2], path)), "teachers[0].checkpoint", id="teacher-not-a-network"),
+    pytest.param(teacher(saved_mlp), "teachers[0].checkpoint", id="teacher-model-mismatch"),
+    pytest.param(narrow_indistill_teacher, "distillation.methods[0]", id="indistill-narrow-teacher"),
+    pytest.param(teacher(lambda path: path.write_bytes(safe_io.dumps({
+        "model": "resnet8x4", "state": {}, "num_classes": 100, "in_channels": 3, "image_size": 32}))),
+        "teachers[0].checkpoint", id="teacher-for-other-classes"),
+]
+
+
+def tree(root: Path) -> dict[str, str]:
+    return {str(path.relative_to(root)): "dir" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(root.rglob("*"))}
+
+
+@pytest.mark.parametrize("setup, field", CASES)
+def test_bad_input_is_refused_at_the_front_door(setup, field, tmp_path, capsys, request):
+    if getattr(setup, "needs_run", False):
+        main, argv = setup(tmp_path, request.getfixturevalue("finished_run"))
+    else:
+        main, argv = setup(tmp_path)
+    capsys.readouterr()
+    before = tree(tmp_path)
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert err.endswith("\n") and err.count("\n") == 1, err
+    assert err.startswith("codistill: config error in ") and f"'{field}'" in err, err
+    assert out == ""
+    assert tree(tmp_path) == before
+    assert not Path("/proc/codistill-run").exists()
+
+
+def test_the_table_is_large_enough():
+    assert len(CASES) >= 40
+
+
+def test_a_malicious_teacher_file_never_runs(tmp_path, capsys):
+    main, argv = teacher(malicious)(tmp_path)
+    with pytest.raises(pickle.UnpicklingError):  # it is what it claims: weights_only refuses it
+        torch.load(tmp_path / "teacher.pt", weights_only=True)
+    assert main(argv) == 2
+    assert "refused" in capsys.readouterr().err
+    assert not (tmp_path / "pwned").exists()
+    torch.load(tmp_path / "teacher.pt", weights_only=False)  # the control: full unpickling runs the payload
+    assert (tmp_path / "pwned").exists()
+
+
+def test_a_config_error_raised_in_an_actor_reaches_the_driver_intact(ray_runtime):
+    @ray_runtime.remote
+    def refuse():
+        from codistill.errors import ConfigError
+
+        raise ConfigError("data.root", "raised on a worker")
+
+    with pytest.raises(Exception) as error:
+        ray_runtime.get(refuse.remote())
+    from codistill.errors import ConfigError
+
+    assert isinstance(error.value, ConfigError) and error.value.field == "data.root"
+
+
+def test_gpus_pass_the_device_check_where_cuda_is_available():
+    from codistill.preflight import check_devices
+
+    config = parse_config(tiny_raw(peers=[{"model": "mlp", "resources": {"gpus": 0.5}}, {"model": "cnn"}],
+                                   runtime={"device": "cuda"}))
+    check_devices(config, cuda_available=True)
+    with pytest.raises(Exception, match="no CUDA device"):
+        check_devices(config, cuda_available=False)
