@@ -12,10 +12,11 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from codistill.checkpoint import LATEST
 from codistill.config import RunConfig, load_config
-from codistill.errors import ConfigError
+from codistill.errors import ConfigError, NonFiniteLoss
 from codistill.runner import CONFIG_FILE, prepare_run_dir, run_cohort
-from codistill.cohort_base import Cohort
+from codistill.cohort_base import Cohort, PeerLost
 
 
 def parse_args(argv: list[str] | None, description: str, backends: tuple[str, ...]) -> argparse.Namespace:
@@ -62,6 +63,12 @@ def main(argv: list[str] | None, *, mode: str, description: str,
     try:
         results = run_cohort(config, run_dir, backends[args.backend], resume=args.resume is not None,
                              stop_after_epochs=args.stop_after_epochs)
+    except (NonFiniteLoss, PeerLost) as error:
+        checkpoints = run_dir / "checkpoints"
+        kept = f"its last complete checkpoint stays in {checkpoints}" if (checkpoints / LATEST).is_file() \
+            else "no epoch was complete"
+        print(f"codistill: {error}; the run stopped, {kept}", file=sys.stderr)
+        return 1
     finally:
         if started_ray:
             import ray

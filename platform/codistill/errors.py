@@ -7,3 +7,20 @@ class ConfigError(ValueError):
     def __init__(self, field: str, message: str) -> None:
         self.field = field
         super().__init__(f"config error in '{field}': {message}")
+
+
+class NonFiniteLoss(RuntimeError):
+    """A peer diverged: its loss, gradient or predictions are NaN or infinite.
+
+    ``epoch`` and ``step`` count from 1, as the console does; ``step`` is None when the
+    divergence showed in the validation after the epoch. Picklable (it travels from Ray actors).
+    """
+
+    def __init__(self, peer: str, epoch: int, step: int | None, detail: str) -> None:
+        super().__init__(peer, epoch, step, detail)
+        self.peer, self.epoch, self.step, self.detail = peer, epoch, step, detail
+
+    def __str__(self) -> str:
+        where = f"epoch {self.epoch}, step {self.step}" if self.step is not None \
+            else f"the validation after epoch {self.epoch}"
+        return f"peer '{self.peer}' diverged: {self.detail} at {where}"
