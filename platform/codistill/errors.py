@@ -21,6 +21,5 @@ class NonFiniteLoss(RuntimeError):
         self.peer, self.epoch, self.step, self.detail = peer, epoch, step, detail
 
     def __str__(self) -> str:
-        where = f"epoch {self.epoch}, step {self.step}" if self.step is not None \
-            else f"the validation after epoch {self.epoch}"
-        return f"peer '{self.peer}' diverged: {self.detail} at {where}"
+        where = f"at epoch {self.epoch}, step {self.step}" if self.step is not None else f"after epoch {self.epoch}"
+        return f"peer '{self.peer}' diverged: {self.detail} {where}"
