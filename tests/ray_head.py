@@ -33,7 +33,7 @@ def ray_env() -> dict[str, str]:
     return env
 
 
-def _processes() -> dict[int, tuple[int, str]]:
+def scan_processes() -> dict[int, tuple[int, str]]:
     """Parent PID and command line of every process on the machine, from one scan of /proc."""
     found = {}
     for entry in Path("/proc").iterdir():
@@ -49,7 +49,7 @@ def _processes() -> dict[int, tuple[int, str]]:
 
 def process_tree(roots: set[int], processes: dict[int, tuple[int, str]] | None = None) -> set[int]:
     """``roots`` and all their descendants (in ``processes``, by default a fresh scan)."""
-    parents = {pid: parent for pid, (parent, _) in (processes or _processes()).items()}
+    parents = {pid: parent for pid, (parent, _) in (processes or scan_processes()).items()}
     found, frontier = set(roots), set(roots)
     while frontier:
         frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
@@ -108,7 +108,7 @@ class LocalHead:
 
     def _pids(self) -> set[int]:
         markers = (self.temp_dir, f"127.0.0.1:{self.gcs_port}")
-        processes = _processes()
+        processes = scan_processes()
         roots = {pid for pid, (_, cmdline) in processes.items() if any(marker in cmdline for marker in markers)}
         return process_tree(roots, processes) - {os.getpid()}
 
