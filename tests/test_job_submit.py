@@ -1,13 +1,17 @@
-"""`ray job submit` of jobs/online.py to a head node started here, on loopback only."""
+"""`ray job submit` of jobs/online.py to a head node started here, on loopback only; and to a
+head with Ray's token authentication on."""
 
 import json
+import subprocess
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
 from conftest import tiny_raw
-from ray_head import LOOPBACK, LocalHead
+from ray_head import BIN, LOOPBACK, LocalHead, ray_env, token_env
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,3 +42,38 @@ def test_submitted_job_trains_the_cohort_and_writes_results(head, tmp_path):
     results = json.loads((run_dir / "results.json").read_text())
     assert results["complete"] and [p["name"] for p in results["peers"]] == ["mlp", "cnn"]
     assert results["versions"]["ray"]
+
+
+@pytest.fixture(scope="module")
+def token_head(tmp_path_factory):
+    """A head with ``RAY_AUTH_MODE=token``, its token made as the README says, in a temporary HOME."""
+    home = tmp_path_factory.mktemp("head-home")
+    subprocess.run([str(BIN / "ray"), "get-auth-token", "--generate"], env=token_env(home), check=True,
+                   capture_output=True, text=True, timeout=120)
+    node = LocalHead(num_cpus=4, auth_home=home).start()
+    try:
+        yield node, (home / ".ray" / "auth_token").read_text().strip()
+    finally:
+        node.stop()
+    assert not node._pids(), "head node processes survived stop()"
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer not-the-token"}], ids=["no-token", "wrong-token"])
+def test_token_head_refuses_clients_without_its_token(token_head, headers):
+    head, _ = token_head
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(urllib.request.Request(f"{head.dashboard}/api/jobs/", headers=headers), timeout=60)
+    assert refused.value.code in (401, 403)
+
+
+def test_job_submitted_with_the_token_trains(token_head, tmp_path):
+    head, token = token_head
+    config_file = tmp_path / "cohort.yaml"
+    config_file.write_text(yaml.safe_dump(tiny_raw(epochs=1)))
+    run_dir = tmp_path / "run"
+    client = {**ray_env(), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "HOME": str(tmp_path)}
+    result = head.submit(ROOT, ["python", "jobs/online.py", "--config", str(config_file), "--run-dir", str(run_dir)],
+                         env=client)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "succeeded" in result.stdout + result.stderr
+    assert json.loads((run_dir / "results.json").read_text())["complete"]
