@@ -126,6 +126,7 @@ class RayCohort(Cohort):
         self.config = config
         self.exchange = exchange or ObjectRefExchange()
         self.placement_timeout_s = placement_timeout_s
+        self._abandoned: list[ray.ObjectRef] = []
         self._own_group: PlacementGroup | None = None
         self._group, self._offset = get_current_placement_group(), 1
         if self._group is None:
@@ -164,12 +165,23 @@ class RayCohort(Cohort):
         """
         for actor in self.actors:
             ray.kill(actor)
+        self._drain_abandoned()
         if not self._group.wait(self.placement_timeout_s):
             if self._own_group is None:
                 raise RuntimeError("the Ray Tune trial's placement group lost bundles that could not be re-placed")
             ray.util.remove_placement_group(self._own_group)
             self._place()
         self._start_actors()
+
+    def _drain_abandoned(self) -> None:
+        """Collect the failed results of an interrupted epoch (its actors are killed), so that
+        Ray does not print them as unhandled errors."""
+        for ref in self._abandoned:
+            try:
+                ray.get(ref, timeout=self.placement_timeout_s)
+            except ray.exceptions.RayError:
+                pass
+        self._abandoned = []
 
     def _get(self, refs: list[ray.ObjectRef]) -> list[Any]:
         """``ray.get``, with a dead actor, node or lost object as :class:`PeerLost` and a peer's
@@ -191,7 +203,7 @@ class RayCohort(Cohort):
         actor_id = getattr(error, "actor_id", None)
         names = [name for name, where in zip(self.peer_names, self.placement) if where["actor_id"] == actor_id]
         who = f"peer '{names[0]}'" if names else "a peer"
-        return PeerLost(f"lost {who}: {type(error).__name__}: {str(error).strip().splitlines()[0]}")
+        return PeerLost(f"lost {who}: {type(error).__name__}: {str(error).strip().splitlines()[0].rstrip('.')}")
 
     def steps_per_epoch(self) -> int:
         return self.placement[0]["steps_per_epoch"]
@@ -200,10 +212,14 @@ class RayCohort(Cohort):
         total = self.steps_per_epoch()
         submitted = [self.exchange.submit_step(self.actors, epoch, step) for step in range(total)]
         metrics = []
-        for step, refs in enumerate(submitted):
-            metrics.append(self._get(refs))
-            if on_step is not None:
-                on_step(step + 1, total)
+        try:
+            for step, refs in enumerate(submitted):
+                metrics.append(self._get(refs))
+                if on_step is not None:
+                    on_step(step + 1, total)
+        except (PeerLost, NonFiniteLoss):
+            self._abandoned = [ref for refs in submitted for ref in refs]
+            raise
         return metrics
 
     def evaluate(self) -> tuple[list[Tensor], Tensor]:
@@ -225,6 +241,7 @@ class RayCohort(Cohort):
     def shutdown(self) -> None:
         for actor in self.actors:
             ray.kill(actor)
+        self._drain_abandoned()
         if self._own_group is not None:
             ray.util.remove_placement_group(self._own_group)
             self._own_group = None
