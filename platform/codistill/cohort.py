@@ -160,17 +160,23 @@ class RayCohort(Cohort):
         """Replace every peer actor by a fresh one (load a checkpoint next).
 
         The survivors are killed too: they hold the interrupted epoch's state and its queued
-        steps. When a node died, Ray re-places its bundles on nodes with room; an own group that
-        cannot be restored within the placement timeout is created anew.
+        steps. When a node died, Ray re-places its bundles on nodes with room; our own group that
+        is not restored within the placement timeout is created anew. Lacking room, this raises
+        :class:`PeerLost` again (the runner retries up to ``runtime.max_failures`` times).
         """
         for actor in self.actors:
             ray.kill(actor)
         self._drain_abandoned()
-        if not self._group.wait(self.placement_timeout_s):
-            if self._own_group is None:
-                raise RuntimeError("the Ray Tune trial's placement group lost bundles that could not be re-placed")
-            ray.util.remove_placement_group(self._own_group)
-            self._place()
+        tune_group = self._offset == 1
+        if tune_group and not self._group.wait(self.placement_timeout_s):
+            raise PeerLost(f"the Ray Tune trial's placement group was not restored within {self.placement_timeout_s:.0f} s")
+        if not tune_group and (self._own_group is None or not self._own_group.wait(self.placement_timeout_s)):
+            if self._own_group is not None:
+                ray.util.remove_placement_group(self._own_group)
+            try:
+                self._place()
+            except RuntimeError as error:
+                raise PeerLost(str(error)) from error
         self._start_actors()
 
     def _drain_abandoned(self) -> None:
