@@ -8,8 +8,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 from codistill.config import RunConfig
+from conftest import tiny_config
 from codistill.monitoring import ConsoleProgress
 from codistill.offline import load_network
+
+
+def fault_test_config() -> RunConfig:
+    """The cohort of the fault tests: two tiny peers, three epochs, spread over nodes if any."""
+    return tiny_config(epochs=3, runtime={"placement": "spread", "progress_every_seconds": 0.0})
 
 
 class KillAtStep(ConsoleProgress):

@@ -19,11 +19,12 @@ from codistill.cohort_base import PeerLost
 from codistill.monitoring import ConsoleProgress
 from codistill.runner import prepare_run_dir, run_cohort
 from conftest import tiny_config, tiny_raw
-from fault_injection import KillAtStep, outcome
+from fault_injection import KillAtStep, fault_test_config, outcome
 from ray_head import scan_processes, process_tree, ray_env
 
 pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parent.parent
+FAULT_TEST_CONFIG = fault_test_config()
 
 
 def run(config, run_dir, progress=None, cohorts=None):
@@ -43,19 +44,26 @@ def kill_peer_process(cohort, peer):
     os.kill(cohort.placement[peer]["pid"], signal.SIGKILL)
 
 
-def test_killed_peer_is_recovered_and_the_run_ends_as_an_uninterrupted_one(ray_runtime, tmp_path):
+@pytest.fixture(scope="module")
+def uninterrupted(ray_runtime, tmp_path_factory):
+    """The outcome of the fault-free run every faulty run must reproduce."""
+    run_dir = tmp_path_factory.mktemp("uninterrupted") / "run"
+    results = run(FAULT_TEST_CONFIG, run_dir)
+    assert results["recoveries"] == 0
+    return outcome(results, run_dir)
+
+
+def test_killed_peer_is_recovered_and_the_run_ends_as_an_uninterrupted_one(uninterrupted, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    config = tiny_config(epochs=3)
-    expected = run(config, tmp_path / "reference")
-    cohorts = []
+    config, cohorts = FAULT_TEST_CONFIG, []
     progress = KillAtStep(config, epoch=1, step=2, kill=lambda: kill_peer_process(cohorts[-1], 1))
     got = run(config, tmp_path / "faulty", progress, cohorts)
     assert progress.fired
     log = progress.stream.getvalue()
     assert "lost peer 'cnn'" in log and "recovery 1/3" in log, log
-    assert got["recoveries"] == 1 and expected["recoveries"] == 0
-    assert outcome(got, tmp_path / "faulty") == outcome(expected, tmp_path / "reference")
+    assert got["recoveries"] == 1
+    assert outcome(got, tmp_path / "faulty") == uninterrupted
     tags = EventAccumulator(str(tmp_path / "faulty" / "tensorboard" / "cohort")).Reload().Tags()["scalars"]
     assert "faults/recoveries" in tags
 
@@ -70,7 +78,7 @@ def test_recovery_gives_up_after_max_failures(ray_runtime, tmp_path):
     assert not (tmp_path / "run" / "results.json").exists()
 
 
-def test_node_loss_is_recovered_on_another_node(tmp_path):
+def test_node_loss_is_recovered_on_another_node(uninterrupted, tmp_path):
     """Three nodes (``ray.cluster_utils.Cluster``), peers spread; the worker node of one peer is
     removed mid-epoch; its bundle is re-placed and the run ends as the uninterrupted one."""
     env = ray_env()
@@ -83,7 +91,7 @@ def test_node_loss_is_recovered_on_another_node(tmp_path):
     assert len(set(report["nodes_before"])) == 2, report
     assert report["removed"] in report["nodes_before"] and report["removed"] not in report["nodes_after"]
     assert report["recoveries"] == 1 and report["lost"], report
-    assert report["faulty"] == report["reference"]
+    assert report["faulty"] == uninterrupted
 
 
 def test_dead_driver_takes_its_actors_and_ray_processes_with_it(tmp_path):
