@@ -127,6 +127,7 @@ class RayCohort(Cohort):
         self.exchange = exchange or ObjectRefExchange()
         self.placement_timeout_s = placement_timeout_s
         self._abandoned: list[ray.ObjectRef] = []
+        self.placement: list[dict[str, Any]] = []  # per peer: node, actor id, pid, device, threads
         self._own_group: PlacementGroup | None = None
         self._group, self._offset = get_current_placement_group(), 1
         if self._group is None:
