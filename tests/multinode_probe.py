@@ -1,33 +1,50 @@
-"""Run by test_job_submit.py in its own process: a two-node Ray cluster on this machine
-(``ray.cluster_utils.Cluster``), a cohort placed with ``spread``, one epoch, then a node failure."""
+"""Run by test_faults.py in its own process: three Ray nodes on this machine
+(``ray.cluster_utils.Cluster``) and a two-peer cohort placed with ``spread``. It trains while the
+worker node hosting a peer is removed in epoch 2, and reports where the peers ran and the outcome."""
 
 import json
 import sys
+from pathlib import Path
 
 import ray
 from ray.cluster_utils import Cluster
 
 from codistill.cohort import RayCohort
-from conftest import tiny_config
+from codistill.runner import prepare_run_dir, run_cohort
+from fault_injection import KillAtStep, fault_test_config, outcome
 
+out = Path(sys.argv[1])
 cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
                                                         "node_ip_address": "127.0.0.1"})
-worker = cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+workers = [cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1") for _ in range(2)]
 ray.init(address=cluster.address)
+config = fault_test_config()
+cohorts: list[RayCohort] = []
 report = {}
+
+
+def make(c):
+    cohorts.append(RayCohort(c))
+    return cohorts[-1]
+
+
+def remove_a_peers_worker_node() -> None:
+    nodes = [where["node"] for where in cohorts[-1].placement]
+    report["nodes_before"] = nodes
+    victim = next(w for w in workers if w.node_id in nodes)
+    report["removed"] = victim.node_id
+    cluster.remove_node(victim)
+
+
 try:
-    cohort = RayCohort(tiny_config(runtime={"placement": "spread"}))
-    report["nodes"] = [p["node"] for p in cohort.placement]
-    metrics = cohort.train_epoch(0)
-    report["steps"] = len(metrics)
-    cluster.remove_node(worker)
-    try:
-        cohort.train_epoch(1)
-        report["after_failure"] = "trained"
-    except ray.exceptions.RayError as error:
-        report["after_failure"] = type(error).__name__
+    progress = KillAtStep(config, epoch=1, step=2, kill=remove_a_peers_worker_node)
+    prepare_run_dir(out, config)
+    results = run_cohort(config, out, make, progress=progress)
+    report["faulty"] = outcome(results, out)
+    report["nodes_after"] = [where["node"] for where in cohorts[-1].placement]
+    report["recoveries"] = results["recoveries"]
+    report["lost"] = [line for line in progress.stream.getvalue().splitlines() if "recovery" in line]
 finally:
     ray.shutdown()
     cluster.shutdown()
 print("REPORT " + json.dumps(report))
-sys.exit(0)

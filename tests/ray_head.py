@@ -2,6 +2,8 @@
 
 ``ray stop`` would kill every Ray process on the machine; this stops only the processes whose
 command line names this head's temporary directory or GCS address, and their children.
+With ``auth_home``, the head runs with Ray's token authentication (``RAY_AUTH_MODE=token``) and
+``auth_home`` as its HOME, whose ``.ray/auth_token`` holds the token (never the user's ~/.ray).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def ray_env() -> dict[str, str]:
     return env
 
 
-def _processes() -> dict[int, tuple[int, str]]:
+def scan_processes() -> dict[int, tuple[int, str]]:
     """Parent PID and command line of every process on the machine, from one scan of /proc."""
     found = {}
     for entry in Path("/proc").iterdir():
@@ -49,7 +51,7 @@ def _processes() -> dict[int, tuple[int, str]]:
 
 def process_tree(roots: set[int], processes: dict[int, tuple[int, str]] | None = None) -> set[int]:
     """``roots`` and all their descendants (in ``processes``, by default a fresh scan)."""
-    parents = {pid: parent for pid, (parent, _) in (processes or _processes()).items()}
+    parents = {pid: parent for pid, (parent, _) in (processes or scan_processes()).items()}
     found, frontier = set(roots), set(roots)
     while frontier:
         frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
@@ -68,11 +70,17 @@ def listening_addresses(pids: set[int]) -> set[str]:
 LOOPBACK = {"127.0.0.1", "[::ffff:127.0.0.1]", "[::1]"}
 
 
+def token_env(home: Path) -> dict[str, str]:
+    """:func:`ray_env` with token authentication on and ``home`` as HOME (token in ``home/.ray``)."""
+    return {**ray_env(), "RAY_AUTH_MODE": "token", "HOME": str(home)}
+
+
 class LocalHead:
-    def __init__(self, num_cpus: int = 4) -> None:
+    def __init__(self, num_cpus: int = 4, auth_home: Path | None = None) -> None:
         self.temp_dir = tempfile.mkdtemp(prefix="rh", dir="/tmp")  # short: socket paths are length-limited
         self.gcs_port, self.dashboard_port = free_port(), free_port()
         self.num_cpus = num_cpus
+        self.env = ray_env() if auth_home is None else token_env(auth_home)
 
     @property
     def dashboard(self) -> str:
@@ -87,16 +95,18 @@ class LocalHead:
         command = [str(BIN / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1",
                    f"--num-cpus={self.num_cpus}", f"--temp-dir={self.temp_dir}", "--disable-usage-stats",
                    "--include-dashboard=true"] + [f"{flag}={port}" for flag, port in ports.items()]
-        subprocess.run(command, env=ray_env(), check=True, capture_output=True, text=True, timeout=120)
+        subprocess.run(command, env=self.env, check=True, capture_output=True, text=True, timeout=120)
         return self
 
-    def submit(self, working_dir: Path, entrypoint: list[str], timeout: float = 420) -> subprocess.CompletedProcess:
-        """``ray job submit`` (waits for the job), retrying while the job agent is not up yet."""
+    def submit(self, working_dir: Path, entrypoint: list[str], timeout: float = 420,
+               env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        """``ray job submit`` (waits for the job), retrying while the job agent is not up yet;
+        ``env`` is the client's environment (by default the head's)."""
         command = [str(BIN / "ray"), "job", "submit", "--address", self.dashboard, "--working-dir", str(working_dir),
                    "--"] + entrypoint
         deadline = time.monotonic() + 60
         while True:
-            result = subprocess.run(command, env=ray_env(), capture_output=True, text=True, timeout=timeout)
+            result = subprocess.run(command, env=env or self.env, capture_output=True, text=True, timeout=timeout)
             agent_missing = "No available agent" in result.stdout + result.stderr
             if not agent_missing or time.monotonic() > deadline:
                 return result
@@ -108,7 +118,7 @@ class LocalHead:
 
     def _pids(self) -> set[int]:
         markers = (self.temp_dir, f"127.0.0.1:{self.gcs_port}")
-        processes = _processes()
+        processes = scan_processes()
         roots = {pid for pid, (_, cmdline) in processes.items() if any(marker in cmdline for marker in markers)}
         return process_tree(roots, processes) - {os.getpid()}
 

@@ -16,12 +16,13 @@ from typing import Callable, NoReturn
 
 import torch
 
+from codistill.checkpoint import LATEST
+from codistill.cohort_base import Cohort, PeerLost
 from codistill.config import RESUME_SAFE_FIELDS, RunConfig, changed_fields, load_config
-from codistill.errors import ConfigError
 from codistill.data import check_dataset_files
+from codistill.errors import ConfigError, NonFiniteLoss
 from codistill.preflight import check_devices, check_networks, check_new_run_dir, check_resume
 from codistill.runner import CONFIG_FILE, prepare_run_dir, record_resume, run_cohort
-from codistill.cohort_base import Cohort
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -104,6 +105,12 @@ def main(argv: list[str] | None, *, mode: str, description: str,
     try:
         results = run_cohort(config, run_dir, backends[args.backend], resume=args.resume is not None,
                              stop_after_epochs=args.stop_after_epochs)
+    except (NonFiniteLoss, PeerLost) as error:
+        checkpoints = run_dir / "checkpoints"
+        kept = f"its last complete checkpoint stays in {checkpoints}" if (checkpoints / LATEST).is_file() \
+            else "no epoch was complete"
+        print(f"codistill: {error}; the run stopped, {kept}", file=sys.stderr)
+        return 1
     finally:
         if started_ray:
             import ray

@@ -13,6 +13,10 @@ driver never fetches them. The driver submits a whole epoch at once; per-actor t
 keeps each peer's ``forward(s)``, ``update(s)`` sequence, and a peer starts step ``s`` as soon
 as its own ``update(s−1)`` is done. A GPU cluster can swap in a collective (NCCL allgather) or a
 compiled graph by implementing :meth:`Exchange.submit_step`.
+
+Every ``ray.get`` goes through :meth:`RayCohort._get`: a dead actor, node or lost object becomes
+:class:`~codistill.cohort_base.PeerLost`, on which the runner calls :meth:`RayCohort.restart`
+and reloads the last checkpoint. Actors are not detached, so they end with the driver's job.
 """
 
 from __future__ import annotations
@@ -39,7 +43,12 @@ from torch import Tensor  # noqa: E402
 from codistill.config import PeerConfig, RunConfig  # noqa: E402
 from codistill.methods.base import TeacherView  # noqa: E402
 from codistill.peer import PeerTrainer  # noqa: E402
-from codistill.cohort_base import Cohort, StepCallback, others  # noqa: E402
+from codistill.cohort_base import Cohort, PeerLost, StepCallback, others  # noqa: E402
+from codistill.errors import NonFiniteLoss  # noqa: E402
+
+#: What a dead peer actor or node surfaces as: the cohort restarts and reloads (``PeerLost``).
+LOST = (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError, ray.exceptions.NodeDiedError,
+        ray.exceptions.WorkerCrashedError, ray.exceptions.LocalRayletDiedError)
 
 
 class PeerActor:
@@ -50,7 +59,9 @@ class PeerActor:
         self.trainer = PeerTrainer(config, index)
 
     def describe(self) -> dict[str, Any]:
-        return {"node": ray.get_runtime_context().get_node_id(), "device": str(self.trainer.device),
+        context = ray.get_runtime_context()
+        return {"node": context.get_node_id(), "actor_id": context.get_actor_id(), "pid": os.getpid(),
+                "device": str(self.trainer.device),
                 "threads": torch.get_num_threads(), "steps_per_epoch": self.trainer.dataset.steps_per_epoch(
                     self.trainer.config.data.batch_size)}
 
@@ -114,25 +125,92 @@ class RayCohort(Cohort):
                  placement_timeout_s: float = 120.0) -> None:
         self.config = config
         self.exchange = exchange or ObjectRefExchange()
+        self.placement_timeout_s = placement_timeout_s
+        self._abandoned: list[ray.ObjectRef] = []
+        self.placement: list[dict[str, Any]] = []  # per peer: node, actor id, pid, device, threads
         self._own_group: PlacementGroup | None = None
-        group, offset = get_current_placement_group(), 1
-        if group is None:
-            strategy = "SPREAD" if config.runtime.placement == "spread" else "PACK"
-            group, offset = placement_group(peer_bundles(config), strategy=strategy), 0
-            self._own_group = group
-            if not group.wait(placement_timeout_s):
-                ray.util.remove_placement_group(group)
-                raise RuntimeError(f"the cluster cannot place the cohort's bundles {peer_bundles(config)} "
-                                   f"within {placement_timeout_s:.0f} s; available: {ray.available_resources()}")
+        self._group, self._offset = get_current_placement_group(), 1
+        if self._group is None:
+            self._place()
+        self._start_actors()
+
+    def _place(self) -> None:
+        """Reserve this cohort's own placement group (``runtime.placement``)."""
+        strategy = "SPREAD" if self.config.runtime.placement == "spread" else "PACK"
+        group = placement_group(peer_bundles(self.config), strategy=strategy)
+        self._own_group, self._group, self._offset = group, group, 0
+        if not group.wait(self.placement_timeout_s):
+            ray.util.remove_placement_group(group)
+            self._own_group = None
+            raise RuntimeError(f"the cluster cannot place the cohort's bundles {peer_bundles(self.config)} "
+                               f"within {self.placement_timeout_s:.0f} s; available: {ray.available_resources()}")
+
+    def _start_actors(self) -> None:
         remote_actor = ray.remote(PeerActor)
         self.actors = [
             remote_actor.options(
                 num_cpus=peer.resources.cpus, num_gpus=peer.resources.gpus,
-                scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=k + offset),
-            ).remote(config, k)
-            for k, peer in enumerate(config.peers)
+                scheduling_strategy=PlacementGroupSchedulingStrategy(self._group,
+                                                                     placement_group_bundle_index=k + self._offset),
+            ).remote(self.config, k)
+            for k, peer in enumerate(self.config.peers)
         ]
-        self.placement = ray.get([actor.describe.remote() for actor in self.actors])
+        self.placement = self._get([actor.describe.remote() for actor in self.actors])
+
+    def restart(self) -> None:
+        """Replace every peer actor by a fresh one (load a checkpoint next).
+
+        The survivors are killed too: they hold the interrupted epoch's state and its queued
+        steps. When a node died, Ray re-places its bundles on nodes with room; our own group that
+        is not restored within the placement timeout is created anew. Lacking room, this raises
+        :class:`PeerLost` again (the runner retries up to ``runtime.max_failures`` times).
+        """
+        for actor in self.actors:
+            ray.kill(actor)
+        self._drain_abandoned()
+        tune_group = self._offset == 1
+        if tune_group and not self._group.wait(self.placement_timeout_s):
+            raise PeerLost(f"the Ray Tune trial's placement group was not restored within {self.placement_timeout_s:.0f} s")
+        if not tune_group and (self._own_group is None or not self._own_group.wait(self.placement_timeout_s)):
+            if self._own_group is not None:
+                ray.util.remove_placement_group(self._own_group)
+            try:
+                self._place()
+            except RuntimeError as error:
+                raise PeerLost(str(error)) from error
+        self._start_actors()
+
+    def _drain_abandoned(self) -> None:
+        """Collect the failed results of an interrupted epoch (its actors are killed), so that
+        Ray does not print them as unhandled errors."""
+        for ref in self._abandoned:
+            try:
+                ray.get(ref, timeout=self.placement_timeout_s)
+            except ray.exceptions.RayError:
+                pass
+        self._abandoned = []
+
+    def _get(self, refs: list[ray.ObjectRef]) -> list[Any]:
+        """``ray.get``, with a dead actor, node or lost object as :class:`PeerLost` and a peer's
+        divergence as the peer's own :class:`NonFiniteLoss`."""
+        try:
+            return ray.get(refs)
+        except ray.exceptions.RayTaskError as error:
+            if isinstance(error.cause, NonFiniteLoss):
+                raise error.cause from None
+            if isinstance(error.cause, LOST):
+                raise self._lost(error.cause) from error
+            raise
+        except LOST as error:
+            if isinstance(error, ray.exceptions.RayActorError) and error.actor_init_failed:
+                raise
+            raise self._lost(error) from error
+
+    def _lost(self, error: Exception) -> PeerLost:
+        actor_id = getattr(error, "actor_id", None)
+        names = [name for name, where in zip(self.peer_names, self.placement) if where["actor_id"] == actor_id]
+        who = f"peer '{names[0]}'" if names else "a peer"
+        return PeerLost(f"lost {who}: {type(error).__name__}: {str(error).strip().splitlines()[0].rstrip('.')}")
 
     def steps_per_epoch(self) -> int:
         return self.placement[0]["steps_per_epoch"]
@@ -141,31 +219,36 @@ class RayCohort(Cohort):
         total = self.steps_per_epoch()
         submitted = [self.exchange.submit_step(self.actors, epoch, step) for step in range(total)]
         metrics = []
-        for step, refs in enumerate(submitted):
-            metrics.append(ray.get(refs))
-            if on_step is not None:
-                on_step(step + 1, total)
+        try:
+            for step, refs in enumerate(submitted):
+                metrics.append(self._get(refs))
+                if on_step is not None:
+                    on_step(step + 1, total)
+        except (PeerLost, NonFiniteLoss):
+            self._abandoned = [ref for refs in submitted for ref in refs]
+            raise
         return metrics
 
     def evaluate(self) -> tuple[list[Tensor], Tensor]:
-        results = ray.get([actor.evaluate.remote() for actor in self.actors])
+        results = self._get([actor.evaluate.remote() for actor in self.actors])
         return [logits for logits, _ in results], results[0][1]
 
     def sparsity(self) -> list[float | None]:
-        return ray.get([actor.sparsity.remote() for actor in self.actors])
+        return self._get([actor.sparsity.remote() for actor in self.actors])
 
     def state_bytes(self) -> list[bytes]:
-        return ray.get([actor.state_bytes.remote() for actor in self.actors])
+        return self._get([actor.state_bytes.remote() for actor in self.actors])
 
     def load_state_bytes(self, blobs: list[bytes]) -> None:
-        ray.get([actor.load_state_bytes.remote(blob) for actor, blob in zip(self.actors, blobs)])
+        self._get([actor.load_state_bytes.remote(blob) for actor, blob in zip(self.actors, blobs)])
 
     def model_bytes(self) -> list[bytes]:
-        return ray.get([actor.model_bytes.remote() for actor in self.actors])
+        return self._get([actor.model_bytes.remote() for actor in self.actors])
 
     def shutdown(self) -> None:
         for actor in self.actors:
             ray.kill(actor)
+        self._drain_abandoned()
         if self._own_group is not None:
             ray.util.remove_placement_group(self._own_group)
             self._own_group = None

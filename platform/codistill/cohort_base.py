@@ -54,6 +54,14 @@ class Cohort(ABC):
     def shutdown(self) -> None:
         """Release resources (actors, devices)."""
 
+    def restart(self) -> None:
+        """Replace peers lost with :class:`PeerLost` by fresh ones (their state is reloaded next)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot restart lost peers")
+
+
+class PeerLost(RuntimeError):
+    """A peer's process or node died; the cohort can :meth:`Cohort.restart` and be reloaded."""
+
 
 def others(payloads: list, index: int) -> list:
     """The payloads of every peer except ``index``: a peer's teachers."""

@@ -27,6 +27,7 @@ PLACEMENTS = ("pack", "spread")
 DEVICES = ("auto", "cpu", "cuda")
 #: Fields ``--resume RUN_DIR --set`` may change: they cannot change what the run computes.
 RESUME_SAFE_FIELDS = ("runtime.progress_every_seconds", "runtime.log_every_steps")
+NONFINITE_ACTIONS = ("stop", "skip")
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,8 @@ class RuntimeConfig:
     deterministic: bool = True
     log_every_steps: int = 10
     progress_every_seconds: float = 10.0
+    on_nonfinite: str = "stop"  # a peer's loss is NaN/inf: stop the run, or skip that peer's update
+    max_failures: int = 3  # lost actors/nodes recovered from the last checkpoint before giving up
 
 
 @dataclass(frozen=True)
@@ -429,7 +432,8 @@ def _parse_runtime(r: _Reader) -> RuntimeConfig:
         device=r.get("device", str, d.device), amp="off" if amp is False else amp,
         placement=r.get("placement", str, d.placement), deterministic=r.get("deterministic", bool, d.deterministic),
         log_every_steps=r.get("log_every_steps", int, d.log_every_steps, at_least_one),
-        progress_every_seconds=r.get("progress_every_seconds", float, d.progress_every_seconds, non_negative))
+        progress_every_seconds=r.get("progress_every_seconds", float, d.progress_every_seconds, non_negative),
+        on_nonfinite=r.get("on_nonfinite", str, d.on_nonfinite), max_failures=r.get("max_failures", int, d.max_failures, non_negative))
     r.finish()
     return config
 
@@ -510,6 +514,9 @@ def validate(config: RunConfig, *, mode: str = "online") -> None:
         raise ConfigError("runtime.amp", f"must be one of {', '.join(AMP_MODES)}, got '{runtime.amp}'")
     if runtime.placement not in PLACEMENTS:
         raise ConfigError("runtime.placement", f"must be one of {', '.join(PLACEMENTS)}")
+    if runtime.on_nonfinite not in NONFINITE_ACTIONS:
+        raise ConfigError("runtime.on_nonfinite",
+                          f"must be one of {', '.join(NONFINITE_ACTIONS)}, got '{runtime.on_nonfinite}'")
 
 
 def _validate_peer(peer: PeerConfig, path: str, known_models: list[str]) -> None:

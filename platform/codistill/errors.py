@@ -15,3 +15,19 @@ class ConfigError(ValueError):
 
     def __reduce__(self):
         return type(self), (self.field, self.message)
+
+
+class NonFiniteLoss(RuntimeError):
+    """A peer diverged: its loss, gradient or predictions are NaN or infinite.
+
+    ``epoch`` and ``step`` count from 1, as the console does; ``step`` is None when the
+    divergence showed in the validation after the epoch. Picklable (it travels from Ray actors).
+    """
+
+    def __init__(self, peer: str, epoch: int, step: int | None, detail: str) -> None:
+        super().__init__(peer, epoch, step, detail)
+        self.peer, self.epoch, self.step, self.detail = peer, epoch, step, detail
+
+    def __str__(self) -> str:
+        where = f"at epoch {self.epoch}, step {self.step}" if self.step is not None else f"after epoch {self.epoch}"
+        return f"peer '{self.peer}' diverged: {self.detail} {where}"

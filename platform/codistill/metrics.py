@@ -17,6 +17,8 @@ TRAIN_CORRECT = "train/correct"  # examples of the batch the peer classified rig
 TRAIN_EXAMPLES = "train/examples"  # examples in the batch
 STEP_SECONDS = "time/step"  # forward + update compute time of the peer
 EXCHANGE_WAIT_SECONDS = "time/exchange_wait"  # time between the peer's forward and its update
+SKIPPED_STEP = "nonfinite/skipped"  # 1 when the peer's loss or gradient was NaN/inf and its update was skipped
+TEACHERS_LEFT_OUT = "nonfinite/teachers_left_out"  # teachers whose predictions were NaN/inf, left out of the step
 
 # Per-epoch scalars written by the runner.
 VAL_ACCURACY = "val/accuracy"
@@ -27,6 +29,9 @@ TRAIN_ACCURACY_STEP = "train/accuracy_step"
 ENSEMBLE_ACCURACY = "val/ensemble_accuracy"
 AGREEMENT = "val/agreement"
 EPOCH_SECONDS = "time/epoch_seconds"
+SKIPPED_STEPS_EPOCH = "nonfinite/skipped_steps_epoch"  # updates skipped in the epoch (runtime.on_nonfinite: skip)
+TEACHERS_LEFT_OUT_EPOCH = "nonfinite/teachers_left_out_epoch"
+RECOVERIES = "faults/recoveries"  # lost peers recovered from the last checkpoint so far (cohort run)
 
 
 def loss_term(name: str) -> str:

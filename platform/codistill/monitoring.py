@@ -51,6 +51,11 @@ class TensorBoardLog:
         for writer in [*self.writers.values(), self.cohort]:
             writer.flush()
 
+    def recovery(self, epoch: int, recoveries: int) -> None:
+        """A lost peer was recovered: the count so far, at the epoch replayed from."""
+        self.cohort.add_scalar(m.RECOVERIES, recoveries, epoch)
+        self.cohort.flush()
+
     def close(self) -> None:
         for writer in [*self.writers.values(), self.cohort]:
             writer.close()

@@ -33,6 +33,7 @@ from codistill import safe_io
 from codistill.config import PeerConfig, RunConfig
 from codistill.data import build_dataset
 from codistill.data.base import DataShape, DatasetInfo, PeerDataset, mix_seed
+from codistill.errors import NonFiniteLoss
 from codistill.methods import DistillationMethod, MethodContext, build_method
 from codistill.methods.base import TeacherView, weighted_term
 from codistill.models import ModelOutput, PeerNetwork, build_model
@@ -208,7 +209,13 @@ class PeerTrainer:
         return self._pending.images
 
     def update(self, payloads: list[TeacherView]) -> dict[str, float]:
-        """Second half: distil from the other peers' payloads and take one optimizer step."""
+        """Second half: distil from the other peers' payloads and take one optimizer step.
+
+        Non-finite values never reach the weights (``runtime.on_nonfinite``): with ``stop`` a
+        NaN/inf loss or gradient, or a teacher's NaN/inf predictions, raise
+        :class:`~codistill.errors.NonFiniteLoss` naming the peer that diverged; with ``skip`` this
+        peer's update is skipped, and a teacher with NaN/inf predictions is left out of the step.
+        """
         if self._pending is None:
             raise RuntimeError("update() called without a preceding forward()")
         pending, self._pending = self._pending, None
@@ -218,18 +225,21 @@ class PeerTrainer:
         lr = self.peer.optimizer.lr * learning_rate_factor(self.peer, progress)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        kept = self._finite_teachers(payloads, progress)
 
         with self._autocast():
             ce = F.cross_entropy(student.logits.float(), targets)
             strength = self.weight_schedule(progress) * self.gate_schedule(progress)
-            terms, batch, weights = self._distillation_terms(student, payloads, targets, progress, strength)
+            terms, batch, weights = self._distillation_terms(student, payloads, kept, targets, progress, strength)
             distill = sum(terms.values()) if terms else torch.zeros((), device=self.device)
             loss = ce + strength * distill
 
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        skipped = not self._finite_step(loss, progress)
+        if not skipped:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         if self.pruner is not None:
             self.pruner.step(progress)
 
@@ -238,25 +248,58 @@ class PeerTrainer:
                    m.TRAIN_CORRECT: float((student.logits.detach().argmax(1) == targets).sum()),
                    m.TRAIN_EXAMPLES: float(targets.numel()),
                    m.STEP_SECONDS: pending.forward_seconds + time.perf_counter() - started,
-                   m.EXCHANGE_WAIT_SECONDS: exchange_wait}
+                   m.EXCHANGE_WAIT_SECONDS: exchange_wait,
+                   m.SKIPPED_STEP: float(skipped), m.TEACHERS_LEFT_OUT: float(len(payloads) - len(kept))}
         metrics.update({m.loss_term(name): float(value.detach()) for name, value in terms.items()})
-        if batch is not None:
+        if batch is not None and not skipped:
             self.policy.feedback(batch, weights, metrics)
         return metrics
 
-    def _distillation_terms(self, student: ModelOutput, payloads: list[TeacherView], targets: Tensor,
-                            progress: Progress, strength: float):
-        """Named, weighted method terms (empty when independent or switched off by λ·m = 0)."""
-        if not self.methods or strength == 0.0:
+    @property
+    def teacher_names(self) -> list[str]:
+        """Names of the teachers whose payloads :meth:`update` receives, in order."""
+        if self.online:
+            return [p.name for i, p in enumerate(self.config.peers) if i != self.index]
+        return [t.name for t in self.config.teachers]
+
+    def _finite_teachers(self, payloads: list[TeacherView], progress: Progress) -> list[int]:
+        """Positions of the payloads whose predictions are finite (``stop``: raise on the first other)."""
+        kept = []
+        for position, view in enumerate(payloads):
+            if all(bool(torch.isfinite(t).all()) for t in [view.logits, *view.features]):
+                kept.append(position)
+            elif self.config.runtime.on_nonfinite == "stop":
+                raise NonFiniteLoss(self.teacher_names[position], progress.epoch + 1, progress.step + 1,
+                                    f"its predictions sent to peer '{self.peer.name}' are NaN or infinite")
+        return kept
+
+    def _finite_step(self, loss: Tensor, progress: Progress) -> bool:
+        """Whether the loss and (without fp16 loss scaling, which skips those steps itself) the
+        gradient norm are finite; under ``stop`` a non-finite one raises instead."""
+        finite = bool(torch.isfinite(loss.detach()))
+        if finite and not self.scaler.is_enabled():
+            gradients = [p.grad for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
+            finite = bool(torch.isfinite(torch.nn.utils.get_total_norm(gradients)))
+        if not finite and self.config.runtime.on_nonfinite == "stop":
+            raise NonFiniteLoss(self.peer.name, progress.epoch + 1, progress.step + 1,
+                                "its loss or gradient is NaN or infinite")
+        return finite
+
+    def _distillation_terms(self, student: ModelOutput, payloads: list[TeacherView], kept: list[int],
+                            targets: Tensor, progress: Progress, strength: float):
+        """Named, weighted method terms from the teachers at positions ``kept`` (empty when
+        independent, switched off by λ·m = 0, or when no teacher is left)."""
+        if not self.methods or strength == 0.0 or not kept:
             return {}, None, None
         if len(payloads) != len(self.teacher_models):
             raise ValueError(f"expected {len(self.teacher_models)} teacher payloads, got {len(payloads)}")
-        teachers = [_to_device(view, self.device, position) for position, view in enumerate(payloads)]
+        teachers = [_to_device(payloads[position], self.device, position) for position in kept]
         ensemble = self.config.distillation.teacher == "ensemble"
         # The online ensemble includes the student's own (detached) prediction, as in ONE / Gao et al.
         include_self = ensemble and self.online
-        candidates = ([i for i in range(len(self.config.peers)) if i != self.index] if self.online
-                      else list(range(len(teachers)))) + ([self.index] if include_self else [])
+        other_peers = [i for i in range(len(self.config.peers)) if i != self.index]
+        candidates = ([other_peers[position] for position in kept] if self.online else list(kept)) \
+            + ([self.index] if include_self else [])
         candidate_logits = [view.logits for view in teachers]
         if include_self:
             candidate_logits.append(student.logits.detach().float())

@@ -10,6 +10,7 @@ the last epoch, per-epoch history) and each peer's trained network under ``model
 from __future__ import annotations
 
 import json
+import math
 import platform
 import sys
 import time
@@ -23,9 +24,10 @@ import yaml
 
 from codistill import metrics as m
 from codistill.checkpoint import load_latest_checkpoint, save_checkpoint
-from codistill.cohort_base import Cohort
+from codistill.cohort_base import Cohort, PeerLost
 from codistill.config import RunConfig
-from codistill.evaluation import cohort_metrics
+from codistill.errors import NonFiniteLoss
+from codistill.evaluation import cohort_metrics, finite_rows
 from codistill.monitoring import ConsoleProgress, TensorBoardLog
 from codistill.safe_io import write_atomic
 
@@ -41,6 +43,7 @@ class _Position:
     epochs_done: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     wall_seconds: float = 0.0
+    recoveries: int = 0  # lost peers recovered from a checkpoint (runtime.max_failures)
 
 
 def prepare_run_dir(run_dir: Path, config: RunConfig) -> None:
@@ -69,36 +72,43 @@ def run_cohort(config: RunConfig, run_dir: Path, make_cohort: Callable[[RunConfi
 
     ``resume`` continues from the newest complete checkpoint. ``stop_after_epochs`` ends this
     invocation after that many epochs (a checkpoint is written; resume later to finish).
+    When the cohort loses a peer (:class:`~codistill.cohort_base.PeerLost`: its actor or node
+    died), the peers are restarted and reloaded from the last checkpoint kept in memory, and the
+    epoch in progress is redone, up to ``runtime.max_failures`` times: the result is the same as
+    without the failure. A peer that diverges raises :class:`~codistill.errors.NonFiniteLoss`
+    (``runtime.on_nonfinite: stop``) before the epoch's checkpoint is written.
     """
     progress = progress or ConsoleProgress(config.epochs, config.runtime.progress_every_seconds)
     cohort = make_cohort(config)
     position = _Position()
     try:
         if resume:
-            saved, states = load_latest_checkpoint(run_dir, len(config.peers))
-            cohort.load_state_bytes(states)
+            saved, replay_states = load_latest_checkpoint(run_dir, len(config.peers))
+            cohort.load_state_bytes(replay_states)
             position = _Position(**saved)
             progress.print(f"resuming {run_dir} after epoch {position.epochs_done}/{config.epochs}")
+        else:
+            replay_states = cohort.state_bytes()
         log = TensorBoardLog(run_dir / "tensorboard", cohort.peer_names, config.runtime.log_every_steps)
-        steps_per_epoch = cohort.steps_per_epoch()
         end = config.epochs if stop_after_epochs is None else min(config.epochs, position.epochs_done + stop_after_epochs)
-        for epoch in range(position.epochs_done, end):
-            started = time.perf_counter()
-            progress.start_epoch(epoch)
-            step_metrics = cohort.train_epoch(epoch, progress.step)
-            train_seconds = time.perf_counter() - started
-            peer_logits, labels = cohort.evaluate()
-            record = _epoch_record(epoch, cohort.peer_names, step_metrics, cohort_metrics(peer_logits, labels),
-                                   train_seconds)
-            log.steps(step_metrics, epoch * steps_per_epoch)
-            log.epoch(epoch, _peer_scalars(record), {m.ENSEMBLE_ACCURACY: record["ensemble_val"],
-                                                     m.AGREEMENT: record["agreement"],
-                                                     m.EPOCH_SECONDS: train_seconds})
-            position.history.append(record)
-            position.epochs_done = epoch + 1
-            position.wall_seconds += time.perf_counter() - started
-            save_checkpoint(run_dir, position.epochs_done, position.__dict__, cohort.state_bytes())
-            progress.print(_summary_line(config, record))
+        failures = 0
+        while True:
+            try:
+                if failures:
+                    cohort.restart()
+                    cohort.load_state_bytes(replay_states)
+                for epoch in range(position.epochs_done, end):
+                    replay_states = _train_epoch(config, run_dir, cohort, log, progress, position, epoch)
+                break
+            except PeerLost as lost:
+                failures += 1
+                if failures > config.runtime.max_failures:
+                    raise PeerLost(f"{lost}; giving up after {config.runtime.max_failures} recoveries "
+                                   "(runtime.max_failures)") from lost
+                position.recoveries += 1
+                progress.print(f"{lost}; recovery {failures}/{config.runtime.max_failures}: restarting the peers "
+                               f"from the checkpoint after epoch {position.epochs_done}")
+                log.recovery(position.epochs_done, position.recoveries)
         log.close()
         if position.epochs_done < config.epochs:
             progress.print(f"stopped after epoch {position.epochs_done}/{config.epochs}; "
@@ -106,11 +116,53 @@ def run_cohort(config: RunConfig, run_dir: Path, make_cohort: Callable[[RunConfi
             return {"complete": False, "epochs_done": position.epochs_done}
         results = _results(config, cohort, position)
         _save_models(run_dir, cohort)
-        (run_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2))
+        (run_dir / RESULTS_FILE).write_text(json.dumps(strict_json(results), indent=2, allow_nan=False))
         progress.print(results_table(results))
         return results
     finally:
         cohort.shutdown()
+
+
+def _train_epoch(config: RunConfig, run_dir: Path, cohort: Cohort, log: TensorBoardLog, progress: ConsoleProgress,
+                 position: _Position, epoch: int) -> list[bytes]:
+    """Train, evaluate, log and checkpoint one epoch; returns the peers' states just saved.
+
+    ``position`` changes only once the epoch is complete, so a lost peer (``PeerLost``) leaves
+    it at the last checkpoint, from which the epoch is redone.
+    """
+    started = time.perf_counter()
+    progress.start_epoch(epoch)
+    step_metrics = cohort.train_epoch(epoch, progress.step)
+    train_seconds = time.perf_counter() - started
+    peer_logits, labels = cohort.evaluate()
+    if config.runtime.on_nonfinite == "stop":
+        for name, logits in zip(cohort.peer_names, peer_logits):
+            if not bool(finite_rows(logits).all()):
+                raise NonFiniteLoss(name, epoch + 1, None, "its validation outputs are NaN or infinite")
+    record = _epoch_record(epoch, cohort.peer_names, step_metrics, cohort_metrics(peer_logits, labels),
+                           train_seconds)
+    states = cohort.state_bytes()
+    log.steps(step_metrics, epoch * cohort.steps_per_epoch())
+    log.epoch(epoch, _peer_scalars(record), {m.ENSEMBLE_ACCURACY: record["ensemble_val"],
+                                             m.AGREEMENT: record["agreement"],
+                                             m.EPOCH_SECONDS: train_seconds})
+    position.history.append(record)
+    position.epochs_done = epoch + 1
+    position.wall_seconds += time.perf_counter() - started
+    save_checkpoint(run_dir, position.epochs_done, strict_json(position.__dict__), states)
+    progress.print(_summary_line(config, record))
+    return states
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None, so that it is strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(item) for item in value]
+    return value
 
 
 def _epoch_record(epoch: int, names: list[str], step_metrics: list[list[dict[str, float]]],
@@ -119,17 +171,23 @@ def _epoch_record(epoch: int, names: list[str], step_metrics: list[list[dict[str
     for k, name in enumerate(names):
         rows = [step[k] for step in step_metrics]
         examples = sum(r[m.TRAIN_EXAMPLES] for r in rows)
+        stepped = [r for r in rows if not r[m.SKIPPED_STEP]]  # skipped steps' losses are NaN/inf
+        stepped_examples = sum(r[m.TRAIN_EXAMPLES] for r in stepped)
         peers.append({"name": name, "val_accuracy": evaluation["peers"][k],
                       "train_accuracy": sum(r[m.TRAIN_CORRECT] for r in rows) / max(examples, 1.0),
-                      "train_loss": sum(r[m.LOSS_TOTAL] * r[m.TRAIN_EXAMPLES] for r in rows) / max(examples, 1.0),
-                      "exchange_wait_seconds": sum(r[m.EXCHANGE_WAIT_SECONDS] for r in rows)})
+                      "train_loss": sum(r[m.LOSS_TOTAL] * r[m.TRAIN_EXAMPLES] for r in stepped) / stepped_examples
+                      if stepped else math.nan,
+                      "exchange_wait_seconds": sum(r[m.EXCHANGE_WAIT_SECONDS] for r in rows),
+                      "skipped_steps": int(sum(r[m.SKIPPED_STEP] for r in rows)),
+                      "teachers_left_out": int(sum(r[m.TEACHERS_LEFT_OUT] for r in rows))})
     return {"epoch": epoch + 1, "peers": peers, "ensemble_val": evaluation["ensemble"],
             "agreement": evaluation["agreement"], "train_seconds": train_seconds}
 
 
 def _peer_scalars(record: dict[str, Any]) -> list[dict[str, float]]:
     return [{m.VAL_ACCURACY: p["val_accuracy"], m.TRAIN_ACCURACY: p["train_accuracy"],
-             m.TRAIN_LOSS_EPOCH: p["train_loss"], m.EXCHANGE_WAIT_EPOCH: p["exchange_wait_seconds"]}
+             m.TRAIN_LOSS_EPOCH: p["train_loss"], m.EXCHANGE_WAIT_EPOCH: p["exchange_wait_seconds"],
+             m.SKIPPED_STEPS_EPOCH: p["skipped_steps"], m.TEACHERS_LEFT_OUT_EPOCH: p["teachers_left_out"]}
             for p in record["peers"]]
 
 
@@ -151,14 +209,16 @@ def _results(config: RunConfig, cohort: Cohort, position: _Position) -> dict[str
     peers = []
     for k, peer in enumerate(config.peers):
         entry = {"name": peer.name, "model": peer.model,
-                 **_best_and_last([h["peers"][k]["val_accuracy"] for h in history])}
+                 **_best_and_last([h["peers"][k]["val_accuracy"] for h in history]),
+                 "skipped_steps": sum(h["peers"][k].get("skipped_steps", 0) for h in history),
+                 "teachers_left_out": sum(h["peers"][k].get("teachers_left_out", 0) for h in history)}
         if sparsity[k] is not None:
             entry["sparsity"] = sparsity[k]
         peers.append(entry)
     return {"complete": True, "config": config.to_dict(), "seed": config.seed, "versions": package_versions(),
             "peers": peers, "ensemble": _best_and_last([h["ensemble_val"] for h in history]),
             "history": history, "train_seconds": sum(h["train_seconds"] for h in history),
-            "wall_seconds": position.wall_seconds}
+            "wall_seconds": position.wall_seconds, "recoveries": position.recoveries}
 
 
 def _save_models(run_dir: Path, cohort: Cohort) -> None:
