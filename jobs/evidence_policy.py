@@ -1,0 +1,295 @@
+"""Teacher selection under label noise: uniform weights, CA-MKD and the learned policy, offline
+with a pool of frozen teachers that holds a memorizer, and online in the default cohort.
+The README's "Learned teacher policy" tables.
+
+    python jobs/evidence_policy.py --seeds 0 1 2
+    python jobs/evidence_policy.py --seeds 0 1 2 --pretrained POLICY_FILE   # adds the pretrained rows
+
+For every seed, first the pool of ``jobs/configs/pool_*.yaml`` is trained on that seed's data —
+the memorizer has to have fitted the very noisy labels the student sees — and kept in ``--pool``
+(reused when present). Then, on identical data and batches, the ResNet-8 student of
+``jobs/configs/digits_pool_offline.yaml`` is distilled from the pool with each policy, and the
+cohort of ``jobs/configs/digits_cohort.yaml`` (sequential backend, same results as Ray) trains
+with uniform weights and with the learned policy. All variants of a seed run one after another
+in this process, so their epoch times are comparable.
+
+The learned policy (``--policy``, default ``policies.learned:LearnedPolicy``) gets
+``{learn: true}`` while it learns during the run, ``{checkpoint: FILE, learn: false}`` when it
+starts frozen from ``--pretrained FILE``, ``{checkpoint: FILE, learn: true}`` when it starts from
+it and keeps learning, plus any ``--policy-param KEY=VALUE``. Its variants run only when the
+class can be imported; otherwise they are skipped with a message. When they run, every variant,
+uniform and CA-MKD included, holds out the same probe slice (``data.probe_fraction``), so all of
+them train on the same examples.
+
+Prints Markdown tables: the pool (validation top-1, accuracy on the training split against its
+noisy and its true labels, the mean CA-MKD weight of each teacher over the training split and
+over its flipped labels, evaluated with the final CA-MKD student); the student's top-1 at the last
+and at the best epoch and the mean weight each teacher got over the second half of training
+(``teacher_weights`` of ``results.json``; "n/a" where a run does not record it); the cohort's mean
+peer and ensemble top-1; the median seconds per training epoch and its ratio to uniform weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+import _bootstrap  # noqa: F401
+import torch
+import yaml
+from _evidence import add_common_arguments, fresh_output, mean_std, run_dir_for, selected, table, write_summary
+
+from codistill.config import RunConfig, apply_override, load_config
+from codistill.errors import ConfigError
+from codistill.offline import OfflineCohort, load_network
+from codistill.peer import load_dataset
+from codistill.progress import Progress
+from codistill.runner import CONFIG_FILE, RESULTS_FILE, prepare_run_dir, run_cohort
+from codistill.sequential import SequentialCohort
+from codistill.teachers import TeacherBatch, resolve_policy
+from policies.confidence import ConfidenceAwarePolicy
+
+POOL_CONFIGS = ["jobs/configs/pool_clean.yaml", "jobs/configs/pool_memorizer.yaml", "jobs/configs/pool_weak.yaml"]
+CA_MKD = "policies.confidence:ConfidenceAwarePolicy"
+UNIFORM = "uniform"
+OFFLINE, ONLINE = "offline", "online cohort"
+
+
+def policy_override(name: str, params: dict[str, Any] | None = None) -> str:
+    """``distillation.policy={name: ..., params: {...}}`` (JSON, which is YAML)."""
+    return "distillation.policy=" + json.dumps({"name": name, "params": params or {}})
+
+
+def learned_policy_available(policy: str) -> bool:
+    """Whether ``policy`` can be imported; says why not when it cannot."""
+    try:
+        resolve_policy(policy)
+    except (ImportError, AttributeError, KeyError) as error:
+        print(f"learned-policy variants SKIPPED: cannot load '{policy}' ({error})", flush=True)
+        return False
+    return True
+
+
+def variants(args: argparse.Namespace, learned: bool) -> dict[str, dict[str, list[str]]]:
+    """Per setting (offline, online cohort): policy variant name → config overrides."""
+    offline = {UNIFORM: [policy_override(UNIFORM)], "CA-MKD": [policy_override(CA_MKD)]}
+    online = {UNIFORM: [policy_override(UNIFORM)]}
+    if learned:
+        extra = dict(args.policy_params)
+        during = [policy_override(args.policy, {**extra, "learn": True})]
+        offline["learned, learning during the run"] = during
+        online["learned, learning during the run"] = during
+        if args.pretrained is not None:
+            start = {**extra, "checkpoint": str(args.pretrained)}
+            offline["learned, pretrained, frozen"] = [policy_override(args.policy, {**start, "learn": False})]
+            offline["learned, pretrained, still learning"] = [policy_override(args.policy, {**start, "learn": True})]
+        else:
+            print("pretrained-policy variants SKIPPED: pass --pretrained FILE (a policy saved by "
+                  "jobs/train_policy.py)", flush=True)
+    return {OFFLINE: selected(offline, args.only), ONLINE: selected(online, args.only)}
+
+
+# ---------------------------------------------------------------------------------------------
+# The pool
+
+
+def pool_configs(paths: list[str], seed: int) -> list[RunConfig]:
+    return [load_config(path, ["independent=true", f"seed={seed}"], mode="offline") for path in paths]
+
+
+def train_pool(pool_dir: Path, configs: list[RunConfig]) -> list[dict[str, str]]:
+    """Train each pool teacher alone (or reuse a finished run of the same config); the
+    ``teachers`` entries of a student config that point at them."""
+    teachers = []
+    for config in configs:
+        name = config.peers[0].name
+        run_dir = pool_dir / f"seed{config.seed}" / name
+        saved = run_dir / CONFIG_FILE
+        if saved.exists() and yaml.safe_load(saved.read_text()) != yaml.safe_load(yaml.safe_dump(config.to_dict())):
+            raise SystemExit(f"{run_dir} holds a teacher trained with another config: remove it or pass another --pool")
+        if not (run_dir / RESULTS_FILE).exists():
+            resume = (run_dir / "checkpoints").is_dir()
+            if not resume:
+                prepare_run_dir(run_dir, config)
+            run_cohort(config, run_dir, OfflineCohort, resume=resume)
+        teachers.append({"name": name, "model": config.peers[0].model,
+                         "checkpoint": str(run_dir / "models" / f"{name}.pt")})
+    return teachers
+
+
+@torch.no_grad()
+def pool_statistics(config: RunConfig, teachers: list[dict[str, str]], student: Path | None) -> dict[str, dict[str, float]]:
+    """Per teacher, on the (un-augmented) training split of ``config``: top-1 against the noisy
+    and the true labels and, with the final CA-MKD ``student``, the mean CA-MKD weight over all
+    examples and over those whose label was flipped."""
+    dataset = load_dataset(config)
+    images, noisy = dataset.train_batch(torch.arange(dataset.info.train_size), torch.Generator(), augment=False)
+    clean = dataset.clean_train_labels
+    logits = torch.stack([load_network(t["checkpoint"])(images).logits.float() for t in teachers])  # [K, N, C]
+    predicted = logits.argmax(-1)
+    flipped = noisy != clean
+    stats = {t["name"]: {"train_noisy": float((predicted[k] == noisy).float().mean()),
+                         "train_true": float((predicted[k] == clean).float().mean())}
+             for k, t in enumerate(teachers)}
+    if student is not None:
+        steps = dataset.steps_per_epoch(config.data.batch_size)
+        batch = TeacherBatch(student_index=0, student_logits=load_network(student)(images).logits.float(),
+                             teacher_logits=logits, teacher_indices=list(range(len(teachers))), targets=noisy,
+                             progress=Progress(epoch=config.epochs, step=0, steps_per_epoch=steps,
+                                               total_epochs=config.epochs))
+        weights = ConfidenceAwarePolicy().weights(batch)  # [N, K]
+        for k, t in enumerate(teachers):
+            stats[t["name"]].update(camkd_all=float(weights[:, k].mean()), camkd_flipped=float(weights[flipped, k].mean()))
+    return stats
+
+
+# ---------------------------------------------------------------------------------------------
+# Students and cohorts
+
+
+def median_epoch_seconds(results: dict[str, Any]) -> float:
+    """Median training seconds per epoch, the first (warm-up) epoch left out."""
+    times = [h["train_seconds"] for h in results["history"]]
+    return statistics.median(times[1:] if len(times) > 1 else times)
+
+
+def record_run(row: dict[str, Any], results: dict[str, Any]) -> None:
+    """Accumulate one run's accuracies, epoch time and per-peer teacher weights into ``row``."""
+    peers = results["peers"]
+    row.setdefault("peer_last", []).append(statistics.mean(p["last_val_accuracy"] for p in peers))
+    row.setdefault("peer_best", []).append(statistics.mean(p["best_val_accuracy"] for p in peers))
+    row.setdefault("ens_last", []).append(results["ensemble"]["last_val_accuracy"])
+    row.setdefault("ens_best", []).append(results["ensemble"]["best_val_accuracy"])
+    row.setdefault("epoch_seconds", []).append(median_epoch_seconds(results))
+    for p in peers:
+        for teacher, weight in (p.get("teacher_weights") or {}).items():
+            row.setdefault("weights", {}).setdefault(p["name"], {}).setdefault(teacher, []).append(weight)
+
+
+def weight_mean_std(values: list[float] | None) -> str:
+    """``mean ± sample std`` of teacher weights in [0, 1]; "n/a" when none were recorded."""
+    if not values:
+        return "n/a"
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ± {spread:.3f}"
+
+
+def weight_cell(row: dict[str, Any], peer: str, teacher: str) -> str:
+    return weight_mean_std(row.get("weights", {}).get(peer, {}).get(teacher))
+
+
+def seconds_cells(rows: dict[str, dict[str, Any]], name: str) -> list[str]:
+    seconds = statistics.median(rows[name]["epoch_seconds"])
+    ratio = f"{seconds / statistics.median(rows[UNIFORM]['epoch_seconds']):.2f}×" if UNIFORM in rows else "n/a"
+    return [f"{seconds:.3f}", ratio]
+
+
+def validate_everything(args: argparse.Namespace, runs: dict[str, dict[str, list[str]]], common: list[str]) -> None:
+    """Load every config before anything is trained, so a bad override fails first (the
+    offline student without its teachers, which do not exist yet)."""
+    pool_configs(args.pool_configs, args.seeds[0])
+    for overrides in runs[OFFLINE].values():
+        load_config(args.student_config, args.overrides + common + overrides + ["independent=true", "teachers=[]"],
+                    mode="offline")
+    for overrides in runs[ONLINE].values():
+        load_config(args.cohort_config, args.overrides + common + overrides)
+
+
+def parse_policy_params(pairs: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        apply_override(params, pair)
+    return params
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--student-config", default="jobs/configs/digits_pool_offline.yaml")
+    parser.add_argument("--cohort-config", default="jobs/configs/digits_cohort.yaml")
+    parser.add_argument("--pool-configs", nargs="+", default=POOL_CONFIGS, help="one teacher each, trained alone")
+    parser.add_argument("--pool", type=Path, default=Path("runs/policy-pool"), help="where the pool is kept and reused")
+    parser.add_argument("--policy", default="policies.learned:LearnedPolicy", help="the learned policy class")
+    parser.add_argument("--policy-param", dest="policy_params", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra parameter of the learned policy (repeatable)")
+    parser.add_argument("--pretrained", type=Path, help="a saved policy to start from (jobs/train_policy.py)")
+    parser.add_argument("--probe-fraction", type=float, default=0.1,
+                        help="data.probe_fraction of every variant when the learned policy runs (0: none)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1 avoids oversubscribing a shared machine)")
+    add_common_arguments(parser, "runs/evidence-policy")
+    args = parser.parse_args(argv)
+    args.policy_params = parse_policy_params(args.policy_params)
+    if args.pretrained is not None and not args.pretrained.is_file():
+        raise SystemExit(f"--pretrained: no such file: {args.pretrained}")
+
+    learned = learned_policy_available(args.policy)
+    runs = variants(args, learned)
+    common = [f"data.probe_fraction={args.probe_fraction}"] if learned and args.probe_fraction > 0 else []
+    try:
+        validate_everything(args, runs, common)
+    except ConfigError as error:
+        print(f"codistill: {error}", file=sys.stderr)
+        return 2
+    fresh_output(args.out)
+    torch.set_num_threads(args.threads)
+
+    rows: dict[str, dict[str, dict[str, Any]]] = {OFFLINE: {}, ONLINE: {}}
+    pool: dict[str, dict[str, list[float]]] = {}
+    for seed in args.seeds:
+        configs = pool_configs(args.pool_configs, seed)
+        teachers = train_pool(args.pool, configs)
+        for config in configs:
+            results = json.loads((args.pool / f"seed{seed}" / config.peers[0].name / RESULTS_FILE).read_text())
+            pool.setdefault(config.peers[0].name, {}).setdefault("val", []).append(results["peers"][0]["last_val_accuracy"])
+        seeded = [f"seed={seed}", "teachers=" + json.dumps(teachers)]
+        for name, overrides in runs[OFFLINE].items():
+            config = load_config(args.student_config, args.overrides + common + overrides + seeded, mode="offline")
+            run_dir = run_dir_for(args.out / "offline", name, seed)
+            prepare_run_dir(run_dir, config)
+            record_run(rows[OFFLINE].setdefault(name, {}), run_cohort(config, run_dir, OfflineCohort))
+        for name, overrides in runs[ONLINE].items():
+            config = load_config(args.cohort_config, args.overrides + common + overrides + [f"seed={seed}"])
+            run_dir = run_dir_for(args.out / "online", name, seed)
+            prepare_run_dir(run_dir, config)
+            record_run(rows[ONLINE].setdefault(name, {}), run_cohort(config, run_dir, SequentialCohort))
+        camkd = run_dir_for(args.out / "offline", "CA-MKD", seed) / "models" / "student.pt"
+        base = load_config(args.student_config, args.overrides + seeded, mode="offline")
+        stats = pool_statistics(base, teachers, camkd if camkd.is_file() else None)
+        for teacher, values in stats.items():
+            for key, value in values.items():
+                pool[teacher].setdefault(key, []).append(value)
+
+    sections = [table(["teacher", "val top-1, last", "train top-1 vs noisy labels", "train top-1 vs true labels",
+                       "CA-MKD weight, all training examples", "CA-MKD weight, flipped labels"],
+                      [[name, mean_std(v["val"]), mean_std(v["train_noisy"]), mean_std(v["train_true"]),
+                        weight_mean_std(v.get("camkd_all")), weight_mean_std(v.get("camkd_flipped"))]
+                       for name, v in pool.items()])]
+    if rows[OFFLINE]:
+        names, student = list(pool), base.peers[0].name
+        sections.append(table(["offline: policy", "student top-1, last", "student top-1, best"]
+                              + [f"weight {t}, 2nd half" for t in names] + ["s / epoch", "× uniform"],
+                              [[name, mean_std(r["peer_last"]), mean_std(r["peer_best"])]
+                               + [weight_cell(r, student, t) for t in names] + seconds_cells(rows[OFFLINE], name)
+                               for name, r in rows[OFFLINE].items()]))
+    if rows[ONLINE]:
+        sections.append(table(["online cohort: policy", "mean peer top-1, last", "mean peer top-1, best",
+                               "ensemble top-1, last", "ensemble top-1, best", "s / epoch", "× uniform"],
+                              [[name, mean_std(r["peer_last"]), mean_std(r["peer_best"]), mean_std(r["ens_last"]),
+                                mean_std(r["ens_best"])] + seconds_cells(rows[ONLINE], name)
+                               for name, r in rows[ONLINE].items()]))
+        peers = [p.name for p in load_config(args.cohort_config, args.overrides).peers]
+        sections.append(table(["online cohort: policy", "peer"] + [f"weight {t}, 2nd half" for t in peers],
+                              [[name, peer] + [weight_cell(r, peer, t) for t in peers]
+                               for name, r in rows[ONLINE].items() for peer in peers]))
+    heading = (f"; pool kept in {args.pool}; learned policy {'run' if learned else 'skipped'}"
+               + "".join(f"; every variant with {override}" for override in common))
+    write_summary(args.out, args.seeds, heading, "\n\n".join(sections), {"pool": pool, "rows": rows})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
