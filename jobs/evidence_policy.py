@@ -35,14 +35,16 @@ import argparse
 import json
 import statistics
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import _bootstrap  # noqa: F401
 import torch
 import yaml
 from _evidence import add_common_arguments, fresh_output, mean_std, run_dir_for, selected, table, write_summary
 
+from codistill.cohort_base import Cohort
 from codistill.config import RunConfig, apply_override, load_config
 from codistill.errors import ConfigError
 from codistill.offline import OfflineCohort, load_network
@@ -97,6 +99,10 @@ def variants(args: argparse.Namespace, learned: bool) -> dict[str, dict[str, lis
 # The pool
 
 
+def pool_run_dir(pool_dir: Path, seed: int, name: str) -> Path:
+    return pool_dir / f"seed{seed}" / name
+
+
 def pool_configs(paths: list[str], seed: int) -> list[RunConfig]:
     return [load_config(path, ["independent=true", f"seed={seed}"], mode="offline") for path in paths]
 
@@ -107,7 +113,7 @@ def train_pool(pool_dir: Path, configs: list[RunConfig]) -> list[dict[str, str]]
     teachers = []
     for config in configs:
         name = config.peers[0].name
-        run_dir = pool_dir / f"seed{config.seed}" / name
+        run_dir = pool_run_dir(pool_dir, config.seed, name)
         saved = run_dir / CONFIG_FILE
         if saved.exists() and yaml.safe_load(saved.read_text()) != yaml.safe_load(yaml.safe_dump(config.to_dict())):
             raise SystemExit(f"{run_dir} holds a teacher trained with another config: remove it or pass another --pool")
@@ -151,23 +157,35 @@ def pool_statistics(config: RunConfig, teachers: list[dict[str, str]], student: 
 # Students and cohorts
 
 
-def median_epoch_seconds(results: dict[str, Any]) -> float:
-    """Median training seconds per epoch, the first (warm-up) epoch left out."""
-    times = [h["train_seconds"] for h in results["history"]]
-    return statistics.median(times[1:] if len(times) > 1 else times)
-
-
 def record_run(row: dict[str, Any], results: dict[str, Any]) -> None:
-    """Accumulate one run's accuracies, epoch time and per-peer teacher weights into ``row``."""
+    """Accumulate one run's accuracies and per-peer teacher weights into ``row``."""
     peers = results["peers"]
     row.setdefault("peer_last", []).append(statistics.mean(p["last_val_accuracy"] for p in peers))
     row.setdefault("peer_best", []).append(statistics.mean(p["best_val_accuracy"] for p in peers))
     row.setdefault("ens_last", []).append(results["ensemble"]["last_val_accuracy"])
     row.setdefault("ens_best", []).append(results["ensemble"]["best_val_accuracy"])
-    row.setdefault("epoch_seconds", []).append(median_epoch_seconds(results))
     for p in peers:
         for teacher, weight in (p.get("teacher_weights") or {}).items():
             row.setdefault("weights", {}).setdefault(p["name"], {}).setdefault(teacher, []).append(weight)
+
+
+def interleaved_epoch_seconds(configs: dict[str, RunConfig], make_cohort: Callable[[RunConfig], Cohort],
+                              epochs: int) -> dict[str, list[float]]:
+    """Seconds of ``epochs`` training epochs of every config, after one warm-up epoch each, the
+    variants taking turns epoch by epoch so that they share the machine's load alike."""
+    cohorts = {name: make_cohort(config) for name, config in configs.items()}
+    seconds: dict[str, list[float]] = {name: [] for name in cohorts}
+    try:
+        for epoch in range(epochs + 1):
+            for name, cohort in cohorts.items():
+                started = time.perf_counter()
+                cohort.train_epoch(epoch)
+                if epoch > 0:
+                    seconds[name].append(time.perf_counter() - started)
+    finally:
+        for cohort in cohorts.values():
+            cohort.shutdown()
+    return seconds
 
 
 def weight_mean_std(values: list[float] | None) -> str:
@@ -180,12 +198,6 @@ def weight_mean_std(values: list[float] | None) -> str:
 
 def weight_cell(row: dict[str, Any], peer: str, teacher: str) -> str:
     return weight_mean_std(row.get("weights", {}).get(peer, {}).get(teacher))
-
-
-def seconds_cells(rows: dict[str, dict[str, Any]], name: str) -> list[str]:
-    seconds = statistics.median(rows[name]["epoch_seconds"])
-    ratio = f"{seconds / statistics.median(rows[UNIFORM]['epoch_seconds']):.2f}×" if UNIFORM in rows else "n/a"
-    return [f"{seconds:.3f}", ratio]
 
 
 def validate_everything(args: argparse.Namespace, runs: dict[str, dict[str, list[str]]], common: list[str]) -> None:
@@ -206,6 +218,93 @@ def parse_policy_params(pairs: list[str]) -> dict[str, Any]:
     return params
 
 
+class Evidence:
+    """The variants of one invocation, the configs they train and what they measured."""
+
+    def __init__(self, args: argparse.Namespace, runs: dict[str, dict[str, list[str]]], common: list[str]) -> None:
+        self.args, self.runs, self.common = args, runs, common
+        self.rows: dict[str, dict[str, dict[str, Any]]] = {OFFLINE: {}, ONLINE: {}}
+        self.pool: dict[str, dict[str, list[float]]] = {}
+        self.seconds: dict[str, dict[str, list[float]]] = {}
+
+    def student(self, overrides: list[str], seed: int, teachers: list[dict[str, str]]) -> RunConfig:
+        return load_config(self.args.student_config, self.args.overrides + self.common + overrides +
+                           [f"seed={seed}", "teachers=" + json.dumps(teachers)], mode="offline")
+
+    def cohort(self, overrides: list[str], seed: int) -> RunConfig:
+        return load_config(self.args.cohort_config, self.args.overrides + self.common + overrides + [f"seed={seed}"])
+
+    def run_seed(self, seed: int) -> list[dict[str, str]]:
+        """The pool of ``seed``, every variant trained on it, the pool's statistics; the pool."""
+        configs = pool_configs(self.args.pool_configs, seed)
+        teachers = train_pool(self.args.pool, configs)
+        out = self.args.out
+        for name, overrides in self.runs[OFFLINE].items():
+            run_dir = run_dir_for(out / "offline", name, seed)
+            config = self.student(overrides, seed, teachers)
+            prepare_run_dir(run_dir, config)
+            record_run(self.rows[OFFLINE].setdefault(name, {}), run_cohort(config, run_dir, OfflineCohort))
+        for name, overrides in self.runs[ONLINE].items():
+            run_dir = run_dir_for(out / "online", name, seed)
+            config = self.cohort(overrides, seed)
+            prepare_run_dir(run_dir, config)
+            record_run(self.rows[ONLINE].setdefault(name, {}), run_cohort(config, run_dir, SequentialCohort))
+
+        camkd = run_dir_for(out / "offline", "CA-MKD", seed) / "models" / "student.pt"
+        stats = pool_statistics(load_config(self.args.student_config, self.args.overrides +
+                                            [f"seed={seed}", "teachers=" + json.dumps(teachers)], mode="offline"),
+                                teachers, camkd if camkd.is_file() else None)
+        for teacher in teachers:
+            results = json.loads((pool_run_dir(self.args.pool, seed, teacher["name"]) / RESULTS_FILE).read_text())
+            stats[teacher["name"]]["val"] = results["peers"][0]["last_val_accuracy"]
+        for teacher, values in stats.items():
+            for key, value in values.items():
+                self.pool.setdefault(teacher, {}).setdefault(key, []).append(value)
+        return teachers
+
+    def time_epochs(self, seed: int, teachers: list[dict[str, str]], epochs: int) -> None:
+        """Seconds per training epoch of every variant of ``seed``, measured side by side."""
+        self.seconds[OFFLINE] = interleaved_epoch_seconds(
+            {name: self.student(overrides, seed, teachers) for name, overrides in self.runs[OFFLINE].items()},
+            OfflineCohort, epochs)
+        self.seconds[ONLINE] = interleaved_epoch_seconds(
+            {name: self.cohort(overrides, seed) for name, overrides in self.runs[ONLINE].items()},
+            SequentialCohort, epochs)
+
+    def tables(self) -> str:
+        sections = [table(["teacher", "val top-1, last", "train top-1 vs noisy labels", "train top-1 vs true labels",
+                           "CA-MKD weight, all training examples", "CA-MKD weight, flipped labels"],
+                          [[name, mean_std(v["val"]), mean_std(v["train_noisy"]), mean_std(v["train_true"]),
+                            weight_mean_std(v.get("camkd_all")), weight_mean_std(v.get("camkd_flipped"))]
+                           for name, v in self.pool.items()])]
+        if self.rows[OFFLINE]:
+            names = list(self.pool)
+            student = load_config(self.args.student_config, self.args.overrides, mode="offline").peers[0].name
+            sections.append(table(["offline: policy", "student top-1, last", "student top-1, best"]
+                                  + [f"weight {t}, 2nd half" for t in names],
+                                  [[name, mean_std(r["peer_last"]), mean_std(r["peer_best"])]
+                                   + [weight_cell(r, student, t) for t in names]
+                                   for name, r in self.rows[OFFLINE].items()]))
+        if self.rows[ONLINE]:
+            sections.append(table(["online cohort: policy", "mean peer top-1, last", "mean peer top-1, best",
+                                   "ensemble top-1, last", "ensemble top-1, best"],
+                                  [[name, mean_std(r["peer_last"]), mean_std(r["peer_best"]), mean_std(r["ens_last"]),
+                                    mean_std(r["ens_best"])] for name, r in self.rows[ONLINE].items()]))
+            peers = [p.name for p in load_config(self.args.cohort_config, self.args.overrides).peers]
+            sections.append(table(["online cohort: policy", "peer"] + [f"weight {t}, 2nd half" for t in peers],
+                                  [[name, peer] + [weight_cell(r, peer, t) for t in peers]
+                                   for name, r in self.rows[ONLINE].items() for peer in peers]))
+        timing = []
+        for setting, measured in self.seconds.items():
+            reference = statistics.median(measured[UNIFORM]) if UNIFORM in measured else None
+            for name, seconds in measured.items():
+                median = statistics.median(seconds)
+                timing.append([setting, name, f"{median:.3f}", f"{median / reference:.2f}×" if reference else "n/a"])
+        if timing:
+            sections.append(table(["setting", "policy", "s / training epoch (median)", "× uniform"], timing))
+        return "\n\n".join(sections)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--student-config", default="jobs/configs/digits_pool_offline.yaml")
@@ -218,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pretrained", type=Path, help="a saved policy to start from (jobs/train_policy.py)")
     parser.add_argument("--probe-fraction", type=float, default=0.1,
                         help="data.probe_fraction of every variant when the learned policy runs (0: none)")
+    parser.add_argument("--timing-epochs", type=int, default=10,
+                        help="epochs per variant timed side by side, first seed (0: no timing)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1 avoids oversubscribing a shared machine)")
     add_common_arguments(parser, "runs/evidence-policy")
@@ -237,57 +338,16 @@ def main(argv: list[str] | None = None) -> int:
     fresh_output(args.out)
     torch.set_num_threads(args.threads)
 
-    rows: dict[str, dict[str, dict[str, Any]]] = {OFFLINE: {}, ONLINE: {}}
-    pool: dict[str, dict[str, list[float]]] = {}
-    for seed in args.seeds:
-        configs = pool_configs(args.pool_configs, seed)
-        teachers = train_pool(args.pool, configs)
-        for config in configs:
-            results = json.loads((args.pool / f"seed{seed}" / config.peers[0].name / RESULTS_FILE).read_text())
-            pool.setdefault(config.peers[0].name, {}).setdefault("val", []).append(results["peers"][0]["last_val_accuracy"])
-        seeded = [f"seed={seed}", "teachers=" + json.dumps(teachers)]
-        for name, overrides in runs[OFFLINE].items():
-            config = load_config(args.student_config, args.overrides + common + overrides + seeded, mode="offline")
-            run_dir = run_dir_for(args.out / "offline", name, seed)
-            prepare_run_dir(run_dir, config)
-            record_run(rows[OFFLINE].setdefault(name, {}), run_cohort(config, run_dir, OfflineCohort))
-        for name, overrides in runs[ONLINE].items():
-            config = load_config(args.cohort_config, args.overrides + common + overrides + [f"seed={seed}"])
-            run_dir = run_dir_for(args.out / "online", name, seed)
-            prepare_run_dir(run_dir, config)
-            record_run(rows[ONLINE].setdefault(name, {}), run_cohort(config, run_dir, SequentialCohort))
-        camkd = run_dir_for(args.out / "offline", "CA-MKD", seed) / "models" / "student.pt"
-        base = load_config(args.student_config, args.overrides + seeded, mode="offline")
-        stats = pool_statistics(base, teachers, camkd if camkd.is_file() else None)
-        for teacher, values in stats.items():
-            for key, value in values.items():
-                pool[teacher].setdefault(key, []).append(value)
-
-    sections = [table(["teacher", "val top-1, last", "train top-1 vs noisy labels", "train top-1 vs true labels",
-                       "CA-MKD weight, all training examples", "CA-MKD weight, flipped labels"],
-                      [[name, mean_std(v["val"]), mean_std(v["train_noisy"]), mean_std(v["train_true"]),
-                        weight_mean_std(v.get("camkd_all")), weight_mean_std(v.get("camkd_flipped"))]
-                       for name, v in pool.items()])]
-    if rows[OFFLINE]:
-        names, student = list(pool), base.peers[0].name
-        sections.append(table(["offline: policy", "student top-1, last", "student top-1, best"]
-                              + [f"weight {t}, 2nd half" for t in names] + ["s / epoch", "× uniform"],
-                              [[name, mean_std(r["peer_last"]), mean_std(r["peer_best"])]
-                               + [weight_cell(r, student, t) for t in names] + seconds_cells(rows[OFFLINE], name)
-                               for name, r in rows[OFFLINE].items()]))
-    if rows[ONLINE]:
-        sections.append(table(["online cohort: policy", "mean peer top-1, last", "mean peer top-1, best",
-                               "ensemble top-1, last", "ensemble top-1, best", "s / epoch", "× uniform"],
-                              [[name, mean_std(r["peer_last"]), mean_std(r["peer_best"]), mean_std(r["ens_last"]),
-                                mean_std(r["ens_best"])] + seconds_cells(rows[ONLINE], name)
-                               for name, r in rows[ONLINE].items()]))
-        peers = [p.name for p in load_config(args.cohort_config, args.overrides).peers]
-        sections.append(table(["online cohort: policy", "peer"] + [f"weight {t}, 2nd half" for t in peers],
-                              [[name, peer] + [weight_cell(r, peer, t) for t in peers]
-                               for name, r in rows[ONLINE].items() for peer in peers]))
+    evidence = Evidence(args, runs, common)
+    pools = [evidence.run_seed(seed) for seed in args.seeds]
+    if args.timing_epochs > 0:
+        evidence.time_epochs(args.seeds[0], pools[0], args.timing_epochs)
     heading = (f"; pool kept in {args.pool}; learned policy {'run' if learned else 'skipped'}"
-               + "".join(f"; every variant with {override}" for override in common))
-    write_summary(args.out, args.seeds, heading, "\n\n".join(sections), {"pool": pool, "rows": rows})
+               + "".join(f"; every variant with {override}" for override in common)
+               + (f"; timing: {args.timing_epochs} epochs per variant after a warm-up, taking turns, "
+                  f"seed {args.seeds[0]}, {args.threads} torch thread(s)" if args.timing_epochs > 0 else ""))
+    write_summary(args.out, args.seeds, heading, evidence.tables(),
+                  {"pool": evidence.pool, "rows": evidence.rows, "epoch_seconds": evidence.seconds})
     return 0
 
 
