@@ -10,8 +10,8 @@ the memorizer has to have fitted the very noisy labels the student sees — and 
 (reused when present). Then, on identical data and batches, the ResNet-8 student of
 ``jobs/configs/digits_pool_offline.yaml`` is distilled from the pool with each policy, and the
 cohort of ``jobs/configs/digits_cohort.yaml`` (sequential backend, same results as Ray) trains
-with uniform weights and with the learned policy. All variants of a seed run one after another
-in this process, so their epoch times are comparable.
+with uniform weights and with the learned policy. Torch uses ``--threads`` threads (default 1,
+which avoids oversubscribing a shared machine; accuracies do not depend on it here).
 
 The learned policy (``--policy``, default ``policies.learned:LearnedPolicy``) gets
 ``{learn: true}`` while it learns during the run, ``{checkpoint: FILE, learn: false}`` when it
@@ -26,7 +26,8 @@ noisy and its true labels, the mean CA-MKD weight of each teacher over the train
 over its flipped labels, evaluated with the final CA-MKD student); the student's top-1 at the last
 and at the best epoch and the mean weight each teacher got over the second half of training
 (``teacher_weights`` of ``results.json``; "n/a" where a run does not record it); the cohort's mean
-peer and ensemble top-1; the median seconds per training epoch and its ratio to uniform weights.
+peer and ensemble top-1; the median seconds per training epoch of every variant and its ratio to
+uniform weights, timed on the first seed with the variants taking turns epoch by epoch.
 """
 
 from __future__ import annotations
