@@ -11,7 +11,7 @@ the memorizer has to have fitted the very noisy labels the student sees — and 
 ``jobs/configs/digits_pool_offline.yaml`` is distilled from the pool with each policy, and the
 cohort of ``jobs/configs/digits_cohort.yaml`` (sequential backend, same results as Ray) trains
 with uniform weights and with the learned policy. Torch uses ``--threads`` threads (default 1,
-which avoids oversubscribing a shared machine; accuracies do not depend on it here).
+which avoids oversubscribing a shared machine).
 
 The learned policy (``--policy``, default ``policies.learned:LearnedPolicy``) gets
 ``{learn: true}`` while it learns during the run, ``{checkpoint: FILE, learn: false}`` when it
