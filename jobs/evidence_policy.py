@@ -129,7 +129,8 @@ def train_pool(pool_dir: Path, configs: list[RunConfig]) -> list[dict[str, str]]
 
 
 @torch.no_grad()
-def pool_statistics(config: RunConfig, teachers: list[dict[str, str]], student: Path | None) -> dict[str, dict[str, float]]:
+def pool_statistics(config: RunConfig, teachers: list[dict[str, str]],
+                    student: Path | None) -> dict[str, dict[str, float]]:
     """Per teacher, on the (un-augmented) training split of ``config``: top-1 against the noisy
     and the true labels and, with the final CA-MKD ``student``, the mean CA-MKD weight over all
     examples and over those whose label was flipped."""
@@ -150,7 +151,8 @@ def pool_statistics(config: RunConfig, teachers: list[dict[str, str]], student: 
                                                total_epochs=config.epochs))
         weights = ConfidenceAwarePolicy().weights(batch)  # [N, K]
         for k, t in enumerate(teachers):
-            stats[t["name"]].update(camkd_all=float(weights[:, k].mean()), camkd_flipped=float(weights[flipped, k].mean()))
+            stats[t["name"]].update(camkd_all=float(weights[:, k].mean()),
+                                    camkd_flipped=float(weights[flipped, k].mean()))
     return stats
 
 
