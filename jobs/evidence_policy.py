@@ -49,12 +49,11 @@ from codistill.cohort_base import Cohort
 from codistill.config import RunConfig, apply_override, load_config
 from codistill.errors import ConfigError
 from codistill.offline import OfflineCohort, load_network
-from codistill.peer import load_dataset
+from codistill.peer import PeerTrainer
 from codistill.progress import Progress
 from codistill.runner import CONFIG_FILE, RESULTS_FILE, prepare_run_dir, run_cohort
 from codistill.sequential import SequentialCohort
 from codistill.teachers import TeacherBatch, resolve_policy
-from policies.confidence import ConfidenceAwarePolicy
 
 POOL_CONFIGS = ["jobs/configs/pool_clean.yaml", "jobs/configs/pool_memorizer.yaml", "jobs/configs/pool_weak.yaml"]
 CA_MKD = "policies.confidence:ConfidenceAwarePolicy"
@@ -129,12 +128,13 @@ def train_pool(pool_dir: Path, configs: list[RunConfig]) -> list[dict[str, str]]
 
 
 @torch.no_grad()
-def pool_statistics(config: RunConfig, teachers: list[dict[str, str]],
+def pool_statistics(camkd: PeerTrainer, teachers: list[dict[str, str]],
                     student: Path | None) -> dict[str, dict[str, float]]:
-    """Per teacher, on the (un-augmented) training split of ``config``: top-1 against the noisy
-    and the true labels and, with the final CA-MKD ``student``, the mean CA-MKD weight over all
-    examples and over those whose label was flipped."""
-    dataset = load_dataset(config)
+    """Per teacher, on the (un-augmented) training split of the CA-MKD student ``camkd``: top-1
+    against the noisy and the true labels and, with that run's final network ``student``, the mean
+    weight its CA-MKD policy gives each teacher over all examples and over those whose label was
+    flipped."""
+    dataset, config = camkd.dataset, camkd.config
     images, noisy = dataset.train_batch(torch.arange(dataset.info.train_size), torch.Generator(), augment=False)
     clean = dataset.clean_train_labels
     logits = torch.stack([load_network(t["checkpoint"])(images).logits.float() for t in teachers])  # [K, N, C]
@@ -149,7 +149,7 @@ def pool_statistics(config: RunConfig, teachers: list[dict[str, str]],
                              teacher_logits=logits, teacher_indices=list(range(len(teachers))), targets=noisy,
                              progress=Progress(epoch=config.epochs, step=0, steps_per_epoch=steps,
                                                total_epochs=config.epochs))
-        weights = ConfidenceAwarePolicy().weights(batch)  # [N, K]
+        weights = camkd.policy.weights(batch)  # [N, K]
         for k, t in enumerate(teachers):
             stats[t["name"]].update(camkd_all=float(weights[:, k].mean()),
                                     camkd_flipped=float(weights[flipped, k].mean()))
@@ -230,8 +230,8 @@ class Evidence:
         self.pool: dict[str, dict[str, list[float]]] = {}
         self.seconds: dict[str, dict[str, list[float]]] = {}
 
-    def student(self, overrides: list[str], seed: int, teachers: list[dict[str, str]]) -> RunConfig:
-        return load_config(self.args.student_config, self.args.overrides + self.common + overrides +
+    def student(self, overrides: list[str], seed: int, teachers: list[dict[str, str]], probe: bool = True) -> RunConfig:
+        return load_config(self.args.student_config, self.args.overrides + (self.common if probe else []) + overrides +
                            [f"seed={seed}", "teachers=" + json.dumps(teachers)], mode="offline")
 
     def cohort(self, overrides: list[str], seed: int) -> RunConfig:
@@ -253,9 +253,9 @@ class Evidence:
             prepare_run_dir(run_dir, config)
             record_run(self.rows[ONLINE].setdefault(name, {}), run_cohort(config, run_dir, SequentialCohort))
 
+        # Without the probe slice: the statistics cover every training example of the seed.
         camkd = run_dir_for(out / "offline", "CA-MKD", seed) / "models" / "student.pt"
-        stats = pool_statistics(load_config(self.args.student_config, self.args.overrides +
-                                            [f"seed={seed}", "teachers=" + json.dumps(teachers)], mode="offline"),
+        stats = pool_statistics(PeerTrainer(self.student([policy_override(CA_MKD)], seed, teachers, probe=False), 0),
                                 teachers, camkd if camkd.is_file() else None)
         for teacher in teachers:
             results = json.loads((pool_run_dir(self.args.pool, seed, teacher["name"]) / RESULTS_FILE).read_text())
