@@ -21,9 +21,9 @@ class can be imported; otherwise they are skipped with a message. When they run,
 uniform and CA-MKD included, holds out the same probe slice (``data.probe_fraction``), so all of
 them train on the same examples.
 
-Prints Markdown tables: the pool (validation top-1, accuracy on the training split against its
-noisy and its true labels, the mean CA-MKD weight of each teacher over the training split and
-over its flipped labels, evaluated with the final CA-MKD student); the student's top-1 at the last
+Prints Markdown tables: the pool (validation top-1; on the training split as the student sees
+it, augmented: accuracy against the noisy and the true labels, and the mean CA-MKD weight of each
+teacher over all examples and over those with a flipped label); the student's top-1 at the last
 and at the best epoch and the mean weight each teacher got over the second half of training
 (``teacher_weights`` of ``results.json``; "n/a" where a run does not record it); the cohort's mean
 peer and ensemble top-1; the median seconds per training epoch of every variant and its ratio to
@@ -59,6 +59,7 @@ POOL_CONFIGS = ["jobs/configs/pool_clean.yaml", "jobs/configs/pool_memorizer.yam
 CA_MKD = "policies.confidence:ConfidenceAwarePolicy"
 UNIFORM = "uniform"
 OFFLINE, ONLINE = "offline", "online cohort"
+AUGMENTED_VIEWS = 8
 
 
 def policy_override(name: str, params: dict[str, Any] | None = None) -> str:
@@ -130,13 +131,18 @@ def train_pool(pool_dir: Path, configs: list[RunConfig]) -> list[dict[str, str]]
 @torch.no_grad()
 def pool_statistics(camkd: PeerTrainer, teachers: list[dict[str, str]],
                     student: Path | None) -> dict[str, dict[str, float]]:
-    """Per teacher, on the (un-augmented) training split of the CA-MKD student ``camkd``: top-1
-    against the noisy and the true labels and, with that run's final network ``student``, the mean
-    weight its CA-MKD policy gives each teacher over all examples and over those whose label was
-    flipped."""
+    """Per teacher, on the training split of the CA-MKD student ``camkd`` as the student sees it
+    (``AUGMENTED_VIEWS`` seeded augmentations of every example when the student trains with
+    augmentation): top-1 against the noisy and the true labels and, with that run's final network
+    ``student``, the mean weight its CA-MKD policy gives each teacher over all examples and over
+    those whose label was flipped."""
     dataset, config = camkd.dataset, camkd.config
-    images, noisy = dataset.train_batch(torch.arange(dataset.info.train_size), torch.Generator(), augment=False)
-    clean = dataset.clean_train_labels
+    everything = torch.arange(dataset.info.train_size)
+    views = AUGMENTED_VIEWS if config.data.augment else 1
+    batches = [dataset.train_batch(everything, torch.Generator().manual_seed(view), augment=config.data.augment)
+               for view in range(views)]
+    images, noisy = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
+    clean = dataset.clean_train_labels.repeat(views)
     logits = torch.stack([load_network(t["checkpoint"])(images).logits.float() for t in teachers])  # [K, N, C]
     predicted = logits.argmax(-1)
     flipped = noisy != clean
