@@ -25,6 +25,7 @@ test: $(STAMP)
 evidence: $(STAMP)
 	$(BIN)/python jobs/evidence_online.py --seeds 0 1 2
 	$(BIN)/python jobs/evidence_methods.py --seeds 0 1 2
+	$(BIN)/python jobs/evidence_policy.py --seeds 0 1 2
 
 bench: $(STAMP)
 	$(BIN)/python jobs/benchmark_cohort.py --config jobs/configs/digits_cohort.yaml --epochs 5

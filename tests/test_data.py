@@ -125,6 +125,15 @@ def test_dataset_label_noise_touches_training_labels_only(digits) -> None:
     assert torch.equal(make_digits(label_noise=0.2, seed=1).train_labels(), noisy.train_labels())
 
 
+def test_label_noise_keeps_the_subset_so_a_clean_run_sees_the_same_examples() -> None:
+    """What the clean teacher of jobs/evidence_policy.py's pool relies on: the same
+    ``train_fraction`` and seed without noise give the same examples with their true labels."""
+    noisy, clean = make_digits(0.5, 0.4, seed=2), make_digits(0.5, 0.0, seed=2)
+    assert torch.equal(noisy.train_images, clean.train_images)
+    assert torch.equal(clean.train_labels(), noisy.clean_train_labels)
+    assert not torch.equal(noisy.train_labels(), noisy.clean_train_labels)
+
+
 def test_train_fraction_keeps_a_seeded_stratified_subset() -> None:
     labels = torch.cat([torch.full((count,), label) for label, count in enumerate([100, 40, 7])])
     subset = stratified_subset(labels, 0.25, seed=0)
