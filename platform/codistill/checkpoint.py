@@ -53,6 +53,21 @@ def save_checkpoint(run_dir: Path, epochs_done: int, position: dict[str, Any], p
     return final
 
 
+def install_checkpoint(run_dir: Path, source: Path) -> Path:
+    """Make a copy of checkpoint directory ``source`` (e.g. another Ray Tune trial's, cloned by
+    PBT) the only checkpoint of ``run_dir``; resuming then continues from it."""
+    epochs_done = json.loads((source / "cohort.json").read_text())["epochs_done"]
+    root = run_dir / "checkpoints"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    name = f"epoch_{epochs_done:04d}"
+    staging = root / f".{name}.tmp"
+    shutil.copytree(source, staging)
+    os.replace(staging, root / name)
+    _write_atomic(root / LATEST, name.encode())
+    return root / name
+
+
 def load_latest_checkpoint(run_dir: Path, peers: int) -> tuple[dict[str, Any], list[bytes]]:
     """The newest complete checkpoint: its position and each peer's state bytes."""
     root = run_dir / "checkpoints"

@@ -35,6 +35,7 @@ class DataConfig:
     augment: bool = True
     per_peer_augmentation: bool = False
     image_size: int | None = None
+    test_fraction: float = 0.0  # share of the held-out split kept as a test split (see data.held_out)
 
 
 @dataclass(frozen=True)
@@ -160,6 +161,11 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
     if "=" not in override:
         raise ConfigError("--set", f"expected key=value, got '{override}'")
     key, text = override.split("=", 1)
+    set_field(raw, key, yaml.safe_load(text))
+
+
+def set_field(raw: dict[str, Any], key: str, value: Any) -> None:
+    """Set the dotted path ``key`` (``a.b.0.c``) of a nested mapping to ``value``."""
     parts = key.strip().split(".")
     node: Any = raw
     for depth, part in enumerate(parts[:-1]):
@@ -172,7 +178,10 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
             else:
                 raise ConfigError(".".join(parts[: depth + 1]), "no such entry to override") from None
     last: Any = int(parts[-1]) if isinstance(node, list) else parts[-1]
-    node[last] = yaml.safe_load(text)
+    try:
+        node[last] = value
+    except (IndexError, TypeError):
+        raise ConfigError(key.strip(), "no such entry to override") from None
 
 
 def parse_config(raw: dict[str, Any], *, mode: str = "online") -> RunConfig:
@@ -252,6 +261,7 @@ def _parse_data(r: _Reader) -> DataConfig:
         augment=r.get("augment", bool, d.augment),
         per_peer_augmentation=r.get("per_peer_augmentation", bool, d.per_peer_augmentation),
         image_size=r.get("image_size", int, d.image_size),
+        test_fraction=r.get("test_fraction", float, d.test_fraction),
     )
     r.finish()
     return config
@@ -358,6 +368,8 @@ def validate(config: RunConfig, *, mode: str = "online") -> None:
         raise ConfigError("data.train_fraction", f"must lie in (0, 1], got {data.train_fraction}")
     if not 0.0 <= data.label_noise < 1.0:
         raise ConfigError("data.label_noise", f"must lie in [0, 1), got {data.label_noise}")
+    if not 0.0 <= data.test_fraction < 1.0:
+        raise ConfigError("data.test_fraction", f"must lie in [0, 1), got {data.test_fraction}")
     if data.root is not None and not Path(data.root).expanduser().is_dir():
         raise ConfigError("data.root", f"directory does not exist: {data.root}")
     if data.dataset != "digits" and data.root is None:

@@ -4,7 +4,10 @@
 After each epoch it evaluates every peer and the ensemble (mean of softmax), writes TensorBoard
 scalars, prints a summary line and writes an atomic checkpoint. At the end it writes
 ``results.json`` (config, seed, package versions, per-peer and ensemble accuracy at the best and
-the last epoch, per-epoch history) and each peer's trained network under ``models/``.
+the last epoch, per-epoch history) and each peer's trained network under ``models/``. Each epoch's
+record keeps the curriculum in force (:mod:`codistill.curriculum`) and the mean λ·m applied; with
+``data.test_fraction`` > 0 the test split is evaluated once, at the end. A caller may watch every
+epoch through ``on_epoch(record, checkpoint_dir)`` (Ray Tune reports from there).
 """
 
 from __future__ import annotations
@@ -25,11 +28,13 @@ from codistill import metrics as m
 from codistill.checkpoint import load_latest_checkpoint, save_checkpoint
 from codistill.cohort_base import Cohort
 from codistill.config import RunConfig
+from codistill.curriculum import curriculum_fields
 from codistill.evaluation import cohort_metrics
 from codistill.monitoring import ConsoleProgress, TensorBoardLog
 
 CONFIG_FILE = "config.yaml"
 RESULTS_FILE = "results.json"
+EpochCallback = Callable[[dict[str, Any], Path], None]  # (the epoch's history record, its checkpoint)
 
 
 @dataclass
@@ -46,17 +51,24 @@ def prepare_run_dir(run_dir: Path, config: RunConfig) -> None:
     if (run_dir / CONFIG_FILE).exists():
         raise FileExistsError(f"{run_dir} already holds a run; resume it with --resume {run_dir} "
                               "or choose another --run-dir")
+    write_config(run_dir, config)
+
+
+def write_config(run_dir: Path, config: RunConfig) -> None:
+    """Write ``config`` as the run's ``config.yaml`` (creating the directory)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
 def run_cohort(config: RunConfig, run_dir: Path, make_cohort: Callable[[RunConfig], Cohort], *,
                resume: bool = False, stop_after_epochs: int | None = None,
-               progress: ConsoleProgress | None = None) -> dict[str, Any]:
+               progress: ConsoleProgress | None = None, on_epoch: EpochCallback | None = None) -> dict[str, Any]:
     """Train ``config`` in ``run_dir``; return the results (also written to ``results.json``).
 
-    ``resume`` continues from the newest complete checkpoint. ``stop_after_epochs`` ends this
-    invocation after that many epochs (a checkpoint is written; resume later to finish).
+    ``resume`` continues from the newest complete checkpoint (with ``config``, which may change
+    schedule values: position and history continue). ``stop_after_epochs`` ends this invocation
+    after that many epochs (a checkpoint is written; resume later to finish). ``on_epoch`` is
+    called after each epoch's checkpoint is written.
     """
     progress = progress or ConsoleProgress(config.epochs, config.runtime.progress_every_seconds)
     cohort = make_cohort(config)
@@ -78,6 +90,7 @@ def run_cohort(config: RunConfig, run_dir: Path, make_cohort: Callable[[RunConfi
             peer_logits, labels = cohort.evaluate()
             record = _epoch_record(epoch, cohort.peer_names, step_metrics, cohort_metrics(peer_logits, labels),
                                    train_seconds)
+            record["curriculum"] = curriculum_fields(config)
             log.steps(step_metrics, epoch * steps_per_epoch)
             log.epoch(epoch, _peer_scalars(record), {m.ENSEMBLE_ACCURACY: record["ensemble_val"],
                                                      m.AGREEMENT: record["agreement"],
@@ -85,14 +98,18 @@ def run_cohort(config: RunConfig, run_dir: Path, make_cohort: Callable[[RunConfi
             position.history.append(record)
             position.epochs_done = epoch + 1
             position.wall_seconds += time.perf_counter() - started
-            save_checkpoint(run_dir, position.epochs_done, position.__dict__, cohort.state_bytes())
+            checkpoint_dir = save_checkpoint(run_dir, position.epochs_done, position.__dict__, cohort.state_bytes())
             progress.print(_summary_line(config, record))
+            if on_epoch is not None:
+                on_epoch(record, checkpoint_dir)
         log.close()
         if position.epochs_done < config.epochs:
             progress.print(f"stopped after epoch {position.epochs_done}/{config.epochs}; "
                            f"continue with --resume {run_dir}")
             return {"complete": False, "epochs_done": position.epochs_done}
         results = _results(config, cohort, position)
+        if config.data.test_fraction > 0:
+            _add_test_accuracy(results, *cohort.evaluate("test"))
         _save_models(run_dir, cohort)
         (run_dir / RESULTS_FILE).write_text(json.dumps(results, indent=2))
         progress.print(results_table(results))
@@ -111,8 +128,18 @@ def _epoch_record(epoch: int, names: list[str], step_metrics: list[list[dict[str
                       "train_accuracy": sum(r[m.TRAIN_CORRECT] for r in rows) / max(examples, 1.0),
                       "train_loss": sum(r[m.LOSS_TOTAL] * r[m.TRAIN_EXAMPLES] for r in rows) / max(examples, 1.0),
                       "exchange_wait_seconds": sum(r[m.EXCHANGE_WAIT_SECONDS] for r in rows)})
+    strengths = [step[0][m.DISTILL_STRENGTH] for step in step_metrics]
     return {"epoch": epoch + 1, "peers": peers, "ensemble_val": evaluation["ensemble"],
-            "agreement": evaluation["agreement"], "train_seconds": train_seconds}
+            "agreement": evaluation["agreement"], "train_seconds": train_seconds,
+            "distill_strength": sum(strengths) / max(len(strengths), 1)}
+
+
+def _add_test_accuracy(results: dict[str, Any], peer_logits: list[torch.Tensor], labels: torch.Tensor) -> None:
+    """Top-1 of the final networks on the test split, which no epoch's selection has seen."""
+    test = cohort_metrics(peer_logits, labels)
+    for entry, accuracy in zip(results["peers"], test["peers"]):
+        entry["test_accuracy"] = accuracy
+    results["ensemble"]["test_accuracy"] = test["ensemble"]
 
 
 def _peer_scalars(record: dict[str, Any]) -> list[dict[str, float]]:
