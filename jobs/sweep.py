@@ -36,13 +36,12 @@ from codistill.errors import ConfigError
 from codistill.checkpoint import load_latest_checkpoint
 from codistill.runner import CONFIG_FILE
 from codistill.tuning.results import COMPLETE, format_table, trial_row, write_csv
-from codistill.tuning.space import Dimension, load_space, parse_dimension
+from codistill.tuning.space import SCHEDULERS, Dimension, load_space, mutated, parse_dimension
 from codistill.tuning.replay import replay_config
 
 SETTINGS_FILE = "sweep.json"  # what --resume needs to rebuild the trainable
 TRIALS_FILE = "trials.csv"
 BEST_FILE = "best.yaml"
-SCHEDULERS = ("fifo", "asha", "pbt", "pb2")
 BACKENDS = ("ray", "sequential")
 
 
@@ -78,8 +77,6 @@ def check_metric(metric: str, config: RunConfig) -> None:
 
 def check_population(dimensions: list[Dimension], scheduler: str, space_name: str) -> None:
     """PBT/PB2 change values mid-run: only curriculum fields, whose history the runner records."""
-    from codistill.tuning.schedulers import mutated
-
     changing = mutated(dimensions, scheduler)
     if scheduler == "pb2" and not changing:
         raise ConfigError("--space", "pb2 needs at least one uniform, loguniform or randint entry")
@@ -154,7 +151,9 @@ def build_tuner(settings: dict[str, Any], resume: bool) -> Any:
                                     max_concurrent_trials=settings["max_concurrent"] or None),
         run_config=tune.RunConfig(name=directory.name, storage_path=str(directory.parent),
                                   failure_config=tune.FailureConfig(max_failures=settings["max_failures"]),
-                                  checkpoint_config=tune.CheckpointConfig(num_to_keep=2)))
+                                  # PBT may clone any trial's latest checkpoint while that trial moves on
+                                  checkpoint_config=tune.CheckpointConfig(
+                                      num_to_keep=None if settings["scheduler"] in ("pbt", "pb2") else 2)))
 
 
 def summarize(results: Any, settings: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
@@ -167,7 +166,9 @@ def summarize(results: Any, settings: dict[str, Any]) -> tuple[list[dict[str, An
         reported = {name: value for name, value in (result.metrics or {}).items()
                     if name.endswith("_accuracy") and isinstance(value, float)}
         best = float(history[metric].max()) if history is not None and metric in history else None
-        rows.append(trial_row(result.metrics.get("trial_id", "?") if result.metrics else "?", result.config or {},
+        # A trial's first report is its own; after a PBT exploit its last metrics may be the clone's.
+        trial_id = str(history["trial_id"].iloc[0]) if history is not None and not history.empty else "?"
+        rows.append(trial_row(trial_id, result.config or {},
                               keys, int((result.metrics or {}).get("epoch", 0)), config.epochs, reported, best,
                               metric, result.error is not None))
     complete = [row for row in rows if row["state"] == COMPLETE and row[f"last {metric}"] is not None]

@@ -2,9 +2,11 @@
 
 - ``asha``: asynchronous successive halving (Li et al. 2020) stops poor trials at rungs of 1, 2,
   4, … epochs (grace period ``grace_epochs``, reduction factor 2).
-- ``pbt``: Population Based Training (Jaderberg et al. 2017). Every ``interval`` epochs a trial in
-  the bottom quartile clones a top-quartile trial's checkpoint and perturbs its config (×0.8/×1.2,
-  a neighbouring choice, or a resample with probability 0.25).
+- ``pbt``: Population Based Training (Jaderberg et al. 2017), synchronous: every ``interval``
+  epochs all trials pause, and each one in the bottom quartile clones a top-quartile trial's
+  checkpoint and perturbs its config (×0.8/×1.2, a neighbouring choice, or a resample with
+  probability 0.25). The population should fit the cluster at once; paused trials resume from
+  their checkpoints.
 - ``pb2``: PBT whose explore step is a GP bandit over the continuous entries (Parker-Holder et al.
   2020); choice entries are sampled once per trial and kept.
 
@@ -21,10 +23,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTra
 from ray.tune.schedulers.pb2 import PB2
 
 from codistill.tuning.monotone import constrain
-from codistill.tuning.space import Dimension
-
-SCHEDULERS = ("fifo", "asha", "pbt", "pb2")
-POPULATION_SCHEDULERS = ("pbt", "pb2")
+from codistill.tuning.space import Dimension, mutated
 
 
 class _Constrained:
@@ -49,13 +48,6 @@ class ConstrainedPB2(_Constrained, PB2):
         super().__init__(**kwargs)
 
 
-def mutated(dimensions: Sequence[Dimension], scheduler: str) -> list[Dimension]:
-    """The entries a population scheduler changes during training (grids never; pb2: ranges only)."""
-    if scheduler == "pb2":
-        return [d for d in dimensions if d.is_range]
-    return [d for d in dimensions if d.domain != "grid"]
-
-
 def build_scheduler(name: str, dimensions: Sequence[Dimension], *, epochs: int, interval: int,
                     grace_epochs: int) -> TrialScheduler:
     """The Tune scheduler ``name`` over ``dimensions``, one time unit per epoch (the metric and mode
@@ -67,8 +59,8 @@ def build_scheduler(name: str, dimensions: Sequence[Dimension], *, epochs: int, 
         return ASHAScheduler(max_t=epochs, grace_period=min(grace_epochs, epochs), reduction_factor=2, **common)
     changing = mutated(dimensions, name)
     if name == "pbt":
-        return ConstrainedPBT(changing, perturbation_interval=interval, quantile_fraction=0.25,
+        return ConstrainedPBT(changing, perturbation_interval=interval, quantile_fraction=0.25, synch=True,
                               resample_probability=0.25, hyperparam_mutations={d.key: d.to_tune() for d in changing},
                               **common)
-    return ConstrainedPB2(changing, perturbation_interval=interval, quantile_fraction=0.25,
+    return ConstrainedPB2(changing, perturbation_interval=interval, quantile_fraction=0.25, synch=True,
                           hyperparam_bounds={d.key: list(d.bounds) for d in changing}, **common)

@@ -31,6 +31,7 @@ from codistill.errors import ConfigError
 RANGE_DOMAINS = ("uniform", "loguniform", "randint")
 LIST_DOMAINS = ("choice", "grid")
 DIRECTIONS = ("up", "down")
+SCHEDULERS = ("fifo", "asha", "pbt", "pb2")  # built by codistill.tuning.schedulers
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,14 @@ class Dimension:
         return {"uniform": lambda: tune.uniform(low, high), "loguniform": lambda: tune.loguniform(low, high),
                 "randint": lambda: tune.randint(low, high + 1), "choice": lambda: tune.choice(list(self.values)),
                 "grid": lambda: tune.grid_search(list(self.values))}[self.domain]()
+
+
+def mutated(dimensions: list[Dimension], scheduler: str) -> list[Dimension]:
+    """The entries a population scheduler (pbt, pb2) changes during training: never a grid; pb2
+    (a GP bandit over continuous bounds) only the ranges."""
+    if scheduler == "pb2":
+        return [d for d in dimensions if d.is_range]
+    return [d for d in dimensions if d.domain != "grid"]
 
 
 def _is_number(value: Any) -> bool:
