@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 import time
 from pathlib import Path
@@ -42,6 +43,7 @@ from codistill.tuning.replay import replay_config
 SETTINGS_FILE = "sweep.json"  # what --resume needs to rebuild the trainable
 TRIALS_FILE = "trials.csv"
 BEST_FILE = "best.yaml"
+SUMMARY_FILE = "summary.json"  # trials, wall time, most trials at once, best trial
 BACKENDS = ("ray", "sequential")
 
 
@@ -166,14 +168,20 @@ def summarize(results: Any, settings: dict[str, Any]) -> tuple[list[dict[str, An
         reported = {name: value for name, value in (result.metrics or {}).items()
                     if name.endswith("_accuracy") and isinstance(value, float)}
         best = float(history[metric].max()) if history is not None and metric in history else None
-        # A trial's first report is its own; after a PBT exploit its last metrics may be the clone's.
-        trial_id = str(history["trial_id"].iloc[0]) if history is not None and not history.empty else "?"
+        trial_id = trial_id_of(result.path)
         rows.append(trial_row(trial_id, result.config or {},
                               keys, int((result.metrics or {}).get("epoch", 0)), config.epochs, reported, best,
                               metric, result.error is not None))
     complete = [row for row in rows if row["state"] == COMPLETE and row[f"last {metric}"] is not None]
     best_id = max(complete, key=lambda row: row[f"last {metric}"])["trial"] if complete else None
     return rows, best_id
+
+
+def trial_id_of(trial_path: str) -> str:
+    """A trial's id from its directory name (``train_cohort_<id>_<index>_<values>_<date>``); its
+    metrics cannot tell, since after a PBT exploit they may be the clone's."""
+    match = re.search(r"_([0-9a-f]+_\d{5})_", Path(trial_path).name)
+    return match.group(1) if match else Path(trial_path).name
 
 
 def most_concurrent(results: Any) -> int:
@@ -242,7 +250,10 @@ def main(argv: list[str] | None = None) -> int:
     rows, best_id = summarize(results, settings)
     write_csv(directory / TRIALS_FILE, rows)
     print(format_table(rows, f"last {settings['metric']}"))
-    print(f"{len(rows)} trials in {seconds:.0f} s wall time, at most {most_concurrent(results)} at once; "
+    summary = {"trials": len(rows), "wall_seconds": seconds, "most_concurrent": most_concurrent(results),
+               "best_trial": best_id, "metric": settings["metric"]}
+    (directory / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+    print(f"{len(rows)} trials in {seconds:.0f} s wall time, at most {summary['most_concurrent']} at once; "
           f"table: {directory / TRIALS_FILE}")
     if best_id is None:
         print("no trial completed; nothing to export", file=sys.stderr)
