@@ -194,3 +194,17 @@ def test_resume_does_not_rerun_finished_trials(ray_runtime, tmp_path, capsys):
     assert [f.read_text() for f in progress_files] == reports
     assert trial_table(directory) == [row]
     assert sweep.main(["--resume", str(tmp_path / "nothing")]) == 2
+
+
+def test_replay_joins_segments_into_steps_and_refuses_a_changed_sparsity_target():
+    from codistill.tuning.replay import piecewise_curriculum
+
+    ramp = {"kind": "ramp", "value": 1.0, "ramp_epochs": 4}
+    history = [{"curriculum": {"distillation.weight": ramp, "peers.0.sparsity.target": 0.5}} for _ in range(3)]
+    history += [{"curriculum": {"distillation.weight": {**ramp, "value": 1.5}, "peers.0.sparsity.target": 0.5}}]
+    assert piecewise_curriculum(history) == {
+        "distillation.weight": {"kind": "steps", "values": [ramp, {**ramp, "value": 1.5}], "epochs": [3]},
+        "peers.0.sparsity.target": 0.5}
+    history[-1]["curriculum"]["peers.0.sparsity.target"] = 0.7
+    with pytest.raises(ValueError, match="'peers.0.sparsity.target' changed"):
+        piecewise_curriculum(history)

@@ -195,11 +195,15 @@ def package_versions() -> dict[str, str]:
 
 
 def results_table(results: dict[str, Any]) -> str:
-    """The final console table: best and last validation top-1 of each peer and the ensemble."""
-    rows = [(p["name"], p["model"], p["best_val_accuracy"], p["best_epoch"], p["last_val_accuracy"])
+    """The final console table: best and last validation top-1 of each peer and the ensemble (and
+    the test top-1 of the final networks when there is a test split)."""
+    rows = [(p["name"], p["model"], p["best_val_accuracy"], p["best_epoch"], p["last_val_accuracy"], p.get("test_accuracy"))
             for p in results["peers"]]
     e = results["ensemble"]
-    rows.append(("ensemble", "mean softmax", e["best_val_accuracy"], e["best_epoch"], e["last_val_accuracy"]))
-    lines = [f"{'peer':<16}{'model':<16}{'best top-1':>11}{'@epoch':>8}{'last top-1':>12}"]
-    lines += [f"{n:<16}{m:<16}{100 * b:>10.2f}%{be:>8}{100 * l:>11.2f}%" for n, m, b, be, l in rows]
+    rows.append(("ensemble", "mean softmax", e["best_val_accuracy"], e["best_epoch"], e["last_val_accuracy"],
+                 e.get("test_accuracy")))
+    test = rows[0][5] is not None
+    lines = [f"{'peer':<16}{'model':<16}{'best top-1':>11}{'@epoch':>8}{'last top-1':>12}" + (f"{'test top-1':>12}" if test else "")]
+    lines += [f"{n:<16}{m:<16}{100 * b:>10.2f}%{be:>8}{100 * l:>11.2f}%" + (f"{100 * t:>11.2f}%" if test else "")
+              for n, m, b, be, l, t in rows]
     return "\n".join(lines)

@@ -46,6 +46,4 @@ def _cell(column: str, value: Any) -> str:
         return "-"
     if isinstance(value, float):
         return f"{100 * value:.2f}" if "accuracy" in column else f"{value:.4g}"
-    if isinstance(value, dict):
-        return str(value)
     return str(value)
