@@ -44,6 +44,7 @@ SETTINGS_FILE = "sweep.json"  # what --resume needs to rebuild the trainable
 TRIALS_FILE = "trials.csv"
 BEST_FILE = "best.yaml"
 SUMMARY_FILE = "summary.json"  # trials, wall time, most trials at once, best trial
+PEAK_FILE = "most_trials_at_once.txt"
 BACKENDS = ("ray", "sequential")
 
 
@@ -133,7 +134,7 @@ def build_tuner(settings: dict[str, Any], resume: bool) -> Any:
     from ray import tune
 
     from codistill.tuning.schedulers import build_scheduler
-    from codistill.tuning.trainable import train_cohort, trial_resources
+    from codistill.tuning.trainable import RunningTrials, train_cohort, trial_resources
 
     config = parse_config(settings["base_raw"])
     directory = Path(settings["directory"])
@@ -152,6 +153,7 @@ def build_tuner(settings: dict[str, Any], resume: bool) -> Any:
                                     num_samples=settings["num_samples"], reuse_actors=True,
                                     max_concurrent_trials=settings["max_concurrent"] or None),
         run_config=tune.RunConfig(name=directory.name, storage_path=str(directory.parent),
+                                  callbacks=[RunningTrials(directory / PEAK_FILE)],
                                   failure_config=tune.FailureConfig(max_failures=settings["max_failures"]),
                                   # PBT may clone any trial's latest checkpoint while that trial moves on
                                   checkpoint_config=tune.CheckpointConfig(
@@ -182,22 +184,6 @@ def trial_id_of(trial_path: str) -> str:
     metrics cannot tell, since after a PBT exploit they may be the clone's."""
     match = re.search(r"_([0-9a-f]+_\d{5})_", Path(trial_path).name)
     return match.group(1) if match else Path(trial_path).name
-
-
-def most_concurrent(results: Any) -> int:
-    """The largest number of trials that were training at the same moment (from their reports)."""
-    events = []
-    for result in results:
-        frame = result.metrics_dataframe
-        if frame is None or frame.empty:
-            continue
-        events += [(float(frame["timestamp"].min() - frame["time_this_iter_s"].iloc[0]), 1),
-                   (float(frame["timestamp"].max()), -1)]
-    running = peak = 0
-    for _, change in sorted(events):
-        running += change
-        peak = max(peak, running)
-    return peak
 
 
 def export_best(directory: Path, trial_id: str) -> Path:
@@ -250,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     rows, best_id = summarize(results, settings)
     write_csv(directory / TRIALS_FILE, rows)
     print(format_table(rows, f"last {settings['metric']}"))
-    summary = {"trials": len(rows), "wall_seconds": seconds, "most_concurrent": most_concurrent(results),
+    peak = directory / PEAK_FILE
+    summary = {"trials": len(rows), "wall_seconds": seconds, "most_concurrent": int(peak.read_text()) if peak.is_file() else 0,
                "best_trial": best_id, "metric": settings["metric"]}
     (directory / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
     print(f"{len(rows)} trials in {seconds:.0f} s wall time, at most {summary['most_concurrent']} at once; "

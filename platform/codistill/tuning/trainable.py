@@ -71,6 +71,21 @@ def train_cohort(values: dict[str, Any], *, base_raw: dict[str, Any], backend: s
                progress=progress, on_epoch=report)
 
 
+class RunningTrials(tune.Callback):
+    """The most trials training at the same time (the sweep's concurrency), kept in ``path``.
+
+    A file rather than an attribute: a restored sweep runs the callback Tune saved with it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.peak = path, 0
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        running = sum(1 for trial in trials if trial.status == "RUNNING")
+        if running > self.peak:
+            self.peak = running
+            self.path.write_text(str(running))
+
+
 def trial_resources(config: RunConfig, backend: str) -> Any:
     """The trial's placement group: driver + one bundle per peer (Ray), or one bundle (sequential)."""
     from codistill.cohort import peer_bundles
