@@ -19,7 +19,6 @@ from codistill.data.base import PeerDataset
 from codistill.data.noise import stratified_subset
 
 SPLIT_SEED = 0
-SPLITS = ("val", "test")
 
 
 class HeldOutSplit(PeerDataset):
