@@ -49,9 +49,10 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
-def write_summary(out: Path, seeds: list[int], heading: str, body: str, raw: dict[str, Any]) -> None:
+def write_summary(out: Path, seeds: list[int], heading: str, body: str, raw: dict[str, Any],
+                  measure: str = "validation top-1 (%)") -> None:
     """Print the tables and keep them (``summary.md``) with the raw numbers (``summary.json``)."""
-    text = (f"{len(seeds)} seeds ({', '.join(map(str, seeds))}), mean ± std, validation top-1 (%)"
+    text = (f"{len(seeds)} seeds ({', '.join(map(str, seeds))}), mean ± std, {measure}"
             f"{heading}\n\n{body}\n")
     print("\n" + text)
     (out / "summary.md").write_text(text)

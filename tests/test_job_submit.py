@@ -57,3 +57,19 @@ def test_job_submitted_with_the_token_trains_the_cohort_and_writes_results(head,
     results = json.loads((run_dir / "results.json").read_text())
     assert results["complete"] and [p["name"] for p in results["peers"]] == ["mlp", "cnn"]
     assert results["versions"]["ray"]
+
+
+def test_submitted_sweep_runs_its_trials_on_the_cluster(head, tmp_path):
+    node, token = head
+    client = {**ray_env(), "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token, "HOME": str(tmp_path)}
+    config_file, space_file = tmp_path / "cohort.yaml", tmp_path / "space.yaml"
+    config_file.write_text(yaml.safe_dump(tiny_raw(epochs=1)))
+    space_file.write_text(yaml.safe_dump({"distillation.weight": {"grid": [0.5, 1.0]}}))
+    result = node.submit(ROOT, ["python", "jobs/sweep.py", "--config", str(config_file), "--space", str(space_file),
+                                "--scheduler", "fifo", "--num-samples", "1", "--storage", str(tmp_path / "sweeps"),
+                                "--name", "s"], env=client)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = (tmp_path / "sweeps" / "s" / "trials.csv").read_text().splitlines()
+    assert len(rows) == 3 and all(",complete," in row for row in rows[1:]), rows
+    assert (tmp_path / "sweeps" / "s" / "best.yaml").is_file()
+

@@ -40,6 +40,14 @@ def test_steps_piecewise():
     assert [s(at(e)) for e in (0, 2.9, 3, 5, 6, 9)] == [0.0, 0.0, 0.5, 0.5, 1.0, 1.0]
 
 
+def test_steps_pieces_may_be_schedules():
+    ramp = {"kind": "ramp", "value": 1.0, "ramp_epochs": 4}
+    s = as_schedule({"kind": "steps", "values": [ramp, {"kind": "ramp", "value": 2.0, "ramp_epochs": 4}, 0.5],
+                     "epochs": [2, 5]})
+    first, second = as_schedule(ramp), Ramp(value=2.0, ramp_epochs=4)
+    assert s(at(1.5)) == first(at(1.5)) and s(at(3.25)) == second(at(3.25)) and s(at(7)) == 0.5
+
+
 def test_phases_on_share_grows_and_gate_is_binary():
     gate = Phases(period_epochs=2, on_start=0.25, on_end=1.0)
     grid = [e / 20 for e in range(200)]
@@ -67,6 +75,7 @@ def test_schedules_are_pure():
     ({"kind": "phases", "period_epochs": 0, "on_start": 0.5}, "weight.period_epochs"),
     ({"kind": "steps", "values": [1, 2], "epochs": [1, 2]}, "weight"),
     ("high", "weight"),
+    ({"kind": "steps", "values": [1, {"kind": "zigzag"}], "epochs": [1]}, "weight.values[1].kind"),
     (True, "weight"),
 ])
 def test_bad_specs_name_the_field(spec, field):

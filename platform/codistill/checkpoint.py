@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 from dataclasses import dataclass, field
@@ -92,6 +93,21 @@ def save_checkpoint(run_dir: Path, epochs_done: int, position: dict[str, Any], p
     for old in checkpoint_directories(run_dir)[keep:]:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def install_checkpoint(run_dir: Path, source: Path) -> Path:
+    """Make a copy of checkpoint directory ``source`` (e.g. another Ray Tune trial's, cloned by
+    PBT) the only checkpoint of ``run_dir``; resuming then continues from it."""
+    epochs_done = json.loads((source / "cohort.json").read_text())["epochs_done"]
+    root = run_dir / "checkpoints"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    name = f"epoch_{epochs_done:04d}"
+    staging = root / f".{name}.tmp"
+    shutil.copytree(source, staging)
+    os.replace(staging, root / name)
+    safe_io.write_atomic(root / LATEST, name.encode())
+    return root / name
 
 
 def checkpoint_directories(run_dir: Path) -> list[Path]:

@@ -71,8 +71,8 @@ class PeerActor:
     def update(self, *teacher_payloads: TeacherView) -> dict[str, float]:
         return self.trainer.update(list(teacher_payloads))
 
-    def evaluate(self) -> tuple[Tensor, Tensor]:
-        return self.trainer.evaluate()
+    def evaluate(self, split: str = "val") -> tuple[Tensor, Tensor]:
+        return self.trainer.evaluate(split)
 
     def sparsity(self) -> float | None:
         return self.trainer.sparsity()
@@ -229,8 +229,8 @@ class RayCohort(Cohort):
             raise
         return metrics
 
-    def evaluate(self) -> tuple[list[Tensor], Tensor]:
-        results = self._get([actor.evaluate.remote() for actor in self.actors])
+    def evaluate(self, split: str = "val") -> tuple[list[Tensor], Tensor]:
+        results = self._get([actor.evaluate.remote(split) for actor in self.actors])
         return [logits for logits, _ in results], results[0][1]
 
     def sparsity(self) -> list[float | None]:
@@ -269,12 +269,13 @@ def shipped_modules() -> list[str]:
     return [os.path.dirname(module.__file__) for module in modules]
 
 
-def start_ray(config: RunConfig) -> bool:
+def start_ray(config: RunConfig, num_cpus: int | None = None) -> bool:
     """Attach to the cluster of ``RAY_ADDRESS`` (``ray job submit``) or start a private local one.
 
     A local runtime listens on 127.0.0.1 only, has no dashboard and enough logical CPUs for every
-    peer's bundle. Either way our packages travel to the workers as ``py_modules``. Returns
-    whether this call started Ray (and so should shut it down).
+    peer's bundle (at least ``num_cpus`` when given, e.g. a Tune trial's bundles). Either way our
+    packages travel to the workers as ``py_modules``. Returns whether this call started Ray (and
+    so should shut it down).
     """
     if ray.is_initialized():
         return False
@@ -287,7 +288,7 @@ def start_ray(config: RunConfig) -> bool:
         raise RuntimeError("ray was imported before codistill.cohort, so a local runtime would listen on every "
                            "network interface; import codistill.cohort first or export "
                            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0")
-    cpus_needed = math.ceil(sum(peer.resources.cpus for peer in config.peers))
+    cpus_needed = max(math.ceil(sum(peer.resources.cpus for peer in config.peers)), num_cpus or 0)
     gpus_needed = sum(peer.resources.gpus for peer in config.peers)
     options: dict[str, Any] = {}
     if gpus_needed > 0:

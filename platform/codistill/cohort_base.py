@@ -36,8 +36,8 @@ class Cohort(ABC):
         """Train one epoch; returns metrics indexed ``[step][peer]``."""
 
     @abstractmethod
-    def evaluate(self) -> tuple[list[Tensor], Tensor]:
-        """Each peer's validation logits, and the validation labels."""
+    def evaluate(self, split: str = "val") -> tuple[list[Tensor], Tensor]:
+        """Each peer's logits on the ``val`` (or ``test``) split, and its labels."""
 
     @abstractmethod
     def sparsity(self) -> list[float | None]: ...

@@ -41,6 +41,7 @@ class DataConfig:
     augment: bool = True
     per_peer_augmentation: bool = False
     image_size: int | None = None
+    test_fraction: float = 0.0  # share of the held-out split kept as a test split (see data.held_out)
 
 
 @dataclass(frozen=True)
@@ -215,7 +216,15 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
         raise ConfigError("--set", f"expected a dotted key such as peers.0.optimizer.lr, got '{key}'")
     if not text:
         raise ConfigError(key, "--set gives no value (write key=value)")
-    value = read_yaml(text, key)
+    set_field(raw, key, read_yaml(text, key))
+
+
+def set_field(raw: dict[str, Any], key: str, value: Any) -> None:
+    """Set the dotted path ``key`` (``a.b.0.c``) of a nested mapping to ``value``.
+
+    Errors name the key: an index past a list's end, a path through a scalar.
+    """
+    parts = key.split(".")
     node: Any = raw
     for depth, part in enumerate(parts):
         here, last = ".".join(parts[: depth + 1]), depth == len(parts) - 1
@@ -351,6 +360,7 @@ def _parse_data(r: _Reader) -> DataConfig:
         augment=r.get("augment", bool, d.augment),
         per_peer_augmentation=r.get("per_peer_augmentation", bool, d.per_peer_augmentation),
         image_size=r.get("image_size", int, d.image_size, at_least_one),
+        test_fraction=r.get("test_fraction", float, d.test_fraction),
     )
     r.finish()
     return config
@@ -462,6 +472,8 @@ def validate(config: RunConfig, *, mode: str = "online") -> None:
         raise ConfigError("data.train_fraction", f"must lie in (0, 1], got {data.train_fraction}")
     if not 0.0 <= data.label_noise < 1.0:
         raise ConfigError("data.label_noise", f"must lie in [0, 1), got {data.label_noise}")
+    if not 0.0 <= data.test_fraction < 1.0:
+        raise ConfigError("data.test_fraction", f"must lie in [0, 1), got {data.test_fraction}")
     if data.root is not None and not Path(data.root).expanduser().is_dir():
         raise ConfigError("data.root", f"directory does not exist: {data.root}")
     if data.dataset != "digits" and data.root is None:

@@ -33,6 +33,16 @@ SKIPPED_STEPS_EPOCH = "nonfinite/skipped_steps_epoch"  # updates skipped in the 
 TEACHERS_LEFT_OUT_EPOCH = "nonfinite/teachers_left_out_epoch"
 RECOVERIES = "faults/recoveries"  # lost peers recovered from the last checkpoint so far (cohort run)
 
+# Reported to Ray Tune after every epoch of a trial (codistill.tuning); selectable with --metric.
+MEAN_PEER_VAL = "mean_peer_val_accuracy"  # mean over peers of their validation top-1
+ENSEMBLE_VAL = "ensemble_val_accuracy"
+EPOCH_DISTILL_STRENGTH = "distill_strength"  # mean λ(t)·m(t) over the epoch's steps
+
+
+def peer_val(name: str) -> str:
+    """Tune metric of one peer's validation top-1."""
+    return f"{name}_val_accuracy"
+
 
 def loss_term(name: str) -> str:
     """The key of one named distillation term, e.g. ``loss/kd/kd``."""

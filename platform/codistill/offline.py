@@ -112,8 +112,8 @@ class OfflineCohort(Cohort):
                 on_step(step + 1, total)
         return metrics
 
-    def evaluate(self) -> tuple[list[Tensor], Tensor]:
-        logits, labels = self.student.evaluate()
+    def evaluate(self, split: str = "val") -> tuple[list[Tensor], Tensor]:
+        logits, labels = self.student.evaluate(split)
         return [logits], labels
 
     def sparsity(self) -> list[float | None]:

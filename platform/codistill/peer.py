@@ -46,7 +46,8 @@ from codistill.teachers import TeacherBatch, ensemble_view, normalized_weights, 
 def load_dataset(config: RunConfig) -> PeerDataset:
     data = config.data
     return build_dataset(data.dataset, root=data.root, train_fraction=data.train_fraction,
-                         label_noise=data.label_noise, seed=config.seed, image_size=data.image_size)
+                         label_noise=data.label_noise, seed=config.seed, image_size=data.image_size,
+                         test_fraction=data.test_fraction)
 
 
 def teacher_models(config: RunConfig, index: int) -> list[str]:
@@ -347,11 +348,11 @@ class PeerTrainer:
     # -- evaluation and state ----------------------------------------------------------------
 
     @torch.no_grad()
-    def evaluate(self) -> tuple[Tensor, Tensor]:
-        """Validation logits ``[N, C]`` (float32, CPU) and labels ``[N]``."""
+    def evaluate(self, split: str = "val") -> tuple[Tensor, Tensor]:
+        """Logits ``[N, C]`` (float32, CPU) and labels ``[N]`` of the ``val`` (or ``test``) split."""
         self.model.eval()
         logits, labels = [], []
-        for images, batch_labels in self.dataset.val_batches(self.config.data.eval_batch_size):
+        for images, batch_labels in self.dataset.eval_batches(self.config.data.eval_batch_size, split):
             with self._autocast():
                 logits.append(self.model(images.to(self.device)).logits.float().cpu())
             labels.append(batch_labels)

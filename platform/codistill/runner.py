@@ -4,7 +4,10 @@
 After each epoch it evaluates every peer and the ensemble (mean of softmax), writes TensorBoard
 scalars, prints a summary line and writes an atomic checkpoint. At the end it writes
 ``results.json`` (config, seed, package versions, per-peer and ensemble accuracy at the best and
-the last epoch, per-epoch history) and each peer's trained network under ``models/``.
+the last epoch, per-epoch history) and each peer's trained network under ``models/``. Each epoch's
+record keeps the curriculum in force (:mod:`codistill.curriculum`) and the mean λ·m applied; with
+``data.test_fraction`` > 0 the test split is evaluated once, at the end. A caller may watch every
+epoch through ``on_epoch(record, checkpoint_dir)`` (Ray Tune reports from there).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from codistill import metrics as m
 from codistill.checkpoint import load_latest_checkpoint, save_checkpoint
 from codistill.cohort_base import Cohort, PeerLost
 from codistill.config import RunConfig
+from codistill.curriculum import curriculum_fields
 from codistill.errors import NonFiniteLoss
 from codistill.evaluation import cohort_metrics, finite_rows
 from codistill.monitoring import ConsoleProgress, TensorBoardLog
@@ -34,6 +38,7 @@ from codistill.safe_io import write_atomic
 CONFIG_FILE = "config.yaml"
 RESULTS_FILE = "results.json"
 RESUME_LOG = "resume.log"
+EpochCallback = Callable[[dict[str, Any], Path], None]  # (the epoch's history record, its checkpoint)
 
 
 @dataclass
@@ -51,6 +56,11 @@ def prepare_run_dir(run_dir: Path, config: RunConfig) -> None:
     if (run_dir / CONFIG_FILE).exists():
         raise FileExistsError(f"{run_dir} already holds a run; resume it with --resume {run_dir} "
                               "or choose another --run-dir")
+    write_config(run_dir, config)
+
+
+def write_config(run_dir: Path, config: RunConfig) -> None:
+    """Write ``config`` as the run's ``config.yaml`` (creating the directory)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
 
@@ -67,7 +77,7 @@ def record_resume(run_dir: Path, config: RunConfig, overrides: list[str]) -> Non
 
 def run_cohort(config: RunConfig, run_dir: Path, make_cohort: Callable[[RunConfig], Cohort], *,
                resume: bool = False, stop_after_epochs: int | None = None,
-               progress: ConsoleProgress | None = None) -> dict[str, Any]:
+               progress: ConsoleProgress | None = None, on_epoch: EpochCallback | None = None) -> dict[str, Any]:
     """Train ``config`` in ``run_dir``; return the results (also written to ``results.json``).
 
     ``resume`` continues from the newest complete checkpoint. ``stop_after_epochs`` ends this
@@ -76,7 +86,9 @@ def run_cohort(config: RunConfig, run_dir: Path, make_cohort: Callable[[RunConfi
     died), the peers are restarted and reloaded from the last checkpoint kept in memory, and the
     epoch in progress is redone, up to ``runtime.max_failures`` times: the result is the same as
     without the failure. A peer that diverges raises :class:`~codistill.errors.NonFiniteLoss`
-    (``runtime.on_nonfinite: stop``) before the epoch's checkpoint is written.
+    (``runtime.on_nonfinite: stop``) before the epoch's checkpoint is written. ``on_epoch`` is
+    called after each epoch's checkpoint is written. With ``resume`` the config may change schedule
+    values (a Tune trial cloned by PBT): position and history continue.
     """
     progress = progress or ConsoleProgress(config.epochs, config.runtime.progress_every_seconds)
     cohort = make_cohort(config)
@@ -98,7 +110,8 @@ def run_cohort(config: RunConfig, run_dir: Path, make_cohort: Callable[[RunConfi
                     cohort.restart()
                     cohort.load_state_bytes(replay_states)
                 for epoch in range(position.epochs_done, end):
-                    replay_states = _train_epoch(config, run_dir, cohort, log, progress, position, epoch)
+                    replay_states = _train_epoch(config, run_dir, cohort, log, progress, position, epoch,
+                                                 on_epoch)
                 break
             except PeerLost as lost:
                 failures += 1
@@ -115,6 +128,8 @@ def run_cohort(config: RunConfig, run_dir: Path, make_cohort: Callable[[RunConfi
                            f"continue with --resume {run_dir}")
             return {"complete": False, "epochs_done": position.epochs_done}
         results = _results(config, cohort, position)
+        if config.data.test_fraction > 0:
+            _add_test_accuracy(results, *cohort.evaluate("test"))
         _save_models(run_dir, cohort)
         (run_dir / RESULTS_FILE).write_text(json.dumps(strict_json(results), indent=2, allow_nan=False))
         progress.print(results_table(results))
@@ -124,7 +139,7 @@ def run_cohort(config: RunConfig, run_dir: Path, make_cohort: Callable[[RunConfi
 
 
 def _train_epoch(config: RunConfig, run_dir: Path, cohort: Cohort, log: TensorBoardLog, progress: ConsoleProgress,
-                 position: _Position, epoch: int) -> list[bytes]:
+                 position: _Position, epoch: int, on_epoch: EpochCallback | None = None) -> list[bytes]:
     """Train, evaluate, log and checkpoint one epoch; returns the peers' states just saved.
 
     ``position`` changes only once the epoch is complete, so a lost peer (``PeerLost``) leaves
@@ -141,6 +156,7 @@ def _train_epoch(config: RunConfig, run_dir: Path, cohort: Cohort, log: TensorBo
                 raise NonFiniteLoss(name, epoch + 1, None, "its validation outputs are NaN or infinite")
     record = _epoch_record(epoch, cohort.peer_names, step_metrics, cohort_metrics(peer_logits, labels),
                            train_seconds)
+    record["curriculum"] = curriculum_fields(config)
     states = cohort.state_bytes()
     log.steps(step_metrics, epoch * cohort.steps_per_epoch())
     log.epoch(epoch, _peer_scalars(record), {m.ENSEMBLE_ACCURACY: record["ensemble_val"],
@@ -149,8 +165,10 @@ def _train_epoch(config: RunConfig, run_dir: Path, cohort: Cohort, log: TensorBo
     position.history.append(record)
     position.epochs_done = epoch + 1
     position.wall_seconds += time.perf_counter() - started
-    save_checkpoint(run_dir, position.epochs_done, strict_json(position.__dict__), states)
+    checkpoint_dir = save_checkpoint(run_dir, position.epochs_done, strict_json(position.__dict__), states)
     progress.print(_summary_line(config, record))
+    if on_epoch is not None:
+        on_epoch(record, checkpoint_dir)
     return states
 
 
@@ -180,8 +198,18 @@ def _epoch_record(epoch: int, names: list[str], step_metrics: list[list[dict[str
                       "exchange_wait_seconds": sum(r[m.EXCHANGE_WAIT_SECONDS] for r in rows),
                       "skipped_steps": int(sum(r[m.SKIPPED_STEP] for r in rows)),
                       "teachers_left_out": int(sum(r[m.TEACHERS_LEFT_OUT] for r in rows))})
+    strengths = [step[0][m.DISTILL_STRENGTH] for step in step_metrics]
     return {"epoch": epoch + 1, "peers": peers, "ensemble_val": evaluation["ensemble"],
-            "agreement": evaluation["agreement"], "train_seconds": train_seconds}
+            "agreement": evaluation["agreement"], "train_seconds": train_seconds,
+            "distill_strength": sum(strengths) / max(len(strengths), 1)}
+
+
+def _add_test_accuracy(results: dict[str, Any], peer_logits: list[torch.Tensor], labels: torch.Tensor) -> None:
+    """Top-1 of the final networks on the test split, which no epoch's selection has seen."""
+    test = cohort_metrics(peer_logits, labels)
+    for entry, accuracy in zip(results["peers"], test["peers"]):
+        entry["test_accuracy"] = accuracy
+    results["ensemble"]["test_accuracy"] = test["ensemble"]
 
 
 def _peer_scalars(record: dict[str, Any]) -> list[dict[str, float]]:
@@ -240,11 +268,15 @@ def package_versions() -> dict[str, str]:
 
 
 def results_table(results: dict[str, Any]) -> str:
-    """The final console table: best and last validation top-1 of each peer and the ensemble."""
-    rows = [(p["name"], p["model"], p["best_val_accuracy"], p["best_epoch"], p["last_val_accuracy"])
+    """The final console table: best and last validation top-1 of each peer and the ensemble (and
+    the test top-1 of the final networks when there is a test split)."""
+    rows = [(p["name"], p["model"], p["best_val_accuracy"], p["best_epoch"], p["last_val_accuracy"], p.get("test_accuracy"))
             for p in results["peers"]]
     e = results["ensemble"]
-    rows.append(("ensemble", "mean softmax", e["best_val_accuracy"], e["best_epoch"], e["last_val_accuracy"]))
-    lines = [f"{'peer':<16}{'model':<16}{'best top-1':>11}{'@epoch':>8}{'last top-1':>12}"]
-    lines += [f"{n:<16}{m:<16}{100 * b:>10.2f}%{be:>8}{100 * l:>11.2f}%" for n, m, b, be, l in rows]
+    rows.append(("ensemble", "mean softmax", e["best_val_accuracy"], e["best_epoch"], e["last_val_accuracy"],
+                 e.get("test_accuracy")))
+    test = rows[0][5] is not None
+    lines = [f"{'peer':<16}{'model':<16}{'best top-1':>11}{'@epoch':>8}{'last top-1':>12}" + (f"{'test top-1':>12}" if test else "")]
+    lines += [f"{n:<16}{m:<16}{100 * b:>10.2f}%{be:>8}{100 * l:>11.2f}%" + (f"{100 * t:>11.2f}%" if test else "")
+              for n, m, b, be, l, t in rows]
     return "\n".join(lines)

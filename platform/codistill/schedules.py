@@ -8,6 +8,7 @@ parameter given as a spec instead of a number. Specs come from YAML::
     {kind: linear, start: 0.0, end: 1.0, start_epoch: 0, end_epoch: 20}
     {kind: ramp, value: 1.0, ramp_epochs: 80}      # ONE/DML ramp: value·exp(−5(1 − min(t/ramp,1))²)
     {kind: steps, values: [0.0, 0.5, 1.0], epochs: [10, 20]}   # piecewise constant
+    {kind: steps, values: [{kind: ramp, value: 1.0, ramp_epochs: 10}, 1.5], epochs: [12]}  # piecewise
     {kind: phases, period_epochs: 4, on_start: 0.25, on_end: 1.0, start_epoch: 0}
 
 ``phases`` is the on/off gate of *Multistructure-Based Collaborative Online Distillation*
@@ -71,14 +72,19 @@ class Ramp:
 
 @dataclass(frozen=True)
 class Steps:
-    """Piecewise constant: ``values[i]`` from ``epochs[i-1]`` (``values[0]`` before ``epochs[0]``)."""
+    """Piecewise: ``values[i]`` from ``epochs[i-1]`` (``values[0]`` before ``epochs[0]``).
 
-    values: tuple[float, ...]
+    A piece is a number or itself a schedule (of overall progress), so a curriculum whose
+    parameters changed mid-training (a PBT trial's, see ``codistill.tuning.replay``) is one spec.
+    """
+
+    values: tuple[float | Schedule, ...]
     epochs: tuple[float, ...]
 
     def __call__(self, progress: Progress) -> float:
         index = sum(1 for boundary in self.epochs if progress.epoch_float >= boundary)
-        return self.values[index]
+        piece = self.values[index]
+        return piece(progress) if callable(piece) else piece
 
 
 @dataclass(frozen=True)
@@ -130,6 +136,10 @@ def as_schedule(spec: Any, field: str = "schedule") -> Schedule:
         for number in params[key] if isinstance(params[key], tuple) else (params[key],):
             if isinstance(number, float) and not math.isfinite(number):
                 raise ConfigError(f"{field}.{key}", f"must be a finite number, got {number}")
+    if kind == "steps" and isinstance(params.get("values"), tuple):
+        params["values"] = tuple(value if isinstance(value, (int, float)) and not isinstance(value, bool)
+                                 else as_schedule(value, f"{field}.values[{i}]")
+                                 for i, value in enumerate(params["values"]))
     try:
         schedule = _KINDS[kind](**params)
     except TypeError as error:

@@ -39,8 +39,8 @@ class SequentialCohort(Cohort):
                 on_step(step + 1, total)
         return metrics
 
-    def evaluate(self) -> tuple[list[Tensor], Tensor]:
-        results = [peer.evaluate() for peer in self.peers]
+    def evaluate(self, split: str = "val") -> tuple[list[Tensor], Tensor]:
+        results = [peer.evaluate(split) for peer in self.peers]
         return [logits for logits, _ in results], results[0][1]
 
     def sparsity(self) -> list[float | None]:

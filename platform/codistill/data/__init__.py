@@ -21,8 +21,11 @@ DATASET_CHECKS: Registry[DatasetCheck] = Registry("dataset check")
 
 
 def build_dataset(name: str, *, root: str | None, train_fraction: float, label_noise: float, seed: int,
-                  image_size: int | None = None) -> PeerDataset:
-    """Build a registered dataset; invalid settings raise :class:`ConfigError` naming the ``data.*`` field."""
+                  image_size: int | None = None, test_fraction: float = 0.0) -> PeerDataset:
+    """Build a registered dataset; invalid settings raise :class:`ConfigError` naming the ``data.*`` field.
+
+    ``test_fraction`` > 0 keeps that share of the held-out split as a test split (:mod:`.held_out`).
+    """
     if name not in dataset_names():
         raise ConfigError("data.dataset", f"unknown dataset '{name}' (known: {', '.join(dataset_names())})")
     if not 0.0 < train_fraction <= 1.0:
@@ -31,8 +34,15 @@ def build_dataset(name: str, *, root: str | None, train_fraction: float, label_n
         raise ConfigError("data.label_noise", f"must lie in [0, 1), got {label_noise}")
     if root is not None and not Path(root).expanduser().is_dir():
         raise ConfigError("data.root", f"directory does not exist: {root}")
-    return DATASETS.get(name)(root=root, train_fraction=train_fraction, label_noise=label_noise, seed=seed,
-                              image_size=image_size)
+    if not 0.0 <= test_fraction < 1.0:
+        raise ConfigError("data.test_fraction", f"must lie in [0, 1), got {test_fraction}")
+    dataset = DATASETS.get(name)(root=root, train_fraction=train_fraction, label_noise=label_noise, seed=seed,
+                                 image_size=image_size)
+    if test_fraction > 0:
+        from codistill.data.held_out import HeldOutSplit
+
+        dataset = HeldOutSplit(dataset, test_fraction)
+    return dataset
 
 
 def check_dataset_files(data: DataConfig) -> DataShape | None:

@@ -62,6 +62,12 @@ class PeerDataset(ABC):
     def val_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
         """The validation split in a fixed order, without augmentation."""
 
+    def eval_batches(self, batch_size: int, split: str = "val") -> Iterator[tuple[Tensor, Tensor]]:
+        """The ``val`` or ``test`` split (a test split exists with ``data.test_fraction`` > 0)."""
+        if split != "val":
+            raise ValueError(f"no '{split}' split: set data.test_fraction > 0 for a test split")
+        return self.val_batches(batch_size)
+
     def train_labels(self) -> Tensor:
         """Training labels as used for training (after any injected noise)."""
         raise NotImplementedError

@@ -1,0 +1,49 @@
+"""The sweep's trial table: one row per trial (its searched values, validation accuracy, state),
+written as CSV and printed. Pure: rows are plain dictionaries."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any, Sequence
+
+COMPLETE, STOPPED, FAILED = "complete", "stopped early", "failed"
+
+
+def trial_row(trial_id: str, values: dict[str, Any], keys: Sequence[str], epochs_done: int, total_epochs: int,
+              last: dict[str, float], best_metric: float | None, metric: str, failed: bool) -> dict[str, Any]:
+    """A row: id, searched values, state, epochs, the metric at its best epoch and its last, the others last."""
+    state = FAILED if failed else COMPLETE if epochs_done >= total_epochs else STOPPED
+    row: dict[str, Any] = {"trial": trial_id, **{key: values.get(key) for key in keys}, "state": state,
+                           "epochs": epochs_done, f"best {metric}": best_metric, f"last {metric}": last.get(metric)}
+    row.update({f"last {name}": value for name, value in last.items() if name != metric})
+    return row
+
+
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    columns = list(dict.fromkeys(column for row in rows for column in row))
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def format_table(rows: list[dict[str, Any]], sort_by: str) -> str:
+    """A fixed-width console table, best ``sort_by`` first (accuracies in %)."""
+    if not rows:
+        return "(no trials)"
+    ordered = sorted(rows, key=lambda row: -(row.get(sort_by) if row.get(sort_by) is not None else -1.0))
+    columns = list(dict.fromkeys(column for row in ordered for column in row))
+    cells = [[_cell(column, row.get(column)) for column in columns] for row in ordered]
+    widths = [max(len(column), *(len(line[i]) for line in cells)) for i, column in enumerate(columns)]
+    lines = ["  ".join(column.rjust(width) for column, width in zip(columns, widths))]
+    lines += ["  ".join(cell.rjust(width) for cell, width in zip(line, widths)) for line in cells]
+    return "\n".join(lines)
+
+
+def _cell(column: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{100 * value:.2f}" if "accuracy" in column else f"{value:.4g}"
+    return str(value)

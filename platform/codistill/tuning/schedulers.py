@@ -1,0 +1,66 @@
+"""Trial schedulers of a sweep: ``fifo``, ``asha``, ``pbt`` and ``pb2``, the last two monotone-aware.
+
+- ``asha``: asynchronous successive halving (Li et al. 2020) stops poor trials at rungs of 1, 2,
+  4, … epochs (grace period ``grace_epochs``, reduction factor 2).
+- ``pbt``: Population Based Training (Jaderberg et al. 2017), synchronous: every ``interval``
+  epochs all trials pause, and each one in the bottom quartile clones a top-quartile trial's
+  checkpoint and perturbs its config (×0.8/×1.2, a neighbouring choice, or a resample with
+  probability 0.25). The population should fit the cluster at once; paused trials resume from
+  their checkpoints.
+- ``pb2``: PBT whose explore step is a GP bandit over the continuous entries (Parker-Holder et al.
+  2020); choice entries are sampled once per trial and kept.
+
+For ``pbt`` and ``pb2`` the new config passes through :func:`codistill.tuning.monotone.constrain`:
+values stay in their domain, and entries marked ``tightens`` never loosen relative to the clone,
+so the curricula they produce are progressive.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining, TrialScheduler
+from ray.tune.schedulers.pb2 import PB2
+
+from codistill.tuning.monotone import constrain
+from codistill.tuning.space import Dimension, mutated
+
+
+class _Constrained:
+    """Mixin: clamp the explored config (see the module docstring)."""
+
+    dimensions: Sequence[Dimension]
+
+    def _get_new_config(self, trial: Any, trial_to_clone: Any) -> tuple[dict, dict]:
+        new_config, operations = super()._get_new_config(trial, trial_to_clone)
+        return constrain(trial_to_clone.config, new_config, self.dimensions), operations
+
+
+class ConstrainedPBT(_Constrained, PopulationBasedTraining):
+    def __init__(self, dimensions: Sequence[Dimension], **kwargs: Any) -> None:
+        self.dimensions = dimensions
+        super().__init__(**kwargs)
+
+
+class ConstrainedPB2(_Constrained, PB2):
+    def __init__(self, dimensions: Sequence[Dimension], **kwargs: Any) -> None:
+        self.dimensions = dimensions
+        super().__init__(**kwargs)
+
+
+def build_scheduler(name: str, dimensions: Sequence[Dimension], *, epochs: int, interval: int,
+                    grace_epochs: int) -> TrialScheduler:
+    """The Tune scheduler ``name`` over ``dimensions``, one time unit per epoch (the metric and mode
+    come from the Tuner's ``TuneConfig``)."""
+    common = {"time_attr": "training_iteration"}
+    if name == "fifo":
+        return FIFOScheduler()
+    if name == "asha":
+        return ASHAScheduler(max_t=epochs, grace_period=min(grace_epochs, epochs), reduction_factor=2, **common)
+    changing = mutated(dimensions, name)
+    if name == "pbt":
+        return ConstrainedPBT(changing, perturbation_interval=interval, quantile_fraction=0.25, synch=True,
+                              resample_probability=0.25, hyperparam_mutations={d.key: d.to_tune() for d in changing},
+                              **common)
+    return ConstrainedPB2(changing, perturbation_interval=interval, quantile_fraction=0.25, synch=True,
+                          hyperparam_bounds={d.key: list(d.bounds) for d in changing}, **common)
