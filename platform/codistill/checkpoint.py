@@ -5,6 +5,7 @@ Layout inside the run directory::
     checkpoints/epoch_0007/cohort.json     # position: epochs completed, history, best accuracies
     checkpoints/epoch_0007/peer_00.pt      # PeerTrainer.state_dict(): model, methods (adapters),
     ...                                    # optimizer, pruning masks, policy, grad scaler, RNG
+    checkpoints/epoch_0007/policy_learner.pt  # only with a learned teacher policy: its learner
     checkpoints/LATEST                     # name of the newest complete checkpoint
 
 A checkpoint is written into a hidden temporary directory that is renamed into place, and only
@@ -32,8 +33,11 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(temporary, path)
 
 
+LEARNER_FILE = "policy_learner.pt"
+
+
 def save_checkpoint(run_dir: Path, epochs_done: int, position: dict[str, Any], peer_states: list[bytes],
-                    keep: int = 2) -> Path:
+                    keep: int = 2, learner_state: bytes | None = None) -> Path:
     """Write checkpoint ``epoch_{epochs_done}`` atomically and keep only the newest ``keep``."""
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
@@ -43,6 +47,8 @@ def save_checkpoint(run_dir: Path, epochs_done: int, position: dict[str, Any], p
     staging.mkdir()
     for k, blob in enumerate(peer_states):
         _write_atomic(staging / f"peer_{k:02d}.pt", blob)
+    if learner_state is not None:
+        _write_atomic(staging / LEARNER_FILE, learner_state)
     _write_atomic(staging / "cohort.json", json.dumps({"epochs_done": epochs_done, **position}).encode())
     final = root / name
     shutil.rmtree(final, ignore_errors=True)
@@ -63,3 +69,10 @@ def load_latest_checkpoint(run_dir: Path, peers: int) -> tuple[dict[str, Any], l
     position = json.loads((directory / "cohort.json").read_text())
     states = [(directory / f"peer_{k:02d}.pt").read_bytes() for k in range(peers)]
     return position, states
+
+
+def load_latest_learner_state(run_dir: Path) -> bytes | None:
+    """The teacher-policy learner's state in the newest complete checkpoint, if it holds one."""
+    root = run_dir / "checkpoints"
+    path = root / (root / LATEST).read_text().strip() / LEARNER_FILE
+    return path.read_bytes() if path.is_file() else None

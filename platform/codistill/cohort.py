@@ -17,6 +17,7 @@ compiled graph by implementing :meth:`Exchange.submit_step`.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 from abc import ABC, abstractmethod
@@ -40,6 +41,7 @@ from codistill.config import PeerConfig, RunConfig  # noqa: E402
 from codistill.methods.base import TeacherView  # noqa: E402
 from codistill.peer import PeerTrainer  # noqa: E402
 from codistill.cohort_base import Cohort, StepCallback, others  # noqa: E402
+from codistill.teachers import PolicyLearner, learner_state_bytes, load_learner_state_bytes, sync_due  # noqa: E402
 
 
 class PeerActor:
@@ -48,6 +50,13 @@ class PeerActor:
     def __init__(self, config: RunConfig, index: int) -> None:
         torch.set_num_threads(threads_for(config.peers[index]))
         self.trainer = PeerTrainer(config, index)
+        self.learner: Any = None  # the PolicyLearnerActor handle, when the policy learns
+
+    def make_policy_learner(self) -> PolicyLearner | None:
+        return self.trainer.policy.make_learner()
+
+    def attach_learner(self, learner: Any) -> None:
+        self.learner = learner
 
     def describe(self) -> dict[str, Any]:
         return {"node": ray.get_runtime_context().get_node_id(), "device": str(self.trainer.device),
@@ -58,7 +67,14 @@ class PeerActor:
         return self.trainer.forward(epoch, step)
 
     def update(self, *teacher_payloads: TeacherView) -> dict[str, float]:
-        return self.trainer.update(list(teacher_payloads))
+        metrics = self.trainer.update(list(teacher_payloads))
+        policy = self.trainer.policy
+        if self.learner is not None and sync_due(policy, self.trainer.last_progress):
+            # A barrier: returns once every peer has sent this step's transitions and the learner ran.
+            parameters, learned = ray.get(self.learner.exchange.remote(self.trainer.index, policy.collect_transitions()))
+            policy.load_parameters(parameters)
+            metrics.update(learned)
+        return metrics
 
     def evaluate(self) -> tuple[Tensor, Tensor]:
         return self.trainer.evaluate()
@@ -74,6 +90,43 @@ class PeerActor:
 
     def model_bytes(self) -> bytes:
         return self.trainer.model_bytes()
+
+
+class PolicyLearnerActor:
+    """The cohort's teacher-policy learner in its own (async) Ray actor.
+
+    Each peer actor calls :meth:`exchange` right after its update at a synchronization step; the
+    call returns once all peers have submitted, after one :meth:`PolicyLearner.learn` on their
+    transitions in peer-index order — the same computation as in one process.
+    """
+
+    def __init__(self, learner: PolicyLearner, peers: int) -> None:
+        self.learner, self.peers = learner, peers
+        self.submitted: dict[int, Any] = {}
+        self.round, self.result = 0, (-1, None)
+        self.done = asyncio.Event()
+
+    async def exchange(self, peer: int, transitions: Any) -> tuple[dict[str, Tensor], dict[str, float]]:
+        this_round = self.round
+        self.submitted[peer] = transitions
+        if len(self.submitted) == self.peers:
+            parameters = self.learner.learn([self.submitted[k] for k in range(self.peers)])
+            self.result = (this_round, (parameters, self.learner.metrics))
+            self.submitted, self.round = {}, this_round + 1
+            done, self.done = self.done, asyncio.Event()
+            done.set()
+        else:
+            await self.done.wait()
+        finished_round, (parameters, metrics) = self.result
+        if finished_round != this_round:
+            raise RuntimeError(f"policy learner: peer {peer} woke in round {finished_round}, expected {this_round}")
+        return parameters, metrics[peer]
+
+    def state_bytes(self) -> bytes | None:
+        return learner_state_bytes(self.learner)
+
+    def load_state_bytes(self, blob: bytes) -> None:
+        load_learner_state_bytes(self.learner, blob)
 
 
 def threads_for(peer: PeerConfig) -> int:
@@ -133,6 +186,18 @@ class RayCohort(Cohort):
             for k, peer in enumerate(config.peers)
         ]
         self.placement = ray.get([actor.describe.remote() for actor in self.actors])
+        self.learner = self._start_policy_learner(group, offset)
+
+    def _start_policy_learner(self, group: PlacementGroup, offset: int) -> Any:
+        """The policy's learner actor (CPU only, in peer 0's bundle), attached to every peer; or ``None``."""
+        learner = ray.get(self.actors[0].make_policy_learner.remote())
+        if learner is None:
+            return None
+        actor = ray.remote(PolicyLearnerActor).options(
+            num_cpus=0, scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=offset),
+        ).remote(learner, len(self.actors))
+        ray.get([peer.attach_learner.remote(actor) for peer in self.actors])
+        return actor
 
     def steps_per_epoch(self) -> int:
         return self.placement[0]["steps_per_epoch"]
@@ -163,8 +228,15 @@ class RayCohort(Cohort):
     def model_bytes(self) -> list[bytes]:
         return ray.get([actor.model_bytes.remote() for actor in self.actors])
 
+    def learner_state_bytes(self) -> bytes | None:
+        return None if self.learner is None else ray.get(self.learner.state_bytes.remote())
+
+    def load_learner_state_bytes(self, blob: bytes) -> None:
+        if self.learner is not None:
+            ray.get(self.learner.load_state_bytes.remote(blob))
+
     def shutdown(self) -> None:
-        for actor in self.actors:
+        for actor in self.actors + ([self.learner] if self.learner is not None else []):
             ray.kill(actor)
         if self._own_group is not None:
             ray.util.remove_placement_group(self._own_group)

@@ -35,6 +35,8 @@ class DataConfig:
     augment: bool = True
     per_peer_augmentation: bool = False
     image_size: int | None = None
+    #: Share of the (reduced, noisy) training split held out as a probe, never trained on (0: none).
+    probe_fraction: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -252,6 +254,7 @@ def _parse_data(r: _Reader) -> DataConfig:
         augment=r.get("augment", bool, d.augment),
         per_peer_augmentation=r.get("per_peer_augmentation", bool, d.per_peer_augmentation),
         image_size=r.get("image_size", int, d.image_size),
+        probe_fraction=r.get("probe_fraction", float, d.probe_fraction),
     )
     r.finish()
     return config
@@ -364,6 +367,8 @@ def validate(config: RunConfig, *, mode: str = "online") -> None:
         raise ConfigError("data.root", f"dataset '{data.dataset}' needs a root directory")
     if data.batch_size < 1 or data.eval_batch_size < 1:
         raise ConfigError("data.batch_size", "batch sizes must be ≥ 1")
+    if data.probe_fraction != 0.0 and not 0.0 < data.probe_fraction <= 0.5:
+        raise ConfigError("data.probe_fraction", f"must be 0 (no probe) or lie in (0, 0.5], got {data.probe_fraction}")
 
     if mode == "online" and len(config.peers) < 2:
         raise ConfigError("peers", f"online distillation needs at least two peers, got {len(config.peers)}")
@@ -408,7 +413,7 @@ def validate(config: RunConfig, *, mode: str = "online") -> None:
                 if low <= 0:
                     raise ConfigError(f"{path}.params.{key}", f"temperature must be > 0, got {low}")
         method_class(method.name)  # loads the class; construction is checked when peers build it
-    _validate_policy(dist.policy)
+    _validate_policy(config)
 
     runtime = config.runtime
     if runtime.device not in DEVICES:
@@ -434,10 +439,12 @@ def _validate_peer(peer: PeerConfig, path: str, known_models: list[str]) -> None
         raise ConfigError(f"{path}.sparsity.target", f"must lie in [0, 1), got {peer.sparsity.target}")
 
 
-def _validate_policy(policy: PolicyConfig) -> None:
+def _validate_policy(config: RunConfig) -> None:
     from codistill.teachers import resolve_policy
 
+    policy = config.distillation.policy
     try:
-        resolve_policy(policy.name)
-    except (ImportError, AttributeError, KeyError) as error:
+        policy_class = resolve_policy(policy.name)
+    except (ImportError, AttributeError, KeyError, ValueError) as error:
         raise ConfigError("distillation.policy.name", str(error)) from None
+    policy_class.check_params(policy.params, config)

@@ -18,6 +18,16 @@ TRAIN_EXAMPLES = "train/examples"  # examples in the batch
 STEP_SECONDS = "time/step"  # forward + update compute time of the peer
 EXCHANGE_WAIT_SECONDS = "time/exchange_wait"  # time between the peer's forward and its update
 
+# Teacher-weighting policies (every policy reports the weights; learning ones the rest).
+TEACHER_WEIGHT_PREFIX = "policy/weight/"  # + teacher name: batch-mean weight that teacher received
+PROBE_LOSS_BEFORE = "policy/probe_loss_before"  # student's loss on the probe batch before the update
+PROBE_LOSS_AFTER = "policy/probe_loss_after"  # ... and after it
+POLICY_REWARD = "policy/reward"  # the learned policy's reward for this step
+POLICY_ENTROPY = "policy/entropy"  # entropy of the policy's action distribution, per action dimension
+POLICY_ADVANTAGE = "policy/advantage"  # mean advantage of this peer's transitions in the last update
+LEARNER_LOSS = "policy/learner_loss"  # the learner's surrogate loss in its last update
+LEARNER_UPDATES = "policy/learner_updates"  # learner updates so far
+
 # Per-epoch scalars written by the runner.
 VAL_ACCURACY = "val/accuracy"
 TRAIN_ACCURACY = "train/accuracy"
@@ -32,3 +42,8 @@ EPOCH_SECONDS = "time/epoch_seconds"
 def loss_term(name: str) -> str:
     """The key of one named distillation term, e.g. ``loss/kd/kd``."""
     return f"{LOSS_PREFIX}{name}"
+
+
+def teacher_weight(teacher: str) -> str:
+    """The key of the mean weight one teacher received at a step, e.g. ``policy/weight/cnn``."""
+    return f"{TEACHER_WEIGHT_PREFIX}{teacher}"

@@ -39,13 +39,17 @@ from codistill.models import ModelOutput, PeerNetwork, build_model
 from codistill.progress import Progress
 from codistill.pruning import GradualPruner, effective_state_dict
 from codistill.schedules import as_schedule
-from codistill.teachers import TeacherBatch, ensemble_view, normalized_weights, resolve_policy
+from codistill.teachers import (PolicyContext, TeacherBatch, TeacherWeightingPolicy, ensemble_view,
+                                normalized_weights, resolve_policy)
 
 
 def load_dataset(config: RunConfig) -> PeerDataset:
     data = config.data
-    return build_dataset(data.dataset, root=data.root, train_fraction=data.train_fraction,
-                         label_noise=data.label_noise, seed=config.seed, image_size=data.image_size)
+    dataset = build_dataset(data.dataset, root=data.root, train_fraction=data.train_fraction,
+                            label_noise=data.label_noise, seed=config.seed, image_size=data.image_size)
+    if data.probe_fraction > 0:
+        dataset.hold_out_probe(data.probe_fraction, config.seed)
+    return dataset
 
 
 def learning_rate_factor(peer: PeerConfig, progress: Progress) -> float:
@@ -115,8 +119,9 @@ class PeerTrainer:
         self.optimizer = build_optimizer(self.peer, list(self.model.parameters()) + list(self.methods.parameters()))
         self.weight_schedule = as_schedule(config.distillation.weight, "distillation.weight")
         self.gate_schedule = as_schedule(config.distillation.gate, "distillation.gate")
-        policy = config.distillation.policy
-        self.policy = resolve_policy(policy.name)(**policy.params)
+        self.policy = self._build_policy()
+        #: Progress of the last update (the cohort's policy synchronization looks at it).
+        self.last_progress: Progress | None = None
         self.pruner = self._build_pruner()
         amp = config.runtime.amp if self.device.type == "cuda" else "off"
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
@@ -143,6 +148,22 @@ class PeerTrainer:
         with torch.random.fork_rng():
             other = build_model(model_name, info.num_classes, info.in_channels, info.image_size)
         return other.feature_shapes(info.in_channels, info.image_size)
+
+    def _build_policy(self) -> TeacherWeightingPolicy:
+        config, info = self.config, self.dataset.info
+        if self.online:
+            names = [p.name for i, p in enumerate(config.peers) if i != self.index]
+            names += [self.peer.name] if config.distillation.teacher == "ensemble" else []
+        else:
+            names = [t.name for t in config.teachers]
+        context = PolicyContext(teacher_names=tuple(names), num_classes=info.num_classes, device=self.device,
+                                online=self.online, student_index=self.index, student_name=self.peer.name,
+                                total_epochs=config.epochs,
+                                steps_per_epoch=self.dataset.steps_per_epoch(config.data.batch_size),
+                                seed=config.seed, probe_available=config.data.probe_fraction > 0)
+        spec = config.distillation.policy
+        with torch.random.fork_rng(devices=[]):  # a policy's initialization leaves the peer's stream alone
+            return resolve_policy(spec.name)(context, **spec.params)
 
     def _build_pruner(self) -> GradualPruner | None:
         sparsity = self.peer.sparsity
@@ -194,6 +215,13 @@ class PeerTrainer:
             raise RuntimeError("no step in progress")
         return self._pending.images
 
+    @property
+    def current_targets(self) -> Tensor:
+        """The labels of the step in progress (between ``forward`` and ``update``)."""
+        if self._pending is None:
+            raise RuntimeError("no step in progress")
+        return self._pending.targets
+
     def update(self, payloads: list[TeacherView]) -> dict[str, float]:
         """Second half: distil from the other peers' payloads and take one optimizer step."""
         if self._pending is None:
@@ -213,12 +241,15 @@ class PeerTrainer:
             distill = sum(terms.values()) if terms else torch.zeros((), device=self.device)
             loss = ce + strength * distill
 
+        probe = self._probe_batch(progress) if batch is not None and self.policy.probe_batch_size > 0 else None
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
+        probe_before = self._probe_loss(*probe) if probe is not None else None
         self.scaler.step(self.optimizer)
         self.scaler.update()
         if self.pruner is not None:
             self.pruner.step(progress)
+        self.last_progress = progress
 
         metrics = {m.LOSS_TOTAL: float(loss.detach()), m.LOSS_CE: float(ce.detach()),
                    m.DISTILL_STRENGTH: strength, m.LEARNING_RATE: lr,
@@ -228,8 +259,28 @@ class PeerTrainer:
                    m.EXCHANGE_WAIT_SECONDS: exchange_wait}
         metrics.update({m.loss_term(name): float(value.detach()) for name, value in terms.items()})
         if batch is not None:
-            self.policy.feedback(batch, weights, metrics)
+            mean_weights = weights.mean(0)
+            metrics.update({m.teacher_weight(self.policy.context.teacher_names[k]): float(mean_weights[k])
+                            for k in range(mean_weights.numel())})
+            if probe is not None:
+                metrics[m.PROBE_LOSS_BEFORE], metrics[m.PROBE_LOSS_AFTER] = probe_before, self._probe_loss(*probe)
+            metrics.update(self.policy.feedback(batch, weights, metrics) or {})
         return metrics
+
+    def _probe_batch(self, progress: Progress) -> tuple[Tensor, Tensor]:
+        images, labels = self.dataset.probe_batch(self.config.seed, progress.epoch, progress.step,
+                                                  self.policy.probe_batch_size)
+        return images.to(self.device), labels.to(self.device)
+
+    @torch.no_grad()
+    def _probe_loss(self, images: Tensor, labels: Tensor) -> float:
+        """The student's cross-entropy on probe examples, in eval mode (no RNG, no BN statistics touched)."""
+        was_training = self.model.training
+        self.model.eval()
+        with self._autocast():
+            logits = self.model(images).logits.float()
+        self.model.train(was_training)
+        return float(F.cross_entropy(logits, labels))
 
     def _distillation_terms(self, student: ModelOutput, payloads: list[TeacherView], targets: Tensor,
                             progress: Progress, strength: float):

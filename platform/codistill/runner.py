@@ -22,7 +22,7 @@ import torch
 import yaml
 
 from codistill import metrics as m
-from codistill.checkpoint import load_latest_checkpoint, save_checkpoint
+from codistill.checkpoint import load_latest_checkpoint, load_latest_learner_state, save_checkpoint
 from codistill.cohort_base import Cohort
 from codistill.config import RunConfig
 from codistill.evaluation import cohort_metrics
@@ -65,6 +65,9 @@ def run_cohort(config: RunConfig, run_dir: Path, make_cohort: Callable[[RunConfi
         if resume:
             saved, states = load_latest_checkpoint(run_dir, len(config.peers))
             cohort.load_state_bytes(states)
+            learner_state = load_latest_learner_state(run_dir)
+            if learner_state is not None:
+                cohort.load_learner_state_bytes(learner_state)
             position = _Position(**saved)
             progress.print(f"resuming {run_dir} after epoch {position.epochs_done}/{config.epochs}")
         log = TensorBoardLog(run_dir / "tensorboard", cohort.peer_names, config.runtime.log_every_steps)
@@ -85,7 +88,8 @@ def run_cohort(config: RunConfig, run_dir: Path, make_cohort: Callable[[RunConfi
             position.history.append(record)
             position.epochs_done = epoch + 1
             position.wall_seconds += time.perf_counter() - started
-            save_checkpoint(run_dir, position.epochs_done, position.__dict__, cohort.state_bytes())
+            save_checkpoint(run_dir, position.epochs_done, position.__dict__, cohort.state_bytes(),
+                            learner_state=cohort.learner_state_bytes())
             progress.print(_summary_line(config, record))
         log.close()
         if position.epochs_done < config.epochs:
@@ -110,9 +114,27 @@ def _epoch_record(epoch: int, names: list[str], step_metrics: list[list[dict[str
         peers.append({"name": name, "val_accuracy": evaluation["peers"][k],
                       "train_accuracy": sum(r[m.TRAIN_CORRECT] for r in rows) / max(examples, 1.0),
                       "train_loss": sum(r[m.LOSS_TOTAL] * r[m.TRAIN_EXAMPLES] for r in rows) / max(examples, 1.0),
-                      "exchange_wait_seconds": sum(r[m.EXCHANGE_WAIT_SECONDS] for r in rows)})
+                      "exchange_wait_seconds": sum(r[m.EXCHANGE_WAIT_SECONDS] for r in rows),
+                      **_teacher_weights(rows)})
     return {"epoch": epoch + 1, "peers": peers, "ensemble_val": evaluation["ensemble"],
             "agreement": evaluation["agreement"], "train_seconds": train_seconds}
+
+
+def _teacher_weights(rows: list[dict[str, float]]) -> dict[str, Any]:
+    """Mean weight each teacher received over the steps where the policy was asked, and how many."""
+    weighted = [r for r in rows if any(key.startswith(m.TEACHER_WEIGHT_PREFIX) for key in r)]
+    names = [key[len(m.TEACHER_WEIGHT_PREFIX):] for key in (weighted[0] if weighted else {})
+             if key.startswith(m.TEACHER_WEIGHT_PREFIX)]
+    return {"teacher_weights": {name: sum(r[m.teacher_weight(name)] for r in weighted) / len(weighted) for name in names},
+            "weighted_steps": len(weighted)}
+
+
+def _second_half_weights(history: list[dict[str, Any]], peer: int, epochs: int) -> dict[str, float]:
+    """Mean weight per teacher over the steps of the second half of training (epochs > epochs / 2)."""
+    records = [h["peers"][peer] for h in history if h["epoch"] > epochs // 2 and h["peers"][peer]["weighted_steps"]]
+    steps = sum(r["weighted_steps"] for r in records)
+    names = list(records[0]["teacher_weights"]) if records else []
+    return {name: sum(r["teacher_weights"][name] * r["weighted_steps"] for r in records) / steps for name in names}
 
 
 def _peer_scalars(record: dict[str, Any]) -> list[dict[str, float]]:
@@ -123,9 +145,11 @@ def _peer_scalars(record: dict[str, Any]) -> list[dict[str, float]]:
 
 def _summary_line(config: RunConfig, record: dict[str, Any]) -> str:
     peers = "  ".join(f"{p['name']} {100 * p['val_accuracy']:.2f}" for p in record["peers"])
+    weights = "; ".join(f"{p['name']}: " + " ".join(f"{name} {w:.2f}" for name, w in p["teacher_weights"].items())
+                        for p in record["peers"] if p["teacher_weights"])
     return (f"epoch {record['epoch']}/{config.epochs}  val top-1: {peers}  ensemble "
             f"{100 * record['ensemble_val']:.2f}  agreement {100 * record['agreement']:.1f}%  "
-            f"({record['train_seconds']:.1f}s)")
+            f"({record['train_seconds']:.1f}s)" + (f"  teacher weights [{weights}]" if weights else ""))
 
 
 def _best_and_last(values: list[float]) -> dict[str, Any]:
@@ -139,7 +163,8 @@ def _results(config: RunConfig, cohort: Cohort, position: _Position) -> dict[str
     peers = []
     for k, peer in enumerate(config.peers):
         entry = {"name": peer.name, "model": peer.model,
-                 **_best_and_last([h["peers"][k]["val_accuracy"] for h in history])}
+                 **_best_and_last([h["peers"][k]["val_accuracy"] for h in history]),
+                 "teacher_weights": _second_half_weights(history, k, config.epochs)}
         if sparsity[k] is not None:
             entry["sparsity"] = sparsity[k]
         peers.append(entry)

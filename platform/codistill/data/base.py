@@ -17,6 +17,8 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
+from codistill.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class DatasetInfo:
@@ -52,6 +54,14 @@ class PeerDataset(ABC):
     @abstractmethod
     def val_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
         """The validation split in a fixed order, without augmentation."""
+
+    def hold_out_probe(self, fraction: float, seed: int) -> None:
+        """Move a stratified ``fraction`` of the training split into a probe split (never trained on)."""
+        raise ConfigError("data.probe_fraction", f"dataset '{self.info.name}' has no probe split; set it to 0")
+
+    def probe_batch(self, seed: int, epoch: int, step: int, batch_size: int) -> tuple[Tensor, Tensor]:
+        """A batch of probe examples (no augmentation), a pure function of ``(seed, epoch, step)``."""
+        raise ConfigError("data.probe_fraction", f"dataset '{self.info.name}' has no probe split")
 
     def train_labels(self) -> Tensor:
         """Training labels as used for training (after any injected noise)."""
