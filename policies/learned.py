@@ -336,6 +336,7 @@ class PPOLearner(PolicyLearner):
             self.baseline = self.baseline_decay * self.baseline + (1 - self.baseline_decay) * reward
         return advantages
 
+    @torch.enable_grad()
     def learn(self, transitions_per_peer: list[list[dict[str, Tensor]]]) -> dict[str, Tensor]:
         owners = [peer for peer, transitions in enumerate(transitions_per_peer) for _ in transitions]
         batch = [t for transitions in transitions_per_peer for t in transitions]
