@@ -175,8 +175,9 @@ def load_policy(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"cannot read a saved policy from {path}: {error}") from None
     if not isinstance(saved, dict) or saved.get("format") != SAVED_FORMAT:
         raise ValueError(f"{path} is not a saved teacher policy ({SAVED_FORMAT})")
-    if tuple(saved["features"]) != FEATURES:
-        raise ValueError(f"{path} was trained on features {saved['features']}, this policy observes {list(FEATURES)}")
+    if tuple(saved.get("features", ())) != FEATURES:
+        raise ValueError(f"{path} was trained on features {saved.get('features')}, this policy observes "
+                         f"{list(FEATURES)}")
     return saved
 
 

@@ -239,3 +239,41 @@ def test_bad_policy_input_exits_2_with_one_line_and_writes_nothing(tmp_path, cap
     err = capsys.readouterr().err
     assert f"'{field}'" in err and err.count("\n") == 1, err
     assert not run_dir.exists()
+
+
+def test_the_probe_is_a_stratified_slice_of_the_training_split_never_trained_on(tmp_path):
+    from codistill.data import build_dataset
+    from codistill.peer import load_dataset
+
+    full = build_dataset("digits", root=None, train_fraction=0.5, label_noise=0.4, seed=3)
+    held = load_dataset(parse_config(learned_raw(probe_fraction=0.2, data={"dataset": "digits", "train_fraction": 0.5,
+                                                                           "label_noise": 0.4}) | {"seed": 3}))
+    probe_size = held.probe_labels.numel()
+    assert held.info.train_size + probe_size == full.info.train_size
+    assert probe_size == pytest.approx(0.2 * full.info.train_size, abs=10)
+    assert torch.bincount(held.probe_labels, minlength=10).min() >= 1  # every (noisy) class is in the probe
+    training = {tuple(image.flatten().tolist()) for image in held.train_images}
+    assert not any(tuple(image.flatten().tolist()) in training for image in held.probe_images[:50])
+    images, labels = held.probe_batch(3, 1, 2, 32)
+    again, _ = held.probe_batch(3, 1, 2, 32)
+    other, _ = held.probe_batch(3, 1, 3, 32)
+    assert images.shape == (32, 1, 8, 8) and labels.shape == (32,)
+    assert torch.equal(images, again) and not torch.equal(images, other)
+
+
+def test_an_image_folder_holds_out_a_probe_too(tmp_path):
+    from PIL import Image
+
+    from codistill.data import build_dataset
+
+    for split, per_class in (("train", 3), ("val", 1)):
+        for label, colour in (("cat", (20, 40, 90)), ("dog", (220, 40, 90))):
+            (tmp_path / split / label).mkdir(parents=True)
+            for i in range(per_class):
+                Image.new("RGB", (20 + i, 20), colour).save(tmp_path / split / label / f"{i}.png")
+    dataset = build_dataset("imagefolder", root=str(tmp_path), train_fraction=1.0, label_noise=0.0, seed=0,
+                            image_size=8)
+    dataset.hold_out_probe(0.34, seed=0)
+    assert dataset.info.train_size == 4 and sorted(dataset.probe_labels.tolist()) == [0, 1]
+    images, labels = dataset.probe_batch(0, 0, 0, 8)
+    assert images.shape == (2, 3, 8, 8) and sorted(labels.tolist()) == [0, 1]

@@ -68,13 +68,18 @@ class PeerActor:
 
     def update(self, *teacher_payloads: TeacherView) -> dict[str, float]:
         metrics = self.trainer.update(list(teacher_payloads))
+        self.synchronize_policy(metrics)
+        return metrics
+
+    def synchronize_policy(self, metrics: dict[str, float]) -> None:
+        """After every update: at a synchronization step, send this peer's transitions to the learner
+        and load the new policy parameters (a barrier: returns once every peer has sent and the
+        learner ran); the learner's scalars join ``metrics``."""
         policy = self.trainer.policy
         if self.learner is not None and sync_due(policy, self.trainer.last_progress):
-            # A barrier: returns once every peer has sent this step's transitions and the learner ran.
             parameters, learned = ray.get(self.learner.exchange.remote(self.trainer.index, policy.collect_transitions()))
             policy.load_parameters(parameters)
             metrics.update(learned)
-        return metrics
 
     def evaluate(self) -> tuple[Tensor, Tensor]:
         return self.trainer.evaluate()

@@ -173,6 +173,9 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
                 node = node.setdefault(part, {})
             else:
                 raise ConfigError(".".join(parts[: depth + 1]), "no such entry to override") from None
+    if not isinstance(node, (dict, list)):
+        raise ConfigError(".".join(parts[:-1]), f"holds {node!r}, not a mapping: set it whole, e.g. "
+                          f"'{'.'.join(parts[:-1])}={{{parts[-1]}: ...}}'")
     last: Any = int(parts[-1]) if isinstance(node, list) else parts[-1]
     node[last] = yaml.safe_load(text)
 

@@ -29,6 +29,8 @@ class DatasetInfo:
     train_size: int
     val_size: int
 
+PROBE_SEED = 0x9B0BE  # mixed into the seeds of the probe split and of its batches
+
 
 class PeerDataset(ABC):
     """A training split with a shared, seeded batch order and a clean validation split."""
@@ -56,12 +58,16 @@ class PeerDataset(ABC):
         """The validation split in a fixed order, without augmentation."""
 
     def hold_out_probe(self, fraction: float, seed: int) -> None:
-        """Move a stratified ``fraction`` of the training split into a probe split (never trained on)."""
+        """Move a stratified ``fraction`` of the training split into a probe split (never trained on;
+        ``data.probe_fraction``, the reward of a learned teacher policy)."""
         raise ConfigError("data.probe_fraction", f"dataset '{self.info.name}' has no probe split; set it to 0")
 
     def probe_batch(self, seed: int, epoch: int, step: int, batch_size: int) -> tuple[Tensor, Tensor]:
         """A batch of probe examples (no augmentation), a pure function of ``(seed, epoch, step)``."""
         raise ConfigError("data.probe_fraction", f"dataset '{self.info.name}' has no probe split")
+
+    def probe_generator(self, seed: int, epoch: int, step: int) -> torch.Generator:
+        return torch.Generator().manual_seed(mix_seed(seed, epoch, step, PROBE_SEED))
 
     def train_labels(self) -> Tensor:
         """Training labels as used for training (after any injected noise)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterator
 
@@ -23,8 +24,8 @@ from torchvision.transforms.v2 import functional as TF
 
 from codistill.data import DATASETS, required_root
 from codistill.data.augment import normalize
-from codistill.data.base import DatasetInfo, PeerDataset
-from codistill.data.noise import reduce_training_set
+from codistill.data.base import PROBE_SEED, DatasetInfo, PeerDataset, mix_seed
+from codistill.data.noise import probe_choice, probe_split, reduce_training_set
 from codistill.errors import ConfigError
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -68,6 +69,8 @@ def _list_split(folder: Path, class_to_index: dict[str, int]) -> tuple[list[str]
 
 class ImageFolderDataset(PeerDataset):
     """Files of ``root/train`` (reduced by ``train_fraction``, labels with ``label_noise``) and ``root/val``."""
+
+    probe_labels: Tensor | None = None  # set by hold_out_probe
 
     def __init__(self, root: Path, image_size: int, *, train_fraction: float, label_noise: float, seed: int) -> None:
         for split in ("train", "val"):
@@ -117,6 +120,21 @@ class ImageFolderDataset(PeerDataset):
             images = self._decode(self.val_files[start:start + batch_size])
             yield self._normalized([self._centre_view(image) for image in images]), \
                 self.val_labels[start:start + batch_size]
+
+    def hold_out_probe(self, fraction: float, seed: int) -> None:
+        probe, keep = probe_split(self.noisy_train_labels, fraction, mix_seed(seed, PROBE_SEED))
+        self.probe_files = [self.train_files[index] for index in probe.tolist()]
+        self.probe_labels = self.noisy_train_labels[probe]
+        self.train_files = [path for path, kept in zip(self.train_files, keep.tolist()) if kept]
+        self.noisy_train_labels = self.noisy_train_labels[keep]
+        self.info = replace(self.info, train_size=len(self.train_files))
+
+    def probe_batch(self, seed: int, epoch: int, step: int, batch_size: int) -> tuple[Tensor, Tensor]:
+        if self.probe_labels is None:
+            return super().probe_batch(seed, epoch, step, batch_size)
+        chosen = probe_choice(len(self.probe_files), batch_size, self.probe_generator(seed, epoch, step)).tolist()
+        images = self._decode([self.probe_files[index] for index in chosen])
+        return self._normalized([self._centre_view(image) for image in images]), self.probe_labels[chosen]
 
     def train_labels(self) -> Tensor:
         return self.noisy_train_labels

@@ -9,8 +9,8 @@ import torch
 from torch import Tensor
 
 from codistill.data.augment import Augmentation
-from codistill.data.base import DatasetInfo, PeerDataset, mix_seed
-from codistill.data.noise import reduce_training_set, stratified_subset
+from codistill.data.base import PROBE_SEED, DatasetInfo, PeerDataset, mix_seed
+from codistill.data.noise import probe_choice, probe_split, reduce_training_set
 from codistill.errors import ConfigError
 
 
@@ -54,10 +54,7 @@ class InMemoryDataset(PeerDataset):
             yield self.augmentation.normalize(images), self.val_labels[start:start + batch_size]
 
     def hold_out_probe(self, fraction: float, seed: int) -> None:
-        """Stratified by the (noisy) training labels, the only labels a user has; the probe keeps them."""
-        probe = stratified_subset(self.noisy_train_labels, fraction, mix_seed(seed, 0x9B0BE))
-        keep = torch.ones(self.info.train_size, dtype=torch.bool)
-        keep[probe] = False
+        probe, keep = probe_split(self.noisy_train_labels, fraction, mix_seed(seed, PROBE_SEED))
         self.probe_images, self.probe_labels = self.train_images[probe], self.noisy_train_labels[probe]
         self.train_images, self.clean_train_labels = self.train_images[keep], self.clean_train_labels[keep]
         self.noisy_train_labels = self.noisy_train_labels[keep]
@@ -66,9 +63,7 @@ class InMemoryDataset(PeerDataset):
     def probe_batch(self, seed: int, epoch: int, step: int, batch_size: int) -> tuple[Tensor, Tensor]:
         if self.probe_labels is None:
             return super().probe_batch(seed, epoch, step, batch_size)
-        count = self.probe_labels.numel()
-        generator = torch.Generator().manual_seed(mix_seed(seed, epoch, step, 0x9B0BE))
-        chosen = torch.randperm(count, generator=generator)[:batch_size] if batch_size < count else torch.arange(count)
+        chosen = probe_choice(self.probe_labels.numel(), batch_size, self.probe_generator(seed, epoch, step))
         return self.augmentation.normalize(self._unit_scale(self.probe_images[chosen])), self.probe_labels[chosen]
 
     def train_labels(self) -> Tensor:
