@@ -141,17 +141,18 @@ class TeacherScorer(nn.Module):
                 + self.log_std_shared.exp() * torch.randn(count, generator=generator))
 
     def log_prob(self, mean: Tensor, action: Tensor) -> Tensor:
-        """``log N(a_·k; μ_·k, σ²I + σ_s²11ᵀ)`` summed over teachers: one number for the batch's action.
+        """``log N(a_·k; μ_·k, σ²I + σ_s²11ᵀ)`` summed over teachers: one number per batch action
+        ``[..., B, K]``.
 
         With ``v = σ²``, ``g = σ_s²`` and ``d = a − μ`` over the ``B`` examples: ``Σ⁻¹ = (I − g/(v + Bg)
         11ᵀ)/v`` and ``log det Σ = (B − 1) log v + log(v + Bg)`` (Sherman–Morrison).
         """
-        size = action.shape[0]
+        size = action.shape[-2]
         v, g = (2 * self.log_std).exp(), (2 * self.log_std_shared).exp()
-        d = action - mean  # [B, K]
-        quadratic = ((d ** 2).sum(0) - g / (v + size * g) * d.sum(0) ** 2) / v
+        d = action - mean
+        quadratic = ((d ** 2).sum(-2) - g / (v + size * g) * d.sum(-2) ** 2) / v  # [..., K]
         log_det = (size - 1) * 2 * self.log_std + torch.log(v + size * g)
-        return (-0.5 * (quadratic + log_det + size * math.log(2 * math.pi))).sum()
+        return (-0.5 * (quadratic + log_det + size * math.log(2 * math.pi))).sum(-1)
 
     def entropy(self, size: int) -> Tensor:
         """Differential entropy of the action per action dimension (per example and teacher)."""
@@ -351,14 +352,16 @@ class PPOLearner(PolicyLearner):
             order = torch.randperm(len(batch), generator=self.generator)
             for chunk in order.chunk(min(self.minibatches, len(batch))):
                 losses = []
-                for i in chunk.tolist():
-                    transition, advantage = batch[i], advantages[i]
-                    action = transition["action"]
-                    logprob = self.scorer.log_prob(self.scorer(transition["observation"]), action)
-                    ratio = (logprob - transition["logprob"]).exp()
+                for members in same_shape_groups(batch, chunk.tolist()):  # stacked: one forward pass each
+                    observation = torch.stack([batch[i]["observation"] for i in members])  # [n, B, K, F]
+                    action = torch.stack([batch[i]["action"] for i in members])  # [n, B, K]
+                    old_logprob = torch.stack([batch[i]["logprob"] for i in members])
+                    advantage = advantages[members]
+                    ratio = (self.scorer.log_prob(self.scorer(observation), action) - old_logprob).exp()
                     policy_loss = torch.max(-advantage * ratio, -advantage * ratio.clamp(1 - self.clip, 1 + self.clip))
-                    losses.append(policy_loss - self.entropy_coef * self.scorer.entropy(action.shape[0]))
-                loss = torch.stack(losses).mean()
+                    entropy = self.scorer.entropy(action.shape[-2])
+                    losses.append((policy_loss - self.entropy_coef * entropy).sum())
+                loss = torch.stack(losses).sum() / len(chunk)
                 self.optimizer.zero_grad()
                 loss.backward()
                 nn.utils.clip_grad_norm_(self.scorer.parameters(), self.max_grad_norm)
@@ -382,3 +385,11 @@ class PPOLearner(PolicyLearner):
         self.optimizer.load_state_dict(state["optimizer"])
         self.baseline, self.scale, self.updates = state["baseline"], state["scale"], int(state["updates"])
         self.generator.set_state(state["generator"])
+
+
+def same_shape_groups(transitions: list[dict[str, Tensor]], indices: list[int]) -> list[list[int]]:
+    """``indices`` grouped by the shape of their action (batch size, teachers), in first-seen order."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for index in indices:
+        groups.setdefault(tuple(transitions[index]["action"].shape), []).append(index)
+    return list(groups.values())

@@ -3,8 +3,9 @@
 TensorBoard layout (``tensorboard --logdir RUN_DIR/tensorboard``): one run per peer
 (``<peer>``: every loss term, train/val accuracy, learning rate, distillation strength, step time,
 time waiting for the exchange; the mean weight each teacher received, ``policy/weight/<teacher>``,
-and for a learned policy its reward, advantage, entropy and learner loss) and ``cohort`` (ensemble accuracy, agreement between peers, epoch
-time). Step scalars are averaged over ``log_every_steps`` steps.
+and for a learned policy its reward, advantage, entropy and learner loss) and ``cohort`` (ensemble
+accuracy, agreement between peers, epoch time). Step scalars are averaged over ``log_every_steps``
+steps, each over the steps that report it.
 """
 
 from __future__ import annotations

@@ -119,6 +119,8 @@ class PeerTrainer:
         self.optimizer = build_optimizer(self.peer, list(self.model.parameters()) + list(self.methods.parameters()))
         self.weight_schedule = as_schedule(config.distillation.weight, "distillation.weight")
         self.gate_schedule = as_schedule(config.distillation.gate, "distillation.gate")
+        #: Names of the candidate teachers the policy weights, in its order.
+        self.teacher_names = self._candidate_names()
         self.policy = self._build_policy()
         #: Progress of the last update (the cohort's policy synchronization looks at it).
         self.last_progress: Progress | None = None
@@ -149,14 +151,17 @@ class PeerTrainer:
             other = build_model(model_name, info.num_classes, info.in_channels, info.image_size)
         return other.feature_shapes(info.in_channels, info.image_size)
 
+    def _candidate_names(self) -> list[str]:
+        """Online: the other peers (and the student itself last, in ensemble mode); offline: the teachers."""
+        config = self.config
+        if not self.online:
+            return [t.name for t in config.teachers]
+        names = [p.name for i, p in enumerate(config.peers) if i != self.index]
+        return names + ([self.peer.name] if config.distillation.teacher == "ensemble" else [])
+
     def _build_policy(self) -> TeacherWeightingPolicy:
         config, info = self.config, self.dataset.info
-        if self.online:
-            names = [p.name for i, p in enumerate(config.peers) if i != self.index]
-            names += [self.peer.name] if config.distillation.teacher == "ensemble" else []
-        else:
-            names = [t.name for t in config.teachers]
-        context = PolicyContext(teacher_names=tuple(names), num_classes=info.num_classes, device=self.device,
+        context = PolicyContext(teacher_names=tuple(self.teacher_names), num_classes=info.num_classes, device=self.device,
                                 online=self.online, student_index=self.index, student_name=self.peer.name,
                                 total_epochs=config.epochs,
                                 steps_per_epoch=self.dataset.steps_per_epoch(config.data.batch_size),
@@ -260,8 +265,8 @@ class PeerTrainer:
         metrics.update({m.loss_term(name): float(value.detach()) for name, value in terms.items()})
         if batch is not None:
             mean_weights = weights.mean(0)
-            metrics.update({m.teacher_weight(self.policy.context.teacher_names[k]): float(mean_weights[k])
-                            for k in range(mean_weights.numel())})
+            metrics.update({m.teacher_weight(name): float(weight)
+                            for name, weight in zip(self.teacher_names, mean_weights)})
             if probe is not None:
                 metrics[m.PROBE_LOSS_BEFORE], metrics[m.PROBE_LOSS_AFTER] = probe_before, self._probe_loss(*probe)
             metrics.update(self.policy.feedback(batch, weights, metrics) or {})
