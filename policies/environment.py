@@ -160,7 +160,9 @@ def default_config(pool_dir: Path, seed: int = 0) -> RunConfig:
         path = pool_dir / f"{name}.pt"
         path.write_bytes(cohort.model_bytes()[0])
         teachers.append({"name": name, "model": "mlp", "checkpoint": str(path)})
-    return parse_config({"name": "teacher-selection", "seed": seed, "epochs": 1,
-                         "data": data, "peers": [{"name": "student", "model": "mlp"}], "teachers": teachers,
-                         "distillation": {"weight": 1.0, "methods": [{"name": "kd", "params": {"temperature": 3.0}}]}},
+    # Plain SGD: each step's probe reward then reflects that step's weights, not a momentum of earlier ones.
+    student = {"name": "student", "model": "mlp", "optimizer": {"lr": 0.1, "momentum": 0.0}}
+    return parse_config({"name": "teacher-selection", "seed": seed, "epochs": 1, "data": data, "peers": [student],
+                         "teachers": teachers,
+                         "distillation": {"weight": 1.0, "methods": [{"name": "kd", "params": {"temperature": 1.0}}]}},
                         mode="offline")
