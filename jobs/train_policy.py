@@ -24,9 +24,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="an offline config for the episodes (default: the environment's own)")
     parser.add_argument("--episodes", type=int, default=20)
-    parser.add_argument("--episode-steps", type=int, default=30)
+    parser.add_argument("--episode-steps", type=int, default=60)
     parser.add_argument("--update-every", type=int, default=1)
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--lr", type=float, default=1e-2)
+    parser.add_argument("--init-std", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True, help="where to save the policy (.pt)")
     args = parser.parse_args(argv)
@@ -39,10 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     from policies.environment import TeacherSelectionEnv
     from policies.learned import LearnedPolicy
 
-    for name in ("episodes", "episode_steps", "update_every"):
-        if getattr(args, name) < 1:
-            print(f"codistill: --{name.replace('_', '-')} must be ≥ 1", file=sys.stderr)
-            return 2
+    bad = [f"--{name.replace('_', '-')} must be ≥ 1" for name in ("episodes", "episode_steps", "update_every")
+           if getattr(args, name) < 1]
+    bad += [f"--{name.replace('_', '-')} must be > 0" for name in ("lr", "init_std") if getattr(args, name) <= 0]
+    if bad:
+        print(f"codistill: {bad[0]}", file=sys.stderr)
+        return 2
     try:
         config = load_config(args.config, mode="offline") if args.config else None
     except ConfigError as error:
@@ -52,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     context = PolicyContext(teacher_names=tuple(env.teacher_names), num_classes=0, device=torch.device("cpu"),
                             online=False, student_index=0, student_name="student", total_epochs=env.config.epochs,
                             steps_per_epoch=args.episode_steps, seed=args.seed, probe_available=True)
-    policy = LearnedPolicy(context, update_every=args.update_every, lr=args.lr)
+    policy = LearnedPolicy(context, update_every=args.update_every, lr=args.lr, init_std=args.init_std)
     learner = policy.make_learner()
     steps = 0
     try:

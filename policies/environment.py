@@ -14,10 +14,11 @@ weights of every step. Observation, action and reward are those of
   and the mean weight each teacher received.
 
 ``K`` is fixed per environment instance (its pool); the policy itself takes any ``K``.
-``TeacherSelectionEnv()`` with no arguments builds a small default episode on digits (50% of the
-training data, 40% label noise, 10% probe): at construction it trains a pool of three MLP teachers
-in a few seconds, seeded — ``trained`` (8 epochs), ``weak`` (1 epoch) and ``random`` (untrained,
-its classifier scaled so it predicts confidently and at random). Any offline config (one student,
+``TeacherSelectionEnv()`` with no arguments builds a small default episode on digits (all the
+training data with clean labels, 10% of it the probe; an MLP student on plain SGD): at
+construction it trains a pool of three MLP teachers in a few seconds, seeded — ``trained``
+(8 epochs), ``weak`` (1 epoch) and ``random`` (untrained, its classifier scaled so it predicts
+confidently and at random). Any offline config (one student,
 ``teachers``, ``data.probe_fraction`` > 0, distillation on at every step) can be passed instead.
 """
 
@@ -42,7 +43,7 @@ from codistill.teachers import PolicyContext, TeacherBatch, TeacherWeightingPoli
 from policies.learned import FEATURE_CLIP, FEATURES, observation, probe_reward
 
 ACTION_BOUND = 10.0
-DEFAULT_DATA = {"dataset": "digits", "train_fraction": 0.5, "label_noise": 0.4, "batch_size": 64,
+DEFAULT_DATA = {"dataset": "digits", "train_fraction": 1.0, "label_noise": 0.0, "batch_size": 64,
                 "probe_fraction": 0.1}
 DEFAULT_POOL = (("trained", 8), ("weak", 1), ("random", 0))
 
@@ -66,7 +67,9 @@ class TeacherSelectionEnv(gym.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, config: RunConfig | None = None, episode_steps: int = 30, probe_batch_size: int = 128) -> None:
+    def __init__(self, config: RunConfig | None = None, episode_steps: int = 60, probe_batch_size: int = 128) -> None:
+        if episode_steps < 1:
+            raise ValueError(f"episode_steps must be ≥ 1, got {episode_steps}")
         self._pool_dir: str | None = None
         if config is None:
             self._pool_dir = tempfile.mkdtemp(prefix="codistill-env-pool-")

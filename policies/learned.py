@@ -197,8 +197,8 @@ class LearnedPolicy(TeacherWeightingPolicy):
     """
 
     def __init__(self, context: PolicyContext, checkpoint: str | None = None, learn: bool = True,
-                 update_every: int = 1, probe_batch_size: int = 128, hidden: int = 32, init_std: float = 0.5,
-                 lr: float = 3e-3, update_epochs: int = 4, minibatches: int = 1, clip: float = 0.2,
+                 update_every: int = 1, probe_batch_size: int = 128, hidden: int = 32, init_std: float = 1.0,
+                 lr: float = 1e-2, update_epochs: int = 4, minibatches: int = 1, clip: float = 0.2,
                  entropy_coef: float = 1e-3, max_grad_norm: float = 0.5, baseline_decay: float = 0.9) -> None:
         super().__init__(context)
         saved = load_policy(checkpoint) if checkpoint else None

@@ -123,7 +123,7 @@ def test_a_short_run_learns_to_ignore_a_teacher_that_predicts_at_random(toy_pool
                      {"name": "random", "model": "mlp", "checkpoint": str(pool / "random.pt")}],
         "distillation": {"weight": 1.0,
                          "methods": [{"name": "kd", "params": {"temperature": 1.0}}],
-                         "policy": {"name": LEARNED, "params": {"lr": 0.01, "init_std": 1.0}}}}, mode="offline")
+                         "policy": {"name": LEARNED}}}, mode="offline")
     cohort = OfflineCohort(config)
     for epoch in range(epochs):
         learning = cohort.train_epoch(epoch)
@@ -284,3 +284,12 @@ def test_an_image_folder_holds_out_a_probe_too(tmp_path):
     assert dataset.info.train_size == 4 and sorted(dataset.probe_labels.tolist()) == [0, 1]
     images, labels = dataset.probe_batch(0, 0, 0, 8)
     assert images.shape == (2, 3, 8, 8) and sorted(labels.tolist()) == [0, 1]
+
+
+@pytest.mark.parametrize("argument", [["--episodes", "0"], ["--update-every", "0"], ["--lr", "0"]])
+def test_policy_training_job_refuses_bad_arguments(tmp_path, capsys, argument):
+    import train_policy
+
+    out = tmp_path / "policy.pt"
+    assert train_policy.main(["--out", str(out), *argument]) == 2
+    assert capsys.readouterr().err.count("\n") == 1 and not out.exists()
