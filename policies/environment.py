@@ -42,6 +42,7 @@ from codistill.peer import PeerTrainer, load_dataset
 from codistill.teachers import PolicyContext, TeacherBatch, TeacherWeightingPolicy
 from policies.learned import FEATURE_CLIP, FEATURES, observation, probe_reward
 
+ENV_ID = "codistill/TeacherSelection-v0"  # gymnasium.make(ENV_ID) once this module is imported
 ACTION_BOUND = 10.0
 DEFAULT_DATA = {"dataset": "digits", "train_fraction": 1.0, "label_noise": 0.0, "batch_size": 64,
                 "probe_fraction": 0.1}
@@ -169,3 +170,7 @@ def default_config(pool_dir: Path, seed: int = 0) -> RunConfig:
                          "teachers": teachers,
                          "distillation": {"weight": 1.0, "methods": [{"name": "kd", "params": {"temperature": 1.0}}]}},
                         mode="offline")
+
+
+if ENV_ID not in gym.registry:
+    gym.register(id=ENV_ID, entry_point=f"{__name__}:TeacherSelectionEnv")

@@ -42,6 +42,11 @@ def test_environment_passes_gymnasiums_checker():
 
     from policies.environment import TeacherSelectionEnv
 
+    import gymnasium
+
+    from policies.environment import ENV_ID
+
+    assert gymnasium.spec(ENV_ID).entry_point == "policies.environment:TeacherSelectionEnv"
     env = TeacherSelectionEnv(episode_steps=4)
     try:
         check_env(env, skip_render_check=True)
@@ -293,3 +298,15 @@ def test_policy_training_job_refuses_bad_arguments(tmp_path, capsys, argument):
     out = tmp_path / "policy.pt"
     assert train_policy.main(["--out", str(out), *argument]) == 2
     assert capsys.readouterr().err.count("\n") == 1 and not out.exists()
+
+
+def test_setting_a_field_inside_a_policy_named_by_a_string_says_to_set_it_whole():
+    from codistill.config import apply_override
+    from codistill.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="set it whole") as error:
+        apply_override({"distillation": {"policy": "uniform"}}, f"distillation.policy.name={LEARNED}")
+    assert error.value.field == "distillation.policy"
+    raw = {"distillation": {"policy": "uniform"}}
+    apply_override(raw, f"distillation.policy={{name: '{LEARNED}', params: {{learn: false}}}}")
+    assert raw["distillation"]["policy"] == {"name": LEARNED, "params": {"learn": False}}
