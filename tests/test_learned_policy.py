@@ -77,16 +77,20 @@ def test_permuting_the_teachers_permutes_the_weights():
 
 def test_a_learner_step_makes_positive_advantage_actions_more_likely():
     """Hand-made transitions: on the same observation, the actions that favoured teacher 0 were
-    rewarded, those that favoured teacher 1 were not; one learner update must make the first more
-    likely and the second less."""
-    policy = LearnedPolicy(context(2), update_epochs=1, entropy_coef=0.0, lr=1e-2)
+    rewarded, those that favoured teacher 1 were not; one (small) learner update must make the
+    first more likely and the second less."""
+    policy = LearnedPolicy(context(2), update_epochs=1, entropy_coef=0.0, lr=1e-3)  # a small step: first order
     learner = policy.make_learner()
-    features = torch.rand(8, 2, len(FEATURES), generator=torch.Generator().manual_seed(1))
+    generator = torch.Generator().manual_seed(1)
+    features = torch.rand(8, 2, len(FEATURES), generator=generator)
     with torch.no_grad():
         mean = policy.scorer(features)
         transitions = []
-        for reward, shift in ((1.0, [0.5, -0.5]), (-1.0, [-0.5, 0.5]), (0.8, [0.4, -0.3]), (-0.8, [-0.3, 0.4])):
-            action = mean + torch.tensor(shift)
+        # Rewarded actions lie near the mean (deviations < σ = 1) on teacher 0's side, the others far
+        # out (deviations > σ) on teacher 1's: mean and spread of the policy both have a clear direction.
+        for reward, shift, spread in ((1.0, [0.5, -0.5], 0.3), (-1.0, [-1.5, 1.5], 1.5), (0.8, [0.4, -0.3], 0.3),
+                                      (-0.8, [-1.2, 1.4], 1.5)):
+            action = mean + torch.tensor(shift) + spread * torch.randn(8, 2, generator=generator)
             transitions.append({"observation": features, "action": action, "reward": torch.tensor(reward),
                                 "logprob": policy.scorer.log_prob(mean, action)})
         log_prob = lambda scorer, t: float(scorer.log_prob(scorer(t["observation"]), t["action"]))  # noqa: E731
