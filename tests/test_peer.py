@@ -110,7 +110,7 @@ class FirstTeacherOnly(TeacherWeightingPolicy):
 
 def test_policy_weights_shape_the_ensemble(monkeypatch):
     cohort = SequentialCohort(tiny_config())
-    cohort.peers[1].policy = FirstTeacherOnly()
+    cohort.peers[1].policy = FirstTeacherOnly(cohort.peers[1].policy.context)
     payloads = [peer.forward(0, 0) for peer in cohort.peers]
     own = cohort.peers[1]._pending.output.logits.detach()
     metrics = cohort.peers[1].update(others(payloads, 1))
@@ -134,7 +134,7 @@ def test_confidence_aware_policy_prefers_the_teacher_with_lower_loss():
     bad = -good
     batch = TeacherBatch(0, good, torch.stack([good, bad]), [1, 2], targets,
                          Progress(0, 0, 1, 1))
-    weights = ConfidenceAwarePolicy().weights(batch)
+    weights = ConfidenceAwarePolicy(SequentialCohort(tiny_config()).peers[0].policy.context).weights(batch)
     assert weights.shape == (2, 2)
     assert torch.allclose(weights.sum(1), torch.ones(2)) and bool((weights[:, 0] > weights[:, 1]).all())
 

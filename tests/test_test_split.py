@@ -51,3 +51,16 @@ def test_results_gain_test_accuracy_and_history_keeps_the_curriculum(tmp_path):
     assert record["curriculum"] == {"distillation.weight": 1.0, "distillation.gate": 1.0,
                                     "distillation.methods.0.params.temperature": 3.0}
     assert record["distill_strength"] == 1.0
+
+
+def test_a_probe_split_and_a_test_split_together():
+    """The probe comes out of the training split behind the test wrapper: steps and probe batches
+    follow the shrunken training split."""
+    from codistill.peer import load_dataset
+
+    plain = load_dataset(tiny_config(data={**tiny_raw()["data"], "probe_fraction": 0.2}))
+    both = load_dataset(tiny_config(data={**tiny_raw()["data"], "probe_fraction": 0.2, "test_fraction": 0.5}))
+    assert both.info.train_size == plain.info.train_size < load_dataset(tiny_config()).info.train_size
+    assert both.steps_per_epoch(64) == plain.steps_per_epoch(64)
+    for a, b in zip(plain.probe_batch(0, 1, 2, 32), both.probe_batch(0, 1, 2, 32)):
+        assert torch.equal(a, b)

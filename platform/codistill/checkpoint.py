@@ -61,6 +61,9 @@ def checkpoint_name(epochs_done: int) -> str:
     return f"epoch_{epochs_done:04d}"
 
 
+LEARNER_FILE = "policy_learner.pt"
+
+
 def save_checkpoint(run_dir: Path, epochs_done: int, position: dict[str, Any], peer_states: list[bytes],
                     extra_files: dict[str, bytes] | None = None, keep: int = KEEP) -> Path:
     """Write checkpoint ``epoch_{epochs_done}`` atomically and keep only the newest ``keep``.

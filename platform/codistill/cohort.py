@@ -21,6 +21,7 @@ and reloads the last checkpoint. Actors are not detached, so they end with the d
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 from abc import ABC, abstractmethod
@@ -45,6 +46,7 @@ from codistill.methods.base import TeacherView  # noqa: E402
 from codistill.peer import PeerTrainer  # noqa: E402
 from codistill.cohort_base import Cohort, PeerLost, StepCallback, others  # noqa: E402
 from codistill.errors import NonFiniteLoss  # noqa: E402
+from codistill.teachers import PolicyLearner, learner_state_bytes, load_learner_state_bytes, sync_due  # noqa: E402
 
 #: What a dead peer actor or node surfaces as: the cohort restarts and reloads (``PeerLost``).
 LOST = (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError, ray.exceptions.NodeDiedError,
@@ -57,6 +59,13 @@ class PeerActor:
     def __init__(self, config: RunConfig, index: int) -> None:
         torch.set_num_threads(threads_for(config.peers[index]))
         self.trainer = PeerTrainer(config, index)
+        self.learner: Any = None  # the PolicyLearnerActor handle, when the policy learns
+
+    def make_policy_learner(self) -> PolicyLearner | None:
+        return self.trainer.policy.make_learner()
+
+    def attach_learner(self, learner: Any) -> None:
+        self.learner = learner
 
     def describe(self) -> dict[str, Any]:
         context = ray.get_runtime_context()
@@ -69,7 +78,19 @@ class PeerActor:
         return self.trainer.forward(epoch, step)
 
     def update(self, *teacher_payloads: TeacherView) -> dict[str, float]:
-        return self.trainer.update(list(teacher_payloads))
+        metrics = self.trainer.update(list(teacher_payloads))
+        self.synchronize_policy(metrics)
+        return metrics
+
+    def synchronize_policy(self, metrics: dict[str, float]) -> None:
+        """After every update: at a synchronization step, send this peer's transitions to the learner
+        and load the new policy parameters (a barrier: returns once every peer has sent and the
+        learner ran); the learner's scalars join ``metrics``."""
+        policy = self.trainer.policy
+        if self.learner is not None and sync_due(policy, self.trainer.last_progress):
+            parameters, learned = ray.get(self.learner.exchange.remote(self.trainer.index, policy.collect_transitions()))
+            policy.load_parameters(parameters)
+            metrics.update(learned)
 
     def evaluate(self, split: str = "val") -> tuple[Tensor, Tensor]:
         return self.trainer.evaluate(split)
@@ -85,6 +106,43 @@ class PeerActor:
 
     def model_bytes(self) -> bytes:
         return self.trainer.model_bytes()
+
+
+class PolicyLearnerActor:
+    """The cohort's teacher-policy learner in its own (async) Ray actor.
+
+    Each peer actor calls :meth:`exchange` right after its update at a synchronization step; the
+    call returns once all peers have submitted, after one :meth:`PolicyLearner.learn` on their
+    transitions in peer-index order — the same computation as in one process.
+    """
+
+    def __init__(self, learner: PolicyLearner, peers: int) -> None:
+        self.learner, self.peers = learner, peers
+        self.submitted: dict[int, Any] = {}
+        self.round, self.result = 0, (-1, None)
+        self.done = asyncio.Event()
+
+    async def exchange(self, peer: int, transitions: Any) -> tuple[dict[str, Tensor], dict[str, float]]:
+        this_round = self.round
+        self.submitted[peer] = transitions
+        if len(self.submitted) == self.peers:
+            parameters = self.learner.learn([self.submitted[k] for k in range(self.peers)])
+            self.result = (this_round, (parameters, self.learner.metrics))
+            self.submitted, self.round = {}, this_round + 1
+            done, self.done = self.done, asyncio.Event()
+            done.set()
+        else:
+            await self.done.wait()
+        finished_round, (parameters, metrics) = self.result
+        if finished_round != this_round:
+            raise RuntimeError(f"policy learner: peer {peer} woke in round {finished_round}, expected {this_round}")
+        return parameters, metrics[peer]
+
+    def state_bytes(self) -> bytes | None:
+        return learner_state_bytes(self.learner)
+
+    def load_state_bytes(self, blob: bytes) -> None:
+        load_learner_state_bytes(self.learner, blob)
 
 
 def threads_for(peer: PeerConfig) -> int:
@@ -130,6 +188,7 @@ class RayCohort(Cohort):
         self.placement: list[dict[str, Any]] = []  # per peer: node, actor id, pid, device, threads
         self._own_group: PlacementGroup | None = None
         self._group, self._offset = get_current_placement_group(), 1
+        self.learner: Any = None  # the teacher policy's learner actor, when the policy learns
         if self._group is None:
             self._place()
         self._start_actors()
@@ -156,6 +215,7 @@ class RayCohort(Cohort):
             for k, peer in enumerate(self.config.peers)
         ]
         self.placement = self._get([actor.describe.remote() for actor in self.actors])
+        self.learner = self._start_policy_learner()
 
     def restart(self) -> None:
         """Replace every peer actor by a fresh one (load a checkpoint next).
@@ -165,7 +225,7 @@ class RayCohort(Cohort):
         is not restored within the placement timeout is created anew. Lacking room, this raises
         :class:`PeerLost` again (the runner retries up to ``runtime.max_failures`` times).
         """
-        for actor in self.actors:
+        for actor in self._all_actors():
             ray.kill(actor)
         self._drain_abandoned()
         tune_group = self._offset == 1
@@ -212,6 +272,21 @@ class RayCohort(Cohort):
         who = f"peer '{names[0]}'" if names else "a peer"
         return PeerLost(f"lost {who}: {type(error).__name__}: {str(error).strip().splitlines()[0].rstrip('.')}")
 
+    def _start_policy_learner(self) -> Any:
+        """The policy's learner actor (CPU only, in peer 0's bundle), attached to every peer; or ``None``."""
+        learner = self._get([self.actors[0].make_policy_learner.remote()])[0]
+        if learner is None:
+            return None
+        actor = ray.remote(PolicyLearnerActor).options(
+            num_cpus=0, scheduling_strategy=PlacementGroupSchedulingStrategy(self._group, placement_group_bundle_index=self._offset),
+        ).remote(learner, len(self.actors))
+        ray.get([peer.attach_learner.remote(actor) for peer in self.actors])
+        return actor
+
+    def _all_actors(self) -> list[Any]:
+        """The peer actors and, with a learning teacher policy, its learner actor."""
+        return self.actors + ([self.learner] if self.learner is not None else [])
+
     def steps_per_epoch(self) -> int:
         return self.placement[0]["steps_per_epoch"]
 
@@ -245,8 +320,15 @@ class RayCohort(Cohort):
     def model_bytes(self) -> list[bytes]:
         return self._get([actor.model_bytes.remote() for actor in self.actors])
 
+    def learner_state_bytes(self) -> bytes | None:
+        return None if self.learner is None else self._get([self.learner.state_bytes.remote()])[0]
+
+    def load_learner_state_bytes(self, blob: bytes) -> None:
+        if self.learner is not None:
+            self._get([self.learner.load_state_bytes.remote(blob)])
+
     def shutdown(self) -> None:
-        for actor in self.actors:
+        for actor in self._all_actors():
             ray.kill(actor)
         self._drain_abandoned()
         if self._own_group is not None:

@@ -51,6 +51,13 @@ class Cohort(ABC):
     @abstractmethod
     def model_bytes(self) -> list[bytes]: ...
 
+    def learner_state_bytes(self) -> bytes | None:
+        """The teacher-policy learner's state (network, optimizer, baseline, RNG); ``None`` if none."""
+        return None
+
+    def load_learner_state_bytes(self, blob: bytes) -> None:
+        """Restore what :meth:`learner_state_bytes` returned."""
+
     def shutdown(self) -> None:
         """Release resources (actors, devices)."""
 

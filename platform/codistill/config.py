@@ -42,6 +42,8 @@ class DataConfig:
     per_peer_augmentation: bool = False
     image_size: int | None = None
     test_fraction: float = 0.0  # share of the held-out split kept as a test split (see data.held_out)
+    #: Share of the (reduced, noisy) training split held out as a probe, never trained on (0: none).
+    probe_fraction: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -242,7 +244,8 @@ def set_field(raw: dict[str, Any], key: str, value: Any) -> None:
             node = node[int(part)]
         else:
             parent = ".".join(parts[:depth])
-            raise ConfigError(here, f"'{parent}' holds the value {node!r}, which has no fields to set")
+            raise ConfigError(here, f"'{parent}' holds the value {node!r}, which has no fields to set: "
+                                    f"set it whole, e.g. '{parent}={{{part}: ...}}'")
 
 
 def changed_fields(before: RunConfig, after: RunConfig) -> list[str]:
@@ -361,6 +364,7 @@ def _parse_data(r: _Reader) -> DataConfig:
         per_peer_augmentation=r.get("per_peer_augmentation", bool, d.per_peer_augmentation),
         image_size=r.get("image_size", int, d.image_size, at_least_one),
         test_fraction=r.get("test_fraction", float, d.test_fraction),
+        probe_fraction=r.get("probe_fraction", float, d.probe_fraction),
     )
     r.finish()
     return config
@@ -481,6 +485,8 @@ def validate(config: RunConfig, *, mode: str = "online") -> None:
     if data.batch_size < 1 or data.eval_batch_size < 1:
         raise ConfigError("data.batch_size", "batch sizes must be ≥ 1")
     shape = check_dataset_files(data)
+    if data.probe_fraction != 0.0 and not 0.0 < data.probe_fraction <= 0.5:
+        raise ConfigError("data.probe_fraction", f"must be 0 (no probe) or lie in (0, 0.5], got {data.probe_fraction}")
 
     if mode == "online" and len(config.peers) < 2:
         raise ConfigError("peers", f"online distillation needs at least two peers, got {len(config.peers)}")
@@ -517,7 +523,7 @@ def validate(config: RunConfig, *, mode: str = "online") -> None:
         if method.weight < 0:
             raise ConfigError(f"{path}.weight", f"must be ≥ 0, got {method.weight}")
         method_class(method.name).check_params(method.params, f"{path}.params", config.epochs)
-    _validate_policy(dist.policy)
+    _validate_policy(config)
 
     runtime = config.runtime
     if runtime.device not in DEVICES:
@@ -546,11 +552,12 @@ def _validate_peer(peer: PeerConfig, path: str, known_models: list[str]) -> None
         raise ConfigError(f"{path}.sparsity.end_epoch", "must come after sparsity.start_epoch")
 
 
-def _validate_policy(policy: PolicyConfig) -> None:
+def _validate_policy(config: RunConfig) -> None:
     from codistill.teachers import resolve_policy
 
+    policy = config.distillation.policy
     try:
         policy_class = resolve_policy(policy.name)
     except (ImportError, AttributeError, KeyError, ValueError) as error:
         raise ConfigError("distillation.policy.name", str(error)) from None
-    policy_class.check_params(policy.params, "distillation.policy.params")
+    policy_class.check_params(policy.params, config)

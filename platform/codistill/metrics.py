@@ -20,6 +20,16 @@ EXCHANGE_WAIT_SECONDS = "time/exchange_wait"  # time between the peer's forward 
 SKIPPED_STEP = "nonfinite/skipped"  # 1 when the peer's loss or gradient was NaN/inf and its update was skipped
 TEACHERS_LEFT_OUT = "nonfinite/teachers_left_out"  # teachers whose predictions were NaN/inf, left out of the step
 
+# Teacher-weighting policies (every policy reports the weights; learning ones the rest).
+TEACHER_WEIGHT_PREFIX = "policy/weight/"  # + teacher name: batch-mean weight that teacher received
+PROBE_LOSS_BEFORE = "policy/probe_loss_before"  # student's loss on the probe batch before the update
+PROBE_LOSS_AFTER = "policy/probe_loss_after"  # ... and after it
+POLICY_REWARD = "policy/reward"  # the learned policy's reward for this step
+POLICY_ENTROPY = "policy/entropy"  # entropy of the policy's action distribution, per action dimension
+POLICY_ADVANTAGE = "policy/advantage"  # mean advantage of this peer's transitions in the last update
+LEARNER_LOSS = "policy/learner_loss"  # the learner's surrogate loss in its last update
+LEARNER_UPDATES = "policy/learner_updates"  # learner updates so far
+
 # Per-epoch scalars written by the runner.
 VAL_ACCURACY = "val/accuracy"
 TRAIN_ACCURACY = "train/accuracy"
@@ -47,3 +57,8 @@ def peer_val(name: str) -> str:
 def loss_term(name: str) -> str:
     """The key of one named distillation term, e.g. ``loss/kd/kd``."""
     return f"{LOSS_PREFIX}{name}"
+
+
+def teacher_weight(teacher: str) -> str:
+    """The key of the mean weight one teacher received at a step, e.g. ``policy/weight/cnn``."""
+    return f"{TEACHER_WEIGHT_PREFIX}{teacher}"

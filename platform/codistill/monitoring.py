@@ -2,8 +2,10 @@
 
 TensorBoard layout (``tensorboard --logdir RUN_DIR/tensorboard``): one run per peer
 (``<peer>``: every loss term, train/val accuracy, learning rate, distillation strength, step time,
-time waiting for the exchange) and ``cohort`` (ensemble accuracy, agreement between peers, epoch
-time). Step scalars are averaged over ``log_every_steps`` steps.
+time waiting for the exchange; the mean weight each teacher received, ``policy/weight/<teacher>``,
+and for a learned policy its reward, advantage, entropy and learner loss) and ``cohort`` (ensemble
+accuracy, agreement between peers, epoch time). Step scalars are averaged over ``log_every_steps``
+steps, each over the steps that report it.
 """
 
 from __future__ import annotations
@@ -32,15 +34,17 @@ class TensorBoardLog:
             step = first_global_step + start + len(window) - 1
             for k, name in enumerate(self.peer_names):
                 sums: dict[str, float] = defaultdict(float)
+                counts: dict[str, int] = defaultdict(int)  # some keys (policy, learner) are absent at some steps
                 for row in window:
                     for key, value in row[k].items():
                         sums[key] += value
+                        counts[key] += 1
                 examples = sums.pop(m.TRAIN_EXAMPLES)
                 correct = sums.pop(m.TRAIN_CORRECT)
                 writer = self.writers[name]
                 writer.add_scalar(m.TRAIN_ACCURACY_STEP, correct / max(examples, 1.0), step)
                 for key, value in sums.items():
-                    writer.add_scalar(key, value / len(window), step)
+                    writer.add_scalar(key, value / counts[key], step)
 
     def epoch(self, epoch: int, peer_scalars: list[dict[str, float]], cohort_scalars: dict[str, float]) -> None:
         for name, scalars in zip(self.peer_names, peer_scalars):

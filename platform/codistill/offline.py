@@ -23,6 +23,7 @@ from codistill.methods.base import TeacherView
 from codistill.models import PeerNetwork, build_model
 from codistill.peer import PeerTrainer
 from codistill.cohort_base import Cohort, StepCallback
+from codistill.teachers import learn_in_process, learner_state_bytes, load_learner_state_bytes, sync_due
 
 
 #: What :meth:`PeerTrainer.model_bytes` saves besides the weights: the model's name and input shape.
@@ -84,12 +85,13 @@ class OfflineCohort(Cohort):
             if teacher.classifier.out_features != classes:
                 raise ValueError(f"teacher '{spec.name}' predicts {teacher.classifier.out_features} classes, "
                                  f"the dataset has {classes}")
+        self.learner = self.student.policy.make_learner()
 
     def steps_per_epoch(self) -> int:
         return self.student.dataset.steps_per_epoch(self.config.data.batch_size)
 
     @torch.no_grad()
-    def _teacher_views(self, images: Tensor) -> list[TeacherView]:
+    def teacher_views(self, images: Tensor) -> list[TeacherView]:
         views = []
         for teacher in self.teachers:
             with self.student._autocast():
@@ -107,7 +109,9 @@ class OfflineCohort(Cohort):
         metrics = []
         for step in range(total):
             self.student.forward(epoch, step)
-            metrics.append([self.student.update(self._teacher_views(self.student.current_images))])
+            metrics.append([self.student.update(self.teacher_views(self.student.current_images))])
+            if self.learner is not None and sync_due(self.student.policy, self.student.last_progress):
+                learn_in_process(self.learner, [self.student.policy], metrics[-1])
             if on_step is not None:
                 on_step(step + 1, total)
         return metrics
@@ -124,6 +128,12 @@ class OfflineCohort(Cohort):
 
     def load_state_bytes(self, blobs: list[bytes]) -> None:
         self.student.load_state_bytes(blobs[0])
+
+    def learner_state_bytes(self) -> bytes | None:
+        return learner_state_bytes(self.learner)
+
+    def load_learner_state_bytes(self, blob: bytes) -> None:
+        load_learner_state_bytes(self.learner, blob)
 
     def model_bytes(self) -> list[bytes]:
         return [self.student.model_bytes()]

@@ -40,14 +40,18 @@ from codistill.models import ModelOutput, PeerNetwork, build_model
 from codistill.progress import Progress
 from codistill.pruning import GradualPruner, effective_state_dict
 from codistill.schedules import as_schedule
-from codistill.teachers import TeacherBatch, ensemble_view, normalized_weights, resolve_policy, teacher_weights
+from codistill.teachers import (PolicyContext, TeacherBatch, TeacherWeightingPolicy, ensemble_view,
+                                normalized_weights, resolve_policy, teacher_weights)
 
 
 def load_dataset(config: RunConfig) -> PeerDataset:
     data = config.data
-    return build_dataset(data.dataset, root=data.root, train_fraction=data.train_fraction,
-                         label_noise=data.label_noise, seed=config.seed, image_size=data.image_size,
-                         test_fraction=data.test_fraction)
+    dataset = build_dataset(data.dataset, root=data.root, train_fraction=data.train_fraction,
+                            label_noise=data.label_noise, seed=config.seed, image_size=data.image_size,
+                            test_fraction=data.test_fraction)
+    if data.probe_fraction > 0:
+        dataset.hold_out_probe(data.probe_fraction, config.seed)
+    return dataset
 
 
 def teacher_models(config: RunConfig, index: int) -> list[str]:
@@ -137,8 +141,11 @@ class PeerTrainer:
         self.optimizer = build_optimizer(self.peer, list(self.model.parameters()) + list(self.methods.parameters()))
         self.weight_schedule = as_schedule(config.distillation.weight, "distillation.weight")
         self.gate_schedule = as_schedule(config.distillation.gate, "distillation.gate")
-        policy = config.distillation.policy
-        self.policy = resolve_policy(policy.name)(**policy.params)
+        #: Names of the candidate teachers the policy weights, in its order.
+        self.teacher_names = self._candidate_names()
+        self.policy = self._build_policy()
+        #: Progress of the last update (the cohort's policy synchronization looks at it).
+        self.last_progress: Progress | None = None
         self.pruner = self._build_pruner()
         amp = config.runtime.amp if self.device.type == "cuda" else "off"
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
@@ -158,6 +165,25 @@ class PeerTrainer:
                                  self.model.feature_shapes(info.in_channels, info.image_size),
                                  [feature_shapes(name, info) for name in self.teacher_models])
         return [build_method(m.name, context, m.params) for m in self.config.distillation.methods]
+
+    def _candidate_names(self) -> list[str]:
+        """Online: the other peers (and the student itself last, in ensemble mode); offline: the teachers."""
+        config = self.config
+        if not self.online:
+            return [t.name for t in config.teachers]
+        names = [p.name for i, p in enumerate(config.peers) if i != self.index]
+        return names + ([self.peer.name] if config.distillation.teacher == "ensemble" else [])
+
+    def _build_policy(self) -> TeacherWeightingPolicy:
+        config, info = self.config, self.dataset.info
+        context = PolicyContext(teacher_names=tuple(self.teacher_names), num_classes=info.num_classes, device=self.device,
+                                online=self.online, student_index=self.index, student_name=self.peer.name,
+                                total_epochs=config.epochs,
+                                steps_per_epoch=self.dataset.steps_per_epoch(config.data.batch_size),
+                                seed=config.seed, probe_available=config.data.probe_fraction > 0)
+        spec = config.distillation.policy
+        with torch.random.fork_rng(devices=[]):  # a policy's initialization leaves the peer's stream alone
+            return resolve_policy(spec.name)(context, **spec.params)
 
     def _build_pruner(self) -> GradualPruner | None:
         sparsity = self.peer.sparsity
@@ -209,6 +235,13 @@ class PeerTrainer:
             raise RuntimeError("no step in progress")
         return self._pending.images
 
+    @property
+    def current_targets(self) -> Tensor:
+        """The labels of the step in progress (between ``forward`` and ``update``)."""
+        if self._pending is None:
+            raise RuntimeError("no step in progress")
+        return self._pending.targets
+
     def update(self, payloads: list[TeacherView]) -> dict[str, float]:
         """Second half: distil from the other peers' payloads and take one optimizer step.
 
@@ -235,14 +268,17 @@ class PeerTrainer:
             distill = sum(terms.values()) if terms else torch.zeros((), device=self.device)
             loss = ce + strength * distill
 
+        probe = self._probe_batch(progress) if batch is not None and self.policy.probe_batch_size > 0 else None
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         skipped = not self._finite_step(loss, progress)
+        probe_before = self._probe_loss(*probe) if probe is not None and not skipped else None
         if not skipped:
             self.scaler.step(self.optimizer)
             self.scaler.update()
         if self.pruner is not None:
             self.pruner.step(progress)
+        self.last_progress = progress
 
         metrics = {m.LOSS_TOTAL: float(loss.detach()), m.LOSS_CE: float(ce.detach()),
                    m.DISTILL_STRENGTH: strength, m.LEARNING_RATE: lr,
@@ -253,11 +289,19 @@ class PeerTrainer:
                    m.SKIPPED_STEP: float(skipped), m.TEACHERS_LEFT_OUT: float(len(payloads) - len(kept))}
         metrics.update({m.loss_term(name): float(value.detach()) for name, value in terms.items()})
         if batch is not None and not skipped:
-            self.policy.feedback(batch, weights, metrics)
+            names = [self._candidate_name(index) for index in batch.teacher_indices]
+            metrics.update({m.teacher_weight(name): float(weight) for name, weight in zip(names, weights.mean(0))})
+            if probe is not None:
+                metrics[m.PROBE_LOSS_BEFORE], metrics[m.PROBE_LOSS_AFTER] = probe_before, self._probe_loss(*probe)
+            metrics.update(self.policy.feedback(batch, weights, metrics) or {})
         return metrics
 
+    def _candidate_name(self, index: int) -> str:
+        """The name of candidate teacher ``index`` of a :class:`TeacherBatch` (a peer online, a teacher offline)."""
+        return self.config.peers[index].name if self.online else self.config.teachers[index].name
+
     @property
-    def teacher_names(self) -> list[str]:
+    def payload_names(self) -> list[str]:
         """Names of the teachers whose payloads :meth:`update` receives, in order."""
         if self.online:
             return [p.name for i, p in enumerate(self.config.peers) if i != self.index]
@@ -270,7 +314,7 @@ class PeerTrainer:
             if all(bool(torch.isfinite(t).all()) for t in [view.logits, *view.features]):
                 kept.append(position)
             elif self.config.runtime.on_nonfinite == "stop":
-                raise NonFiniteLoss(self.teacher_names[position], progress.epoch + 1, progress.step + 1,
+                raise NonFiniteLoss(self.payload_names[position], progress.epoch + 1, progress.step + 1,
                                     f"its predictions sent to peer '{self.peer.name}' are NaN or infinite")
         return kept
 
@@ -285,6 +329,21 @@ class PeerTrainer:
             raise NonFiniteLoss(self.peer.name, progress.epoch + 1, progress.step + 1,
                                 "its loss or gradient is NaN or infinite")
         return finite
+
+    def _probe_batch(self, progress: Progress) -> tuple[Tensor, Tensor]:
+        images, labels = self.dataset.probe_batch(self.config.seed, progress.epoch, progress.step,
+                                                  self.policy.probe_batch_size)
+        return images.to(self.device), labels.to(self.device)
+
+    @torch.no_grad()
+    def _probe_loss(self, images: Tensor, labels: Tensor) -> float:
+        """The student's cross-entropy on probe examples, in eval mode (no RNG, no BN statistics touched)."""
+        was_training = self.model.training
+        self.model.eval()
+        with self._autocast():
+            logits = self.model(images).logits.float()
+        self.model.train(was_training)
+        return float(F.cross_entropy(logits, labels))
 
     def _distillation_terms(self, student: ModelOutput, payloads: list[TeacherView], kept: list[int],
                             targets: Tensor, progress: Progress, strength: float):

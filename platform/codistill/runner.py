@@ -17,6 +17,7 @@ import math
 import platform
 import sys
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -26,7 +27,7 @@ import torch
 import yaml
 
 from codistill import metrics as m
-from codistill.checkpoint import load_latest_checkpoint, save_checkpoint
+from codistill.checkpoint import LEARNER_FILE, find_checkpoint, save_checkpoint
 from codistill.cohort_base import Cohort, PeerLost
 from codistill.config import RunConfig
 from codistill.curriculum import curriculum_fields
@@ -95,12 +96,13 @@ def run_cohort(config: RunConfig, run_dir: Path, make_cohort: Callable[[RunConfi
     position = _Position()
     try:
         if resume:
-            saved, replay_states = load_latest_checkpoint(run_dir, len(config.peers))
-            cohort.load_state_bytes(replay_states)
-            position = _Position(**saved)
+            checkpoint, _ = find_checkpoint(run_dir, len(config.peers))
+            replay = checkpoint.peer_states, checkpoint.extra_files.get(LEARNER_FILE)
+            _load(cohort, *replay)
+            position = _Position(**checkpoint.position)
             progress.print(f"resuming {run_dir} after epoch {position.epochs_done}/{config.epochs}")
         else:
-            replay_states = cohort.state_bytes()
+            replay = cohort.state_bytes(), cohort.learner_state_bytes()
         log = TensorBoardLog(run_dir / "tensorboard", cohort.peer_names, config.runtime.log_every_steps)
         end = config.epochs if stop_after_epochs is None else min(config.epochs, position.epochs_done + stop_after_epochs)
         failures = 0
@@ -108,10 +110,9 @@ def run_cohort(config: RunConfig, run_dir: Path, make_cohort: Callable[[RunConfi
             try:
                 if failures:
                     cohort.restart()
-                    cohort.load_state_bytes(replay_states)
+                    _load(cohort, *replay)
                 for epoch in range(position.epochs_done, end):
-                    replay_states = _train_epoch(config, run_dir, cohort, log, progress, position, epoch,
-                                                 on_epoch)
+                    replay = _train_epoch(config, run_dir, cohort, log, progress, position, epoch, on_epoch)
                 break
             except PeerLost as lost:
                 failures += 1
@@ -139,8 +140,9 @@ def run_cohort(config: RunConfig, run_dir: Path, make_cohort: Callable[[RunConfi
 
 
 def _train_epoch(config: RunConfig, run_dir: Path, cohort: Cohort, log: TensorBoardLog, progress: ConsoleProgress,
-                 position: _Position, epoch: int, on_epoch: EpochCallback | None = None) -> list[bytes]:
-    """Train, evaluate, log and checkpoint one epoch; returns the peers' states just saved.
+                 position: _Position, epoch: int, on_epoch: EpochCallback | None = None) -> tuple[list[bytes], bytes | None]:
+    """Train, evaluate, log and checkpoint one epoch; returns the peers' and the policy learner's
+    states just saved.
 
     ``position`` changes only once the epoch is complete, so a lost peer (``PeerLost``) leaves
     it at the last checkpoint, from which the epoch is redone.
@@ -157,7 +159,7 @@ def _train_epoch(config: RunConfig, run_dir: Path, cohort: Cohort, log: TensorBo
     record = _epoch_record(epoch, cohort.peer_names, step_metrics, cohort_metrics(peer_logits, labels),
                            train_seconds)
     record["curriculum"] = curriculum_fields(config)
-    states = cohort.state_bytes()
+    states, learner_state = cohort.state_bytes(), cohort.learner_state_bytes()
     log.steps(step_metrics, epoch * cohort.steps_per_epoch())
     log.epoch(epoch, _peer_scalars(record), {m.ENSEMBLE_ACCURACY: record["ensemble_val"],
                                              m.AGREEMENT: record["agreement"],
@@ -165,11 +167,18 @@ def _train_epoch(config: RunConfig, run_dir: Path, cohort: Cohort, log: TensorBo
     position.history.append(record)
     position.epochs_done = epoch + 1
     position.wall_seconds += time.perf_counter() - started
-    checkpoint_dir = save_checkpoint(run_dir, position.epochs_done, strict_json(position.__dict__), states)
+    checkpoint_dir = save_checkpoint(run_dir, position.epochs_done, strict_json(position.__dict__), states,
+                                     extra_files=None if learner_state is None else {LEARNER_FILE: learner_state})
     progress.print(_summary_line(config, record))
     if on_epoch is not None:
         on_epoch(record, checkpoint_dir)
-    return states
+    return states, learner_state
+
+
+def _load(cohort: Cohort, peer_states: list[bytes], learner_state: bytes | None) -> None:
+    cohort.load_state_bytes(peer_states)
+    if learner_state is not None:
+        cohort.load_learner_state_bytes(learner_state)
 
 
 def strict_json(value: Any) -> Any:
@@ -197,7 +206,8 @@ def _epoch_record(epoch: int, names: list[str], step_metrics: list[list[dict[str
                       if stepped else math.nan,
                       "exchange_wait_seconds": sum(r[m.EXCHANGE_WAIT_SECONDS] for r in rows),
                       "skipped_steps": int(sum(r[m.SKIPPED_STEP] for r in rows)),
-                      "teachers_left_out": int(sum(r[m.TEACHERS_LEFT_OUT] for r in rows))})
+                      "teachers_left_out": int(sum(r[m.TEACHERS_LEFT_OUT] for r in rows)),
+                      **_teacher_weights(rows)})
     strengths = [step[0][m.DISTILL_STRENGTH] for step in step_metrics]
     return {"epoch": epoch + 1, "peers": peers, "ensemble_val": evaluation["ensemble"],
             "agreement": evaluation["agreement"], "train_seconds": train_seconds,
@@ -212,6 +222,28 @@ def _add_test_accuracy(results: dict[str, Any], peer_logits: list[torch.Tensor],
     results["ensemble"]["test_accuracy"] = test["ensemble"]
 
 
+def _teacher_weights(rows: list[dict[str, float]]) -> dict[str, Any]:
+    """Mean weight each teacher received over the steps where the policy weighted it (a teacher
+    left out for non-finite predictions is absent from those steps), and how many steps it was asked."""
+    sums: dict[str, float] = defaultdict(float)
+    counts: dict[str, int] = defaultdict(int)
+    for row in rows:
+        for key, value in row.items():
+            if key.startswith(m.TEACHER_WEIGHT_PREFIX):
+                sums[key[len(m.TEACHER_WEIGHT_PREFIX):]] += value
+                counts[key[len(m.TEACHER_WEIGHT_PREFIX):]] += 1
+    weighted = sum(1 for row in rows if any(key.startswith(m.TEACHER_WEIGHT_PREFIX) for key in row))
+    return {"teacher_weights": {name: sums[name] / counts[name] for name in sums}, "weighted_steps": weighted}
+
+
+def _second_half_weights(history: list[dict[str, Any]], peer: int, epochs: int) -> dict[str, float]:
+    """Mean weight per teacher over the steps of the second half of training (epochs > epochs / 2)."""
+    records = [h["peers"][peer] for h in history if h["epoch"] > epochs // 2 and h["peers"][peer]["weighted_steps"]]
+    steps = sum(r["weighted_steps"] for r in records)
+    names = list(records[0]["teacher_weights"]) if records else []
+    return {name: sum(r["teacher_weights"][name] * r["weighted_steps"] for r in records) / steps for name in names}
+
+
 def _peer_scalars(record: dict[str, Any]) -> list[dict[str, float]]:
     return [{m.VAL_ACCURACY: p["val_accuracy"], m.TRAIN_ACCURACY: p["train_accuracy"],
              m.TRAIN_LOSS_EPOCH: p["train_loss"], m.EXCHANGE_WAIT_EPOCH: p["exchange_wait_seconds"],
@@ -221,9 +253,11 @@ def _peer_scalars(record: dict[str, Any]) -> list[dict[str, float]]:
 
 def _summary_line(config: RunConfig, record: dict[str, Any]) -> str:
     peers = "  ".join(f"{p['name']} {100 * p['val_accuracy']:.2f}" for p in record["peers"])
+    weights = "; ".join(f"{p['name']}: " + " ".join(f"{name} {w:.2f}" for name, w in p["teacher_weights"].items())
+                        for p in record["peers"] if p["teacher_weights"])
     return (f"epoch {record['epoch']}/{config.epochs}  val top-1: {peers}  ensemble "
             f"{100 * record['ensemble_val']:.2f}  agreement {100 * record['agreement']:.1f}%  "
-            f"({record['train_seconds']:.1f}s)")
+            f"({record['train_seconds']:.1f}s)" + (f"  teacher weights [{weights}]" if weights else ""))
 
 
 def _best_and_last(values: list[float]) -> dict[str, Any]:
@@ -239,7 +273,8 @@ def _results(config: RunConfig, cohort: Cohort, position: _Position) -> dict[str
         entry = {"name": peer.name, "model": peer.model,
                  **_best_and_last([h["peers"][k]["val_accuracy"] for h in history]),
                  "skipped_steps": sum(h["peers"][k].get("skipped_steps", 0) for h in history),
-                 "teachers_left_out": sum(h["peers"][k].get("teachers_left_out", 0) for h in history)}
+                 "teachers_left_out": sum(h["peers"][k].get("teachers_left_out", 0) for h in history),
+                 "teacher_weights": _second_half_weights(history, k, config.epochs)}
         if sparsity[k] is not None:
             entry["sparsity"] = sparsity[k]
         peers.append(entry)

@@ -14,6 +14,7 @@ from torch import Tensor
 from codistill.cohort_base import Cohort, StepCallback, others
 from codistill.config import RunConfig
 from codistill.peer import PeerTrainer, load_dataset
+from codistill.teachers import learn_in_process, learner_state_bytes, load_learner_state_bytes, sync_due
 
 
 class SequentialCohort(Cohort):
@@ -25,6 +26,8 @@ class SequentialCohort(Cohort):
         self.config = config
         dataset = load_dataset(config)
         self.peers = [PeerTrainer(config, k, dataset=dataset) for k in range(len(config.peers))]
+        #: The teacher policy's learner, in this process (``None`` for a fixed rule).
+        self.learner = self.peers[0].policy.make_learner()
 
     def steps_per_epoch(self) -> int:
         return self.peers[0].dataset.steps_per_epoch(self.config.data.batch_size)
@@ -35,6 +38,8 @@ class SequentialCohort(Cohort):
         for step in range(total):
             payloads = [peer.forward(epoch, step) for peer in self.peers]
             metrics.append([peer.update(others(payloads, k)) for k, peer in enumerate(self.peers)])
+            if self.learner is not None and sync_due(self.peers[0].policy, self.peers[0].last_progress):
+                learn_in_process(self.learner, [peer.policy for peer in self.peers], metrics[-1])
             if on_step is not None:
                 on_step(step + 1, total)
         return metrics
@@ -52,6 +57,12 @@ class SequentialCohort(Cohort):
     def load_state_bytes(self, blobs: list[bytes]) -> None:
         for peer, blob in zip(self.peers, blobs):
             peer.load_state_bytes(blob)
+
+    def learner_state_bytes(self) -> bytes | None:
+        return learner_state_bytes(self.learner)
+
+    def load_learner_state_bytes(self, blob: bytes) -> None:
+        load_learner_state_bytes(self.learner, blob)
 
     def model_bytes(self) -> list[bytes]:
         return [peer.model_bytes() for peer in self.peers]

@@ -17,6 +17,8 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
+from codistill.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class DatasetInfo:
@@ -26,6 +28,8 @@ class DatasetInfo:
     image_size: int
     train_size: int
     val_size: int
+
+PROBE_SEED = 0x9B0BE  # mixed into the seeds of the probe split and of its batches
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,18 @@ class PeerDataset(ABC):
         if split != "val":
             raise ValueError(f"no '{split}' split: set data.test_fraction > 0 for a test split")
         return self.val_batches(batch_size)
+
+    def hold_out_probe(self, fraction: float, seed: int) -> None:
+        """Move a stratified ``fraction`` of the training split into a probe split (never trained on;
+        ``data.probe_fraction``, the reward of a learned teacher policy)."""
+        raise ConfigError("data.probe_fraction", f"dataset '{self.info.name}' has no probe split; set it to 0")
+
+    def probe_batch(self, seed: int, epoch: int, step: int, batch_size: int) -> tuple[Tensor, Tensor]:
+        """A batch of probe examples (no augmentation), a pure function of ``(seed, epoch, step)``."""
+        raise ConfigError("data.probe_fraction", f"dataset '{self.info.name}' has no probe split")
+
+    def probe_generator(self, seed: int, epoch: int, step: int) -> torch.Generator:
+        return torch.Generator().manual_seed(mix_seed(seed, epoch, step, PROBE_SEED))
 
     def train_labels(self) -> Tensor:
         """Training labels as used for training (after any injected noise)."""

@@ -15,7 +15,7 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
-from codistill.data.base import PeerDataset
+from codistill.data.base import DatasetInfo, PeerDataset
 from codistill.data.noise import stratified_subset
 
 SPLIT_SEED = 0
@@ -32,7 +32,16 @@ class HeldOutSplit(PeerDataset):
         is_test = torch.zeros(labels.numel(), dtype=torch.bool)
         is_test[test] = True
         self.splits = {"val": (images[~is_test], labels[~is_test]), "test": (images[is_test], labels[is_test])}
-        self.info = replace(dataset.info, val_size=int((~is_test).sum()))
+
+    @property
+    def info(self) -> DatasetInfo:  # the wrapped dataset's, whose training split a probe may shrink
+        return replace(self.dataset.info, val_size=self.splits["val"][1].numel())
+
+    def hold_out_probe(self, fraction: float, seed: int) -> None:
+        self.dataset.hold_out_probe(fraction, seed)
+
+    def probe_batch(self, seed: int, epoch: int, step: int, batch_size: int) -> tuple[Tensor, Tensor]:
+        return self.dataset.probe_batch(seed, epoch, step, batch_size)
 
     def train_batch(self, indices: Tensor, generator: torch.Generator, augment: bool) -> tuple[Tensor, Tensor]:
         return self.dataset.train_batch(indices, generator, augment)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
@@ -24,8 +25,8 @@ from torchvision.transforms.v2 import functional as TF
 
 from codistill.data import DATASET_CHECKS, DATASETS, required_root
 from codistill.data.augment import normalize
-from codistill.data.base import DataShape, DatasetInfo, PeerDataset
-from codistill.data.noise import reduce_training_set
+from codistill.data.base import PROBE_SEED, DataShape, DatasetInfo, PeerDataset, mix_seed
+from codistill.data.noise import probe_choice, probe_split, reduce_training_set
 from codistill.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -109,6 +110,8 @@ def check_imagefolder(data: DataConfig) -> DataShape:
 class ImageFolderDataset(PeerDataset):
     """Files of ``root/train`` (reduced by ``train_fraction``, labels with ``label_noise``) and ``root/val``."""
 
+    probe_labels: Tensor | None = None  # set by hold_out_probe
+
     def __init__(self, root: Path, image_size: int, *, train_fraction: float, label_noise: float, seed: int) -> None:
         class_to_index = class_index(root)
         classes = sorted(class_to_index, key=class_to_index.get)
@@ -149,6 +152,21 @@ class ImageFolderDataset(PeerDataset):
             images = self._decode(self.val_files[start:start + batch_size])
             yield self._normalized([self._centre_view(image) for image in images]), \
                 self.val_labels[start:start + batch_size]
+
+    def hold_out_probe(self, fraction: float, seed: int) -> None:
+        probe, keep = probe_split(self.noisy_train_labels, fraction, mix_seed(seed, PROBE_SEED))
+        self.probe_files = [self.train_files[index] for index in probe.tolist()]
+        self.probe_labels = self.noisy_train_labels[probe]
+        self.train_files = [path for path, kept in zip(self.train_files, keep.tolist()) if kept]
+        self.noisy_train_labels = self.noisy_train_labels[keep]
+        self.info = replace(self.info, train_size=len(self.train_files))
+
+    def probe_batch(self, seed: int, epoch: int, step: int, batch_size: int) -> tuple[Tensor, Tensor]:
+        if self.probe_labels is None:
+            return super().probe_batch(seed, epoch, step, batch_size)
+        chosen = probe_choice(len(self.probe_files), batch_size, self.probe_generator(seed, epoch, step)).tolist()
+        images = self._decode([self.probe_files[index] for index in chosen])
+        return self._normalized([self._centre_view(image) for image in images]), self.probe_labels[chosen]
 
     def train_labels(self) -> Tensor:
         return self.noisy_train_labels

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Iterator
 
 import torch
 from torch import Tensor
 
 from codistill.data.augment import Augmentation
-from codistill.data.base import DatasetInfo, PeerDataset
-from codistill.data.noise import reduce_training_set
+from codistill.data.base import PROBE_SEED, DatasetInfo, PeerDataset, mix_seed
+from codistill.data.noise import probe_choice, probe_split, reduce_training_set
 from codistill.errors import ConfigError
 
 
@@ -26,6 +27,9 @@ class InMemoryDataset(PeerDataset):
     ``label_noise`` symmetric noise, both seeded by ``seed``; validation stays complete and clean.
     The images have one fixed size: ``image_size`` may only repeat it.
     """
+
+    probe_images: Tensor | None = None
+    probe_labels: Tensor | None = None  # set by hold_out_probe
 
     def __init__(self, name: str, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor], num_classes: int,
                  augmentation: Augmentation, *, max_value: float, train_fraction: float, label_noise: float,
@@ -53,6 +57,19 @@ class InMemoryDataset(PeerDataset):
         for start in range(0, self.info.val_size, batch_size):
             images = self._unit_scale(self.val_images[start:start + batch_size])
             yield self.augmentation.normalize(images), self.val_labels[start:start + batch_size]
+
+    def hold_out_probe(self, fraction: float, seed: int) -> None:
+        probe, keep = probe_split(self.noisy_train_labels, fraction, mix_seed(seed, PROBE_SEED))
+        self.probe_images, self.probe_labels = self.train_images[probe], self.noisy_train_labels[probe]
+        self.train_images, self.clean_train_labels = self.train_images[keep], self.clean_train_labels[keep]
+        self.noisy_train_labels = self.noisy_train_labels[keep]
+        self.info = replace(self.info, train_size=int(keep.sum()))
+
+    def probe_batch(self, seed: int, epoch: int, step: int, batch_size: int) -> tuple[Tensor, Tensor]:
+        if self.probe_labels is None:
+            return super().probe_batch(seed, epoch, step, batch_size)
+        chosen = probe_choice(self.probe_labels.numel(), batch_size, self.probe_generator(seed, epoch, step))
+        return self.augmentation.normalize(self._unit_scale(self.probe_images[chosen])), self.probe_labels[chosen]
 
     def train_labels(self) -> Tensor:
         return self.noisy_train_labels

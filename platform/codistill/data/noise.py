@@ -42,3 +42,17 @@ def reduce_training_set(labels: Tensor, num_classes: int, *, train_fraction: flo
     """The kept training indices and their (noisy) labels, both determined by ``seed``."""
     subset = stratified_subset(labels, train_fraction, seed)
     return subset, symmetric_noise(labels[subset], label_noise, num_classes, seed + 1)
+
+
+def probe_split(labels: Tensor, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """A stratified probe slice of a training split: its indices, and the mask of the examples kept
+    for training (stratified by ``labels``, the possibly noisy ones a user has)."""
+    probe = stratified_subset(labels, fraction, seed)
+    keep = torch.ones(labels.numel(), dtype=torch.bool)
+    keep[probe] = False
+    return probe, keep
+
+
+def probe_choice(count: int, batch_size: int, generator: torch.Generator) -> Tensor:
+    """Which of ``count`` probe examples form a probe batch (all of them when there are few)."""
+    return torch.randperm(count, generator=generator)[:batch_size] if batch_size < count else torch.arange(count)

@@ -1,0 +1,176 @@
+"""``TeacherSelectionEnv``: teacher selection as a gymnasium environment.
+
+An episode trains one student for ``episode_steps`` steps (full batches of ``data.batch_size``)
+with a pool of frozen teachers, exactly as ``jobs/offline.py`` does; the agent chooses the teacher
+weights of every step. Observation, action and reward are those of
+:class:`policies.learned.LearnedPolicy`, so a policy trained here runs unchanged in a cohort:
+
+- observation: ``float32 [B, K, F]``, the features of :func:`policies.learned.observation` for
+  every example of the step's batch and every teacher (``F = len(FEATURES)``);
+- action: ``float32 [B, K]`` logits in [−10, 10]; the weights are ``softmax`` over teachers;
+- reward: :func:`policies.learned.probe_reward`, the relative change of the student's loss on a
+  probe batch through the update those weights produced;
+- the episode ends (``terminated``) after ``episode_steps`` steps; ``info`` holds the probe losses
+  and the mean weight each teacher received.
+
+``K`` is fixed per environment instance (its pool); the policy itself takes any ``K``.
+``TeacherSelectionEnv()`` with no arguments builds a small default episode on digits (all the
+training data with clean labels, 10% of it the probe; an MLP student on plain SGD): at
+construction it trains a pool of three MLP teachers in a few seconds, seeded — ``trained``
+(8 epochs), ``weak`` (1 epoch) and ``random`` (untrained, its classifier scaled so it predicts
+confidently and at random). Any offline config (one student,
+``teachers``, ``data.probe_fraction`` > 0, distillation on at every step) can be passed instead.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from codistill import metrics as m
+from codistill.config import PolicyConfig, RunConfig, parse_config
+from codistill.offline import OfflineCohort
+from codistill.peer import PeerTrainer, load_dataset
+from codistill.teachers import PolicyContext, TeacherBatch, TeacherWeightingPolicy
+from policies.learned import FEATURE_CLIP, FEATURES, observation, probe_reward
+
+ENV_ID = "codistill/TeacherSelection-v0"  # gymnasium.make(ENV_ID) once this module is imported
+ACTION_BOUND = 10.0
+DEFAULT_DATA = {"dataset": "digits", "train_fraction": 1.0, "label_noise": 0.0, "batch_size": 64,
+                "probe_fraction": 0.1}
+DEFAULT_POOL = (("trained", 8), ("weak", 1), ("random", 0))
+
+
+class ActionWeights(TeacherWeightingPolicy):
+    """The environment's hook into the student's step: returns the weights the agent chose."""
+
+    def __init__(self, context: PolicyContext, probe_batch_size: int = 128) -> None:
+        super().__init__(context)
+        self.probe_batch_size = probe_batch_size
+        self.chosen: torch.Tensor | None = None
+
+    def weights(self, batch: TeacherBatch) -> torch.Tensor:
+        if self.chosen is None:
+            raise RuntimeError("no action given for this step")
+        return self.chosen.to(batch.teacher_logits.device)
+
+
+class TeacherSelectionEnv(gym.Env):
+    """See the module docstring."""
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, config: RunConfig | None = None, episode_steps: int = 60, probe_batch_size: int = 128) -> None:
+        if episode_steps < 1:
+            raise ValueError(f"episode_steps must be ≥ 1, got {episode_steps}")
+        self._pool_dir: str | None = None
+        if config is None:
+            self._pool_dir = tempfile.mkdtemp(prefix="codistill-env-pool-")
+            config = default_config(Path(self._pool_dir))
+        if config.data.probe_fraction <= 0:
+            raise ValueError("TeacherSelectionEnv needs data.probe_fraction > 0 (its reward)")
+        policy = PolicyConfig(name=f"{__name__}:ActionWeights", params={"probe_batch_size": probe_batch_size})
+        full_steps_per_epoch = load_dataset(config).info.train_size // config.data.batch_size
+        epochs = math.ceil(episode_steps / full_steps_per_epoch)  # the student's schedules span the episode
+        self.config = replace(config, epochs=epochs, distillation=replace(config.distillation, policy=policy))
+        self.episode_steps = episode_steps
+        self.teacher_names = [t.name for t in self.config.teachers]
+        size, count = self.config.data.batch_size, len(self.teacher_names)
+        self.observation_space = gym.spaces.Box(-FEATURE_CLIP, FEATURE_CLIP, (size, count, len(FEATURES)), np.float32)
+        self.action_space = gym.spaces.Box(-ACTION_BOUND, ACTION_BOUND, (size, count), np.float32)
+        self.cohort: OfflineCohort | None = None
+        self._schedule: list[tuple[int, int]] = []
+        self._views: list[Any] = []
+        self._t = 0
+
+    # -- gymnasium API ----------------------------------------------------------------------------
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        episode_seed = int(self.np_random.integers(2 ** 31))
+        config = replace(self.config, seed=episode_seed)
+        self.cohort = OfflineCohort(config)
+        self._schedule = full_batches(self.cohort.student, self.episode_steps)
+        self._t = 0
+        return self._observe(), {}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        if self.cohort is None:
+            raise RuntimeError("call reset() first")
+        logits = torch.as_tensor(np.asarray(action, dtype=np.float32)).clamp(-ACTION_BOUND, ACTION_BOUND)
+        weights = logits.softmax(-1)
+        student = self.cohort.student
+        student.policy.chosen = weights
+        metrics = student.update(self._views)
+        if m.PROBE_LOSS_BEFORE not in metrics:
+            raise RuntimeError("distillation was off at this step (λ·m = 0): the environment needs it on throughout")
+        reward = probe_reward(metrics[m.PROBE_LOSS_BEFORE], metrics[m.PROBE_LOSS_AFTER])
+        self._t += 1
+        terminated = self._t >= self.episode_steps
+        info = {"probe_loss_before": metrics[m.PROBE_LOSS_BEFORE], "probe_loss_after": metrics[m.PROBE_LOSS_AFTER],
+                "teacher_weights": dict(zip(self.teacher_names, weights.mean(0).tolist()))}
+        observation_next = self._observe() if not terminated else np.zeros(self.observation_space.shape, np.float32)
+        return observation_next, float(reward), terminated, False, info
+
+    def close(self) -> None:
+        if self._pool_dir is not None:
+            shutil.rmtree(self._pool_dir, ignore_errors=True)
+            self._pool_dir = None
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _observe(self) -> np.ndarray:
+        student = self.cohort.student
+        epoch, step = self._schedule[self._t]
+        payload = student.forward(epoch, step)
+        self._views = self.cohort.teacher_views(student.current_images)
+        teacher_logits = torch.stack([view.logits.float().cpu() for view in self._views])
+        features = observation(payload.logits, teacher_logits, student.current_targets.cpu(),
+                               self._t / self.episode_steps)
+        return features.numpy().astype(np.float32)
+
+
+def full_batches(student: PeerTrainer, steps: int) -> list[tuple[int, int]]:
+    """The first ``steps`` (epoch, step) pairs of the student's batch order whose batch is full."""
+    size, seed, schedule, epoch = student.config.data.batch_size, student.config.seed, [], 0
+    while len(schedule) < steps:
+        batches = student.dataset.batch_indices(seed, epoch, size)
+        schedule += [(epoch, step) for step, indices in enumerate(batches) if len(indices) == size]
+        epoch += 1
+    return schedule[:steps]
+
+
+def default_config(pool_dir: Path, seed: int = 0) -> RunConfig:
+    """The default episode's offline config; trains its teacher pool into ``pool_dir`` (seconds)."""
+    data = dict(DEFAULT_DATA)
+    teachers = []
+    for name, epochs in DEFAULT_POOL:
+        teacher_config = parse_config({"name": name, "seed": seed, "epochs": max(epochs, 1), "independent": True,
+                                       "data": data, "peers": [{"name": name, "model": "mlp"}]}, mode="offline")
+        cohort = OfflineCohort(teacher_config)
+        for epoch in range(epochs):
+            cohort.train_epoch(epoch)
+        if epochs == 0:  # untrained, made confident: its predictions are random with respect to the labels
+            with torch.no_grad():
+                cohort.student.model.classifier.weight.mul_(30.0)
+        path = pool_dir / f"{name}.pt"
+        path.write_bytes(cohort.model_bytes()[0])
+        teachers.append({"name": name, "model": "mlp", "checkpoint": str(path)})
+    # Plain SGD: each step's probe reward then reflects that step's weights, not a momentum of earlier ones.
+    student = {"name": "student", "model": "mlp", "optimizer": {"lr": 0.1, "momentum": 0.0}}
+    return parse_config({"name": "teacher-selection", "seed": seed, "epochs": 1, "data": data, "peers": [student],
+                         "teachers": teachers,
+                         "distillation": {"weight": 1.0, "methods": [{"name": "kd", "params": {"temperature": 1.0}}]}},
+                        mode="offline")
+
+
+if ENV_ID not in gym.registry:
+    gym.register(id=ENV_ID, entry_point=f"{__name__}:TeacherSelectionEnv")
