@@ -6,13 +6,21 @@ placement group (``runtime.placement``: ``pack`` fills nodes in turn, ``spread``
 different nodes); inside a Ray Tune trial that already reserved a placement group
 (``[{"CPU": 1}] + [peer bundles]``), bundle ``k + 1`` hosts peer ``k``.
 
-The exchange is an interface (:class:`Exchange`): :class:`ObjectRefExchange` submits every
-peer's ``forward`` and passes the resulting ObjectRefs straight into the other peers'
-``update`` calls, so predictions travel through Ray's object store from peer to peer and the
-driver never fetches them. The driver submits a whole epoch at once; per-actor task ordering
-keeps each peer's ``forward(s)``, ``update(s)`` sequence, and a peer starts step ``s`` as soon
-as its own ``update(s−1)`` is done. A GPU cluster can swap in a collective (NCCL allgather) or a
-compiled graph by implementing :meth:`Exchange.submit_step`.
+The exchange is an interface (:class:`Exchange`, chosen by ``runtime.exchange``):
+
+- ``objectref`` (:class:`ObjectRefExchange`) submits every peer's ``forward`` and passes the
+  resulting ObjectRefs straight into the other peers' ``update`` calls, so predictions travel
+  through Ray's object store from peer to peer and the driver never fetches them. Per-actor task
+  ordering keeps each peer's ``forward(s)``, ``update(s)`` sequence.
+- ``collective`` (:class:`CollectiveExchange`) has each actor run a chunk of steps itself
+  (:func:`codistill.collective.run_steps`), the peers exchanging payloads with one all-gather per
+  step in a ``torch.distributed`` group (gloo; NCCL when every peer is on a GPU) that the actors
+  form when the cohort starts: peer 0 opens the store's socket on its node, the driver passes
+  that address to all.
+
+Either way the driver keeps at most ``runtime.max_steps_in_flight`` steps asked for and not yet
+collected (:func:`run_in_window`), so an epoch of any length holds a bounded number of tasks and
+payloads; it reports progress whenever a call's metrics come back.
 """
 
 from __future__ import annotations
@@ -20,8 +28,9 @@ from __future__ import annotations
 import math
 import os
 from abc import ABC, abstractmethod
+from collections import deque
 from types import ModuleType
-from typing import Any
+from typing import Any, Callable
 
 # A standalone run starts a private Ray runtime that must listen on loopback only. Ray reads this
 # switch once, when it is first imported, so it is set here, before ``import ray``; under
@@ -36,6 +45,7 @@ from ray.util.placement_group import PlacementGroup, get_current_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy  # noqa: E402
 from torch import Tensor  # noqa: E402
 
+from codistill.collective import PayloadGroup, run_steps, store_socket  # noqa: E402
 from codistill.config import PeerConfig, RunConfig  # noqa: E402
 from codistill.methods.base import TeacherView  # noqa: E402
 from codistill.peer import PeerTrainer  # noqa: E402
@@ -48,6 +58,8 @@ class PeerActor:
     def __init__(self, config: RunConfig, index: int) -> None:
         torch.set_num_threads(threads_for(config.peers[index]))
         self.trainer = PeerTrainer(config, index)
+        self.group: PayloadGroup | None = None
+        self._store_listener = None
 
     def describe(self) -> dict[str, Any]:
         return {"node": ray.get_runtime_context().get_node_id(), "device": str(self.trainer.device),
@@ -75,26 +87,140 @@ class PeerActor:
     def model_bytes(self) -> bytes:
         return self.trainer.model_bytes()
 
+    def peak_rss_bytes(self) -> int:
+        return peak_rss_bytes()
+
+    # -- the collective exchange (rank = peer index) --------------------------------------------
+
+    def open_collective(self) -> tuple[str, int]:
+        """Peer 0: open the group's store socket on this node; return its address."""
+        self._store_listener = store_socket(ray.util.get_node_ip_address())
+        return ray.util.get_node_ip_address(), self._store_listener.getsockname()[1]
+
+    def join_collective(self, host: str, port: int, world_size: int, on_gpu: bool) -> None:
+        """Join the group (returns once every peer has joined)."""
+        self.group = PayloadGroup(host, port, self.trainer.index, world_size,
+                                  bind_host=ray.util.get_node_ip_address(),
+                                  device=self.trainer.device if on_gpu else torch.device("cpu"),
+                                  listener=self._store_listener)
+        self._store_listener = None
+
+    def run_steps(self, epoch: int, start: int, stop: int) -> list[dict[str, float]]:
+        if self.group is None:
+            raise RuntimeError("run_steps() needs join_collective() first")
+        return run_steps(self.trainer, self.group, epoch, range(start, stop))
+
+    def leave_collective(self) -> None:
+        if self.group is not None:
+            self.group.close()
+            self.group = None
+
 
 def threads_for(peer: PeerConfig) -> int:
     """Torch threads for a peer: the whole CPUs it was given (at least one)."""
     return max(1, int(math.floor(peer.resources.cpus)))
 
 
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory (Unix ``ru_maxrss``: KiB on Linux)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 class Exchange(ABC):
-    """How one training step's predictions travel between peer actors."""
+    """How training steps are asked of the peer actors and how their payloads travel."""
+
+    def steps_per_call(self, max_steps_in_flight: int) -> int:
+        """Steps each actor is asked for in one call."""
+        return 1
+
+    def connect(self, actors: list[Any], devices: list[str]) -> None:
+        """Prepare freshly started actors (``devices``: each one's torch device)."""
+
+    def disconnect(self, actors: list[Any]) -> None:
+        """Undo :meth:`connect` before the actors go away."""
 
     @abstractmethod
-    def submit_step(self, actors: list[Any], epoch: int, step: int) -> list[ray.ObjectRef]:
-        """Submit step ``step`` of ``epoch`` on every actor; return each peer's metrics ref."""
+    def submit(self, actors: list[Any], epoch: int, steps: range) -> list:
+        """Ask every actor for ``steps`` of ``epoch``; returns the refs :meth:`collect` takes."""
+
+    @abstractmethod
+    def collect(self, refs: list) -> list[list[dict[str, float]]]:
+        """Wait for what :meth:`submit` returned; metrics indexed ``[step][peer]``."""
 
 
 class ObjectRefExchange(Exchange):
     """Peer-to-peer through the object store: ``update_k(*forward_refs of the others)``."""
 
-    def submit_step(self, actors: list[Any], epoch: int, step: int) -> list[ray.ObjectRef]:
-        payloads = [actor.forward.remote(epoch, step) for actor in actors]
-        return [actor.update.remote(*others(payloads, k)) for k, actor in enumerate(actors)]
+    def submit(self, actors: list[Any], epoch: int, steps: range) -> list[list[ray.ObjectRef]]:
+        rows = []
+        for step in steps:
+            payloads = [actor.forward.remote(epoch, step) for actor in actors]
+            rows.append([actor.update.remote(*others(payloads, k)) for k, actor in enumerate(actors)])
+        return rows
+
+    def collect(self, rows: list[list[ray.ObjectRef]]) -> list[list[dict[str, float]]]:
+        values, width = ray.get([ref for row in rows for ref in row]), len(rows[0])
+        return [values[start:start + width] for start in range(0, len(values), width)]
+
+
+class CollectiveExchange(Exchange):
+    """Actor-driven chunks of steps; payloads all-gathered among the actors every step."""
+
+    def __init__(self, leave_timeout_s: float = 30.0) -> None:
+        self.leave_timeout_s = leave_timeout_s
+
+    def steps_per_call(self, max_steps_in_flight: int) -> int:
+        # Two calls fit in the window, so the next chunk waits queued while the driver collects.
+        return max(1, max_steps_in_flight // 2)
+
+    def connect(self, actors: list[Any], devices: list[str]) -> None:
+        on_gpu = all(device.startswith("cuda") for device in devices)
+        host, port = ray.get(actors[0].open_collective.remote())
+        ray.get([actor.join_collective.remote(host, port, len(actors), on_gpu) for actor in actors])
+
+    def disconnect(self, actors: list[Any]) -> None:
+        ray.wait([actor.leave_collective.remote() for actor in actors], num_returns=len(actors),
+                 timeout=self.leave_timeout_s)
+
+    def submit(self, actors: list[Any], epoch: int, steps: range) -> list[ray.ObjectRef]:
+        return [actor.run_steps.remote(epoch, steps.start, steps.stop) for actor in actors]
+
+    def collect(self, refs: list[ray.ObjectRef]) -> list[list[dict[str, float]]]:
+        return [list(step) for step in zip(*ray.get(refs))]
+
+
+EXCHANGE_TYPES: dict[str, type[Exchange]] = {"objectref": ObjectRefExchange, "collective": CollectiveExchange}
+
+
+def run_in_window(total: int, steps_per_call: int, max_steps_in_flight: int,
+                  submit: Callable[[range], Any], collect: Callable[[Any], list],
+                  on_step: StepCallback | None = None) -> list:
+    """Steps ``0 … total−1`` asked for in calls of ``steps_per_call``, never more than
+    ``max_steps_in_flight`` asked for and not yet collected (at least one call); results in order.
+    ``on_step(done, total)`` runs after each collected call."""
+    results: list = []
+    pending: deque[tuple[range, Any]] = deque()
+    in_flight = 0
+    for start in range(0, total, steps_per_call):
+        steps = range(start, min(start + steps_per_call, total))
+        while pending and in_flight + len(steps) > max_steps_in_flight:
+            in_flight -= _collect_oldest(pending, collect, results, total, on_step)
+        pending.append((steps, submit(steps)))
+        in_flight += len(steps)
+    while pending:
+        _collect_oldest(pending, collect, results, total, on_step)
+    return results
+
+
+def _collect_oldest(pending: deque, collect: Callable[[Any], list], results: list, total: int,
+                    on_step: StepCallback | None) -> int:
+    steps, handle = pending.popleft()
+    results.extend(collect(handle))
+    if on_step is not None:
+        on_step(steps.stop, total)
+    return len(steps)
 
 
 def peer_bundles(config: RunConfig) -> list[dict[str, float]]:
@@ -113,7 +239,7 @@ class RayCohort(Cohort):
     def __init__(self, config: RunConfig, exchange: Exchange | None = None,
                  placement_timeout_s: float = 120.0) -> None:
         self.config = config
-        self.exchange = exchange or ObjectRefExchange()
+        self.exchange = exchange or EXCHANGE_TYPES[config.runtime.exchange]()
         self._own_group: PlacementGroup | None = None
         group, offset = get_current_placement_group(), 1
         if group is None:
@@ -124,28 +250,44 @@ class RayCohort(Cohort):
                 ray.util.remove_placement_group(group)
                 raise RuntimeError(f"the cluster cannot place the cohort's bundles {peer_bundles(config)} "
                                    f"within {placement_timeout_s:.0f} s; available: {ray.available_resources()}")
+        self._group, self._bundle_offset = group, offset
+        self.actors: list[Any] = []
+        self._start_actors()
+
+    def _start_actors(self) -> None:
+        """Start one actor per peer in its bundle and connect the exchange among them (callable
+        again, after :meth:`_stop_actors`, to rebuild the cohort)."""
         remote_actor = ray.remote(PeerActor)
         self.actors = [
             remote_actor.options(
                 num_cpus=peer.resources.cpus, num_gpus=peer.resources.gpus,
-                scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=k + offset),
-            ).remote(config, k)
-            for k, peer in enumerate(config.peers)
+                scheduling_strategy=PlacementGroupSchedulingStrategy(
+                    self._group, placement_group_bundle_index=k + self._bundle_offset),
+            ).remote(self.config, k)
+            for k, peer in enumerate(self.config.peers)
         ]
         self.placement = ray.get([actor.describe.remote() for actor in self.actors])
+        self.exchange.connect(self.actors, [p["device"] for p in self.placement])
+
+    def _stop_actors(self) -> None:
+        if self.actors:
+            self.exchange.disconnect(self.actors)
+        for actor in self.actors:
+            ray.kill(actor)
+        self.actors = []
 
     def steps_per_epoch(self) -> int:
         return self.placement[0]["steps_per_epoch"]
 
     def train_epoch(self, epoch: int, on_step: StepCallback | None = None) -> list[list[dict[str, float]]]:
-        total = self.steps_per_epoch()
-        submitted = [self.exchange.submit_step(self.actors, epoch, step) for step in range(total)]
-        metrics = []
-        for step, refs in enumerate(submitted):
-            metrics.append(ray.get(refs))
-            if on_step is not None:
-                on_step(step + 1, total)
-        return metrics
+        window = self.config.runtime.max_steps_in_flight
+        return run_in_window(self.steps_per_epoch(), self.exchange.steps_per_call(window), window,
+                             lambda steps: self.exchange.submit(self.actors, epoch, steps),
+                             self.exchange.collect, on_step)
+
+    def peak_rss_bytes(self) -> list[int]:
+        """Each actor's peak resident memory so far."""
+        return ray.get([actor.peak_rss_bytes.remote() for actor in self.actors])
 
     def evaluate(self) -> tuple[list[Tensor], Tensor]:
         results = ray.get([actor.evaluate.remote() for actor in self.actors])
@@ -164,8 +306,7 @@ class RayCohort(Cohort):
         return ray.get([actor.model_bytes.remote() for actor in self.actors])
 
     def shutdown(self) -> None:
-        for actor in self.actors:
-            ray.kill(actor)
+        self._stop_actors()
         if self._own_group is not None:
             ray.util.remove_placement_group(self._own_group)
             self._own_group = None

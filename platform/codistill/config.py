@@ -22,6 +22,7 @@ TEACHER_MODES = ("ensemble", "mean_of_others")
 AMP_MODES = ("off", "bf16", "fp16")
 PLACEMENTS = ("pack", "spread")
 DEVICES = ("auto", "cpu", "cuda")
+EXCHANGES = ("objectref", "collective")
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,11 @@ class RuntimeConfig:
     deterministic: bool = True
     log_every_steps: int = 10
     progress_every_seconds: float = 10.0
+    #: How Ray peers exchange payloads: through the object store, or actor-driven steps with a
+    #: collective (see codistill.cohort).
+    exchange: str = "objectref"
+    #: Steps the driver asks the actors for before collecting the oldest (bounds tasks in flight).
+    max_steps_in_flight: int = 16
 
 
 @dataclass(frozen=True)
@@ -330,7 +336,9 @@ def _parse_runtime(r: _Reader) -> RuntimeConfig:
         device=r.get("device", str, d.device), amp="off" if amp is False else amp,
         placement=r.get("placement", str, d.placement), deterministic=r.get("deterministic", bool, d.deterministic),
         log_every_steps=r.get("log_every_steps", int, d.log_every_steps),
-        progress_every_seconds=r.get("progress_every_seconds", float, d.progress_every_seconds))
+        progress_every_seconds=r.get("progress_every_seconds", float, d.progress_every_seconds),
+        exchange=r.get("exchange", str, d.exchange),
+        max_steps_in_flight=r.get("max_steps_in_flight", int, d.max_steps_in_flight))
     r.finish()
     return config
 
@@ -417,6 +425,10 @@ def validate(config: RunConfig, *, mode: str = "online") -> None:
         raise ConfigError("runtime.amp", f"must be one of {', '.join(AMP_MODES)}, got '{runtime.amp}'")
     if runtime.placement not in PLACEMENTS:
         raise ConfigError("runtime.placement", f"must be one of {', '.join(PLACEMENTS)}")
+    if runtime.exchange not in EXCHANGES:
+        raise ConfigError("runtime.exchange", f"must be one of {', '.join(EXCHANGES)}, got '{runtime.exchange}'")
+    if runtime.max_steps_in_flight < 1:
+        raise ConfigError("runtime.max_steps_in_flight", f"must be ≥ 1, got {runtime.max_steps_in_flight}")
 
 
 def _validate_peer(peer: PeerConfig, path: str, known_models: list[str]) -> None:
