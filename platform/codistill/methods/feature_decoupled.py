@@ -61,7 +61,9 @@ class FeatureDecoupled(DistillationMethod):
         terms = torch.stack([torch.stack(foreground).mean(), torch.stack(background).mean()])
         if self.dynamic and self.training:
             self._update_weights(terms.detach())
-        return {"foreground": self.weights[0] * terms[0], "background": self.weights[1] * terms[1]}
+        # A copy: the next teacher's call updates the buffer in place before backward runs.
+        weights = self.weights.clone()
+        return {"foreground": weights[0] * terms[0], "background": weights[1] * terms[1]}
 
     @torch.no_grad()
     def _update_weights(self, terms: Tensor) -> None:
