@@ -16,7 +16,7 @@ from codistill.sequential import SequentialCohort
 from conftest import tiny_config, tiny_raw
 
 EVERY_METHOD = {
-    "peers": [{"name": "wide", "model": "resnet8x4"}, {"name": "narrow", "model": "resnet8"},
+    "peers": [{"name": "resnet", "model": "resnet8"}, {"name": "cnn", "model": "cnn"},
               {"name": "mlp", "model": "mlp"}],
     "distillation": {"teacher": "ensemble", "policy": "policies.confidence:ConfidenceAwarePolicy", "methods": [
         {"name": "kd"}, {"name": "dkd", "params": {"warmup_epochs": 1}}, {"name": "dckd"},
@@ -56,26 +56,38 @@ def test_driver_keeps_a_bounded_window_of_steps_in_flight(total, per_call, windo
     assert progress[-1] == (total, total) and [d for d, _ in progress] == sorted(d for d, _ in progress)
 
 
+def every_method_config(exchange: str):
+    return tiny_config(**EVERY_METHOD, runtime={"exchange": exchange, "max_steps_in_flight": 4})
+
+
+@pytest.fixture(scope="module")
+def one_process_every_method():
+    """Two epochs of the every-method cohort in one process: step metrics and validation logits."""
+    torch.set_num_threads(1)
+    local = SequentialCohort(every_method_config("objectref"))
+    return [local.train_epoch(epoch) for epoch in range(2)], local.evaluate()
+
+
 @pytest.mark.ray
 @pytest.mark.parametrize("exchange", ["objectref", "collective"])
-def test_both_exchanges_train_exactly_like_one_process_with_every_method(ray_runtime, exchange):
+def test_both_exchanges_train_exactly_like_one_process_with_every_method(ray_runtime, one_process_every_method,
+                                                                        exchange):
     """Step metrics and final validation logits are bit-identical to SequentialCohort's, with
-    stage features of three architectures, InDistill's filter norms and CA-MKD weights, over
-    epochs split into several calls."""
-    torch.set_num_threads(1)
-    config = tiny_config(**EVERY_METHOD, runtime={"exchange": exchange, "max_steps_in_flight": 4})
-    local, remote = SequentialCohort(config), RayCohort(config)
+    stage features of three architectures (channels-last ones included), InDistill's filter
+    norms and CA-MKD weights, over epochs split into several calls."""
+    epochs, (local_logits, labels) = one_process_every_method
+    remote = RayCohort(every_method_config(exchange))
     try:
-        for epoch in range(2):
-            expected, got = local.train_epoch(epoch), remote.train_epoch(epoch)
-            assert len(got) == len(expected) == local.steps_per_epoch()
+        for epoch, expected in enumerate(epochs):
+            got = remote.train_epoch(epoch)
+            assert len(got) == len(expected) == remote.steps_per_epoch()
             for step_expected, step_got in zip(expected, got):
                 for peer_expected, peer_got in zip(step_expected, step_got):
                     assert set(peer_got) == set(peer_expected)
                     for key, value in peer_expected.items():
                         if not key.startswith("time/"):
                             assert peer_got[key] == value, key
-        (local_logits, labels), (remote_logits, remote_labels) = local.evaluate(), remote.evaluate()
+        remote_logits, remote_labels = remote.evaluate()
         assert torch.equal(labels, remote_labels)
         assert all(torch.equal(a, b) for a, b in zip(local_logits, remote_logits))
     finally:

@@ -37,20 +37,37 @@ _INITIAL_CAPACITY = 1 << 12
 
 
 class _TensorPickler(pickle.Pickler):
-    """Pickles tensors as (raw bytes, dtype, shape): exact, device-free, no ``torch.save``."""
+    """Pickles tensors as raw bytes in memory order with dtype, shape and strides: exact (layout
+    included, e.g. channels-last features, so a receiver computes exactly as with the original),
+    device-free, no ``torch.save``."""
 
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, Tensor):
-            flat = obj.detach().to("cpu").contiguous().reshape(-1)
-            return tensor_from_bytes, (pickle.PickleBuffer(flat.view(torch.uint8).numpy()), flat.dtype, tuple(obj.shape))
+            tensor = obj.detach().to("cpu")
+            if not is_dense(tensor):
+                tensor = tensor.contiguous()
+            memory = tensor.as_strided((tensor.numel(),), (1,))
+            return tensor_from_bytes, (pickle.PickleBuffer(memory.view(torch.uint8).numpy()), tensor.dtype,
+                                       tuple(tensor.shape), tuple(tensor.stride()))
         return NotImplemented
 
 
-def tensor_from_bytes(data: bytes | bytearray, dtype: torch.dtype, shape: tuple[int, ...]) -> Tensor:
+def is_dense(tensor: Tensor) -> bool:
+    """Whether ``tensor``'s elements fill one gap-free, non-overlapping block of memory."""
+    expected = 1
+    for stride, size in sorted((st, s) for s, st in zip(tensor.shape, tensor.stride()) if s > 1):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def tensor_from_bytes(data: bytes | bytearray, dtype: torch.dtype, shape: tuple[int, ...],
+                      stride: tuple[int, ...]) -> Tensor:
     if not len(data):
-        return torch.empty(shape, dtype=dtype)
+        return torch.empty_strided(shape, stride, dtype=dtype)
     writable = data if isinstance(data, bytearray) else bytearray(data)
-    return torch.frombuffer(writable, dtype=torch.uint8).view(dtype).reshape(shape)
+    return torch.frombuffer(writable, dtype=torch.uint8).view(dtype).as_strided(shape, stride)
 
 
 def encode(payload: Any) -> bytes:
