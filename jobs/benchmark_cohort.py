@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="a cohort timed as it is ('' to skip)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="applied to both configs")
     parser.add_argument("--exchanges", nargs="+", default=list(EXCHANGES), choices=EXCHANGES)
-    parser.add_argument("--epochs", type=int, default=5, help="timed epochs per tiny variant (after one warm-up)")
+    parser.add_argument("--epochs", type=int, default=8, help="timed epochs per tiny variant (after one warm-up)")
     parser.add_argument("--large-epochs", type=int, default=3, help="timed epochs per large variant")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads of the sequential variant")
     parser.add_argument("--out", type=Path, help="write the measurements as JSON here")

@@ -188,6 +188,10 @@ class CollectiveExchange(Exchange):
         return [actor.run_steps.remote(epoch, steps.start, steps.stop) for actor in actors]
 
     def collect(self, refs: list[ray.ObjectRef]) -> list[list[dict[str, float]]]:
+        waiting = list(refs)
+        while waiting:  # a peer that fails raises here at once, not after the others' timeout
+            ready, waiting = ray.wait(waiting, num_returns=1)
+            ray.get(ready)
         return [list(step) for step in zip(*ray.get(refs))]
 
 
