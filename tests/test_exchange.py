@@ -9,7 +9,7 @@ import torch
 import yaml
 
 import online
-from codistill.collective import decode, encode
+from codistill.collective import PayloadGroup, decode, encode, store_socket
 from codistill.cohort import RayCohort, run_in_window
 from codistill.methods.base import TeacherView
 from codistill.sequential import SequentialCohort
@@ -35,6 +35,31 @@ def test_payloads_of_any_shape_and_dtype_travel_exactly():
     assert back.extras["norms"][0].dtype == torch.bfloat16 and torch.equal(back.extras["norms"][0], view.extras["norms"][0])
     assert back.extras["empty"].shape == (0, 3) and back.extras["nested"]["k"][1] == 2.5
     assert torch.equal(back.extras["nested"]["k"][0], torch.arange(4))
+
+
+def test_group_gathers_payloads_of_different_sizes_in_rank_order():
+    """Two ranks (threads here, actors in a cohort) on loopback; the second payload outgrows the
+    initial buffer, so the group grows its capacity and repeats the round."""
+    import threading
+
+    listener = store_socket("127.0.0.1")
+    port, gathered = listener.getsockname()[1], {}
+
+    def member(rank: int) -> None:
+        group = PayloadGroup("127.0.0.1", port, rank, 2, bind_host="127.0.0.1", timeout_s=60,
+                             listener=listener if rank == 0 else None)
+        gathered[rank] = [group.all_gather({"x": torch.full((10 + 5000 * rank,), float(rank))}) for _ in range(2)]
+        group.close()
+
+    threads = [threading.Thread(target=member, args=(rank,)) for rank in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    for rank in range(2):
+        for payloads in gathered[rank]:
+            assert [p["x"].shape[0] for p in payloads] == [10, 5010]
+            assert [float(p["x"].sum()) for p in payloads] == [0.0, 5010.0]
 
 
 @pytest.mark.parametrize("total, per_call, window", [(10, 1, 3), (10, 4, 8), (3, 8, 16), (7, 5, 2)])
