@@ -53,6 +53,8 @@ def test_shipped_configs_validate():
     ({"distillation": {"teacher": "oracle"}}, "distillation.teacher"),
     ({"distillation": {"policy": "nowhere.module:Policy"}}, "distillation.policy.name"),
     ({"runtime": {"amp": "fp8"}}, "runtime.amp"),
+    ({"runtime": {"exchange": "mpi"}}, "runtime.exchange"),
+    ({"runtime": {"max_steps_in_flight": "many"}}, "runtime.max_steps_in_flight"),
     ({"epochs": "ten"}, "epochs"),
     ({"colour": "blue"}, "colour"),
     ({"data": {"dataset": "digits", "bach_size": 3}}, "data.bach_size"),

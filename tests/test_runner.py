@@ -97,6 +97,8 @@ def test_existing_run_is_not_overwritten(tmp_path):
     ({"data": {"dataset": "digits", "train_fraction": 2.0}}, "data.train_fraction"),
     ({"distillation": {"methods": [{"name": "kd", "params": {"temperature": 0.0}}]}}, "distillation.methods[0].params.temperature"),
     ({"distillation": {"weight": -1.0}}, "distillation.weight"),
+    ({"runtime": {"exchange": "nccl"}}, "runtime.exchange"),
+    ({"runtime": {"max_steps_in_flight": 0}}, "runtime.max_steps_in_flight"),
 ])
 def test_job_rejects_bad_config_before_ray_and_writes_nothing(tmp_path, capsys, change, field):
     config_file = tmp_path / "bad.yaml"

@@ -9,6 +9,7 @@ Layout (one concern per module; Ray only in :mod:`codistill.cohort`):
 - ``teachers``   teacher formation and the teacher-weighting policy interface
 - ``peer``       one peer's training step, evaluation and state (plain PyTorch)
 - ``cohort``     Ray actors, placement and the logit exchange
+- ``collective`` peers exchanging payloads with a torch.distributed all-gather (no Ray)
 - ``runner``     the epoch loop: evaluation, checkpoints, monitoring, results
 """
 

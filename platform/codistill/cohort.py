@@ -6,17 +6,25 @@ placement group (``runtime.placement``: ``pack`` fills nodes in turn, ``spread``
 different nodes); inside a Ray Tune trial that already reserved a placement group
 (``[{"CPU": 1}] + [peer bundles]``), bundle ``k + 1`` hosts peer ``k``.
 
-The exchange is an interface (:class:`Exchange`): :class:`ObjectRefExchange` submits every
-peer's ``forward`` and passes the resulting ObjectRefs straight into the other peers'
-``update`` calls, so predictions travel through Ray's object store from peer to peer and the
-driver never fetches them. The driver submits a whole epoch at once; per-actor task ordering
-keeps each peer's ``forward(s)``, ``update(s)`` sequence, and a peer starts step ``s`` as soon
-as its own ``update(s−1)`` is done. A GPU cluster can swap in a collective (NCCL allgather) or a
-compiled graph by implementing :meth:`Exchange.submit_step`.
+The exchange is an interface (:class:`Exchange`, chosen by ``runtime.exchange``):
 
-Every ``ray.get`` goes through :meth:`RayCohort._get`: a dead actor, node or lost object becomes
-:class:`~codistill.cohort_base.PeerLost`, on which the runner calls :meth:`RayCohort.restart`
-and reloads the last checkpoint. Actors are not detached, so they end with the driver's job.
+- ``objectref`` (:class:`ObjectRefExchange`) submits every peer's ``forward`` and passes the
+  resulting ObjectRefs straight into the other peers' ``update`` calls, so predictions travel
+  through Ray's object store from peer to peer and the driver never fetches them. Per-actor task
+  ordering keeps each peer's ``forward(s)``, ``update(s)`` sequence.
+- ``collective`` (:class:`CollectiveExchange`) has each actor run a chunk of steps itself
+  (:func:`codistill.collective.run_steps`), the peers exchanging payloads with one all-gather per
+  step in a ``torch.distributed`` group (gloo; NCCL when every peer is on a GPU) that the actors
+  form when the cohort starts: peer 0 opens the store's socket on its node, the driver passes
+  that address to all.
+
+Either way the driver keeps at most ``runtime.max_steps_in_flight`` steps asked for and not yet
+collected (:func:`run_in_window`), so an epoch of any length holds a bounded number of tasks and
+payloads; it reports progress whenever a call's metrics come back.
+
+Every wait on the actors goes through :meth:`RayCohort._surfaced_errors`: a dead actor, node or
+lost object becomes :class:`~codistill.cohort_base.PeerLost`, on which the runner calls
+:meth:`RayCohort.restart` and reloads the last checkpoint. Actors are not detached, so they end with the driver's job.
 """
 
 from __future__ import annotations
@@ -25,8 +33,10 @@ import asyncio
 import math
 import os
 from abc import ABC, abstractmethod
+from collections import deque
+from contextlib import contextmanager
 from types import ModuleType
-from typing import Any
+from typing import Any, Callable, Iterator
 
 # A standalone run starts a private Ray runtime that must listen on loopback only. Ray reads this
 # switch once, when it is first imported, so it is set here, before ``import ray``; under
@@ -41,11 +51,12 @@ from ray.util.placement_group import PlacementGroup, get_current_placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy  # noqa: E402
 from torch import Tensor  # noqa: E402
 
+from codistill.collective import PayloadGroup, run_steps, store_socket  # noqa: E402
 from codistill.config import PeerConfig, RunConfig  # noqa: E402
 from codistill.methods.base import TeacherView  # noqa: E402
-from codistill.peer import PeerTrainer  # noqa: E402
 from codistill.cohort_base import Cohort, PeerLost, StepCallback, others  # noqa: E402
 from codistill.errors import NonFiniteLoss  # noqa: E402
+from codistill.peer import PeerTrainer  # noqa: E402
 from codistill.teachers import PolicyLearner, learner_state_bytes, load_learner_state_bytes, sync_due  # noqa: E402
 
 #: What a dead peer actor or node surfaces as: the cohort restarts and reloads (``PeerLost``).
@@ -66,6 +77,8 @@ class PeerActor:
 
     def attach_learner(self, learner: Any) -> None:
         self.learner = learner
+        self.group: PayloadGroup | None = None
+        self._store_listener = None
 
     def describe(self) -> dict[str, Any]:
         context = ray.get_runtime_context()
@@ -106,6 +119,34 @@ class PeerActor:
 
     def model_bytes(self) -> bytes:
         return self.trainer.model_bytes()
+
+    def peak_rss_bytes(self) -> int:
+        return peak_rss_bytes()
+
+    # -- the collective exchange (rank = peer index) --------------------------------------------
+
+    def open_collective(self) -> tuple[str, int]:
+        """Peer 0: open the group's store socket on this node; return its address."""
+        self._store_listener = store_socket(ray.util.get_node_ip_address())
+        return ray.util.get_node_ip_address(), self._store_listener.getsockname()[1]
+
+    def join_collective(self, host: str, port: int, world_size: int, on_gpu: bool) -> None:
+        """Join the group (returns once every peer has joined)."""
+        self.group = PayloadGroup(host, port, self.trainer.index, world_size,
+                                  bind_host=ray.util.get_node_ip_address(),
+                                  device=self.trainer.device if on_gpu else torch.device("cpu"),
+                                  listener=self._store_listener)
+        self._store_listener = None
+
+    def run_steps(self, epoch: int, start: int, stop: int) -> list[dict[str, float]]:
+        if self.group is None:
+            raise RuntimeError("run_steps() needs join_collective() first")
+        return run_steps(self.trainer, self.group, epoch, range(start, stop), after_update=self.synchronize_policy)
+
+    def leave_collective(self) -> None:
+        if self.group is not None:
+            self.group.close()
+            self.group = None
 
 
 class PolicyLearnerActor:
@@ -150,20 +191,110 @@ def threads_for(peer: PeerConfig) -> int:
     return max(1, int(math.floor(peer.resources.cpus)))
 
 
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory (Unix ``ru_maxrss``: KiB on Linux)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 class Exchange(ABC):
-    """How one training step's predictions travel between peer actors."""
+    """How training steps are asked of the peer actors and how their payloads travel."""
+
+    def steps_per_call(self, max_steps_in_flight: int) -> int:
+        """Steps each actor is asked for in one call."""
+        return 1
+
+    def connect(self, actors: list[Any], devices: list[str]) -> None:
+        """Prepare freshly started actors (``devices``: each one's torch device)."""
+
+    def disconnect(self, actors: list[Any]) -> None:
+        """Undo :meth:`connect` before the actors go away."""
 
     @abstractmethod
-    def submit_step(self, actors: list[Any], epoch: int, step: int) -> list[ray.ObjectRef]:
-        """Submit step ``step`` of ``epoch`` on every actor; return each peer's metrics ref."""
+    def submit(self, actors: list[Any], epoch: int, steps: range) -> list:
+        """Ask every actor for ``steps`` of ``epoch``; returns the refs :meth:`collect` takes."""
+
+    @abstractmethod
+    def collect(self, refs: list) -> list[list[dict[str, float]]]:
+        """Wait for what :meth:`submit` returned; metrics indexed ``[step][peer]``."""
 
 
 class ObjectRefExchange(Exchange):
     """Peer-to-peer through the object store: ``update_k(*forward_refs of the others)``."""
 
-    def submit_step(self, actors: list[Any], epoch: int, step: int) -> list[ray.ObjectRef]:
-        payloads = [actor.forward.remote(epoch, step) for actor in actors]
-        return [actor.update.remote(*others(payloads, k)) for k, actor in enumerate(actors)]
+    def submit(self, actors: list[Any], epoch: int, steps: range) -> list[list[ray.ObjectRef]]:
+        rows = []
+        for step in steps:
+            payloads = [actor.forward.remote(epoch, step) for actor in actors]
+            rows.append([actor.update.remote(*others(payloads, k)) for k, actor in enumerate(actors)])
+        return rows
+
+    def collect(self, rows: list[list[ray.ObjectRef]]) -> list[list[dict[str, float]]]:
+        values, width = ray.get([ref for row in rows for ref in row]), len(rows[0])
+        return [values[start:start + width] for start in range(0, len(values), width)]
+
+
+class CollectiveExchange(Exchange):
+    """Actor-driven chunks of steps; payloads all-gathered among the actors every step."""
+
+    def __init__(self, leave_timeout_s: float = 30.0) -> None:
+        self.leave_timeout_s = leave_timeout_s
+
+    def steps_per_call(self, max_steps_in_flight: int) -> int:
+        # Two calls fit in the window, so the next chunk waits queued while the driver collects.
+        return max(1, max_steps_in_flight // 2)
+
+    def connect(self, actors: list[Any], devices: list[str]) -> None:
+        on_gpu = all(device.startswith("cuda") for device in devices)
+        host, port = ray.get(actors[0].open_collective.remote())
+        ray.get([actor.join_collective.remote(host, port, len(actors), on_gpu) for actor in actors])
+
+    def disconnect(self, actors: list[Any]) -> None:
+        ray.wait([actor.leave_collective.remote() for actor in actors], num_returns=len(actors),
+                 timeout=self.leave_timeout_s)
+
+    def submit(self, actors: list[Any], epoch: int, steps: range) -> list[ray.ObjectRef]:
+        return [actor.run_steps.remote(epoch, steps.start, steps.stop) for actor in actors]
+
+    def collect(self, refs: list[ray.ObjectRef]) -> list[list[dict[str, float]]]:
+        waiting = list(refs)
+        while waiting:  # a peer that fails raises here at once, not after the others' timeout
+            ready, waiting = ray.wait(waiting, num_returns=1)
+            ray.get(ready)
+        return [list(step) for step in zip(*ray.get(refs))]
+
+
+EXCHANGE_TYPES: dict[str, type[Exchange]] = {"objectref": ObjectRefExchange, "collective": CollectiveExchange}
+
+
+def run_in_window(total: int, steps_per_call: int, max_steps_in_flight: int,
+                  submit: Callable[[range], Any], collect: Callable[[Any], list],
+                  on_step: StepCallback | None = None) -> list:
+    """Steps ``0 … total−1`` asked for in calls of ``steps_per_call``, never more than
+    ``max_steps_in_flight`` asked for and not yet collected (at least one call); results in order.
+    ``on_step(done, total)`` runs after each collected call."""
+    results: list = []
+    pending: deque[tuple[range, Any]] = deque()
+    in_flight = 0
+    for start in range(0, total, steps_per_call):
+        steps = range(start, min(start + steps_per_call, total))
+        while pending and in_flight + len(steps) > max_steps_in_flight:
+            in_flight -= _collect_oldest(pending, collect, results, total, on_step)
+        pending.append((steps, submit(steps)))
+        in_flight += len(steps)
+    while pending:
+        _collect_oldest(pending, collect, results, total, on_step)
+    return results
+
+
+def _collect_oldest(pending: deque, collect: Callable[[Any], list], results: list, total: int,
+                    on_step: StepCallback | None) -> int:
+    steps, handle = pending.popleft()
+    results.extend(collect(handle))
+    if on_step is not None:
+        on_step(steps.stop, total)
+    return len(steps)
 
 
 def peer_bundles(config: RunConfig) -> list[dict[str, float]]:
@@ -182,13 +313,14 @@ class RayCohort(Cohort):
     def __init__(self, config: RunConfig, exchange: Exchange | None = None,
                  placement_timeout_s: float = 120.0) -> None:
         self.config = config
-        self.exchange = exchange or ObjectRefExchange()
+        self.exchange = exchange or EXCHANGE_TYPES[config.runtime.exchange]()
         self.placement_timeout_s = placement_timeout_s
         self._abandoned: list[ray.ObjectRef] = []
         self.placement: list[dict[str, Any]] = []  # per peer: node, actor id, pid, device, threads
+        self.actors: list[Any] = []
+        self.learner: Any = None  # the teacher policy's learner actor, when the policy learns
         self._own_group: PlacementGroup | None = None
         self._group, self._offset = get_current_placement_group(), 1
-        self.learner: Any = None  # the teacher policy's learner actor, when the policy learns
         if self._group is None:
             self._place()
         self._start_actors()
@@ -205,6 +337,8 @@ class RayCohort(Cohort):
                                f"within {self.placement_timeout_s:.0f} s; available: {ray.available_resources()}")
 
     def _start_actors(self) -> None:
+        """Start one actor per peer in its bundle, connect the exchange among them and start the
+        teacher policy's learner (called again by :meth:`restart` to rebuild the cohort)."""
         remote_actor = ray.remote(PeerActor)
         self.actors = [
             remote_actor.options(
@@ -215,19 +349,25 @@ class RayCohort(Cohort):
             for k, peer in enumerate(self.config.peers)
         ]
         self.placement = self._get([actor.describe.remote() for actor in self.actors])
+        with self._surfaced_errors():
+            self.exchange.connect(self.actors, [p["device"] for p in self.placement])
         self.learner = self._start_policy_learner()
 
+    def _kill_actors(self) -> None:
+        for actor in self.actors + ([self.learner] if self.learner is not None else []):
+            ray.kill(actor)
+        self.actors, self.learner = [], None
+        self._drain_abandoned()
+
     def restart(self) -> None:
-        """Replace every peer actor by a fresh one (load a checkpoint next).
+        """Replace every peer actor (and the policy learner) by a fresh one (load a checkpoint next).
 
         The survivors are killed too: they hold the interrupted epoch's state and its queued
         steps. When a node died, Ray re-places its bundles on nodes with room; our own group that
         is not restored within the placement timeout is created anew. Lacking room, this raises
         :class:`PeerLost` again (the runner retries up to ``runtime.max_failures`` times).
         """
-        for actor in self._all_actors():
-            ray.kill(actor)
-        self._drain_abandoned()
+        self._kill_actors()
         tune_group = self._offset == 1
         if tune_group and not self._group.wait(self.placement_timeout_s):
             raise PeerLost(f"the Ray Tune trial's placement group was not restored within {self.placement_timeout_s:.0f} s")
@@ -250,11 +390,12 @@ class RayCohort(Cohort):
                 pass
         self._abandoned = []
 
-    def _get(self, refs: list[ray.ObjectRef]) -> list[Any]:
-        """``ray.get``, with a dead actor, node or lost object as :class:`PeerLost` and a peer's
-        divergence as the peer's own :class:`NonFiniteLoss`."""
+    @contextmanager
+    def _surfaced_errors(self) -> Iterator[None]:
+        """A dead actor, node or lost object as :class:`PeerLost`; a peer's divergence as the
+        peer's own :class:`NonFiniteLoss`."""
         try:
-            return ray.get(refs)
+            yield
         except ray.exceptions.RayTaskError as error:
             if isinstance(error.cause, NonFiniteLoss):
                 raise error.cause from None
@@ -265,6 +406,10 @@ class RayCohort(Cohort):
             if isinstance(error, ray.exceptions.RayActorError) and error.actor_init_failed:
                 raise
             raise self._lost(error) from error
+
+    def _get(self, refs: list[ray.ObjectRef]) -> list[Any]:
+        with self._surfaced_errors():
+            return ray.get(refs)
 
     def _lost(self, error: Exception) -> PeerLost:
         actor_id = getattr(error, "actor_id", None)
@@ -278,31 +423,34 @@ class RayCohort(Cohort):
         if learner is None:
             return None
         actor = ray.remote(PolicyLearnerActor).options(
-            num_cpus=0, scheduling_strategy=PlacementGroupSchedulingStrategy(self._group, placement_group_bundle_index=self._offset),
+            num_cpus=0, scheduling_strategy=PlacementGroupSchedulingStrategy(self._group,
+                                                                             placement_group_bundle_index=self._offset),
         ).remote(learner, len(self.actors))
-        ray.get([peer.attach_learner.remote(actor) for peer in self.actors])
+        self._get([peer.attach_learner.remote(actor) for peer in self.actors])
         return actor
-
-    def _all_actors(self) -> list[Any]:
-        """The peer actors and, with a learning teacher policy, its learner actor."""
-        return self.actors + ([self.learner] if self.learner is not None else [])
 
     def steps_per_epoch(self) -> int:
         return self.placement[0]["steps_per_epoch"]
 
     def train_epoch(self, epoch: int, on_step: StepCallback | None = None) -> list[list[dict[str, float]]]:
-        total = self.steps_per_epoch()
-        submitted = [self.exchange.submit_step(self.actors, epoch, step) for step in range(total)]
-        metrics = []
+        window = self.config.runtime.max_steps_in_flight
+        submitted: list[Any] = []
+
+        def submit(steps: range) -> Any:
+            submitted.append(self.exchange.submit(self.actors, epoch, steps))
+            return submitted[-1]
+
         try:
-            for step, refs in enumerate(submitted):
-                metrics.append(self._get(refs))
-                if on_step is not None:
-                    on_step(step + 1, total)
+            with self._surfaced_errors():
+                return run_in_window(self.steps_per_epoch(), self.exchange.steps_per_call(window), window,
+                                     submit, self.exchange.collect, on_step)
         except (PeerLost, NonFiniteLoss):
-            self._abandoned = [ref for refs in submitted for ref in refs]
+            self._abandoned = list(_object_refs(submitted))
             raise
-        return metrics
+
+    def peak_rss_bytes(self) -> list[int]:
+        """Each actor's peak resident memory so far."""
+        return self._get([actor.peak_rss_bytes.remote() for actor in self.actors])
 
     def evaluate(self, split: str = "val") -> tuple[list[Tensor], Tensor]:
         results = self._get([actor.evaluate.remote(split) for actor in self.actors])
@@ -328,12 +476,21 @@ class RayCohort(Cohort):
             self._get([self.learner.load_state_bytes.remote(blob)])
 
     def shutdown(self) -> None:
-        for actor in self._all_actors():
-            ray.kill(actor)
-        self._drain_abandoned()
+        if self.actors and not self._abandoned:
+            self.exchange.disconnect(self.actors)
+        self._kill_actors()
         if self._own_group is not None:
             ray.util.remove_placement_group(self._own_group)
             self._own_group = None
+
+
+def _object_refs(handles: Any) -> Iterator[ray.ObjectRef]:
+    """Every ObjectRef in what :meth:`Exchange.submit` returned (nested lists of refs)."""
+    if isinstance(handles, ray.ObjectRef):
+        yield handles
+    else:
+        for handle in handles:
+            yield from _object_refs(handle)
 
 
 def shipped_modules() -> list[str]:

@@ -28,6 +28,7 @@ DEVICES = ("auto", "cpu", "cuda")
 #: Fields ``--resume RUN_DIR --set`` may change: they cannot change what the run computes.
 RESUME_SAFE_FIELDS = ("runtime.progress_every_seconds", "runtime.log_every_steps")
 NONFINITE_ACTIONS = ("stop", "skip")
+EXCHANGES = ("objectref", "collective")
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,11 @@ class RuntimeConfig:
     progress_every_seconds: float = 10.0
     on_nonfinite: str = "stop"  # a peer's loss is NaN/inf: stop the run, or skip that peer's update
     max_failures: int = 3  # lost actors/nodes recovered from the last checkpoint before giving up
+    #: How Ray peers exchange payloads: through the object store, or actor-driven steps with a
+    #: collective (see codistill.cohort).
+    exchange: str = "objectref"
+    #: Steps the driver asks the actors for before collecting the oldest (bounds tasks in flight).
+    max_steps_in_flight: int = 16
 
 
 @dataclass(frozen=True)
@@ -447,7 +453,9 @@ def _parse_runtime(r: _Reader) -> RuntimeConfig:
         placement=r.get("placement", str, d.placement), deterministic=r.get("deterministic", bool, d.deterministic),
         log_every_steps=r.get("log_every_steps", int, d.log_every_steps, at_least_one),
         progress_every_seconds=r.get("progress_every_seconds", float, d.progress_every_seconds, non_negative),
-        on_nonfinite=r.get("on_nonfinite", str, d.on_nonfinite), max_failures=r.get("max_failures", int, d.max_failures, non_negative))
+        on_nonfinite=r.get("on_nonfinite", str, d.on_nonfinite), max_failures=r.get("max_failures", int, d.max_failures, non_negative),
+        exchange=r.get("exchange", str, d.exchange),
+        max_steps_in_flight=r.get("max_steps_in_flight", int, d.max_steps_in_flight, at_least_one))
     r.finish()
     return config
 
@@ -535,6 +543,8 @@ def validate(config: RunConfig, *, mode: str = "online") -> None:
     if runtime.on_nonfinite not in NONFINITE_ACTIONS:
         raise ConfigError("runtime.on_nonfinite",
                           f"must be one of {', '.join(NONFINITE_ACTIONS)}, got '{runtime.on_nonfinite}'")
+    if runtime.exchange not in EXCHANGES:
+        raise ConfigError("runtime.exchange", f"must be one of {', '.join(EXCHANGES)}, got '{runtime.exchange}'")
 
 
 def _validate_peer(peer: PeerConfig, path: str, known_models: list[str]) -> None:
