@@ -71,14 +71,14 @@ class PeerActor:
         torch.set_num_threads(threads_for(config.peers[index]))
         self.trainer = PeerTrainer(config, index)
         self.learner: Any = None  # the PolicyLearnerActor handle, when the policy learns
+        self.group: PayloadGroup | None = None  # the collective exchange's group, once joined
+        self._store_listener = None
 
     def make_policy_learner(self) -> PolicyLearner | None:
         return self.trainer.policy.make_learner()
 
     def attach_learner(self, learner: Any) -> None:
         self.learner = learner
-        self.group: PayloadGroup | None = None
-        self._store_listener = None
 
     def describe(self) -> dict[str, Any]:
         context = ray.get_runtime_context()
