@@ -196,10 +196,13 @@ def test_a_saved_policy_starts_a_frozen_run(tmp_path):
 
 
 @pytest.mark.ray
-def test_ray_and_sequential_backends_learn_the_same_weights(ray_runtime):
+@pytest.mark.parametrize("exchange", ["objectref", "collective"])
+def test_ray_and_sequential_backends_learn_the_same_weights(ray_runtime, exchange):
     from codistill.cohort import RayCohort
 
-    config = parse_config(learned_raw({"update_every": 2}))
+    raw = learned_raw({"update_every": 2})
+    raw["runtime"] = {**raw.get("runtime", {}), "exchange": exchange}
+    config = parse_config(raw)
     local, remote = SequentialCohort(config), RayCohort(config)
     try:
         for epoch in range(2):
