@@ -25,11 +25,13 @@ test: $(STAMP)
 evidence: $(STAMP)
 	$(BIN)/python jobs/evidence_online.py --seeds 0 1 2
 	$(BIN)/python jobs/evidence_methods.py --seeds 0 1 2
-	$(BIN)/python jobs/evidence_policy.py --seeds 0 1 2
+	$(BIN)/python jobs/train_policy.py --episodes 20 --out runs/teacher-policy.pt
+	$(BIN)/python jobs/evidence_policy.py --seeds 0 1 2 --pretrained runs/teacher-policy.pt
+	$(BIN)/python jobs/evidence_curricula.py --seeds 1 2 3
 
 bench: $(STAMP)
-	$(BIN)/python jobs/benchmark_cohort.py --config jobs/configs/digits_cohort.yaml --epochs 5
-	$(BIN)/python jobs/benchmark_cohort.py --config jobs/configs/digits_cohort_large.yaml --epochs 3
+	$(BIN)/python jobs/benchmark_cohort.py --out runs/bench.json
+	$(BIN)/python jobs/benchmark_policy.py --config jobs/configs/digits_cohort.yaml --epochs 5 --threads 1
 
 clean-venv:
 	rm -rf $(VENV)

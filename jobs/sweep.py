@@ -191,8 +191,9 @@ def export_best(directory: Path, trial_id: str) -> Path:
     from codistill.tuning.trainable import trial_run_dir
 
     run_dir = trial_run_dir(directory, trial_id)
-    history = load_latest_checkpoint(run_dir, 0)[0]["history"]  # Tune may stop a trial before results.json
     trial_raw = yaml.safe_load((run_dir / CONFIG_FILE).read_text())
+    # Tune may stop a trial before results.json: its newest verified checkpoint holds the history.
+    history = load_latest_checkpoint(run_dir, len(trial_raw["peers"]))[0]["history"]
     raw = replay_config(trial_raw, history, name=f"{trial_raw['name']}-replay-{trial_id}")
     parse_config(raw)  # the export must itself be a valid config
     path = directory / BEST_FILE

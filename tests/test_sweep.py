@@ -157,7 +157,7 @@ def test_pbt_exploit_continues_a_clone_and_its_replay_reproduces_the_trial(ray_r
     exploits = pbt_lineage(directory)
     assert exploits, "no exploit happened"
     target, clone, _, new_config = exploits[-1]
-    history = load_latest_checkpoint(trial_run_dir(directory, target), 0)[0]["history"]
+    history = load_latest_checkpoint(trial_run_dir(directory, target), 2)[0]["history"]
     assert len(history) == 3
     # the target's history is one of the clone's checkpoints (the one PBT handed over: synchronous
     # PBT's logged clone iteration may lag it), then continues with the mutated curriculum
