@@ -223,11 +223,11 @@ def test_replay_joins_segments_into_steps_and_refuses_a_changed_sparsity_target(
 
 @pytest.mark.ray
 def test_a_trial_that_keeps_failing_does_not_stop_the_sweep(ray_runtime, tmp_path):
-    # image_size 16 passes the config's checks but the digits dataset (8×8) refuses it in the trial
-    space = {"data.image_size": {"grid": [8, 16]}}
+    # lr 1e6 passes the front door (finite, > 0) but the peer diverges in the trial, which stops it
+    space = {"peers.0.optimizer.lr": {"grid": [0.05, 1.0e6]}}
     assert sweep.main(sweep_args(tmp_path, "--scheduler", "fifo", "--num-samples", "1", "--max-failures", "1",
-                                 "--backend", "sequential", "--set", "epochs=1", space=space)) == 0
-    rows = {row["data.image_size"]: row for row in trial_table(tmp_path / "sweeps" / "s")}
-    assert rows["8"]["state"] == "complete" and rows["16"]["state"] == "failed"
+                                 "--backend", "sequential", "--set", "epochs=2", space=space)) == 0
+    rows = {float(row["peers.0.optimizer.lr"]): row for row in trial_table(tmp_path / "sweeps" / "s")}
+    assert rows[0.05]["state"] == "complete" and rows[1.0e6]["state"] == "failed"
     errors = list((tmp_path / "sweeps" / "s").glob("train_cohort_*/error.txt"))
     assert errors and "Failure # 2" in errors[0].read_text()  # tried, retried once, then given up
