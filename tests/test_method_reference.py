@@ -21,7 +21,7 @@ from codistill.progress import Progress
 from codistill.pruning import GradualPruner, cubic_sparsity
 from codistill.schedules import Ramp
 from codistill.sequential import SequentialCohort
-from codistill.teachers import TeacherBatch, TeacherWeightingPolicy, teacher_weights
+from codistill.teachers import PolicyContext, TeacherBatch, TeacherWeightingPolicy, teacher_weights
 from conftest import tiny_config
 from policies.confidence import ConfidenceAwarePolicy
 
@@ -184,7 +184,10 @@ def test_confidence_aware_weights_match_camkd(count):
     teachers = 3.0 * torch.randn(count, BATCH, 10)
     targets = torch.randint(0, 10, (BATCH,))
     batch = TeacherBatch(0, torch.randn(BATCH, 10), teachers, list(range(1, count + 1)), targets, Progress(0, 0, 1, 1))
-    ours = ConfidenceAwarePolicy().weights(batch)
+    context = PolicyContext(teacher_names=tuple(f"t{k}" for k in range(count)), num_classes=10,
+                            device=torch.device("cpu"), online=False, student_index=0, student_name="s",
+                            total_epochs=1, steps_per_epoch=1, seed=0, probe_available=False)
+    ours = ConfidenceAwarePolicy(context).weights(batch)
     assert torch.allclose(ours, camkd_weights(list(teachers), targets).t(), atol=1e-6)
 
 
@@ -216,7 +219,7 @@ def test_methods_applied_teacher_by_teacher_take_each_examples_own_weight():
     config = tiny_config(peers=[{"name": f"p{k}", "model": "mlp"} for k in range(3)], distillation={
         "teacher": "mean_of_others", "methods": [{"name": "kd", "params": {"temperature": 2.0}}]})
     cohort = SequentialCohort(config)
-    cohort.peers[0].policy = OneTeacherPerExample()
+    cohort.peers[0].policy = OneTeacherPerExample(cohort.peers[0].policy.context)
     payloads = [peer.forward(0, 0) for peer in cohort.peers]
     metrics = cohort.peers[0].update(others(payloads, 0))
     student = payloads[0].logits
