@@ -145,13 +145,17 @@ def test_dkd_matches_mdistiller_with_its_warm_up(temperature, alpha, beta):
                 ours, lambda s, t: mdistiller_dkd(s, t, targets, alpha, beta, temperature, epoch, 20), student, teacher)
 
 
-def test_tckd_keeps_its_target_gradient_when_the_target_logit_lies_far_below():
-    """At T = 1 a gap of 40 puts p_y near 4e-18: log space keeps TCKD and its gradient exact."""
+def target_logit_far_below() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A student (requiring grad) whose target logit lies 40 below the others, a teacher, the targets."""
     student = torch.rand(4, CLASSES)
     targets = torch.arange(4)
     student[torch.arange(4), targets] = -40.0
-    teacher = torch.randn(4, CLASSES)
-    student = student.requires_grad_()
+    return student.requires_grad_(), torch.randn(4, CLASSES), targets
+
+
+def test_tckd_keeps_its_target_gradient_when_the_target_logit_lies_far_below():
+    """At T = 1 a gap of 40 puts p_y near 4e-18: log space keeps TCKD and its gradient exact."""
+    student, teacher, targets = target_logit_far_below()
     ours = batch_loss(logit_method("dkd", temperature=1.0, alpha=1.0, beta=0.0, warmup_epochs=0),
                       student, teacher, targets, Progress(0, 0, 10, 30))
     student64 = student.detach().double().requires_grad_()
@@ -165,11 +169,7 @@ def test_tckd_keeps_its_target_gradient_when_the_target_logit_lies_far_below():
 
 def test_dckd_target_term_keeps_its_gradient_when_the_target_logit_lies_far_below():
     """DCKD's target term at T = 1 has gradient ``γ (p_s,y − p_t,y)`` on the target logit."""
-    student = torch.rand(4, CLASSES)
-    targets = torch.arange(4)
-    student[torch.arange(4), targets] = -40.0
-    teacher = torch.randn(4, CLASSES)
-    student = student.requires_grad_()
+    student, teacher, targets = target_logit_far_below()
     method = logit_method("dckd", temperature=1.0, alpha=1.0, beta=0.0, warmup_epochs=0, joint_target_share=0.5)
     terms = method(ModelOutput(logits=student), TeacherView(logits=teacher, index=0), targets, Progress(0, 0, 10, 30))
     (grad,) = torch.autograd.grad(terms["target"].sum(), student)
