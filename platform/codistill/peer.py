@@ -168,11 +168,8 @@ class PeerTrainer:
 
     def _candidate_names(self) -> list[str]:
         """Online: the other peers (and the student itself last, in ensemble mode); offline: the teachers."""
-        config = self.config
-        if not self.online:
-            return [t.name for t in config.teachers]
-        names = [p.name for i, p in enumerate(config.peers) if i != self.index]
-        return names + ([self.peer.name] if config.distillation.teacher == "ensemble" else [])
+        include_self = self.online and self.config.distillation.teacher == "ensemble"
+        return self.payload_names + ([self.peer.name] if include_self else [])
 
     def _build_policy(self) -> TeacherWeightingPolicy:
         config, info = self.config, self.dataset.info
