@@ -12,7 +12,7 @@ import online
 from codistill.collective import PayloadGroup, decode, encode, store_socket
 from codistill.cohort import RayCohort, run_in_window
 from codistill.methods.base import TeacherView
-from codistill.sequential import SequentialCohort
+from codistill.local import SequentialCohort
 from conftest import tiny_config, tiny_raw
 
 EVERY_METHOD = {

@@ -8,11 +8,11 @@ import yaml
 
 import online
 from codistill.config import parse_config
-from codistill.offline import OfflineCohort
+from codistill.local import OfflineCohort
 from codistill.progress import Progress
 from codistill.runner import RESULTS_FILE, prepare_run_dir, run_cohort
-from codistill.sequential import SequentialCohort
-from codistill.teachers import PolicyContext, TeacherBatch
+from codistill.local import SequentialCohort
+from codistill.policy import PolicyContext, TeacherBatch
 from conftest import tiny_raw
 from policies.learned import FEATURES, LearnedPolicy, save_policy
 

@@ -13,9 +13,9 @@ from torch import Tensor
 from codistill.cohort_base import others
 from codistill.config import parse_config
 from codistill.methods import method_names
-from codistill.offline import OfflineCohort
+from codistill.local import OfflineCohort
 from codistill.peer import PeerTrainer, load_dataset
-from codistill.teachers import TeacherBatch, TeacherWeightingPolicy
+from codistill.policy import TeacherBatch, TeacherWeightingPolicy
 
 # One step per epoch: about 67 training examples in one batch.
 DATA = {"dataset": "digits", "train_fraction": 0.05, "label_noise": 0.0, "batch_size": 128}

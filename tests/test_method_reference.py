@@ -20,8 +20,9 @@ from codistill.models import ModelOutput, build_model
 from codistill.progress import Progress
 from codistill.pruning import GradualPruner, cubic_sparsity
 from codistill.schedules import Ramp
-from codistill.sequential import SequentialCohort
-from codistill.teachers import PolicyContext, TeacherBatch, TeacherWeightingPolicy, teacher_weights
+from codistill.local import SequentialCohort
+from codistill.peer.teachers import teacher_weights
+from codistill.policy import PolicyContext, TeacherBatch, TeacherWeightingPolicy
 from conftest import tiny_config
 from policies.confidence import ConfidenceAwarePolicy
 

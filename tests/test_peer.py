@@ -6,11 +6,12 @@ import torch.nn.functional as F
 
 from codistill.config import parse_config
 from codistill.methods.base import TeacherView
-from codistill.peer import learning_rate_factor
 from codistill.progress import Progress
+from codistill.schedules import learning_rate_factor
 from codistill.cohort_base import others
-from codistill.sequential import SequentialCohort
-from codistill.teachers import TeacherBatch, TeacherWeightingPolicy, normalized_weights
+from codistill.local import SequentialCohort
+from codistill.peer.teachers import normalized_weights
+from codistill.policy import TeacherBatch, TeacherWeightingPolicy
 from conftest import tiny_config, tiny_raw
 
 
@@ -144,11 +145,11 @@ def test_learning_rate_schedules():
     raw["peers"][0]["lr_schedule"] = {"name": "multistep", "milestones": [1, 2], "gamma": 0.1, "warmup_epochs": 1}
     raw["epochs"] = 3
     peer = parse_config(raw).peers[0]
-    at = lambda e, s=0: learning_rate_factor(peer, Progress(e, s, 10, 3))  # noqa: E731
+    at = lambda e, s=0: learning_rate_factor(peer.lr_schedule, Progress(e, s, 10, 3))  # noqa: E731
     assert at(0, 0) == pytest.approx(0.1) and at(0, 9) == pytest.approx(1.0)
     assert at(1) == pytest.approx(0.1) and at(2) == pytest.approx(0.01)
     cosine = tiny_config().peers[0]
-    assert learning_rate_factor(cosine, Progress(1, 0, 10, 2)) == pytest.approx(0.5)
+    assert learning_rate_factor(cosine.lr_schedule, Progress(1, 0, 10, 2)) == pytest.approx(0.5)
 
 
 def test_sequential_cohort_learns_digits():

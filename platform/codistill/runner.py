@@ -52,11 +52,18 @@ class _Position:
     recoveries: int = 0  # lost peers recovered from a checkpoint (runtime.max_failures)
 
 
+def holds_a_run(run_dir: Path) -> str | None:
+    """Why a new run cannot start in ``run_dir`` (it holds one already), or ``None``."""
+    if (run_dir / CONFIG_FILE).exists():
+        return f"{run_dir} already holds a run; resume it with --resume {run_dir} or choose another --run-dir"
+    return None
+
+
 def prepare_run_dir(run_dir: Path, config: RunConfig) -> None:
     """Create a fresh run directory (refusing to overwrite one that holds a run)."""
-    if (run_dir / CONFIG_FILE).exists():
-        raise FileExistsError(f"{run_dir} already holds a run; resume it with --resume {run_dir} "
-                              "or choose another --run-dir")
+    complaint = holds_a_run(run_dir)
+    if complaint:
+        raise FileExistsError(complaint)
     write_config(run_dir, config)
 
 

@@ -45,7 +45,7 @@ def trial_run_dir(experiment_dir: str | Path, trial_id: str) -> Path:
 
 def make_cohort(config: RunConfig, backend: str) -> Cohort:
     if backend == "sequential":
-        from codistill.sequential import SequentialCohort
+        from codistill.local import SequentialCohort
 
         return SequentialCohort(config, threads=max(1, int(sum(p.resources.cpus for p in config.peers))))
     from codistill.cohort import RayCohort
