@@ -73,7 +73,7 @@ def dataset():
 
 
 def parameters(trainer: PeerTrainer) -> list[torch.nn.Parameter]:
-    return list(trainer.model.parameters()) + list(trainer.methods.parameters())
+    return list(trainer.model.parameters()) + list(trainer.objective.parameters())
 
 
 def check_weights(policy: RandomPerExamplePolicy, candidates: int) -> None:

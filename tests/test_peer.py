@@ -28,9 +28,9 @@ def softened_kl(teacher_logits, student_logits, temperature):
 def test_every_peer_sees_the_same_examples_in_the_same_order():
     cohort = SequentialCohort(tiny_config())
     for step in range(3):
-        labels = [peer.batch(1, step)[1] for peer in cohort.peers]
+        labels = [peer.batches.batch(1, step).targets for peer in cohort.peers]
         assert torch.equal(labels[0], labels[1])
-    images = [peer.batch(1, 0)[0] for peer in cohort.peers]
+    images = [peer.batches.batch(1, 0).images for peer in cohort.peers]
     assert torch.equal(images[0], images[1])
 
 
@@ -38,7 +38,7 @@ def test_per_peer_augmentation_gives_each_peer_its_own_view_of_the_same_examples
     raw = tiny_raw()
     raw["data"]["per_peer_augmentation"] = True
     cohort = SequentialCohort(parse_config(raw))
-    (x0, y0), (x1, y1) = (peer.batch(0, 0) for peer in cohort.peers)
+    (x0, y0), (x1, y1) = ((b.images, b.targets) for b in (peer.batches.batch(0, 0) for peer in cohort.peers))
     assert torch.equal(y0, y1) and not torch.equal(x0, x1)
 
 
