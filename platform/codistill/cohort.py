@@ -17,6 +17,7 @@ lost object becomes :class:`~codistill.cohort_base.PeerLost`, on which the runne
 from __future__ import annotations
 
 import asyncio
+import importlib
 import math
 import os
 from contextlib import contextmanager
@@ -37,7 +38,7 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy  # n
 from torch import Tensor  # noqa: E402
 
 from codistill.collective import PayloadGroup, run_steps, store_socket  # noqa: E402
-from codistill.config import PeerConfig, RunConfig  # noqa: E402
+from codistill.config import PeerConfig, RunConfig, check_devices  # noqa: E402
 from codistill.methods.base import TeacherView  # noqa: E402
 from codistill.cohort_base import Cohort, PeerLost, StepCallback  # noqa: E402
 from codistill.errors import NonFiniteLoss  # noqa: E402
@@ -380,19 +381,15 @@ def _object_refs(handles: Any) -> Iterator[ray.ObjectRef]:
             yield from _object_refs(handle)
 
 
-def shipped_modules() -> list[str]:
-    """Our packages' directories, shipped to every actor's node (a cluster then needs only the
+def shipped_modules(config: RunConfig) -> list[str]:
+    """The directories of ``codistill`` and of every package the config names user code from
+    (``package.module:Name``), shipped to every actor's node (a cluster then needs only the
     dependencies installed)."""
-    import codistill
-
-    modules: list[ModuleType] = [codistill]
-    try:
-        import policies
-
-        modules.append(policies)
-    except ImportError:
-        pass
-    return [os.path.dirname(module.__file__) for module in modules]
+    names = [config.distillation.policy.name, *(m.name for m in config.distillation.methods),
+             *(p.model for p in config.peers), config.data.dataset]
+    packages = ["codistill"] + sorted({name.split(":")[0].split(".")[0] for name in names if ":" in name})
+    modules: list[ModuleType] = [importlib.import_module(package) for package in packages]
+    return [os.path.dirname(module.__file__) for module in modules if module.__file__ is not None]
 
 
 def start_ray(config: RunConfig, num_cpus: int | None = None) -> bool:
@@ -406,7 +403,7 @@ def start_ray(config: RunConfig, num_cpus: int | None = None) -> bool:
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    runtime_env = {"py_modules": shipped_modules()}
+    runtime_env = {"py_modules": shipped_modules(config)}
     if os.environ.get("RAY_ADDRESS"):
         ray.init(runtime_env=runtime_env)
         return True
@@ -417,10 +414,8 @@ def start_ray(config: RunConfig, num_cpus: int | None = None) -> bool:
     cpus_needed = max(math.ceil(sum(peer.resources.cpus for peer in config.peers)), num_cpus or 0)
     gpus_needed = sum(peer.resources.gpus for peer in config.peers)
     options: dict[str, Any] = {}
+    check_devices(config, torch.cuda.is_available())
     if gpus_needed > 0:
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"the peers request {gpus_needed:g} GPUs (peers[*].resources.gpus) but this "
-                               "machine has no CUDA device; set the gpus to 0 or submit to a GPU cluster")
         options["num_gpus"] = torch.cuda.device_count()
     ray.init(address="local", num_cpus=max(os.cpu_count() or 1, cpus_needed), include_dashboard=False,
              _node_ip_address="127.0.0.1", runtime_env=runtime_env, **options)
