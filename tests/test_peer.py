@@ -80,7 +80,7 @@ def test_independent_trains_with_cross_entropy_alone():
     cohort = SequentialCohort(tiny_config(independent=True))
     payloads = [peer.forward(0, 0) for peer in cohort.peers]
     metrics = cohort.peers[0].update(others(payloads, 0))
-    assert len(cohort.peers[0].methods) == 0
+    assert len(cohort.peers[0].objective.methods) == 0
     assert metrics["loss/total"] == pytest.approx(metrics["loss/ce"])
     assert not [k for k in metrics if k.startswith("loss/kd")]
 
