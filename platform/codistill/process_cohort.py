@@ -27,6 +27,7 @@ import os
 import pickle
 import socket
 import sys
+import time
 import traceback
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
@@ -246,10 +247,10 @@ class Workers:
                 results[index] = value
         return [results[k] for k in indices]
 
-    def close(self, timeout_s: float = 30.0) -> None:
-        """Close every worker's group and end the processes; after a failure (a worker may be
-        blocked in a collective) those still running after a short grace are terminated."""
-        grace = 3.0 if self._failed else timeout_s
+    def close(self, grace_s: float = 10.0) -> None:
+        """Close every worker's group and end the processes: those still running ``grace_s`` after
+        being asked (3 s after a failure, when a worker may be blocked in a collective) are terminated."""
+        deadline = time.monotonic() + (3.0 if self._failed else grace_s)
         for connection, process in zip(self._connections, self._processes):
             if process.is_alive():
                 try:
@@ -257,10 +258,11 @@ class Workers:
                 except OSError:
                     pass
         for process in self._processes:
-            process.join(grace)
+            process.join(max(0.0, deadline - time.monotonic()))
+        for process in self._processes:
             if process.is_alive():
                 process.terminate()
-                process.join(timeout_s)
+                process.join()
         for connection in self._connections:
             connection.close()
         self._connections, self._processes = [], []
