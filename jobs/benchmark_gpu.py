@@ -54,7 +54,7 @@ from codistill.config import RunConfig, parse_config
 from codistill.data.synthetic_cifar import write_synthetic_cifar10
 from codistill.peer import PeerTrainer
 from codistill.process_cohort import ProcessCohort, peer_threads, probe_mismatches
-from codistill.sequential import SequentialCohort
+from codistill.local import SequentialCohort
 
 MIB = 1 << 20
 KD = [{"name": "kd", "params": {"temperature": 4.0}}]

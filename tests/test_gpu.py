@@ -23,10 +23,11 @@ import torch
 from benchmark_gpu import cohort_raw
 from codistill.config import parse_config
 from codistill.data.synthetic_cifar import write_synthetic_cifar10
-from codistill.offline import OfflineCohort, load_network
+from codistill.local import OfflineCohort
+from codistill.offline import load_network
 from codistill.process_cohort import ProcessCohort, probe_mismatches, probe_payload_group
 from codistill.runner import prepare_run_dir, run_cohort
-from codistill.sequential import SequentialCohort
+from codistill.local import SequentialCohort
 from conftest import ROOT, tiny_config
 
 CUDA = torch.cuda.is_available()

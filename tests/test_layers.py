@@ -30,7 +30,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("codistill.cohort_base", "codistill.exchanges", "codistill.offline", "codistill.local", "codistill.checkpoint",
      "codistill.monitoring", "codistill.records"),
     ("codistill.runner", "codistill.collective"),
-    ("codistill.cohort", "codistill.tuning"),
+    ("codistill.cohort", "codistill.process_cohort", "codistill.tuning"),
     ("codistill.preflight", "codistill.cli"),
     ("policies",),
 ]

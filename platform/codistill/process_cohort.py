@@ -41,7 +41,8 @@ from codistill.cohort_base import Cohort, StepCallback
 from codistill.collective import PayloadGroup, run_steps, store_socket
 from codistill.config import RunConfig
 from codistill.methods.base import TeacherView
-from codistill.peer import PeerTrainer, select_device
+from codistill.peer import PeerTrainer
+from codistill.peer.optimization import select_device
 
 LOOPBACK = "127.0.0.1"
 BACKENDS = ("auto", "nccl", "gloo")

@@ -52,8 +52,6 @@ class TeacherSlots:
 
     def finite(self, payloads: list[TeacherView], stop: bool, student: str, progress: Progress) -> list[int]:
         """Positions of the payloads whose predictions are finite (``stop``: raise on the first other)."""
-        if len(payloads) != self.payload_count:
-            raise ValueError(f"expected {self.payload_count} teacher payloads, got {len(payloads)}")
         kept = []
         for position, view in enumerate(payloads):
             if all(bool(torch.isfinite(t).all()) for t in [view.logits, *view.features]):
@@ -62,6 +60,11 @@ class TeacherSlots:
                 raise NonFiniteLoss(self.names[position], progress.epoch + 1, progress.step + 1,
                                     f"its predictions sent to peer '{student}' are NaN or infinite")
         return kept
+
+    def check_count(self, payloads: list[TeacherView]) -> None:
+        """A student that distils needs one payload per teacher slot."""
+        if len(payloads) != self.payload_count:
+            raise ValueError(f"expected {self.payload_count} teacher payloads, got {len(payloads)}")
 
     def batch(self, teachers: list[TeacherView], student_logits: Tensor, targets: Tensor, student_index: int,
               progress: Progress) -> TeacherBatch:

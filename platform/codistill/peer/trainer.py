@@ -173,6 +173,7 @@ class PeerTrainer:
         with self.optimization.autocast():
             ce = F.cross_entropy(student.logits.float(), targets)
             if distilling:
+                self.slots.check_count(payloads)
                 teachers = [_to_device(payloads[position], self.device, position) for position in kept]
                 batch = self.slots.batch(teachers, student.logits.detach().float(), targets, self.index, progress)
                 weights = normalized_weights(self.policy.weights(batch), len(batch.teacher_indices), targets.numel())
