@@ -73,7 +73,8 @@ class PeerActor(PeerTrainer):
     def describe(self) -> dict[str, Any]:
         context = ray.get_runtime_context()
         return {"node": context.get_node_id(), "actor_id": context.get_actor_id(), "pid": os.getpid(),
-                "device": str(self.device), "threads": torch.get_num_threads(),
+                "device": str(self.device), "gpu_ids": [str(i) for i in context.get_accelerator_ids().get("GPU", [])],
+                "threads": torch.get_num_threads(),
                 "steps_per_epoch": self.batches.steps_per_epoch}
 
     def update_and_sync(self, *teacher_payloads: TeacherView) -> dict[str, float]:
@@ -223,7 +224,7 @@ class RayCohort(Cohort):
         ]
         self.placement = self._get([actor.describe.remote() for actor in self.actors])
         with self._surfaced_errors():
-            self.exchange.connect(self.actors, [p["device"] for p in self.placement], self)
+            self.exchange.connect(self.actors, self.placement, self)
         self.learner = self._start_policy_learner()
 
     def _kill_actors(self) -> None:

@@ -49,8 +49,8 @@ class Exchange(ABC):
         """Steps each actor is asked for in one call."""
         return 1
 
-    def connect(self, actors: list[Any], devices: list[str], calls: ActorCalls) -> None:
-        """Prepare freshly started actors (``devices``: each one's torch device)."""
+    def connect(self, actors: list[Any], placement: list[dict[str, Any]], calls: ActorCalls) -> None:
+        """Prepare freshly started actors (``placement``: each one's node, device and GPU ids)."""
 
     def disconnect(self, actors: list[Any], calls: ActorCalls) -> None:
         """Undo :meth:`connect` before the actors go away."""
@@ -91,8 +91,8 @@ class CollectiveExchange(Exchange):
         # Two calls fit in the window, so the next chunk waits queued while the driver collects.
         return max(1, max_steps_in_flight // 2)
 
-    def connect(self, actors: list[Any], devices: list[str], calls: ActorCalls) -> None:
-        on_gpu = all(device.startswith("cuda") for device in devices)
+    def connect(self, actors: list[Any], placement: list[dict[str, Any]], calls: ActorCalls) -> None:
+        on_gpu = nccl_applies(placement)
         host, port = calls.get([actors[0].open_collective.remote()])[0]
         calls.get([actor.join_collective.remote(host, port, len(actors), on_gpu) for actor in actors])
 
@@ -105,6 +105,14 @@ class CollectiveExchange(Exchange):
     def collect(self, refs: list[Any], calls: ActorCalls) -> list[list[Any]]:
         # A peer that fails raises at once, not after the others' timeout.
         return [list(step) for step in zip(*calls.get_failing_fast(refs))]
+
+
+def nccl_applies(placement: list[dict[str, Any]]) -> bool:
+    """NCCL when every peer is on a GPU of its own (NCCL refuses two ranks on one card, so peers
+    sharing a card through fractional GPUs all-gather over gloo instead)."""
+    cards = [(where["node"], gpu) for where in placement for gpu in where.get("gpu_ids", [])]
+    return all(where["device"].startswith("cuda") for where in placement) and len(set(cards)) == len(cards) \
+        and len(cards) >= len(placement)
 
 
 def run_in_window(total: int, steps_per_call: int, max_steps_in_flight: int,
