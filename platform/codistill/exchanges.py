@@ -140,7 +140,8 @@ class ReplicaExchange(Exchange):
         loads = []
         if self.schedule.due(epoch, steps.start):
             weights = [actor.replica_weights.remote() for actor in actors]
-            loads = [actor.load_replicas.remote(epoch, steps.start, *others(weights, k)) for k, actor in enumerate(actors)]
+            loads = [actor.load_replicas.remote(epoch, steps.start, *others(weights, k))
+                     for k, actor in enumerate(actors)]
         return loads, [actor.run_steps.remote(epoch, steps.start, steps.stop) for actor in actors]
 
     def collect(self, refs: tuple[list[Any], list[Any]], calls: ActorCalls) -> list[list[Any]]:

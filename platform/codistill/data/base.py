@@ -2,9 +2,9 @@
 
 The exchange between peers is per example, so every peer must see the same examples in the same
 order at every step. The order of an epoch is a pure function of ``(seed, epoch)``
-(:meth:`PeerDataset.batch_indices`; with ``data.shared_batches: false``, of ``(seed, epoch, k + 1)``
-for peer ``k``, whose teachers are then local replicas), and the random augmentation of a batch is a pure function
-of ``(seed, epoch, step, stream)``: stream 0 is shared by all peers, stream ``k + 1`` is peer
+(:meth:`PeerDataset.batch_indices`; with ``data.shared_batches: false``, of ``(seed, epoch,
+k + 1)`` for peer ``k``, whose teachers are then local replicas), and the random augmentation of
+a batch is a pure function of ``(seed, epoch, step, stream)``: stream 0 is shared by all peers, stream ``k + 1`` is peer
 ``k``'s own view when per-peer augmentation is on (as in KDCL). Nothing is carried between
 steps, so a run resumed at an epoch boundary sees exactly the batches of an uninterrupted run.
 """

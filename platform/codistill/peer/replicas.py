@@ -89,9 +89,10 @@ class ReplicaTeachers:
         self._received = 0  # bytes loaded since the last step reported them
 
     def load(self, blobs: Sequence[bytes], global_step: int, names: Sequence[str]) -> None:
-        """Refresh: each teacher's weights (as :meth:`PeerTrainer.replica_weights` sent them), before ``global_step``."""
+        """Refresh before ``global_step``: each teacher's weights, as ``PeerTrainer.replica_weights`` sent them."""
         for network, blob, name in zip(self.networks, blobs, names, strict=True):
-            network.load_state_dict(safe_io.loads(blob, map_location=self.device, source=f"the weights of peer '{name}'"))
+            state = safe_io.loads(blob, map_location=self.device, source=f"the weights of peer '{name}'")
+            network.load_state_dict(state)
         self.refreshed_at = global_step
         self._received += sum(len(blob) for blob in blobs)
 
