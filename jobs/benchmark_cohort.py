@@ -37,9 +37,9 @@ import torch
 
 from codistill.cohort import RayCohort, peak_rss_bytes, start_ray, threads_for
 from codistill.config import RunConfig, load_config
-from codistill.registry import EXCHANGES
 from codistill.peer import PeerTrainer
 from codistill.local import SequentialCohort
+from codistill.registry import EXCHANGES
 
 MIB = 1 << 20
 
