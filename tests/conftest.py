@@ -46,7 +46,9 @@ def ray_runtime():
     """One private Ray runtime for the whole session (ray.init costs seconds here)."""
     import ray
 
-    ray.init(address="local", num_cpus=4, include_dashboard=False, _node_ip_address="127.0.0.1",
+    from codistill.private_apis import ray_node_ip_option
+
+    ray.init(address="local", num_cpus=4, include_dashboard=False, **ray_node_ip_option("127.0.0.1"),
              log_to_driver=False)
     yield ray
     ray.shutdown()

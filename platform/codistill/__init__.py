@@ -1,6 +1,6 @@
 """codistill: collaborative online distillation of heterogeneous peer networks, scaled with Ray.
 
-Layout (one concern per module; Ray only in :mod:`codistill.cohort`):
+Layout (one concern per module; Ray only in :mod:`codistill.cohort` and ``tuning/``):
 
 - ``models/``    peer architectures, one contract: :class:`codistill.models.base.PeerNetwork`
 - ``data/``      datasets and the shared per-step batch order
@@ -11,6 +11,10 @@ Layout (one concern per module; Ray only in :mod:`codistill.cohort`):
 - ``cohort``     Ray actors, placement and the logit exchange
 - ``collective`` peers exchanging payloads with a torch.distributed all-gather (no Ray)
 - ``runner``     the epoch loop: evaluation, checkpoints, monitoring, results
+- ``tuning/``    Ray Tune sweeps, population-based curricula and their replay
+- ``commands/``  the command lines ``jobs/`` runs (``cli``: the front door they share)
+- ``evidence``   helpers of the evidence scripts (variants over seeds, mean ± std tables)
+- ``private_apis`` every private Ray/torch API used, fenced and tested
 """
 
 __version__ = "0.1.0"
