@@ -1,6 +1,6 @@
 """codistill: collaborative online distillation of heterogeneous peer networks, scaled with Ray.
 
-Layout (one concern per module; Ray only in :mod:`codistill.cohort` and ``tuning/``):
+Layout (one concern per module; Ray only in :mod:`codistill.cohort`, ``tuning/`` and, lazily, ``private_apis``):
 
 - ``models/``    peer architectures, one contract: :class:`codistill.models.base.PeerNetwork`
 - ``data/``      datasets and the shared per-step batch order
