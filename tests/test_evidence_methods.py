@@ -1,4 +1,5 @@
-"""jobs/evidence_methods.py's (codistill.commands.evidence_methods) --teacher-run: bad inputs stop before anything is written."""
+"""jobs/evidence_methods.py's (codistill.commands.evidence_methods) --teacher-run: bad inputs stop
+before anything is written."""
 
 import pytest
 import yaml

@@ -222,7 +222,7 @@ def private_uses(source: str) -> list[str]:
                 imported[alias.asname or alias.name] = f"{node.module}.{alias.name}"
                 if is_private(alias.name):
                     found.append(f"{node.lineno}: from {node.module} import {alias.name}")
-    imported_classes = [found for found in map(resolve, imported.values()) if isinstance(found, type)]
+    imported_classes = [obj for obj in map(resolve, imported.values()) if isinstance(obj, type)]
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and is_private(node.attr) and root_name(node.value) in imported:
             found.append(f"{node.lineno}: .{node.attr} of {root_name(node.value)}")

@@ -1,5 +1,5 @@
-"""Ray Tune sweeps (jobs/sweep.py, codistill.commands.sweep): ASHA, PBT with monotone mutation and exploits, replay, resume,
-bad space files."""
+"""Ray Tune sweeps (jobs/sweep.py, i.e. codistill.commands.sweep): ASHA, PBT with monotone mutation and
+exploits, replay, resume, bad space files."""
 
 import csv
 import json
