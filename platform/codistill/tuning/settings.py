@@ -72,6 +72,7 @@ class SweepSettings:
 
     @property
     def config(self) -> RunConfig:
+        """The base config, parsed."""
         return parse_config(self.base_raw)
 
     def save(self) -> None:
