@@ -25,7 +25,7 @@ import torch
 
 from codistill.config import load_config
 from codistill.errors import ConfigError
-from codistill.teachers import PolicyContext
+from codistill.policy import PolicyContext
 from policies.environment import TeacherSelectionEnv
 from policies.learned import LearnedPolicy
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,8 @@ os.environ["RAY_AUTH_MODE"] = "disabled"
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 os.environ.pop("RAY_ADDRESS", None)
+
+ROOT = Path(__file__).resolve().parent.parent
 
 from codistill.config import RunConfig, parse_config  # noqa: E402
 

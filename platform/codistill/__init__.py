@@ -1,20 +1,18 @@
 """codistill: collaborative online distillation of heterogeneous peer networks, scaled with Ray.
 
-Layout (one concern per module; Ray only in :mod:`codistill.cohort`, ``tuning/`` and, lazily, ``private_apis``):
+Layers, lowest first (``tests/test_layers.py`` checks that no import runs upward):
 
-- ``models/``    peer architectures, one contract: :class:`codistill.models.base.PeerNetwork`
-- ``data/``      datasets and the shared per-step batch order
-- ``methods/``   distillation methods, one file each, registered by name
-- ``schedules``  pure functions of training progress (weights, temperatures, on/off phases)
-- ``teachers``   teacher formation and the teacher-weighting policy interface
-- ``peer``       one peer's training step, evaluation and state (plain PyTorch)
-- ``cohort``     Ray actors, placement and the logit exchange
-- ``collective`` peers exchanging payloads with a torch.distributed all-gather (no Ray)
-- ``runner``     the epoch loop: evaluation, checkpoints, monitoring, results
-- ``tuning/``    Ray Tune sweeps, population-based curricula and their replay
-- ``commands/``  the command lines ``jobs/`` runs (``cli``: the front door they share)
-- ``evidence``   helpers of the evidence scripts (variants over seeds, mean ± std tables)
-- ``private_apis`` every private Ray/torch API used, fenced and tested
+- ``errors``, ``checks``, ``registry``, ``progress``, ``metrics``, ``safe_io``: the ground floor;
+  ``private_apis``: every private Ray/torch API used, fenced and tested; ``evidence``: helpers of
+  the evidence scripts
+- ``schedules``, ``saved_network``: λ(t), gates, learning rates; the saved-network format
+- ``config/``     schema, loading (YAML, ``--set``) and validation (components check their own parameters)
+- ``data/``, ``models/``, ``methods/``, ``policy``, ``optimizers``, ``pruning``: components, one file each
+- ``peer/``       one peer's step, teachers, objective, optimizer/AMP and probe (plain PyTorch)
+- ``local``, ``offline``, ``exchanges``, ``records``, ``checkpoint``, ``monitoring``: cohorts and their records
+- ``runner``, ``collective``: the epoch loop; payloads over a torch.distributed all-gather
+- ``cohort``, ``tuning/``, ``benchmarks/``: Ray at the edge (actors, placement; Ray Tune sweeps; timings)
+- ``preflight``, ``cli``, ``commands/``: the front door (``commands/``: the command lines ``jobs/`` runs)
 """
 
 __version__ = "0.1.0"

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import torch
 
 from codistill.config import load_config
-from codistill.sequential import SequentialCohort
+from codistill.local import SequentialCohort
 
 LEARNED = "policies.learned:LearnedPolicy"
 

@@ -21,7 +21,7 @@ import yaml
 
 from codistill.config import RunConfig, load_config
 from codistill.evidence import add_common_arguments, fresh_output, mean_std, run_dir_for, selected, table, write_summary
-from codistill.offline import OfflineCohort
+from codistill.local import OfflineCohort
 from codistill.runner import prepare_run_dir, run_cohort
 
 # Warm-ups and curricula scaled from the papers' 240-epoch CIFAR schedules to 30 epochs.

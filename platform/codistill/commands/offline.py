@@ -11,16 +11,8 @@ and a ``teachers`` list of ``{name, model, checkpoint}``; checkpoints are the
 from __future__ import annotations
 
 from codistill import cli
-from codistill.cohort_base import Cohort
-from codistill.config import RunConfig
-
-
-def offline_cohort(config: RunConfig) -> Cohort:
-    from codistill.offline import OfflineCohort
-
-    return OfflineCohort(config)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Train (or resume) one student; the exit status (see :func:`codistill.cli.main`)."""
-    return cli.main(argv, mode="offline", description=__doc__, backends={"local": offline_cohort})
+    return cli.main(argv, mode="offline", description=__doc__, backends=("local",))

@@ -14,29 +14,15 @@ this process instead (no Ray). The config is validated before Ray starts.
 from __future__ import annotations
 
 from codistill import cli
-from codistill.cohort_base import Cohort
 from codistill.config import RunConfig
 
 
-def ray_cohort(config: RunConfig) -> Cohort:
-    from codistill.cohort import RayCohort  # Ray is imported only once the inputs are valid
-
-    return RayCohort(config)
-
-
-def sequential_cohort(config: RunConfig) -> Cohort:
-    from codistill.sequential import SequentialCohort
-
-    return SequentialCohort(config)
-
-
 def start_ray(config: RunConfig) -> bool:
-    from codistill.cohort import start_ray as start
+    from codistill.cohort import start_ray as start  # Ray is imported only once the inputs are valid
 
     return start(config)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Train (or resume) one cohort; the exit status (see :func:`codistill.cli.main`)."""
-    return cli.main(argv, mode="online", description=__doc__, start_ray=start_ray,
-                    backends={"ray": ray_cohort, "sequential": sequential_cohort})
+    return cli.main(argv, mode="online", description=__doc__, start_ray=start_ray, backends=("ray", "sequential"))

@@ -9,7 +9,6 @@ normalized with the usual per-channel statistics."""
 from __future__ import annotations
 
 import pickle
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,11 +17,12 @@ import torch
 from torch import Tensor
 from torchvision.datasets import CIFAR10, CIFAR100
 
-from codistill.data import DATASET_CHECKS, DATASETS, required_root
 from codistill.data.augment import Augmentation
-from codistill.data.base import DataShape
+from codistill.data.base import DatasetFactory, DataShape
 from codistill.data.in_memory import InMemoryDataset, check_image_size
+from codistill.data.roots import required_root
 from codistill.errors import ConfigError
+from codistill.registry import DATASETS
 
 if TYPE_CHECKING:
     from codistill.config import DataConfig
@@ -99,6 +99,26 @@ def load_cifar(name: str, layout: type[CIFAR10], *, root: str | None, train_frac
                            image_size=image_size)
 
 
-for _name, _layout in (("cifar10", CIFAR10), ("cifar100", CIFAR100)):
-    DATASETS.register(_name)(partial(load_cifar, _name, _layout))
-    DATASET_CHECKS.register(_name)(partial(check_cifar, _name, _layout))
+class _Cifar(DatasetFactory):
+    name: str
+    layout: type[CIFAR10]
+
+    @classmethod
+    def check(cls, data: DataConfig) -> DataShape:
+        return check_cifar(cls.name, cls.layout, data)
+
+    @classmethod
+    def build(cls, *, root: str | None, train_fraction: float, label_noise: float, seed: int,
+              image_size: int | None = None) -> InMemoryDataset:
+        return load_cifar(cls.name, cls.layout, root=root, train_fraction=train_fraction, label_noise=label_noise,
+                          seed=seed, image_size=image_size)
+
+
+@DATASETS.register("cifar10")
+class Cifar10(_Cifar):
+    name, layout = "cifar10", CIFAR10
+
+
+@DATASETS.register("cifar100")
+class Cifar100(_Cifar):
+    name, layout = "cifar100", CIFAR100

@@ -33,15 +33,15 @@ from codistill.tuning.space import apply_values
 
 def epoch_metrics(record: dict[str, Any]) -> dict[str, float]:
     """What a trial reports to Tune for one epoch record of the runner."""
-    peers = {m.peer_val(p["name"]): p["val_accuracy"] for p in record["peers"]}
-    return {m.MEAN_PEER_VAL: sum(peers.values()) / len(peers), m.ENSEMBLE_VAL: record["ensemble_val"], **peers,
-            m.EPOCH_DISTILL_STRENGTH: record["distill_strength"], "epoch": record["epoch"]}
+    peers = {m.peer_val(p.name): p.val_accuracy for p in record.peers}
+    return {m.MEAN_PEER_VAL: record.mean_peer_val, m.ENSEMBLE_VAL: record.ensemble_val, **peers,
+            m.EPOCH_DISTILL_STRENGTH: record.distill_strength, "epoch": record.epoch}
 
 
 def make_cohort(config: RunConfig, backend: str) -> Cohort:
     """The trial's cohort: peer actors in the trial's bundles (``ray``) or in this process."""
     if backend == "sequential":
-        from codistill.sequential import SequentialCohort
+        from codistill.local import SequentialCohort
 
         return SequentialCohort(config, threads=max(1, int(sum(p.resources.cpus for p in config.peers))))
     from codistill.cohort import RayCohort
