@@ -129,7 +129,7 @@ class PayloadGroup:
         data = encode(payload)
         while True:
             gathered = self._gather_round(data)
-            lengths = gathered[:, :_LENGTH_BYTES].clone().view(torch.int64).reshape(-1).tolist()
+            lengths = gathered[:, :_LENGTH_BYTES].flatten().view(torch.int64).tolist()
             if max(lengths) <= self.capacity:
                 break
             self.capacity = max(lengths)
