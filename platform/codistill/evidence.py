@@ -1,5 +1,5 @@
-"""Helpers shared by the evidence scripts (``evidence_online.py``, ``evidence_methods.py``):
-named variants of one config trained over several seeds, summarized as mean ± std."""
+"""Helpers shared by the evidence scripts (``jobs/evidence_*.py``): named variants of one config
+trained over several seeds, summarized as mean ± std in Markdown tables."""
 
 from __future__ import annotations
 
