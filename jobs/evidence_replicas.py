@@ -19,7 +19,7 @@ import statistics
 import sys
 
 import _bootstrap  # noqa: F401
-from _evidence import add_common_arguments, fresh_output, mean_std, run_dir_for, selected, table, write_summary
+from codistill.evidence import add_common_arguments, fresh_output, mean_std, run_dir_for, selected, table, write_summary
 
 from codistill.config import RunConfig, load_config
 from codistill.local import SequentialCohort

@@ -11,11 +11,11 @@ import pytest
 import torch
 import yaml
 
-import online
 from codistill import metrics as m
 from codistill import safe_io
 from codistill.checkpoint import find_checkpoint
 from codistill.cohort_base import others
+from codistill.commands import online
 from codistill.config import parse_config
 from codistill.local import SequentialCohort
 from codistill.peer.replicas import RefreshSchedule, ReplicaTeachers

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from codistill.cohort import RayCohort
+from codistill.config import parse_config
 from codistill.local import SequentialCohort
 from codistill.monitoring import ConsoleProgress
 from codistill.runner import prepare_run_dir, run_cohort
 from conftest import tiny_raw
-from codistill.config import parse_config
 from fault_injection import KillAtStep, outcome
 
 pytestmark = pytest.mark.ray
