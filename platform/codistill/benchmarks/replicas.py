@@ -28,16 +28,17 @@ import time
 from dataclasses import replace
 from typing import Any, Callable
 
-import ray
-
 from codistill import metrics as m
 from codistill.benchmarks.cohort import time_alone, with_peers
-from codistill.cohort import RayCohort, shipped_modules, start_ray
+from codistill.cohort import RayCohort, shipped_modules, start_ray  # before ray: loopback
 from codistill.config import RunConfig, validate
 from codistill.exchanges import CollectiveExchange
 
+import ray  # noqa: E402  (after codistill.cohort, which keeps a local runtime on loopback)
+
 LINKS = {"10 Gb/s, 50 µs": (10e9 / 8, 50e-6), "1 Gb/s, 0.5 ms": (1e9 / 8, 0.5e-3)}
 #: What the benchmark's cohorts change in the config: every step distils, N is the refresh interval.
+ALONE_EPOCHS = 4  # timed epochs of each peer alone (the median; one peer is cheap)
 DISTILL_EVERY_STEP = ["distillation.weight=1.0", "distillation.gate=1.0", "distillation.refresh_at_epoch_start=false"]
 
 
@@ -127,7 +128,7 @@ def benchmark_replicas(tiny: RunConfig, sizes: list[int], refresh: list[int], ep
                        measured: Callable[[str], Any] = lambda name: None) -> tuple[dict[str, float], list[dict]]:
     """Each model of ``tiny`` alone, then :func:`measure` on one node and (``cluster``) on two."""
     cohorts = [(k, with_peers(tiny, k)) for k in sizes]
-    alone = {p.model: time_alone(tiny, k, epochs) for k, p in enumerate(tiny.peers)}
+    alone = {p.model: time_alone(tiny, k, ALONE_EPOCHS) for k, p in enumerate(tiny.peers)}
     start_ray(max((c for _, c in cohorts), key=lambda c: len(c.peers)))
     try:
         rows = measure("one node", cohorts, alone, refresh, epochs, measured)
