@@ -43,6 +43,10 @@ class DataConfig:
     per_peer_augmentation: bool = False
     image_size: int | None = None
     test_fraction: float = 0.0  # share of the held-out split kept as a test split (see data.held_out)
+    #: Share of an official training split held out for validation (None: the dataset's default,
+    #: 5,000 images for Fashion-MNIST and CIFAR; see data.splits). Only for datasets with an official test split.
+    val_fraction: float | None = None
+    download: bool = False  # fetch missing Fashion-MNIST files into data.root (torchvision's downloader)
     #: Share of the (reduced, noisy) training split held out as a probe, never trained on (0: none).
     probe_fraction: float = 0.0
 
@@ -371,6 +375,8 @@ def _parse_data(r: _Reader) -> DataConfig:
         image_size=r.get("image_size", int, d.image_size, at_least_one),
         test_fraction=r.get("test_fraction", float, d.test_fraction),
         probe_fraction=r.get("probe_fraction", float, d.probe_fraction),
+        val_fraction=r.get("val_fraction", float, d.val_fraction),
+        download=r.get("download", bool, d.download),
     )
     r.finish()
     return config
@@ -488,8 +494,6 @@ def validate(config: RunConfig, *, mode: str = "online") -> None:
         raise ConfigError("data.test_fraction", f"must lie in [0, 1), got {data.test_fraction}")
     if data.root is not None and not Path(data.root).expanduser().is_dir():
         raise ConfigError("data.root", f"directory does not exist: {data.root}")
-    if data.dataset != "digits" and data.root is None:
-        raise ConfigError("data.root", f"dataset '{data.dataset}' needs a root directory")
     if data.batch_size < 1 or data.eval_batch_size < 1:
         raise ConfigError("data.batch_size", "batch sizes must be ≥ 1")
     shape = check_dataset_files(data)
