@@ -2,6 +2,7 @@
 
     python jobs/evidence_online.py --config jobs/configs/digits_cohort.yaml --seeds 0 1 2
     python jobs/evidence_online.py --config jobs/configs/fashion_cohort.yaml --seeds 0 1 2 \
+        --set data.train_fraction=0.02 --set data.val_fraction=0.0167 --set epochs=10 \
         --out runs/evidence-online-fashion
     python jobs/evidence_online.py --config jobs/configs/fashion_cohort.yaml --epoch-seconds \
         --out runs/epoch-seconds-fashion
@@ -15,9 +16,10 @@ the last epoch and at each run's best epoch, and — for a dataset with a test s
 CIFAR: the official one) — of the final networks on the test split; then each peer's top-1 (test
 where there is one, else last-epoch validation). Raw runs stay in ``--out``.
 
-Fashion-MNIST (``fashion_cohort.yaml``): 2,750 training images (a stratified 5% of the 55,000 left
-after the 5,000 validation images), 12 epochs, MLP + CNN + ResNet-8; test: the official 10,000.
-18 runs (6 variants × seeds 0–2) on 2 cores, at the cohort's measured epoch time: see docs/datasets.md.
+Fashion-MNIST, as above: the MLP + CNN + ResNet-8 cohort of ``fashion_cohort.yaml`` on 1,180
+training images (a stratified 2% of the 59,000 left after 1,000 validation images), 10 epochs;
+test: the official 10,000. 18 runs (6 variants × seeds 0–2), sized for about 20 minutes on 2 cores
+(docs/datasets.md).
 
 ``--epoch-seconds`` measures instead, so users can size their runs: seconds per training epoch
 (median of ``--timed-epochs`` after a warm-up epoch) and per evaluation pass of each peer alone

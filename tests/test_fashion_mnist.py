@@ -228,6 +228,8 @@ def test_the_real_splits_are_disjoint_and_the_same_for_every_run_seed(official):
     _, labels = fm.read_split(Path(fm.DEFAULT_ROOT), "train", None)
     kept, val = carve_validation(labels, fm.OFFICIAL_TEST_SPLITS["fashion_mnist"], "fashion_mnist")
     assert len(set(kept.tolist()) & set(val.tolist())) == 0 and len(kept) + len(val) == 60_000
+    small = carve_validation(labels, 0.0167, "fashion_mnist")[1]  # fashion_offline.yaml's: inside the teacher's
+    assert len(small) == 1_000 and set(small.tolist()) <= set(val.tolist())
     assert torch.equal(full.clean_train_labels, labels[kept])
     for split in ("val", "test"):
         assert all(torch.equal(a, b) for a, b in zip(all_of(full, split), all_of(reduced, split))), split
