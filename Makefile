@@ -21,7 +21,7 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(ARGS)
 
-# The README's measurements (see its "Measured" section); each writes under runs/.
+# The README's measurements (docs/measurements.md); each writes under runs/.
 evidence: $(STAMP)
 	$(BIN)/python jobs/evidence_online.py --seeds 0 1 2
 	$(BIN)/python jobs/evidence_methods.py --seeds 0 1 2

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from codistill.config import RunConfig
-from codistill.data import OFFICIAL_TEST_SPLITS, has_test_split
+from codistill.data import has_test_split
+from codistill.registry import DATASETS
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, out: str) -> None:
@@ -58,8 +59,9 @@ def split_measure(config: RunConfig) -> str:
     data = config.data
     if not has_test_split(data):
         return "validation top-1 (%)"
-    if data.dataset in OFFICIAL_TEST_SPLITS:
-        share = OFFICIAL_TEST_SPLITS[data.dataset] if data.val_fraction is None else data.val_fraction
+    default = DATASETS.get(data.dataset).default_val_fraction
+    if default is not None:
+        share = default if data.val_fraction is None else data.val_fraction
         held_out = (f"val = {share:.4g} of the official training split, held out (stratified, the same for every "
                     "seed) and never trained on; test = the official test split")
     else:

@@ -38,7 +38,7 @@ import torch
 from codistill.cohort import RayCohort, peak_rss_bytes, start_ray, threads_for
 from codistill.config import EXCHANGES, RunConfig, load_config
 from codistill.peer import PeerTrainer
-from codistill.sequential import SequentialCohort
+from codistill.local import SequentialCohort
 
 MIB = 1 << 20
 

@@ -24,7 +24,7 @@ import _bootstrap  # noqa: F401
 import torch
 
 from codistill.config import load_config
-from codistill.sequential import SequentialCohort
+from codistill.local import SequentialCohort
 
 LEARNED = "policies.learned:LearnedPolicy"
 

@@ -34,7 +34,7 @@ from _evidence import (add_common_arguments, fresh_output, mean_std, run_dir_for
                        write_summary)
 
 from codistill.config import RunConfig, load_config
-from codistill.offline import OfflineCohort
+from codistill.local import OfflineCohort
 from codistill.runner import prepare_run_dir, run_cohort
 
 KD = "{name: kd, params: {temperature: 4.0}}"

@@ -46,7 +46,7 @@ from codistill.cohort import RayCohort, start_ray, threads_for
 from codistill.cohort_base import Cohort
 from codistill.config import RunConfig, load_config
 from codistill.data import has_test_split
-from codistill.offline import OfflineCohort
+from codistill.local import OfflineCohort
 from codistill.runner import prepare_run_dir, run_cohort
 
 BASELINE = "independent (CE only)"

@@ -48,12 +48,14 @@ from _evidence import add_common_arguments, fresh_output, mean_std, run_dir_for,
 from codistill.cohort_base import Cohort
 from codistill.config import RunConfig, apply_override, load_config
 from codistill.errors import ConfigError
-from codistill.offline import OfflineCohort, load_network
+from codistill.local import OfflineCohort
+from codistill.offline import load_network
 from codistill.peer import PeerTrainer
 from codistill.progress import Progress
 from codistill.runner import CONFIG_FILE, RESULTS_FILE, prepare_run_dir, run_cohort
-from codistill.sequential import SequentialCohort
-from codistill.teachers import TeacherBatch, resolve_policy
+from codistill.local import SequentialCohort
+from codistill.policy import TeacherBatch
+from codistill.registry import POLICIES
 
 POOL_CONFIGS = ["jobs/configs/pool_clean.yaml", "jobs/configs/pool_memorizer.yaml", "jobs/configs/pool_weak.yaml"]
 CA_MKD = "policies.confidence:ConfidenceAwarePolicy"
@@ -70,7 +72,7 @@ def policy_override(name: str, params: dict[str, Any] | None = None) -> str:
 def learned_policy_available(policy: str) -> bool:
     """Whether ``policy`` can be imported; says why not when it cannot."""
     try:
-        resolve_policy(policy)
+        POLICIES.get(policy)
     except (ImportError, AttributeError, KeyError) as error:
         print(f"learned-policy variants SKIPPED: cannot load '{policy}' ({error})", flush=True)
         return False

@@ -17,14 +17,8 @@ import _bootstrap  # noqa: F401  (puts platform/ on sys.path when codistill is n
 from codistill import cli
 
 
-def offline_cohort(config):
-    from codistill.offline import OfflineCohort
-
-    return OfflineCohort(config)
-
-
 def main(argv: list[str] | None = None) -> int:
-    return cli.main(argv, mode="offline", description=__doc__, backends={"local": offline_cohort})
+    return cli.main(argv, mode="offline", description=__doc__, backends=("local",))
 
 
 if __name__ == "__main__":

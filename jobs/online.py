@@ -20,18 +20,6 @@ import _bootstrap  # noqa: F401  (puts platform/ on sys.path when codistill is n
 from codistill import cli
 
 
-def ray_cohort(config):
-    from codistill.cohort import RayCohort
-
-    return RayCohort(config)
-
-
-def sequential_cohort(config):
-    from codistill.sequential import SequentialCohort
-
-    return SequentialCohort(config)
-
-
 def start_ray(config) -> bool:
     from codistill.cohort import start_ray as start
 
@@ -39,8 +27,7 @@ def start_ray(config) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return cli.main(argv, mode="online", description=__doc__, start_ray=start_ray,
-                    backends={"ray": ray_cohort, "sequential": sequential_cohort})
+    return cli.main(argv, mode="online", description=__doc__, start_ray=start_ray, backends=("ray", "sequential"))
 
 
 if __name__ == "__main__":

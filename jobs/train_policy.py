@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from codistill.config import load_config
     from codistill.errors import ConfigError
-    from codistill.teachers import PolicyContext
+    from codistill.policy import PolicyContext
     from policies.environment import TeacherSelectionEnv
     from policies.learned import LearnedPolicy
 

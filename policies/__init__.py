@@ -1,6 +1,6 @@
 """Teacher-selection policies for codistill's teacher-weighting hook.
 
 This package depends on ``codistill``, never the other way round: the engine only knows
-:class:`codistill.teachers.TeacherWeightingPolicy`. Name a policy in a config as
+:class:`codistill.policy.TeacherWeightingPolicy`. Name a policy in a config as
 ``distillation.policy.name: policies.<module>:<Class>``.
 """

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from codistill.teachers import TeacherBatch, TeacherWeightingPolicy
+from codistill.policy import TeacherBatch, TeacherWeightingPolicy
 
 
 class ConfidenceAwarePolicy(TeacherWeightingPolicy):

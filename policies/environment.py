@@ -35,11 +35,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from codistill import metrics as m
 from codistill.config import PolicyConfig, RunConfig, parse_config
-from codistill.offline import OfflineCohort
+from codistill.local import OfflineCohort
 from codistill.peer import PeerTrainer, load_dataset
-from codistill.teachers import PolicyContext, TeacherBatch, TeacherWeightingPolicy
+from codistill.policy import PolicyContext, TeacherBatch, TeacherWeightingPolicy
 from policies.learned import FEATURE_CLIP, FEATURES, observation, probe_reward
 
 ENV_ID = "codistill/TeacherSelection-v0"  # gymnasium.make(ENV_ID) once this module is imported
@@ -56,6 +55,10 @@ class ActionWeights(TeacherWeightingPolicy):
         super().__init__(context)
         self.probe_batch_size = probe_batch_size
         self.chosen: torch.Tensor | None = None
+
+    def choose(self, weights: torch.Tensor) -> None:
+        """The weights ``[B, K]`` of the next step (the agent's action)."""
+        self.chosen = weights
 
     def weights(self, batch: TeacherBatch) -> torch.Tensor:
         if self.chosen is None:
@@ -108,14 +111,15 @@ class TeacherSelectionEnv(gym.Env):
         logits = torch.as_tensor(np.asarray(action, dtype=np.float32)).clamp(-ACTION_BOUND, ACTION_BOUND)
         weights = logits.softmax(-1)
         student = self.cohort.student
-        student.policy.chosen = weights
-        metrics = student.update(self._views)
-        if m.PROBE_LOSS_BEFORE not in metrics:
+        student.policy.choose(weights)
+        student.update(self._views)
+        feedback = student.last_feedback
+        if feedback is None or feedback.probe_loss_before is None:
             raise RuntimeError("distillation was off at this step (λ·m = 0): the environment needs it on throughout")
-        reward = probe_reward(metrics[m.PROBE_LOSS_BEFORE], metrics[m.PROBE_LOSS_AFTER])
+        reward = probe_reward(feedback.probe_loss_before, feedback.probe_loss_after)
         self._t += 1
         terminated = self._t >= self.episode_steps
-        info = {"probe_loss_before": metrics[m.PROBE_LOSS_BEFORE], "probe_loss_after": metrics[m.PROBE_LOSS_AFTER],
+        info = {"probe_loss_before": feedback.probe_loss_before, "probe_loss_after": feedback.probe_loss_after,
                 "teacher_weights": dict(zip(self.teacher_names, weights.mean(0).tolist()))}
         observation_next = self._observe() if not terminated else np.zeros(self.observation_space.shape, np.float32)
         return observation_next, float(reward), terminated, False, info
@@ -131,9 +135,10 @@ class TeacherSelectionEnv(gym.Env):
         student = self.cohort.student
         epoch, step = self._schedule[self._t]
         payload = student.forward(epoch, step)
-        self._views = self.cohort.teacher_views(student.current_images)
+        batch = student.batch_in_progress
+        self._views = self.cohort.frozen.views(batch.images)
         teacher_logits = torch.stack([view.logits.float().cpu() for view in self._views])
-        features = observation(payload.logits, teacher_logits, student.current_targets.cpu(),
+        features = observation(payload.logits, teacher_logits, batch.targets.cpu(),
                                self._t / self.episode_steps)
         return features.numpy().astype(np.float32)
 

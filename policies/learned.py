@@ -65,7 +65,7 @@ from torch import Tensor, nn
 from codistill import metrics as m
 from codistill.data.base import mix_seed
 from codistill.errors import ConfigError
-from codistill.teachers import PolicyContext, PolicyLearner, TeacherBatch, TeacherWeightingPolicy
+from codistill.policy import Feedback, PolicyContext, PolicyLearner, TeacherBatch, TeacherWeightingPolicy
 
 if TYPE_CHECKING:
     from codistill.config import RunConfig
@@ -266,10 +266,10 @@ class LearnedPolicy(TeacherWeightingPolicy):
         self._pending = {"observation": features, "action": action, "logprob": self.scorer.log_prob(mean, action)}
         return action.softmax(-1)
 
-    def feedback(self, batch: TeacherBatch, weights: Tensor, losses: dict[str, float]) -> dict[str, float] | None:
+    def feedback(self, batch: TeacherBatch, weights: Tensor, feedback: Feedback) -> dict[str, float] | None:
         if self._pending is None:
             return None
-        return self.record(probe_reward(losses[m.PROBE_LOSS_BEFORE], losses[m.PROBE_LOSS_AFTER]))
+        return self.record(probe_reward(feedback.probe_loss_before, feedback.probe_loss_after))
 
     def record(self, reward: float) -> dict[str, float]:
         """Complete the last action's transition with its reward; return scalars to log."""

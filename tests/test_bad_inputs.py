@@ -389,7 +389,7 @@ def test_a_config_error_raised_in_an_actor_reaches_the_driver_intact(ray_runtime
 
 
 def test_gpus_pass_the_device_check_where_cuda_is_available():
-    from codistill.preflight import check_devices
+    from codistill.config import check_devices
 
     config = parse_config(tiny_raw(peers=[{"model": "mlp", "resources": {"gpus": 0.5}}, {"model": "cnn"}],
                                    runtime={"device": "cuda"}))

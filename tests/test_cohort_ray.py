@@ -7,7 +7,7 @@ import torch
 
 import online
 from codistill.cohort import RayCohort, peer_bundles, threads_for
-from codistill.sequential import SequentialCohort
+from codistill.local import SequentialCohort
 from conftest import tiny_config, tiny_raw
 
 pytestmark = pytest.mark.ray

@@ -12,7 +12,7 @@ import online
 from codistill.collective import PayloadGroup, decode, encode, store_socket
 from codistill.cohort import RayCohort, run_in_window
 from codistill.methods.base import TeacherView
-from codistill.sequential import SequentialCohort
+from codistill.local import SequentialCohort
 from conftest import tiny_config, tiny_raw
 
 EVERY_METHOD = {
@@ -136,3 +136,14 @@ def test_collective_job_checkpoints_resumes_and_logs_like_one_process(ray_runtim
         assert [p["val_accuracy"] for p in epoch_a["peers"]] == [p["val_accuracy"] for p in epoch_b["peers"]]
         assert [p["train_loss"] for p in epoch_a["peers"]] == [p["train_loss"] for p in epoch_b["peers"]]
     assert sorted(p.name for p in (split / "tensorboard").iterdir()) == ["cnn", "cohort", "mlp"]
+
+
+def test_nccl_only_when_every_peer_has_a_card_of_its_own():
+    from codistill.exchanges import nccl_applies
+
+    own = [{"node": "a", "device": "cuda:0", "gpu_ids": ["0"]}, {"node": "a", "device": "cuda:0", "gpu_ids": ["1"]}]
+    shared = [{"node": "a", "device": "cuda:0", "gpu_ids": ["0"]}, {"node": "a", "device": "cuda:0", "gpu_ids": ["0"]}]
+    other_nodes = [{"node": "a", "device": "cuda:0", "gpu_ids": ["0"]}, {"node": "b", "device": "cuda:0", "gpu_ids": ["0"]}]
+    cpu = [{"node": "a", "device": "cpu", "gpu_ids": []}, {"node": "a", "device": "cuda:0", "gpu_ids": ["1"]}]
+    assert nccl_applies(own) and nccl_applies(other_nodes)
+    assert not nccl_applies(shared) and not nccl_applies(cpu)

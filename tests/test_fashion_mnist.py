@@ -15,12 +15,12 @@ import pytest
 import torch
 
 from codistill.config import parse_config
-from codistill.data import build_dataset, check_dataset_files
+from codistill.data import build_dataset, data_shape
 from codistill.data import fashion_mnist as fm
 from codistill.data.splits import carve_validation
 from codistill.errors import ConfigError
 from codistill.runner import RESULTS_FILE, prepare_run_dir, run_cohort
-from codistill.sequential import SequentialCohort
+from codistill.local import SequentialCohort
 from conftest import tiny_raw, write_fashion_mnist, write_idx
 
 TRAIN_IMAGES, TRAIN_LABELS = "train-images-idx3-ubyte", "train-labels-idx1-ubyte"
@@ -34,7 +34,7 @@ def load(root: Path | None, **settings) -> fm.InMemoryDataset:
 
 
 def check(root: Path | None, **data) -> None:
-    check_dataset_files(parse_config(tiny_raw(data={"dataset": "fashion_mnist",
+    data_shape(parse_config(tiny_raw(data={"dataset": "fashion_mnist",
                                                     "root": None if root is None else str(root), **data})).data)
 
 
@@ -87,10 +87,14 @@ def test_gzipped_and_raw_files_mix_and_train_fraction_noise_and_probe_apply_afte
     assert reduced.info.train_size == 72 and reduced.probe_batch(3, 0, 0, 8)[0].shape == (8, 1, 28, 28)
 
 
-def test_a_validation_share_that_empties_a_class_names_data_val_fraction(tmp_path):
-    write_fashion_mnist(tmp_path, train=10)
-    with pytest.raises(ConfigError, match="leaves class 0 no training image") as error:
-        load(tmp_path, val_fraction=0.1)
+def test_validation_leaves_every_class_a_training_image(tmp_path):
+    write_fashion_mnist(tmp_path / "fifteen", train=15)  # classes 0–4 hold two images, classes 5–9 one
+    dataset = load(tmp_path / "fifteen", val_fraction=0.5)
+    assert torch.bincount(dataset.train_labels()).tolist() == [1] * 10
+    assert sorted(all_of(dataset, "val")[1].tolist()) == [0, 1, 2, 3, 4]
+    write_fashion_mnist(tmp_path / "ten", train=10)
+    with pytest.raises(ConfigError, match="no class of two images") as error:
+        load(tmp_path / "ten", val_fraction=0.1)
     assert error.value.field == "data.val_fraction"
 
 
@@ -226,7 +230,7 @@ def test_the_real_files_hold_60000_and_10000_balanced_images(official):
 def test_the_real_splits_are_disjoint_and_the_same_for_every_run_seed(official):
     full, reduced = official
     _, labels = fm.read_split(Path(fm.DEFAULT_ROOT), "train", None)
-    kept, val = carve_validation(labels, fm.OFFICIAL_TEST_SPLITS["fashion_mnist"], "fashion_mnist")
+    kept, val = carve_validation(labels, fm.FashionMnist.default_val_fraction, "fashion_mnist")
     assert len(set(kept.tolist()) & set(val.tolist())) == 0 and len(kept) + len(val) == 60_000
     small = carve_validation(labels, 0.0167, "fashion_mnist")[1]  # fashion_offline.yaml's: inside the teacher's
     assert len(small) == 1_000 and set(small.tolist()) <= set(val.tolist())

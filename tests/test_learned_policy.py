@@ -8,11 +8,11 @@ import yaml
 
 import online
 from codistill.config import parse_config
-from codistill.offline import OfflineCohort
+from codistill.local import OfflineCohort
 from codistill.progress import Progress
 from codistill.runner import RESULTS_FILE, prepare_run_dir, run_cohort
-from codistill.sequential import SequentialCohort
-from codistill.teachers import PolicyContext, TeacherBatch
+from codistill.local import SequentialCohort
+from codistill.policy import PolicyContext, TeacherBatch
 from conftest import tiny_raw
 from policies.learned import FEATURES, LearnedPolicy, save_policy
 
@@ -150,11 +150,12 @@ def run_sequential(config, run_dir, **kwargs):
     return run_cohort(config, run_dir, SequentialCohort, **kwargs)
 
 
-def test_a_learning_run_resumes_to_the_result_of_an_uninterrupted_run(tmp_path):
+def test_a_learning_run_resumes_to_the_result_of_an_uninterrupted_run(tmp_path, capsys):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     config = parse_config(learned_raw({"update_every": 3}, epochs=3))  # syncs straddle epoch boundaries
     straight = run_sequential(config, tmp_path / "straight")
+    assert "teacher weights [mlp: cnn " in capsys.readouterr().out  # a policy that chooses: on the console
     assert run_sequential(config, tmp_path / "split", stop_after_epochs=2)["epochs_done"] == 2
     assert (tmp_path / "split" / "checkpoints" / "epoch_0002" / "policy_learner.pt").is_file()
     resumed = run_sequential(config, tmp_path / "split", resume=True)
@@ -172,10 +173,11 @@ def test_a_learning_run_resumes_to_the_result_of_an_uninterrupted_run(tmp_path):
 
 
 def test_uniform_runs_report_teacher_weights_too(tmp_path, capsys):
+    """In results.json; the console shows weights only where a policy chooses them (uniform: not)."""
     config_file = tmp_path / "uniform.yaml"
     config_file.write_text(yaml.safe_dump(tiny_raw(epochs=2)))
     assert online.main(["--config", str(config_file), "--run-dir", str(tmp_path / "run"), "--backend", "sequential"]) == 0
-    assert "teacher weights [mlp: cnn 0.50 mlp 0.50" in capsys.readouterr().out
+    assert "teacher weights" not in capsys.readouterr().out
     results = json.loads((tmp_path / "run" / RESULTS_FILE).read_text())
     assert results["peers"][1]["teacher_weights"] == {"mlp": 0.5, "cnn": 0.5}
 

@@ -13,9 +13,9 @@ from torch import Tensor
 from codistill.cohort_base import others
 from codistill.config import parse_config
 from codistill.methods import method_names
-from codistill.offline import OfflineCohort
+from codistill.local import OfflineCohort
 from codistill.peer import PeerTrainer, load_dataset
-from codistill.teachers import TeacherBatch, TeacherWeightingPolicy
+from codistill.policy import TeacherBatch, TeacherWeightingPolicy
 
 # One step per epoch: about 67 training examples in one batch.
 DATA = {"dataset": "digits", "train_fraction": 0.05, "label_noise": 0.0, "batch_size": 128}
@@ -73,7 +73,7 @@ def dataset():
 
 
 def parameters(trainer: PeerTrainer) -> list[torch.nn.Parameter]:
-    return list(trainer.model.parameters()) + list(trainer.methods.parameters())
+    return list(trainer.model.parameters()) + list(trainer.objective.parameters())
 
 
 def check_weights(policy: RandomPerExamplePolicy, candidates: int) -> None:
@@ -86,7 +86,7 @@ def check_weights(policy: RandomPerExamplePolicy, candidates: int) -> None:
 
 def check_student_gradients(trainer: PeerTrainer) -> None:
     assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in trainer.model.parameters())
-    assert all(p.grad is not None for p in trainer.methods.parameters())  # every adapter trains
+    assert all(p.grad is not None for p in trainer.objective.methods.parameters())  # every adapter trains
 
 
 def check_finite(metrics: dict[str, float]) -> None:
@@ -115,7 +115,7 @@ def test_online_cohort(dataset, methods, teacher, size):
         step = []
         for k, student in enumerate(peers):
             for peer in peers:
-                peer.optimizer.zero_grad(set_to_none=True)
+                peer.optimization.optimizer.zero_grad(set_to_none=True)
             teachers_before = [[p.detach().clone() for p in parameters(peer)] for j, peer in enumerate(peers) if j != k]
             step.append(student.update(others(payloads, k)))
             check_finite(step[-1])
@@ -150,13 +150,13 @@ def test_offline_student(teacher_checkpoints, methods, teacher, count):
     config = parse_config(raw_config(methods, teacher, PEERS[1:2], teachers=teachers), mode="offline")
     cohort = OfflineCohort(config)
     cohort.student.policy = RandomPerExamplePolicy()
-    frozen = [[p.clone() for p in network.parameters()] for network in cohort.teachers]
+    frozen = [[p.clone() for p in network.parameters()] for network in cohort.frozen.networks]
     for epoch in (0, 1):
         (step,) = cohort.train_epoch(epoch)
         check_finite(step[0])
         check_every_method_contributed(step, methods)
         check_student_gradients(cohort.student)
         check_weights(cohort.student.policy, count)
-    for network, before in zip(cohort.teachers, frozen):
+    for network, before in zip(cohort.frozen.networks, frozen):
         assert all(p.grad is None and not p.requires_grad for p in network.parameters())
         assert all(torch.equal(p, q) for p, q in zip(network.parameters(), before))

@@ -20,8 +20,9 @@ from codistill.models import ModelOutput, build_model
 from codistill.progress import Progress
 from codistill.pruning import GradualPruner, cubic_sparsity
 from codistill.schedules import Ramp
-from codistill.sequential import SequentialCohort
-from codistill.teachers import PolicyContext, TeacherBatch, TeacherWeightingPolicy, teacher_weights
+from codistill.local import SequentialCohort
+from codistill.peer.teachers import teacher_weights
+from codistill.policy import PolicyContext, TeacherBatch, TeacherWeightingPolicy
 from conftest import tiny_config
 from policies.confidence import ConfidenceAwarePolicy
 
@@ -200,7 +201,7 @@ def test_confidence_aware_kd_loss_is_camkd_times_the_number_of_teachers(peers):
         "methods": [{"name": "kd", "params": {"temperature": 3.0}}]})
     cohort = SequentialCohort(config)
     payloads = [peer.forward(0, 0) for peer in cohort.peers]
-    _, targets = cohort.peers[0].batch(0, 0)
+    targets = cohort.peers[0].batches.batch(0, 0).targets
     metrics = cohort.peers[0].update(others(payloads, 0))
     teachers = [p.logits for p in payloads[1:]]
     expected = (peers - 1) * camkd_loss(payloads[0].logits, teachers, targets, 3.0)

@@ -6,11 +6,12 @@ import torch.nn.functional as F
 
 from codistill.config import parse_config
 from codistill.methods.base import TeacherView
-from codistill.peer import learning_rate_factor
 from codistill.progress import Progress
+from codistill.schedules import learning_rate_factor
 from codistill.cohort_base import others
-from codistill.sequential import SequentialCohort
-from codistill.teachers import TeacherBatch, TeacherWeightingPolicy, normalized_weights
+from codistill.local import SequentialCohort
+from codistill.peer.teachers import normalized_weights
+from codistill.policy import TeacherBatch, TeacherWeightingPolicy
 from conftest import tiny_config, tiny_raw
 
 
@@ -27,9 +28,9 @@ def softened_kl(teacher_logits, student_logits, temperature):
 def test_every_peer_sees_the_same_examples_in_the_same_order():
     cohort = SequentialCohort(tiny_config())
     for step in range(3):
-        labels = [peer.batch(1, step)[1] for peer in cohort.peers]
+        labels = [peer.batches.batch(1, step).targets for peer in cohort.peers]
         assert torch.equal(labels[0], labels[1])
-    images = [peer.batch(1, 0)[0] for peer in cohort.peers]
+    images = [peer.batches.batch(1, 0).images for peer in cohort.peers]
     assert torch.equal(images[0], images[1])
 
 
@@ -37,7 +38,7 @@ def test_per_peer_augmentation_gives_each_peer_its_own_view_of_the_same_examples
     raw = tiny_raw()
     raw["data"]["per_peer_augmentation"] = True
     cohort = SequentialCohort(parse_config(raw))
-    (x0, y0), (x1, y1) = (peer.batch(0, 0) for peer in cohort.peers)
+    (x0, y0), (x1, y1) = ((b.images, b.targets) for b in (peer.batches.batch(0, 0) for peer in cohort.peers))
     assert torch.equal(y0, y1) and not torch.equal(x0, x1)
 
 
@@ -79,7 +80,7 @@ def test_independent_trains_with_cross_entropy_alone():
     cohort = SequentialCohort(tiny_config(independent=True))
     payloads = [peer.forward(0, 0) for peer in cohort.peers]
     metrics = cohort.peers[0].update(others(payloads, 0))
-    assert len(cohort.peers[0].methods) == 0
+    assert len(cohort.peers[0].objective.methods) == 0
     assert metrics["loss/total"] == pytest.approx(metrics["loss/ce"])
     assert not [k for k in metrics if k.startswith("loss/kd")]
 
@@ -144,11 +145,11 @@ def test_learning_rate_schedules():
     raw["peers"][0]["lr_schedule"] = {"name": "multistep", "milestones": [1, 2], "gamma": 0.1, "warmup_epochs": 1}
     raw["epochs"] = 3
     peer = parse_config(raw).peers[0]
-    at = lambda e, s=0: learning_rate_factor(peer, Progress(e, s, 10, 3))  # noqa: E731
+    at = lambda e, s=0: learning_rate_factor(peer.lr_schedule, Progress(e, s, 10, 3))  # noqa: E731
     assert at(0, 0) == pytest.approx(0.1) and at(0, 9) == pytest.approx(1.0)
     assert at(1) == pytest.approx(0.1) and at(2) == pytest.approx(0.01)
     cosine = tiny_config().peers[0]
-    assert learning_rate_factor(cosine, Progress(1, 0, 10, 2)) == pytest.approx(0.5)
+    assert learning_rate_factor(cosine.lr_schedule, Progress(1, 0, 10, 2)) == pytest.approx(0.5)
 
 
 def test_sequential_cohort_learns_digits():

@@ -10,7 +10,7 @@ import online
 from codistill import safe_io
 from codistill.checkpoint import LATEST, load_latest_checkpoint, save_checkpoint
 from codistill.runner import RESULTS_FILE, prepare_run_dir, run_cohort
-from codistill.sequential import SequentialCohort
+from codistill.local import SequentialCohort
 from conftest import tiny_config, tiny_raw
 
 

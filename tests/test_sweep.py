@@ -16,7 +16,7 @@ from codistill.config import parse_config
 from codistill.progress import Progress
 from codistill.runner import run_cohort
 from codistill.schedules import as_schedule
-from codistill.sequential import SequentialCohort
+from codistill.local import SequentialCohort
 from codistill.tuning.monotone import constrain, loosened
 from codistill.tuning.space import parse_dimension
 from codistill.tuning.trainable import trial_run_dir

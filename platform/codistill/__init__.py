@@ -1,16 +1,16 @@
 """codistill: collaborative online distillation of heterogeneous peer networks, scaled with Ray.
 
-Layout (one concern per module; Ray only in :mod:`codistill.cohort`):
+Layers, lowest first (``tests/test_layers.py`` checks that no import runs upward):
 
-- ``models/``    peer architectures, one contract: :class:`codistill.models.base.PeerNetwork`
-- ``data/``      datasets and the shared per-step batch order
-- ``methods/``   distillation methods, one file each, registered by name
-- ``schedules``  pure functions of training progress (weights, temperatures, on/off phases)
-- ``teachers``   teacher formation and the teacher-weighting policy interface
-- ``peer``       one peer's training step, evaluation and state (plain PyTorch)
-- ``cohort``     Ray actors, placement and the logit exchange
-- ``collective`` peers exchanging payloads with a torch.distributed all-gather (no Ray)
-- ``runner``     the epoch loop: evaluation, checkpoints, monitoring, results
+- ``errors``, ``checks``, ``registry``, ``progress``, ``metrics``, ``safe_io``: the ground floor
+- ``schedules``, ``saved_network``: λ(t), gates, learning rates; the saved-network format
+- ``config/``     schema, loading (YAML, ``--set``) and validation (components check their own parameters)
+- ``data/``, ``models/``, ``methods/``, ``policy``, ``optimizers``, ``pruning``: components, one file each
+- ``peer/``       one peer's step, teachers, objective, optimizer/AMP and probe (plain PyTorch)
+- ``local``, ``offline``, ``exchanges``, ``records``, ``checkpoint``, ``monitoring``: cohorts and their records
+- ``runner``, ``collective``: the epoch loop; payloads over a torch.distributed all-gather
+- ``cohort``, ``tuning/``: Ray at the edge (actors, placement; Ray Tune)
+- ``preflight``, ``cli``: the front door
 """
 
 __version__ = "0.1.0"

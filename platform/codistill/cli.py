@@ -17,11 +17,12 @@ from typing import Callable, NoReturn
 import torch
 
 from codistill.checkpoint import LATEST
-from codistill.cohort_base import Cohort, PeerLost
-from codistill.config import RESUME_SAFE_FIELDS, RunConfig, changed_fields, load_config
-from codistill.data import check_dataset_files
+from codistill.cohort_base import PeerLost
+from codistill.config import RESUME_SAFE_FIELDS, RunConfig, changed_fields, check_devices, load_config
+from codistill.data import data_shape
 from codistill.errors import ConfigError, NonFiniteLoss
-from codistill.preflight import check_devices, check_networks, check_new_run_dir, check_resume
+from codistill.preflight import check_networks, check_new_run_dir, check_resume
+from codistill.registry import BACKENDS
 from codistill.runner import CONFIG_FILE, prepare_run_dir, record_resume, run_cohort
 
 
@@ -79,17 +80,18 @@ def _resolve_resume(args: argparse.Namespace, mode: str) -> RunConfig:
     return config
 
 
-def main(argv: list[str] | None, *, mode: str, description: str,
-         backends: dict[str, Callable[[RunConfig], Cohort]], start_ray: Callable[[RunConfig], bool] | None = None) -> int:
-    """Parse, validate, prepare the run directory, train, report. Returns the exit status."""
+def main(argv: list[str] | None, *, mode: str, description: str, backends: tuple[str, ...],
+         start_ray: Callable[[RunConfig], bool] | None = None) -> int:
+    """Parse, validate, prepare the run directory, train, report. Returns the exit status.
+
+    ``backends``: the names (in :data:`codistill.registry.BACKENDS`) ``--backend`` may choose, the default first.
+    """
     try:
-        args = parse_args(argv, description, tuple(backends))
+        args = parse_args(argv, description, backends)
         config, run_dir = resolve(args, mode)
         if args.backend != "ray" or not os.environ.get("RAY_ADDRESS"):  # the peers run on this machine
             check_devices(config, torch.cuda.is_available())
-        shape = check_dataset_files(config.data)
-        if shape is not None:
-            check_networks(config, shape)
+        check_networks(config, data_shape(config.data))
         warnings = check_resume(run_dir, len(config.peers)) if args.resume is not None else []
     except ConfigError as error:
         print(f"codistill: {error}", file=sys.stderr)
@@ -103,7 +105,7 @@ def main(argv: list[str] | None, *, mode: str, description: str,
     print(f"run directory: {run_dir}   (tensorboard --logdir {run_dir / 'tensorboard'})", flush=True)
     started_ray = start_ray(config) if start_ray is not None and args.backend == "ray" else False
     try:
-        results = run_cohort(config, run_dir, backends[args.backend], resume=args.resume is not None,
+        results = run_cohort(config, run_dir, BACKENDS.get(args.backend), resume=args.resume is not None,
                              stop_after_epochs=args.stop_after_epochs)
     except (NonFiniteLoss, PeerLost) as error:
         checkpoints = run_dir / "checkpoints"

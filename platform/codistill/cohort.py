@@ -6,21 +6,8 @@ placement group (``runtime.placement``: ``pack`` fills nodes in turn, ``spread``
 different nodes); inside a Ray Tune trial that already reserved a placement group
 (``[{"CPU": 1}] + [peer bundles]``), bundle ``k + 1`` hosts peer ``k``.
 
-The exchange is an interface (:class:`Exchange`, chosen by ``runtime.exchange``):
-
-- ``objectref`` (:class:`ObjectRefExchange`) submits every peer's ``forward`` and passes the
-  resulting ObjectRefs straight into the other peers' ``update`` calls, so predictions travel
-  through Ray's object store from peer to peer and the driver never fetches them. Per-actor task
-  ordering keeps each peer's ``forward(s)``, ``update(s)`` sequence.
-- ``collective`` (:class:`CollectiveExchange`) has each actor run a chunk of steps itself
-  (:func:`codistill.collective.run_steps`), the peers exchanging payloads with one all-gather per
-  step in a ``torch.distributed`` group (gloo; NCCL when every peer is on a GPU) that the actors
-  form when the cohort starts: peer 0 opens the store's socket on its node, the driver passes
-  that address to all.
-
-Either way the driver keeps at most ``runtime.max_steps_in_flight`` steps asked for and not yet
-collected (:func:`run_in_window`), so an epoch of any length holds a bounded number of tasks and
-payloads; it reports progress whenever a call's metrics come back.
+How payloads travel between the actors is the exchange (``runtime.exchange``, see
+:mod:`codistill.exchanges`); this module makes the Ray calls it describes.
 
 Every wait on the actors goes through :meth:`RayCohort._surfaced_errors`: a dead actor, node or
 lost object becomes :class:`~codistill.cohort_base.PeerLost`, on which the runner calls
@@ -30,13 +17,12 @@ lost object becomes :class:`~codistill.cohort_base.PeerLost`, on which the runne
 from __future__ import annotations
 
 import asyncio
+import importlib
 import math
 import os
-from abc import ABC, abstractmethod
-from collections import deque
 from contextlib import contextmanager
 from types import ModuleType
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 # A standalone run starts a private Ray runtime that must listen on loopback only. Ray reads this
 # switch once, when it is first imported, so it is set here, before ``import ray``; under
@@ -52,30 +38,34 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy  # n
 from torch import Tensor  # noqa: E402
 
 from codistill.collective import PayloadGroup, run_steps, store_socket  # noqa: E402
-from codistill.config import PeerConfig, RunConfig  # noqa: E402
+from codistill.config import PeerConfig, RunConfig, check_devices  # noqa: E402
 from codistill.methods.base import TeacherView  # noqa: E402
-from codistill.cohort_base import Cohort, PeerLost, StepCallback, others  # noqa: E402
+from codistill.cohort_base import Cohort, PeerLost, StepCallback  # noqa: E402
 from codistill.errors import NonFiniteLoss  # noqa: E402
+from codistill.exchanges import Exchange, run_in_window  # noqa: E402
+from codistill.registry import BACKENDS, EXCHANGES  # noqa: E402
 from codistill.peer import PeerTrainer  # noqa: E402
-from codistill.teachers import PolicyLearner, learner_state_bytes, load_learner_state_bytes, sync_due  # noqa: E402
+from codistill.policy import PolicyLearner, learner_state_bytes, load_learner_state_bytes, sync_due  # noqa: E402
 
 #: What a dead peer actor or node surfaces as: the cohort restarts and reloads (``PeerLost``).
 LOST = (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError, ray.exceptions.NodeDiedError,
         ray.exceptions.WorkerCrashedError, ray.exceptions.LocalRayletDiedError)
 
 
-class PeerActor:
-    """One peer in its own Ray actor process (decorated with ``ray.remote`` at placement)."""
+class PeerActor(PeerTrainer):
+    """One peer in its own Ray actor process (decorated with ``ray.remote`` at placement): the
+    :class:`PeerTrainer`'s methods, plus what Ray needs — placement facts, the policy learner's
+    barrier and the collective group."""
 
     def __init__(self, config: RunConfig, index: int) -> None:
         torch.set_num_threads(threads_for(config.peers[index]))
-        self.trainer = PeerTrainer(config, index)
+        super().__init__(config, index)
         self.learner: Any = None  # the PolicyLearnerActor handle, when the policy learns
         self.group: PayloadGroup | None = None  # the collective exchange's group, once joined
         self._store_listener = None
 
     def make_policy_learner(self) -> PolicyLearner | None:
-        return self.trainer.policy.make_learner()
+        return self.policy.make_learner()
 
     def attach_learner(self, learner: Any) -> None:
         self.learner = learner
@@ -83,15 +73,13 @@ class PeerActor:
     def describe(self) -> dict[str, Any]:
         context = ray.get_runtime_context()
         return {"node": context.get_node_id(), "actor_id": context.get_actor_id(), "pid": os.getpid(),
-                "device": str(self.trainer.device),
-                "threads": torch.get_num_threads(), "steps_per_epoch": self.trainer.dataset.steps_per_epoch(
-                    self.trainer.config.data.batch_size)}
+                "device": str(self.device), "gpu_ids": [str(i) for i in context.get_accelerator_ids().get("GPU", [])],
+                "threads": torch.get_num_threads(),
+                "steps_per_epoch": self.batches.steps_per_epoch}
 
-    def forward(self, epoch: int, step: int) -> TeacherView:
-        return self.trainer.forward(epoch, step)
-
-    def update(self, *teacher_payloads: TeacherView) -> dict[str, float]:
-        metrics = self.trainer.update(list(teacher_payloads))
+    def update_and_sync(self, *teacher_payloads: TeacherView) -> dict[str, float]:
+        """:meth:`update` from payloads passed as ObjectRefs, then the policy's synchronization."""
+        metrics = self.update(list(teacher_payloads))
         self.synchronize_policy(metrics)
         return metrics
 
@@ -99,26 +87,10 @@ class PeerActor:
         """After every update: at a synchronization step, send this peer's transitions to the learner
         and load the new policy parameters (a barrier: returns once every peer has sent and the
         learner ran); the learner's scalars join ``metrics``."""
-        policy = self.trainer.policy
-        if self.learner is not None and sync_due(policy, self.trainer.last_progress):
-            parameters, learned = ray.get(self.learner.exchange.remote(self.trainer.index, policy.collect_transitions()))
-            policy.load_parameters(parameters)
+        if self.learner is not None and sync_due(self.policy, self.last_progress):
+            parameters, learned = ray.get(self.learner.exchange.remote(self.index, self.policy.collect_transitions()))
+            self.policy.load_parameters(parameters)
             metrics.update(learned)
-
-    def evaluate(self, split: str = "val") -> tuple[Tensor, Tensor]:
-        return self.trainer.evaluate(split)
-
-    def sparsity(self) -> float | None:
-        return self.trainer.sparsity()
-
-    def state_bytes(self) -> bytes:
-        return self.trainer.state_bytes()
-
-    def load_state_bytes(self, blob: bytes) -> None:
-        self.trainer.load_state_bytes(blob)
-
-    def model_bytes(self) -> bytes:
-        return self.trainer.model_bytes()
 
     def peak_rss_bytes(self) -> int:
         return peak_rss_bytes()
@@ -132,16 +104,16 @@ class PeerActor:
 
     def join_collective(self, host: str, port: int, world_size: int, on_gpu: bool) -> None:
         """Join the group (returns once every peer has joined)."""
-        self.group = PayloadGroup(host, port, self.trainer.index, world_size,
+        self.group = PayloadGroup(host, port, self.index, world_size,
                                   bind_host=ray.util.get_node_ip_address(),
-                                  device=self.trainer.device if on_gpu else torch.device("cpu"),
+                                  device=self.device if on_gpu else torch.device("cpu"),
                                   listener=self._store_listener)
         self._store_listener = None
 
     def run_steps(self, epoch: int, start: int, stop: int) -> list[dict[str, float]]:
         if self.group is None:
             raise RuntimeError("run_steps() needs join_collective() first")
-        return run_steps(self.trainer, self.group, epoch, range(start, stop), after_update=self.synchronize_policy)
+        return run_steps(self, self.group, epoch, range(start, stop), after_update=self.synchronize_policy)
 
     def leave_collective(self) -> None:
         if self.group is not None:
@@ -198,105 +170,6 @@ def peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-class Exchange(ABC):
-    """How training steps are asked of the peer actors and how their payloads travel."""
-
-    def steps_per_call(self, max_steps_in_flight: int) -> int:
-        """Steps each actor is asked for in one call."""
-        return 1
-
-    def connect(self, actors: list[Any], devices: list[str]) -> None:
-        """Prepare freshly started actors (``devices``: each one's torch device)."""
-
-    def disconnect(self, actors: list[Any]) -> None:
-        """Undo :meth:`connect` before the actors go away."""
-
-    @abstractmethod
-    def submit(self, actors: list[Any], epoch: int, steps: range) -> list:
-        """Ask every actor for ``steps`` of ``epoch``; returns the refs :meth:`collect` takes."""
-
-    @abstractmethod
-    def collect(self, refs: list) -> list[list[dict[str, float]]]:
-        """Wait for what :meth:`submit` returned; metrics indexed ``[step][peer]``."""
-
-
-class ObjectRefExchange(Exchange):
-    """Peer-to-peer through the object store: ``update_k(*forward_refs of the others)``."""
-
-    def submit(self, actors: list[Any], epoch: int, steps: range) -> list[list[ray.ObjectRef]]:
-        rows = []
-        for step in steps:
-            payloads = [actor.forward.remote(epoch, step) for actor in actors]
-            rows.append([actor.update.remote(*others(payloads, k)) for k, actor in enumerate(actors)])
-        return rows
-
-    def collect(self, rows: list[list[ray.ObjectRef]]) -> list[list[dict[str, float]]]:
-        values, width = ray.get([ref for row in rows for ref in row]), len(rows[0])
-        return [values[start:start + width] for start in range(0, len(values), width)]
-
-
-class CollectiveExchange(Exchange):
-    """Actor-driven chunks of steps; payloads all-gathered among the actors every step."""
-
-    def __init__(self, leave_timeout_s: float = 30.0) -> None:
-        self.leave_timeout_s = leave_timeout_s
-
-    def steps_per_call(self, max_steps_in_flight: int) -> int:
-        # Two calls fit in the window, so the next chunk waits queued while the driver collects.
-        return max(1, max_steps_in_flight // 2)
-
-    def connect(self, actors: list[Any], devices: list[str]) -> None:
-        on_gpu = all(device.startswith("cuda") for device in devices)
-        host, port = ray.get(actors[0].open_collective.remote())
-        ray.get([actor.join_collective.remote(host, port, len(actors), on_gpu) for actor in actors])
-
-    def disconnect(self, actors: list[Any]) -> None:
-        ray.wait([actor.leave_collective.remote() for actor in actors], num_returns=len(actors),
-                 timeout=self.leave_timeout_s)
-
-    def submit(self, actors: list[Any], epoch: int, steps: range) -> list[ray.ObjectRef]:
-        return [actor.run_steps.remote(epoch, steps.start, steps.stop) for actor in actors]
-
-    def collect(self, refs: list[ray.ObjectRef]) -> list[list[dict[str, float]]]:
-        waiting = list(refs)
-        while waiting:  # a peer that fails raises here at once, not after the others' timeout
-            ready, waiting = ray.wait(waiting, num_returns=1)
-            ray.get(ready)
-        return [list(step) for step in zip(*ray.get(refs))]
-
-
-EXCHANGE_TYPES: dict[str, type[Exchange]] = {"objectref": ObjectRefExchange, "collective": CollectiveExchange}
-
-
-def run_in_window(total: int, steps_per_call: int, max_steps_in_flight: int,
-                  submit: Callable[[range], Any], collect: Callable[[Any], list],
-                  on_step: StepCallback | None = None) -> list:
-    """Steps ``0 … total−1`` asked for in calls of ``steps_per_call``, never more than
-    ``max_steps_in_flight`` asked for and not yet collected (at least one call); results in order.
-    ``on_step(done, total)`` runs after each collected call."""
-    results: list = []
-    pending: deque[tuple[range, Any]] = deque()
-    in_flight = 0
-    for start in range(0, total, steps_per_call):
-        steps = range(start, min(start + steps_per_call, total))
-        while pending and in_flight + len(steps) > max_steps_in_flight:
-            in_flight -= _collect_oldest(pending, collect, results, total, on_step)
-        pending.append((steps, submit(steps)))
-        in_flight += len(steps)
-    while pending:
-        _collect_oldest(pending, collect, results, total, on_step)
-    return results
-
-
-def _collect_oldest(pending: deque, collect: Callable[[Any], list], results: list, total: int,
-                    on_step: StepCallback | None) -> int:
-    steps, handle = pending.popleft()
-    results.extend(collect(handle))
-    if on_step is not None:
-        on_step(steps.stop, total)
-    return len(steps)
-
-
 def peer_bundles(config: RunConfig) -> list[dict[str, float]]:
     bundles = []
     for peer in config.peers:
@@ -307,13 +180,14 @@ def peer_bundles(config: RunConfig) -> list[dict[str, float]]:
     return bundles
 
 
+@BACKENDS.register("ray")
 class RayCohort(Cohort):
     """The peers of ``config`` as Ray actors in one placement group."""
 
     def __init__(self, config: RunConfig, exchange: Exchange | None = None,
                  placement_timeout_s: float = 120.0) -> None:
         self.config = config
-        self.exchange = exchange or EXCHANGE_TYPES[config.runtime.exchange]()
+        self.exchange = exchange or EXCHANGES.get(config.runtime.exchange)()
         self.placement_timeout_s = placement_timeout_s
         self._abandoned: list[ray.ObjectRef] = []
         self.placement: list[dict[str, Any]] = []  # per peer: node, actor id, pid, device, threads
@@ -350,7 +224,7 @@ class RayCohort(Cohort):
         ]
         self.placement = self._get([actor.describe.remote() for actor in self.actors])
         with self._surfaced_errors():
-            self.exchange.connect(self.actors, [p["device"] for p in self.placement])
+            self.exchange.connect(self.actors, self.placement, self)
         self.learner = self._start_policy_learner()
 
     def _kill_actors(self) -> None:
@@ -411,6 +285,21 @@ class RayCohort(Cohort):
         with self._surfaced_errors():
             return ray.get(refs)
 
+    # -- ActorCalls, for the exchange (inside _surfaced_errors where it matters) -----------------
+
+    def get(self, refs: list[ray.ObjectRef]) -> list[Any]:
+        return ray.get(refs)
+
+    def get_failing_fast(self, refs: list[ray.ObjectRef]) -> list[Any]:
+        waiting = list(refs)
+        while waiting:
+            ready, waiting = ray.wait(waiting, num_returns=1)
+            ray.get(ready)
+        return ray.get(refs)
+
+    def wait_for(self, refs: list[ray.ObjectRef], timeout_s: float) -> None:
+        ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+
     def _lost(self, error: Exception) -> PeerLost:
         actor_id = getattr(error, "actor_id", None)
         names = [name for name, where in zip(self.peer_names, self.placement) if where["actor_id"] == actor_id]
@@ -443,7 +332,7 @@ class RayCohort(Cohort):
         try:
             with self._surfaced_errors():
                 return run_in_window(self.steps_per_epoch(), self.exchange.steps_per_call(window), window,
-                                     submit, self.exchange.collect, on_step)
+                                     submit, lambda refs: self.exchange.collect(refs, self), on_step)
         except (PeerLost, NonFiniteLoss):
             self._abandoned = list(_object_refs(submitted))
             raise
@@ -477,7 +366,7 @@ class RayCohort(Cohort):
 
     def shutdown(self) -> None:
         if self.actors and not self._abandoned:
-            self.exchange.disconnect(self.actors)
+            self.exchange.disconnect(self.actors, self)
         self._kill_actors()
         if self._own_group is not None:
             ray.util.remove_placement_group(self._own_group)
@@ -493,19 +382,15 @@ def _object_refs(handles: Any) -> Iterator[ray.ObjectRef]:
             yield from _object_refs(handle)
 
 
-def shipped_modules() -> list[str]:
-    """Our packages' directories, shipped to every actor's node (a cluster then needs only the
+def shipped_modules(config: RunConfig) -> list[str]:
+    """The directories of ``codistill`` and of every package the config names user code from
+    (``package.module:Name``), shipped to every actor's node (a cluster then needs only the
     dependencies installed)."""
-    import codistill
-
-    modules: list[ModuleType] = [codistill]
-    try:
-        import policies
-
-        modules.append(policies)
-    except ImportError:
-        pass
-    return [os.path.dirname(module.__file__) for module in modules]
+    names = [config.distillation.policy.name, *(m.name for m in config.distillation.methods),
+             *(p.model for p in config.peers), config.data.dataset]
+    packages = ["codistill"] + sorted({name.split(":")[0].split(".")[0] for name in names if ":" in name})
+    modules: list[ModuleType] = [importlib.import_module(package) for package in packages]
+    return [os.path.dirname(module.__file__) for module in modules if module.__file__ is not None]
 
 
 def start_ray(config: RunConfig, num_cpus: int | None = None) -> bool:
@@ -519,7 +404,7 @@ def start_ray(config: RunConfig, num_cpus: int | None = None) -> bool:
     if ray.is_initialized():
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    runtime_env = {"py_modules": shipped_modules()}
+    runtime_env = {"py_modules": shipped_modules(config)}
     if os.environ.get("RAY_ADDRESS"):
         ray.init(runtime_env=runtime_env)
         return True
@@ -530,10 +415,8 @@ def start_ray(config: RunConfig, num_cpus: int | None = None) -> bool:
     cpus_needed = max(math.ceil(sum(peer.resources.cpus for peer in config.peers)), num_cpus or 0)
     gpus_needed = sum(peer.resources.gpus for peer in config.peers)
     options: dict[str, Any] = {}
+    check_devices(config, torch.cuda.is_available())
     if gpus_needed > 0:
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"the peers request {gpus_needed:g} GPUs (peers[*].resources.gpus) but this "
-                               "machine has no CUDA device; set the gpus to 0 or submit to a GPU cluster")
         options["num_gpus"] = torch.cuda.device_count()
     ray.init(address="local", num_cpus=max(os.cpu_count() or 1, cpus_needed), include_dashboard=False,
              _node_ip_address="127.0.0.1", runtime_env=runtime_env, **options)

@@ -1,5 +1,6 @@
-"""The front door's checks of what lies outside the config: devices, the run directory, checkpoints,
-and whether the networks and methods the config names can be built for the data.
+"""The front door's checks of what lies outside the config: the run directory, checkpoints, and
+whether the networks and methods the config names can be built for the data (the devices are
+checked by :func:`codistill.config.check_devices`).
 
 :mod:`codistill.cli` runs them after the config validated and before Ray starts or anything is
 written; each failure is a one-line :class:`~codistill.errors.ConfigError` naming the field
@@ -18,22 +19,9 @@ from codistill.config import RunConfig
 from codistill.data import DataShape
 from codistill.errors import ConfigError
 from codistill.methods import build_method
-from codistill.peer import feature_shapes, method_context, teacher_models
-from codistill.runner import CONFIG_FILE
-
-
-def check_devices(config: RunConfig, cuda_available: bool) -> None:
-    """Refuse GPUs on a machine without CUDA (for runs whose peers run on this machine)."""
-    if cuda_available:
-        return
-    if config.runtime.device == "cuda":
-        raise ConfigError("runtime.device", "is cuda but this machine has no CUDA device "
-                                            "(torch.cuda.is_available() is False); use auto or cpu")
-    for index, peer in enumerate(config.peers):
-        if peer.resources.gpus > 0:
-            raise ConfigError(f"peers[{index}].resources.gpus",
-                              f"asks for {peer.resources.gpus:g} GPU but this machine has no CUDA device; set it "
-                              "to 0, or submit the job to a GPU cluster with ray job submit")
+from codistill.peer import feature_shapes, method_context
+from codistill.peer.teachers import TeacherSlots
+from codistill.runner import holds_a_run
 
 
 def check_networks(config: RunConfig, shape: DataShape) -> None:
@@ -54,7 +42,7 @@ def check_networks(config: RunConfig, shape: DataShape) -> None:
         return
     for k, peer in enumerate(config.peers):
         context = method_context(config, shape.num_classes, shapes[peer.model],
-                                 [shapes[name] for name in teacher_models(config, k)])
+                                 [shapes[name] for name in TeacherSlots.of(config, k).models])
         for j, spec in enumerate(config.distillation.methods):
             try:
                 with torch.random.fork_rng():
@@ -84,9 +72,9 @@ def check_writable(directory: Path, field: str) -> None:
 
 def check_new_run_dir(run_dir: Path) -> None:
     """A new run needs a directory that holds no run yet and can be written."""
-    if (run_dir / CONFIG_FILE).exists():
-        raise ConfigError("--run-dir", f"{run_dir} already holds a run; resume it with --resume {run_dir} "
-                                       "or choose another --run-dir")
+    complaint = holds_a_run(run_dir)
+    if complaint:
+        raise ConfigError("--run-dir", complaint)
     check_writable(run_dir, "--run-dir")
 
 

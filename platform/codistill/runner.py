@@ -18,7 +18,6 @@ import math
 import platform
 import sys
 import time
-from collections import defaultdict
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -36,12 +35,13 @@ from codistill.data import has_test_split
 from codistill.errors import NonFiniteLoss
 from codistill.evaluation import cohort_metrics, finite_rows
 from codistill.monitoring import ConsoleProgress, TensorBoardLog
+from codistill.records import EpochRecord, epoch_record, second_half_weights, summary_line
 from codistill.safe_io import write_atomic
 
 CONFIG_FILE = "config.yaml"
 RESULTS_FILE = "results.json"
 RESUME_LOG = "resume.log"
-EpochCallback = Callable[[dict[str, Any], Path], None]  # (the epoch's history record, its checkpoint)
+EpochCallback = Callable[[EpochRecord, Path], None]  # (the epoch's record, its checkpoint)
 
 
 @dataclass
@@ -49,16 +49,30 @@ class _Position:
     """The cohort's place in training, saved with every checkpoint."""
 
     epochs_done: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
+    history: list[EpochRecord] = field(default_factory=list)
     wall_seconds: float = 0.0
     recoveries: int = 0  # lost peers recovered from a checkpoint (runtime.max_failures)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "history": [record.to_dict() for record in self.history]}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "_Position":
+        return cls(**{**raw, "history": [EpochRecord.from_dict(record) for record in raw["history"]]})
+
+
+def holds_a_run(run_dir: Path) -> str | None:
+    """Why a new run cannot start in ``run_dir`` (it holds one already), or ``None``."""
+    if (run_dir / CONFIG_FILE).exists():
+        return f"{run_dir} already holds a run; resume it with --resume {run_dir} or choose another --run-dir"
+    return None
 
 
 def prepare_run_dir(run_dir: Path, config: RunConfig) -> None:
     """Create a fresh run directory (refusing to overwrite one that holds a run)."""
-    if (run_dir / CONFIG_FILE).exists():
-        raise FileExistsError(f"{run_dir} already holds a run; resume it with --resume {run_dir} "
-                              "or choose another --run-dir")
+    complaint = holds_a_run(run_dir)
+    if complaint:
+        raise FileExistsError(complaint)
     write_config(run_dir, config)
 
 
@@ -101,7 +115,7 @@ def run_cohort(config: RunConfig, run_dir: Path, make_cohort: Callable[[RunConfi
             checkpoint, _ = find_checkpoint(run_dir, len(config.peers))
             replay = checkpoint.peer_states, checkpoint.extra_files.get(LEARNER_FILE)
             _load(cohort, *replay)
-            position = _Position(**checkpoint.position)
+            position = _Position.from_dict(checkpoint.position)
             progress.print(f"resuming {run_dir} after epoch {position.epochs_done}/{config.epochs}")
         else:
             replay = cohort.state_bytes(), cohort.learner_state_bytes()
@@ -158,20 +172,19 @@ def _train_epoch(config: RunConfig, run_dir: Path, cohort: Cohort, log: TensorBo
         for name, logits in zip(cohort.peer_names, peer_logits):
             if not bool(finite_rows(logits).all()):
                 raise NonFiniteLoss(name, epoch + 1, None, "its validation outputs are NaN or infinite")
-    record = _epoch_record(epoch, cohort.peer_names, step_metrics, cohort_metrics(peer_logits, labels),
-                           train_seconds)
-    record["curriculum"] = curriculum_fields(config)
+    record = epoch_record(epoch, cohort.peer_names, step_metrics, cohort_metrics(peer_logits, labels),
+                          train_seconds, curriculum_fields(config))
     states, learner_state = cohort.state_bytes(), cohort.learner_state_bytes()
     log.steps(step_metrics, epoch * cohort.steps_per_epoch())
-    log.epoch(epoch, _peer_scalars(record), {m.ENSEMBLE_ACCURACY: record["ensemble_val"],
-                                             m.AGREEMENT: record["agreement"],
+    log.epoch(epoch, [p.scalars() for p in record.peers], {m.ENSEMBLE_ACCURACY: record.ensemble_val,
+                                                         m.AGREEMENT: record.agreement,
                                              m.EPOCH_SECONDS: train_seconds})
     position.history.append(record)
     position.epochs_done = epoch + 1
     position.wall_seconds += time.perf_counter() - started
-    checkpoint_dir = save_checkpoint(run_dir, position.epochs_done, strict_json(position.__dict__), states,
+    checkpoint_dir = save_checkpoint(run_dir, position.epochs_done, strict_json(position.to_dict()), states,
                                      extra_files=None if learner_state is None else {LEARNER_FILE: learner_state})
-    progress.print(_summary_line(config, record))
+    progress.print(summary_line(record, config.epochs, show_weights=config.distillation.policy.name != "uniform"))
     if on_epoch is not None:
         on_epoch(record, checkpoint_dir)
     return states, learner_state
@@ -194,72 +207,12 @@ def strict_json(value: Any) -> Any:
     return value
 
 
-def _epoch_record(epoch: int, names: list[str], step_metrics: list[list[dict[str, float]]],
-                  evaluation: dict[str, Any], train_seconds: float) -> dict[str, Any]:
-    peers = []
-    for k, name in enumerate(names):
-        rows = [step[k] for step in step_metrics]
-        examples = sum(r[m.TRAIN_EXAMPLES] for r in rows)
-        stepped = [r for r in rows if not r[m.SKIPPED_STEP]]  # skipped steps' losses are NaN/inf
-        stepped_examples = sum(r[m.TRAIN_EXAMPLES] for r in stepped)
-        peers.append({"name": name, "val_accuracy": evaluation["peers"][k],
-                      "train_accuracy": sum(r[m.TRAIN_CORRECT] for r in rows) / max(examples, 1.0),
-                      "train_loss": sum(r[m.LOSS_TOTAL] * r[m.TRAIN_EXAMPLES] for r in stepped) / stepped_examples
-                      if stepped else math.nan,
-                      "exchange_wait_seconds": sum(r[m.EXCHANGE_WAIT_SECONDS] for r in rows),
-                      "skipped_steps": int(sum(r[m.SKIPPED_STEP] for r in rows)),
-                      "teachers_left_out": int(sum(r[m.TEACHERS_LEFT_OUT] for r in rows)),
-                      **_teacher_weights(rows)})
-    strengths = [step[0][m.DISTILL_STRENGTH] for step in step_metrics]
-    return {"epoch": epoch + 1, "peers": peers, "ensemble_val": evaluation["ensemble"],
-            "agreement": evaluation["agreement"], "train_seconds": train_seconds,
-            "distill_strength": sum(strengths) / max(len(strengths), 1)}
-
-
 def _add_test_accuracy(results: dict[str, Any], peer_logits: list[torch.Tensor], labels: torch.Tensor) -> None:
     """Top-1 of the final networks on the test split, which no epoch's selection has seen."""
     test = cohort_metrics(peer_logits, labels)
     for entry, accuracy in zip(results["peers"], test["peers"]):
         entry["test_accuracy"] = accuracy
     results["ensemble"]["test_accuracy"] = test["ensemble"]
-
-
-def _teacher_weights(rows: list[dict[str, float]]) -> dict[str, Any]:
-    """Mean weight each teacher received over the steps where the policy weighted it (a teacher
-    left out for non-finite predictions is absent from those steps), and how many steps it was asked."""
-    sums: dict[str, float] = defaultdict(float)
-    counts: dict[str, int] = defaultdict(int)
-    for row in rows:
-        for key, value in row.items():
-            if key.startswith(m.TEACHER_WEIGHT_PREFIX):
-                sums[key[len(m.TEACHER_WEIGHT_PREFIX):]] += value
-                counts[key[len(m.TEACHER_WEIGHT_PREFIX):]] += 1
-    weighted = sum(1 for row in rows if any(key.startswith(m.TEACHER_WEIGHT_PREFIX) for key in row))
-    return {"teacher_weights": {name: sums[name] / counts[name] for name in sums}, "weighted_steps": weighted}
-
-
-def _second_half_weights(history: list[dict[str, Any]], peer: int, epochs: int) -> dict[str, float]:
-    """Mean weight per teacher over the steps of the second half of training (epochs > epochs / 2)."""
-    records = [h["peers"][peer] for h in history if h["epoch"] > epochs // 2 and h["peers"][peer]["weighted_steps"]]
-    steps = sum(r["weighted_steps"] for r in records)
-    names = list(records[0]["teacher_weights"]) if records else []
-    return {name: sum(r["teacher_weights"][name] * r["weighted_steps"] for r in records) / steps for name in names}
-
-
-def _peer_scalars(record: dict[str, Any]) -> list[dict[str, float]]:
-    return [{m.VAL_ACCURACY: p["val_accuracy"], m.TRAIN_ACCURACY: p["train_accuracy"],
-             m.TRAIN_LOSS_EPOCH: p["train_loss"], m.EXCHANGE_WAIT_EPOCH: p["exchange_wait_seconds"],
-             m.SKIPPED_STEPS_EPOCH: p["skipped_steps"], m.TEACHERS_LEFT_OUT_EPOCH: p["teachers_left_out"]}
-            for p in record["peers"]]
-
-
-def _summary_line(config: RunConfig, record: dict[str, Any]) -> str:
-    peers = "  ".join(f"{p['name']} {100 * p['val_accuracy']:.2f}" for p in record["peers"])
-    weights = "; ".join(f"{p['name']}: " + " ".join(f"{name} {w:.2f}" for name, w in p["teacher_weights"].items())
-                        for p in record["peers"] if p["teacher_weights"])
-    return (f"epoch {record['epoch']}/{config.epochs}  val top-1: {peers}  ensemble "
-            f"{100 * record['ensemble_val']:.2f}  agreement {100 * record['agreement']:.1f}%  "
-            f"({record['train_seconds']:.1f}s)" + (f"  teacher weights [{weights}]" if weights else ""))
 
 
 def _best_and_last(values: list[float]) -> dict[str, Any]:
@@ -273,16 +226,16 @@ def _results(config: RunConfig, cohort: Cohort, position: _Position) -> dict[str
     peers = []
     for k, peer in enumerate(config.peers):
         entry = {"name": peer.name, "model": peer.model,
-                 **_best_and_last([h["peers"][k]["val_accuracy"] for h in history]),
-                 "skipped_steps": sum(h["peers"][k].get("skipped_steps", 0) for h in history),
-                 "teachers_left_out": sum(h["peers"][k].get("teachers_left_out", 0) for h in history),
-                 "teacher_weights": _second_half_weights(history, k, config.epochs)}
+                 **_best_and_last([h.peers[k].val_accuracy for h in history]),
+                 "skipped_steps": sum(h.peers[k].skipped_steps for h in history),
+                 "teachers_left_out": sum(h.peers[k].teachers_left_out for h in history),
+                 "teacher_weights": second_half_weights(history, k, config.epochs)}
         if sparsity[k] is not None:
             entry["sparsity"] = sparsity[k]
         peers.append(entry)
     return {"complete": True, "config": config.to_dict(), "seed": config.seed, "versions": package_versions(),
-            "peers": peers, "ensemble": _best_and_last([h["ensemble_val"] for h in history]),
-            "history": history, "train_seconds": sum(h["train_seconds"] for h in history),
+            "peers": peers, "ensemble": _best_and_last([h.ensemble_val for h in history]),
+            "history": [h.to_dict() for h in history], "train_seconds": sum(h.train_seconds for h in history),
             "wall_seconds": position.wall_seconds, "recoveries": position.recoveries}
 
 

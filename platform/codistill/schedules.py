@@ -10,6 +10,12 @@ parameter given as a spec instead of a number. Specs come from YAML::
     {kind: steps, values: [0.0, 0.5, 1.0], epochs: [10, 20]}   # piecewise constant
     {kind: steps, values: [{kind: ramp, value: 1.0, ramp_epochs: 10}, 1.5], epochs: [12]}  # piecewise
     {kind: phases, period_epochs: 4, on_start: 0.25, on_end: 1.0, start_epoch: 0}
+    {kind: cosine}                                 # 0.5·(1 + cos(π·t/T)): the default LR decay
+    {kind: multistep, milestones: [15, 25], gamma: 0.1}
+
+A peer's learning rate is ``optimizer.lr`` times the schedule its ``lr_schedule`` names (``cosine``,
+``multistep`` or ``constant``: the kinds with a :meth:`learning_rate` constructor), after a linear
+warm-up over ``lr_schedule.warmup_epochs`` (:func:`learning_rate_factor`).
 
 ``phases`` is the on/off gate of *Multistructure-Based Collaborative Online Distillation*
 (Gao et al., Entropy 2019): training is cut into periods; within each period distillation is on
@@ -22,14 +28,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from codistill.errors import ConfigError
 from codistill.progress import Progress
+from codistill.registry import SCHEDULES
+
+if TYPE_CHECKING:
+    from codistill.config import LRScheduleConfig
 
 Schedule = Callable[[Progress], float]
 
 
+@SCHEDULES.register("constant")
 @dataclass(frozen=True)
 class Constant:
     value: float
@@ -37,7 +48,44 @@ class Constant:
     def __call__(self, progress: Progress) -> float:
         return self.value
 
+    @classmethod
+    def learning_rate(cls, config: "LRScheduleConfig") -> "Constant":
+        return cls(1.0)
 
+
+@SCHEDULES.register("cosine")
+@dataclass(frozen=True)
+class Cosine:
+    """Cosine decay from ``start`` to 0 over training (SGDR without restarts): ``start·½(1 + cos(π·t/T))``."""
+
+    start: float = 1.0
+
+    def __call__(self, progress: Progress) -> float:
+        return self.start * 0.5 * (1.0 + math.cos(math.pi * progress.fraction))
+
+    @classmethod
+    def learning_rate(cls, config: "LRScheduleConfig") -> "Cosine":
+        return cls()
+
+
+@SCHEDULES.register("multistep")
+@dataclass(frozen=True)
+class MultiStep:
+    """``start · gamma^(number of milestones passed)``, milestones in whole epochs."""
+
+    milestones: tuple[int, ...]
+    gamma: float = 0.1
+    start: float = 1.0
+
+    def __call__(self, progress: Progress) -> float:
+        return self.start * self.gamma ** sum(1 for milestone in self.milestones if progress.epoch >= milestone)
+
+    @classmethod
+    def learning_rate(cls, config: "LRScheduleConfig") -> "MultiStep":
+        return cls(milestones=tuple(config.milestones), gamma=config.gamma)
+
+
+@SCHEDULES.register("linear")
 @dataclass(frozen=True)
 class Linear:
     """Linear from ``start`` at ``start_epoch`` to ``end`` at ``end_epoch``, flat outside."""
@@ -54,6 +102,7 @@ class Linear:
         return self.start + (self.end - self.start) * share
 
 
+@SCHEDULES.register("ramp")
 @dataclass(frozen=True)
 class Ramp:
     """Sigmoid-shaped ramp-up of ONE / DML: ``value · exp(−5 (1 − min(t / ramp_epochs, 1))²)``.
@@ -70,6 +119,7 @@ class Ramp:
         return self.value * math.exp(-5.0 * (1.0 - t) ** 2)
 
 
+@SCHEDULES.register("steps")
 @dataclass(frozen=True)
 class Steps:
     """Piecewise: ``values[i]`` from ``epochs[i-1]`` (``values[0]`` before ``epochs[0]``).
@@ -87,6 +137,7 @@ class Steps:
         return piece(progress) if callable(piece) else piece
 
 
+@SCHEDULES.register("phases")
 @dataclass(frozen=True)
 class Phases:
     """Discontinuous on/off gate whose "on" share of each period grows over training."""
@@ -108,8 +159,11 @@ class Phases:
         return 1.0 if position < self.on_share(progress) else 0.0
 
 
-_KINDS: dict[str, type] = {"constant": Constant, "linear": Linear, "ramp": Ramp, "steps": Steps,
-                           "phases": Phases}
+def learning_rate_factor(config: "LRScheduleConfig", progress: Progress) -> float:
+    """A peer's LR multiplier: linear warm-up × the ``lr_schedule.name`` kind's :meth:`learning_rate` schedule."""
+    warmup = min(1.0, (progress.epoch_float + 1.0 / max(progress.steps_per_epoch, 1)) / config.warmup_epochs) \
+        if config.warmup_epochs > 0 else 1.0
+    return warmup * SCHEDULES.get(config.name).learning_rate(config)(progress)
 
 
 def as_schedule(spec: Any, field: str = "schedule") -> Schedule:
@@ -129,8 +183,8 @@ def as_schedule(spec: Any, field: str = "schedule") -> Schedule:
         raise ConfigError(field, f"expected a number or a mapping with 'kind', got {spec!r}")
     params = {k: v for k, v in spec.items() if k != "kind"}
     kind = spec["kind"]
-    if kind not in _KINDS:
-        raise ConfigError(f"{field}.kind", f"unknown schedule '{kind}' (known: {', '.join(_KINDS)})")
+    if kind not in SCHEDULES.names():
+        raise ConfigError(f"{field}.kind", f"unknown schedule '{kind}' (known: {', '.join(SCHEDULES.names())})")
     for key, value in params.items():
         params[key] = tuple(value) if isinstance(value, list) else value
         for number in params[key] if isinstance(params[key], tuple) else (params[key],):
@@ -141,7 +195,7 @@ def as_schedule(spec: Any, field: str = "schedule") -> Schedule:
                                  else as_schedule(value, f"{field}.values[{i}]")
                                  for i, value in enumerate(params["values"]))
     try:
-        schedule = _KINDS[kind](**params)
+        schedule = SCHEDULES.get(kind)(**params)
     except TypeError as error:
         raise ConfigError(field, f"bad parameters for schedule '{kind}': {error}") from None
     _check(schedule, field)

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import torch
 from torch import Tensor
 
 from codistill.errors import ConfigError
+
+if TYPE_CHECKING:
+    from codistill.config import DataConfig
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,29 @@ class PeerDataset(ABC):
     def train_labels(self) -> Tensor:
         """Training labels as used for training (after any injected noise)."""
         raise NotImplementedError
+
+
+class DatasetFactory(ABC):
+    """A registered dataset (``@DATASETS.register(name)`` on a subclass): its own check of its files
+    and settings, run by config validation before anything is written, and how it is read."""
+
+    #: For a dataset that ships a test split (:mod:`.splits`): the share of its training split held
+    #: out for validation when ``data.val_fraction`` is not set (its :meth:`build` then takes
+    #: ``val_fraction``). None: the dataset has no official test split, its validation split is its own.
+    default_val_fraction: float | None = None
+    #: Whether ``data.download: true`` may fetch the dataset's files (its :meth:`check` does).
+    downloadable: bool = False
+
+    @classmethod
+    @abstractmethod
+    def check(cls, data: "DataConfig") -> DataShape:
+        """The data's shape, or a :class:`ConfigError` naming the ``data.*`` field at fault."""
+
+    @classmethod
+    @abstractmethod
+    def build(cls, *, root: str | None, train_fraction: float, label_noise: float, seed: int,
+              image_size: int | None = None) -> PeerDataset:
+        """Read the dataset (training split reduced and noised as configured)."""
 
 
 def mix_seed(*values: int) -> int:

@@ -11,7 +11,6 @@ normalized with the usual per-channel statistics."""
 from __future__ import annotations
 
 import pickle
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,12 +19,13 @@ import torch
 from torch import Tensor
 from torchvision.datasets import CIFAR10, CIFAR100
 
-from codistill.data import DATASET_CHECKS, DATASETS, OFFICIAL_TEST_SPLITS, required_root
 from codistill.data.augment import Augmentation
-from codistill.data.base import DataShape
+from codistill.data.base import DatasetFactory, DataShape
 from codistill.data.in_memory import InMemoryDataset, check_image_size
+from codistill.data.roots import required_root
 from codistill.data.splits import DEFAULT_VAL_IMAGES, with_official_test
 from codistill.errors import ConfigError
+from codistill.registry import DATASETS
 
 if TYPE_CHECKING:
     from codistill.config import DataConfig
@@ -103,7 +103,27 @@ def load_cifar(name: str, layout: type[CIFAR10], *, root: str | None, train_frac
                               label_noise=label_noise, seed=seed, image_size=image_size)
 
 
-for _name, _layout in (("cifar10", CIFAR10), ("cifar100", CIFAR100)):
-    DATASETS.register(_name)(partial(load_cifar, _name, _layout))
-    DATASET_CHECKS.register(_name)(partial(check_cifar, _name, _layout))
-    OFFICIAL_TEST_SPLITS[_name] = DEFAULT_VAL_IMAGES / TRAIN_IMAGES
+class _Cifar(DatasetFactory):
+    name: str
+    layout: type[CIFAR10]
+    default_val_fraction = DEFAULT_VAL_IMAGES / TRAIN_IMAGES
+
+    @classmethod
+    def check(cls, data: DataConfig) -> DataShape:
+        return check_cifar(cls.name, cls.layout, data)
+
+    @classmethod
+    def build(cls, *, root: str | None, train_fraction: float, label_noise: float, seed: int, val_fraction: float,
+              image_size: int | None = None) -> InMemoryDataset:
+        return load_cifar(cls.name, cls.layout, root=root, train_fraction=train_fraction, label_noise=label_noise,
+                          seed=seed, val_fraction=val_fraction, image_size=image_size)
+
+
+@DATASETS.register("cifar10")
+class Cifar10(_Cifar):
+    name, layout = "cifar10", CIFAR10
+
+
+@DATASETS.register("cifar100")
+class Cifar100(_Cifar):
+    name, layout = "cifar100", CIFAR100

@@ -11,10 +11,10 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from codistill.data import DATASET_CHECKS, DATASETS
 from codistill.data.augment import Augmentation
-from codistill.data.base import DataShape
+from codistill.data.base import DatasetFactory, DataShape
 from codistill.data.in_memory import InMemoryDataset, check_image_size
+from codistill.registry import DATASETS
 
 if TYPE_CHECKING:
     from codistill.config import DataConfig
@@ -26,21 +26,22 @@ IMAGE_SIZE = 8
 MEAN, STD = 4.884 / MAX_VALUE, 6.017 / MAX_VALUE  # pixel statistics of all 1797 images
 
 
-@DATASET_CHECKS.register("digits")
-def check_digits(data: DataConfig) -> DataShape:
-    check_image_size("digits", IMAGE_SIZE, data.image_size)
-    return DataShape(num_classes=10, in_channels=1, image_size=IMAGE_SIZE)
-
-
 @DATASETS.register("digits")
-def digits(*, root: str | None, train_fraction: float, label_noise: float, seed: int,
-           image_size: int | None = None) -> InMemoryDataset:
-    bunch = load_digits()
-    images = torch.tensor(bunch.images, dtype=torch.uint8).unsqueeze(1)
-    labels = torch.tensor(bunch.target, dtype=torch.long)
-    train, val = train_test_split(range(len(labels)), test_size=VALIDATION_SHARE, stratify=bunch.target,
-                                  random_state=SPLIT_SEED)
-    train, val = torch.tensor(sorted(train)), torch.tensor(sorted(val))
-    return InMemoryDataset("digits", (images[train], labels[train]), (images[val], labels[val]), 10,
-                           Augmentation(mean=(MEAN,), std=(STD,), padding=1, flip=False), max_value=MAX_VALUE,
-                           train_fraction=train_fraction, label_noise=label_noise, seed=seed, image_size=image_size)
+class Digits(DatasetFactory):
+    @classmethod
+    def check(cls, data: DataConfig) -> DataShape:
+        check_image_size("digits", IMAGE_SIZE, data.image_size)
+        return DataShape(num_classes=10, in_channels=1, image_size=IMAGE_SIZE)
+
+    @classmethod
+    def build(cls, *, root: str | None, train_fraction: float, label_noise: float, seed: int,
+              image_size: int | None = None) -> InMemoryDataset:
+        bunch = load_digits()
+        images = torch.tensor(bunch.images, dtype=torch.uint8).unsqueeze(1)
+        labels = torch.tensor(bunch.target, dtype=torch.long)
+        train, val = train_test_split(range(len(labels)), test_size=VALIDATION_SHARE, stratify=bunch.target,
+                                      random_state=SPLIT_SEED)
+        train, val = torch.tensor(sorted(train)), torch.tensor(sorted(val))
+        return InMemoryDataset("digits", (images[train], labels[train]), (images[val], labels[val]), 10,
+                               Augmentation(mean=(MEAN,), std=(STD,), padding=1, flip=False), max_value=MAX_VALUE,
+                               train_fraction=train_fraction, label_noise=label_noise, seed=seed, image_size=image_size)

@@ -37,12 +37,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from codistill.data import DATASET_CHECKS, DATASETS, DOWNLOADABLE, OFFICIAL_TEST_SPLITS
 from codistill.data.augment import Augmentation
-from codistill.data.base import DataShape
+from codistill.data.base import DatasetFactory, DataShape
 from codistill.data.in_memory import InMemoryDataset, check_image_size
 from codistill.data.splits import DEFAULT_VAL_IMAGES, with_official_test
 from codistill.errors import ConfigError
+from codistill.registry import DATASETS
 
 if TYPE_CHECKING:
     from codistill.config import DataConfig
@@ -183,32 +183,33 @@ def fetch(folder: Path, files: list[IdxFile]) -> None:
                                            "unset") from None
 
 
-@DATASET_CHECKS.register("fashion_mnist")
-def check_fashion_mnist(data: DataConfig) -> DataShape:
-    """The front door's check: the four files present (fetched first with ``data.download``) and verified."""
-    check_image_size("fashion_mnist", IMAGE_SIZE, data.image_size)
-    folder = folder_of(data.root)
-    missing = missing_files(folder)
-    if missing and data.download:
-        if data.root is None:
-            raise ConfigError("data.root", "data.download fetches Fashion-MNIST into data.root: set it to a writable "
-                                           f"folder (or install the Debian package {PACKAGE} and drop data.download)")
-        fetch(folder, missing)
-    paths = [_found(folder, file, data.root) for file in FILES.values()]
-    _verified(str(folder), data.root, tuple((p.stat().st_size, p.stat().st_mtime_ns) for p in paths))
-    return SHAPE
-
-
 @DATASETS.register("fashion_mnist")
-def fashion_mnist(*, root: str | None, train_fraction: float, label_noise: float, seed: int, val_fraction: float,
-                  image_size: int | None = None) -> InMemoryDataset:
-    """Both splits read from ``root`` (default :data:`DEFAULT_ROOT`); never downloads."""
-    folder = folder_of(root)
-    return with_official_test("fashion_mnist", read_split(folder, "train", root), read_split(folder, "test", root),
-                              NUM_CLASSES, Augmentation(mean=(MEAN,), std=(STD,), padding=4, flip=True),
-                              val_fraction=val_fraction, max_value=255.0, train_fraction=train_fraction,
-                              label_noise=label_noise, seed=seed, image_size=image_size)
+class FashionMnist(DatasetFactory):
+    default_val_fraction = DEFAULT_VAL_IMAGES / FILES["train-labels"].official_count
+    downloadable = True
 
+    @classmethod
+    def check(cls, data: DataConfig) -> DataShape:
+        """The four files present (fetched first with ``data.download``) and verified."""
+        check_image_size("fashion_mnist", IMAGE_SIZE, data.image_size)
+        folder = folder_of(data.root)
+        missing = missing_files(folder)
+        if missing and data.download:
+            if data.root is None:
+                raise ConfigError("data.root", "data.download fetches Fashion-MNIST into data.root: set it to a "
+                                               f"writable folder (or install the Debian package {PACKAGE} and drop "
+                                               "data.download)")
+            fetch(folder, missing)
+        paths = [_found(folder, file, data.root) for file in FILES.values()]
+        _verified(str(folder), data.root, tuple((p.stat().st_size, p.stat().st_mtime_ns) for p in paths))
+        return SHAPE
 
-OFFICIAL_TEST_SPLITS["fashion_mnist"] = DEFAULT_VAL_IMAGES / FILES["train-labels"].official_count
-DOWNLOADABLE.add("fashion_mnist")
+    @classmethod
+    def build(cls, *, root: str | None, train_fraction: float, label_noise: float, seed: int, val_fraction: float,
+              image_size: int | None = None) -> InMemoryDataset:
+        """Both splits read from ``root`` (default :data:`DEFAULT_ROOT`); never downloads."""
+        folder = folder_of(root)
+        return with_official_test("fashion_mnist", read_split(folder, "train", root), read_split(folder, "test", root),
+                                  NUM_CLASSES, Augmentation(mean=(MEAN,), std=(STD,), padding=4, flip=True),
+                                  val_fraction=val_fraction, max_value=255.0, train_fraction=train_fraction,
+                                  label_noise=label_noise, seed=seed, image_size=image_size)

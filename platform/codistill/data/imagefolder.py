@@ -23,11 +23,12 @@ from torch import Tensor
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 from torchvision.transforms.v2 import functional as TF
 
-from codistill.data import DATASET_CHECKS, DATASETS, required_root
 from codistill.data.augment import normalize
-from codistill.data.base import PROBE_SEED, DataShape, DatasetInfo, PeerDataset, mix_seed
+from codistill.data.base import PROBE_SEED, DatasetFactory, DataShape, DatasetInfo, PeerDataset, mix_seed
 from codistill.data.noise import probe_choice, probe_split, reduce_training_set
+from codistill.data.roots import required_root
 from codistill.errors import ConfigError
+from codistill.registry import DATASETS
 
 if TYPE_CHECKING:
     from codistill.config import DataConfig
@@ -98,15 +99,6 @@ def class_index(root: Path) -> dict[str, int]:
     return class_to_index
 
 
-@DATASET_CHECKS.register("imagefolder")
-def check_imagefolder(data: DataConfig) -> DataShape:
-    """The front door's check of the tree (class folders, at least one image each) and the size."""
-    classes = class_index(required_root("imagefolder", data.root, "train/<class>/<images> and val/<class>/<images>"))
-    if data.image_size is not None and data.image_size < 1:
-        raise ConfigError("data.image_size", f"must be a positive number of pixels, got {data.image_size}")
-    return DataShape(num_classes=len(classes), in_channels=3, image_size=data.image_size or DEFAULT_IMAGE_SIZE)
-
-
 class ImageFolderDataset(PeerDataset):
     """Files of ``root/train`` (reduced by ``train_fraction``, labels with ``label_noise``) and ``root/val``."""
 
@@ -172,11 +164,26 @@ class ImageFolderDataset(PeerDataset):
         return self.noisy_train_labels
 
 
-@DATASETS.register("imagefolder")
-def imagefolder(*, root: str | None, train_fraction: float, label_noise: float, seed: int,
-                image_size: int | None = None) -> ImageFolderDataset:
-    directory = required_root("imagefolder", root, "train/<class>/<images> and val/<class>/<images>")
+LAYOUT = "train/<class>/<images> and val/<class>/<images>"
+
+
+def _image_size(image_size: int | None) -> int:
     if image_size is not None and image_size < 1:
         raise ConfigError("data.image_size", f"must be a positive number of pixels, got {image_size}")
-    return ImageFolderDataset(directory, image_size or DEFAULT_IMAGE_SIZE, train_fraction=train_fraction,
-                              label_noise=label_noise, seed=seed)
+    return image_size or DEFAULT_IMAGE_SIZE
+
+
+@DATASETS.register("imagefolder")
+class ImageFolder(DatasetFactory):
+    @classmethod
+    def check(cls, data: DataConfig) -> DataShape:
+        """The tree (class folders, at least one image each) and the size."""
+        classes = class_index(required_root("imagefolder", data.root, LAYOUT))
+        return DataShape(num_classes=len(classes), in_channels=3, image_size=_image_size(data.image_size))
+
+    @classmethod
+    def build(cls, *, root: str | None, train_fraction: float, label_noise: float, seed: int,
+              image_size: int | None = None) -> ImageFolderDataset:
+        directory = required_root("imagefolder", root, LAYOUT)
+        return ImageFolderDataset(directory, _image_size(image_size), train_fraction=train_fraction,
+                                  label_noise=label_noise, seed=seed)

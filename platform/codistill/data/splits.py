@@ -25,13 +25,13 @@ DEFAULT_VAL_IMAGES = 5_000
 
 def carve_validation(labels: Tensor, fraction: float, name: str) -> tuple[Tensor, Tensor]:
     """Sorted training and validation indices of an official training split's ``labels``: a
-    stratified ``fraction`` (split seed :data:`~codistill.data.base.SPLIT_SEED`) is validation."""
+    stratified ``fraction`` (split seed :data:`~codistill.data.base.SPLIT_SEED`) is validation,
+    leaving every class at least one training image (tiny files: a class of one stays in training)."""
     is_val = torch.zeros(labels.numel(), dtype=torch.bool)
-    is_val[stratified_subset(labels, fraction, SPLIT_SEED)] = True
-    emptied = (torch.bincount(labels[~is_val], minlength=int(labels.max()) + 1) == 0) & (torch.bincount(labels) > 0)
-    if bool(emptied.any()):
-        raise ConfigError("data.val_fraction", f"{fraction:g} of {name}'s training split leaves class "
-                                               f"{int(emptied.nonzero()[0])} no training image")
+    is_val[stratified_subset(labels, fraction, SPLIT_SEED, leave=1)] = True
+    if not bool(is_val.any()):
+        raise ConfigError("data.val_fraction", f"{name}'s training split has no class of two images or more, "
+                                               "so no validation split can be held out of it")
     return (~is_val).nonzero().flatten(), is_val.nonzero().flatten()
 
 

@@ -1,4 +1,5 @@
-"""Distillation methods, one file each, registered by name for YAML configs."""
+"""Distillation methods, one file each, registered by name in :data:`codistill.registry.METHODS`;
+a user's own is named ``package.module:Class`` (a :class:`DistillationMethod` subclass)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,10 @@ from typing import Any
 
 from codistill.checks import keyword_parameters
 from codistill.methods.base import DistillationMethod, MethodContext, TeacherView
-from codistill.registry import Registry
-
-METHODS: Registry = Registry("distillation method")
+from codistill.registry import METHODS
 
 
 def method_class(name: str) -> type[DistillationMethod]:
-    _load_methods()
     return METHODS.get(name)
 
 
@@ -27,14 +25,11 @@ def method_parameters(name: str) -> set[str]:
 
 
 def method_names() -> list[str]:
-    _load_methods()
     return METHODS.names()
 
 
-def _load_methods() -> None:
-    # Importing the modules runs their @METHODS.register decorators.
-    from codistill.methods import dckd, dkd, feature_decoupled, indistill, kd, sfr  # noqa: F401
+__all__ = ["DistillationMethod", "MethodContext", "TeacherView", "build_method", "method_class", "method_names",
+           "method_parameters"]
 
-
-__all__ = ["METHODS", "DistillationMethod", "MethodContext", "TeacherView", "build_method",
-           "method_class", "method_names", "method_parameters"]
+# The built-in methods register themselves (imported last: they import this package's modules).
+from codistill.methods import dckd, dkd, feature_decoupled, indistill, kd, sfr  # noqa: E402,F401

@@ -31,7 +31,7 @@ from typing import Any
 from torch import Tensor
 
 from codistill.checks import non_negative, unit_interval
-from codistill.methods import METHODS
+from codistill.registry import METHODS
 from codistill.methods.base import DistillationMethod, MethodContext, TeacherView
 from codistill.methods.dkd import warmup_factor
 from codistill.methods.logits import binary_target_log_probs, kl_from_probs, non_target_log_probs

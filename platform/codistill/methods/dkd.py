@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from codistill.checks import non_negative
-from codistill.methods import METHODS
+from codistill.registry import METHODS
 from codistill.methods.base import DistillationMethod, MethodContext, TeacherView
 from codistill.methods.logits import binary_target_log_probs, kl_from_log_probs, kl_from_probs, non_target_log_probs
 from codistill.models.base import ModelOutput

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from codistill.checks import non_negative, positive_int, rate
-from codistill.methods import METHODS
+from codistill.registry import METHODS
 from codistill.methods.adapters import build_adapters, stage_pairs
 from codistill.methods.base import DistillationMethod, MethodContext, TeacherView
 from codistill.models.base import ModelOutput

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from codistill.checks import epoch_boundaries
 from codistill.errors import ConfigError
-from codistill.methods import METHODS
+from codistill.registry import METHODS
 from codistill.methods.adapters import as_vector
 from codistill.methods.base import DistillationMethod, MethodContext, TeacherView
 from codistill.methods.logits import softened_kl

@@ -17,7 +17,7 @@ from typing import Any
 
 from torch import Tensor
 
-from codistill.methods import METHODS
+from codistill.registry import METHODS
 from codistill.methods.base import DistillationMethod, MethodContext, TeacherView
 from codistill.methods.logits import softened_kl
 from codistill.models.base import ModelOutput

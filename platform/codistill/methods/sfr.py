@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from codistill.checks import positive, positive_int, unit_interval
-from codistill.methods import METHODS
+from codistill.registry import METHODS
 from codistill.methods.base import DistillationMethod, MethodContext, TeacherView
 from codistill.models.base import ModelOutput
 from codistill.progress import Progress

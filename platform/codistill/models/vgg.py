@@ -11,7 +11,7 @@ from functools import partial
 
 from torch import nn
 
-from codistill.models import MODELS
+from codistill.registry import MODELS
 from codistill.models.base import PeerNetwork
 from codistill.models.layers import MapSize, conv_bn_relu, init_weights
 

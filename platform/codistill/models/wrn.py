@@ -9,7 +9,7 @@ from functools import partial
 
 from torch import Tensor, nn
 
-from codistill.models import MODELS
+from codistill.registry import MODELS
 from codistill.models.base import PeerNetwork
 from codistill.models.layers import MapSize, bn_relu_conv, init_weights
 

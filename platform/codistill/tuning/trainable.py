@@ -34,9 +34,9 @@ COHORTS_DIR = "cohorts"  # the trials' run directories, under the experiment dir
 
 def epoch_metrics(record: dict[str, Any]) -> dict[str, float]:
     """What a trial reports to Tune for one epoch record of the runner."""
-    peers = {m.peer_val(p["name"]): p["val_accuracy"] for p in record["peers"]}
-    return {m.MEAN_PEER_VAL: sum(peers.values()) / len(peers), m.ENSEMBLE_VAL: record["ensemble_val"], **peers,
-            m.EPOCH_DISTILL_STRENGTH: record["distill_strength"], "epoch": record["epoch"]}
+    peers = {m.peer_val(p.name): p.val_accuracy for p in record.peers}
+    return {m.MEAN_PEER_VAL: record.mean_peer_val, m.ENSEMBLE_VAL: record.ensemble_val, **peers,
+            m.EPOCH_DISTILL_STRENGTH: record.distill_strength, "epoch": record.epoch}
 
 
 def trial_run_dir(experiment_dir: str | Path, trial_id: str) -> Path:
@@ -45,7 +45,7 @@ def trial_run_dir(experiment_dir: str | Path, trial_id: str) -> Path:
 
 def make_cohort(config: RunConfig, backend: str) -> Cohort:
     if backend == "sequential":
-        from codistill.sequential import SequentialCohort
+        from codistill.local import SequentialCohort
 
         return SequentialCohort(config, threads=max(1, int(sum(p.resources.cpus for p in config.peers))))
     from codistill.cohort import RayCohort

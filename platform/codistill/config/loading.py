@@ -1,9 +1,10 @@
-"""Run configuration: YAML validated into typed, frozen objects before Ray starts.
+"""Loading a run configuration: YAML (and ``--set`` overrides) read into the typed schema.
 
-Every check raises :class:`~codistill.errors.ConfigError` naming the offending field, e.g.
-``config error in 'peers[1].model': unknown model 'resnet7' (known: ...)``. ``--set key=value``
-overrides address fields with dots and list indices: ``distillation.weight=0.5``,
-``peers.0.optimizer.lr=0.1``, ``seed=3``.
+``--set key=value`` overrides address fields with dots and list indices:
+``distillation.weight=0.5``, ``peers.0.optimizer.lr=0.1``, ``seed=3``. Every mistake is a
+:class:`~codistill.errors.ConfigError` naming the field, e.g.
+``config error in 'peers[1].model': unknown model 'resnet7' (known: ...)``; the checks that
+need more than a field's type live in :mod:`codistill.config.validation`.
 """
 
 from __future__ import annotations
@@ -11,154 +12,17 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from codistill.checks import Check, at_least_one, non_negative, positive, rate
+from codistill.config.schema import (DataConfig, DistillationConfig, LRScheduleConfig, MethodConfig, OptimizerConfig,
+                                     PeerConfig, PolicyConfig, ResourcesConfig, RunConfig, RuntimeConfig,
+                                     SparsityConfig, TeacherConfig)
+from codistill.config.validation import validate
 from codistill.errors import ConfigError
-from codistill.schedules import as_schedule, minimum_over
-
-TEACHER_MODES = ("ensemble", "mean_of_others")
-AMP_MODES = ("off", "bf16", "fp16")
-PLACEMENTS = ("pack", "spread")
-DEVICES = ("auto", "cpu", "cuda")
-#: Fields ``--resume RUN_DIR --set`` may change: they cannot change what the run computes.
-RESUME_SAFE_FIELDS = ("runtime.progress_every_seconds", "runtime.log_every_steps")
-NONFINITE_ACTIONS = ("stop", "skip")
-EXCHANGES = ("objectref", "collective")
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    dataset: str = "digits"
-    root: str | None = None
-    train_fraction: float = 1.0
-    label_noise: float = 0.0
-    batch_size: int = 64
-    eval_batch_size: int = 512
-    augment: bool = True
-    per_peer_augmentation: bool = False
-    image_size: int | None = None
-    test_fraction: float = 0.0  # share of the held-out split kept as a test split (see data.held_out)
-    #: Share of an official training split held out for validation (None: the dataset's default,
-    #: 5,000 images for Fashion-MNIST and CIFAR; see data.splits). Only for datasets with an official test split.
-    val_fraction: float | None = None
-    download: bool = False  # fetch missing Fashion-MNIST files into data.root (torchvision's downloader)
-    #: Share of the (reduced, noisy) training split held out as a probe, never trained on (0: none).
-    probe_fraction: float = 0.0
-
-
-@dataclass(frozen=True)
-class OptimizerConfig:
-    name: str = "sgd"
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    nesterov: bool = True
-
-
-@dataclass(frozen=True)
-class LRScheduleConfig:
-    name: str = "cosine"  # cosine | multistep | constant
-    milestones: tuple[int, ...] = ()
-    gamma: float = 0.1
-    warmup_epochs: int = 0
-
-
-@dataclass(frozen=True)
-class ResourcesConfig:
-    cpus: float = 1.0
-    gpus: float = 0.0
-
-
-@dataclass(frozen=True)
-class SparsityConfig:
-    target: float = 0.5
-    start_epoch: int = 0
-    end_epoch: int | None = None
-    every_steps: int = 10
-    initial: float = 0.0
-
-
-@dataclass(frozen=True)
-class PeerConfig:
-    name: str
-    model: str
-    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
-    lr_schedule: LRScheduleConfig = field(default_factory=LRScheduleConfig)
-    resources: ResourcesConfig = field(default_factory=ResourcesConfig)
-    sparsity: SparsityConfig | None = None
-
-
-@dataclass(frozen=True)
-class MethodConfig:
-    name: str
-    weight: float = 1.0
-    params: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class PolicyConfig:
-    name: str = "uniform"
-    params: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class DistillationConfig:
-    teacher: str = "ensemble"
-    weight: Any = 1.0  # λ(t): number or schedule spec
-    gate: Any = 1.0  # m(t) ∈ {0, 1}: number or schedule spec (e.g. kind: phases)
-    methods: tuple[MethodConfig, ...] = (MethodConfig(name="kd", params={"temperature": 3.0}),)
-    policy: PolicyConfig = field(default_factory=PolicyConfig)
-
-
-@dataclass(frozen=True)
-class TeacherConfig:
-    """A trained, frozen teacher for offline distillation."""
-
-    name: str
-    model: str
-    checkpoint: str
-
-
-@dataclass(frozen=True)
-class RuntimeConfig:
-    device: str = "auto"
-    amp: str = "off"
-    placement: str = "pack"
-    deterministic: bool = True
-    log_every_steps: int = 10
-    progress_every_seconds: float = 10.0
-    on_nonfinite: str = "stop"  # a peer's loss is NaN/inf: stop the run, or skip that peer's update
-    max_failures: int = 3  # lost actors/nodes recovered from the last checkpoint before giving up
-    #: How Ray peers exchange payloads: through the object store, or actor-driven steps with a
-    #: collective (see codistill.cohort).
-    exchange: str = "objectref"
-    #: Steps the driver asks the actors for before collecting the oldest (bounds tasks in flight).
-    max_steps_in_flight: int = 16
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    name: str = "cohort"
-    seed: int = 0
-    epochs: int = 30
-    independent: bool = False
-    data: DataConfig = field(default_factory=DataConfig)
-    peers: tuple[PeerConfig, ...] = ()
-    teachers: tuple[TeacherConfig, ...] = ()
-    distillation: DistillationConfig = field(default_factory=DistillationConfig)
-    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-# ---------------------------------------------------------------------------------------------
-# Loading
 
 
 class _ConfigLoader(yaml.SafeLoader):
@@ -468,110 +332,3 @@ def _parse_runtime(r: _Reader) -> RuntimeConfig:
 
 def _missing(field_path: str) -> Any:
     raise ConfigError(field_path, "required")
-
-
-# ---------------------------------------------------------------------------------------------
-# Cross-field validation
-
-
-def validate(config: RunConfig, *, mode: str = "online") -> None:
-    """Checks that need more than one field; raises :class:`ConfigError` naming the field."""
-    from codistill.data import check_dataset_files, dataset_names
-    from codistill.methods import method_class, method_names
-    from codistill.models import model_names
-    from codistill.offline import check_teacher_file
-
-    if config.epochs < 1:
-        raise ConfigError("epochs", "must be ≥ 1")
-    data = config.data
-    if data.dataset not in dataset_names():
-        raise ConfigError("data.dataset", f"unknown dataset '{data.dataset}' (known: {', '.join(dataset_names())})")
-    if not 0.0 < data.train_fraction <= 1.0:
-        raise ConfigError("data.train_fraction", f"must lie in (0, 1], got {data.train_fraction}")
-    if not 0.0 <= data.label_noise < 1.0:
-        raise ConfigError("data.label_noise", f"must lie in [0, 1), got {data.label_noise}")
-    if not 0.0 <= data.test_fraction < 1.0:
-        raise ConfigError("data.test_fraction", f"must lie in [0, 1), got {data.test_fraction}")
-    if data.root is not None and not Path(data.root).expanduser().is_dir():
-        raise ConfigError("data.root", f"directory does not exist: {data.root}")
-    if data.batch_size < 1 or data.eval_batch_size < 1:
-        raise ConfigError("data.batch_size", "batch sizes must be ≥ 1")
-    shape = check_dataset_files(data)
-    if data.probe_fraction != 0.0 and not 0.0 < data.probe_fraction <= 0.5:
-        raise ConfigError("data.probe_fraction", f"must be 0 (no probe) or lie in (0, 0.5], got {data.probe_fraction}")
-
-    if mode == "online" and len(config.peers) < 2:
-        raise ConfigError("peers", f"online distillation needs at least two peers, got {len(config.peers)}")
-    if mode == "offline":
-        if len(config.peers) != 1:
-            raise ConfigError("peers", f"offline distillation trains exactly one student, got {len(config.peers)}")
-        if not config.teachers and not config.independent:
-            raise ConfigError("teachers", "offline distillation needs at least one teacher")
-    known_models = model_names()
-    names = [p.name for p in config.peers] + [t.name for t in config.teachers]
-    if len(set(names)) != len(names):
-        raise ConfigError("peers", f"peer and teacher names must be unique, got {names}")
-    for i, peer in enumerate(config.peers):
-        _validate_peer(peer, f"peers[{i}]", known_models)
-    for i, teacher in enumerate(config.teachers):
-        if teacher.model not in known_models:
-            raise ConfigError(f"teachers[{i}].model", f"unknown model '{teacher.model}' (known: {', '.join(known_models)})")
-        if not Path(teacher.checkpoint).expanduser().is_file():
-            raise ConfigError(f"teachers[{i}].checkpoint", f"no such file: {teacher.checkpoint}")
-        check_teacher_file(teacher, f"teachers[{i}].checkpoint", shape)
-
-    dist = config.distillation
-    if dist.teacher not in TEACHER_MODES:
-        raise ConfigError("distillation.teacher", f"must be one of {', '.join(TEACHER_MODES)}, got '{dist.teacher}'")
-    for key, spec in (("weight", dist.weight), ("gate", dist.gate)):
-        if minimum_over(as_schedule(spec, f"distillation.{key}"), config.epochs) < 0:
-            raise ConfigError(f"distillation.{key}", "must be ≥ 0 throughout training (λ < 0 is not allowed)")
-    if not dist.methods and not config.independent:
-        raise ConfigError("distillation.methods", "at least one method is needed unless the run is independent")
-    for i, method in enumerate(dist.methods):
-        path = f"distillation.methods[{i}]"
-        if method.name not in method_names():
-            raise ConfigError(f"{path}.name", f"unknown method '{method.name}' (known: {', '.join(method_names())})")
-        if method.weight < 0:
-            raise ConfigError(f"{path}.weight", f"must be ≥ 0, got {method.weight}")
-        method_class(method.name).check_params(method.params, f"{path}.params", config.epochs)
-    _validate_policy(config)
-
-    runtime = config.runtime
-    if runtime.device not in DEVICES:
-        raise ConfigError("runtime.device", f"must be one of {', '.join(DEVICES)}")
-    if runtime.amp not in AMP_MODES:
-        raise ConfigError("runtime.amp", f"must be one of {', '.join(AMP_MODES)}, got '{runtime.amp}'")
-    if runtime.placement not in PLACEMENTS:
-        raise ConfigError("runtime.placement", f"must be one of {', '.join(PLACEMENTS)}")
-    if runtime.on_nonfinite not in NONFINITE_ACTIONS:
-        raise ConfigError("runtime.on_nonfinite",
-                          f"must be one of {', '.join(NONFINITE_ACTIONS)}, got '{runtime.on_nonfinite}'")
-    if runtime.exchange not in EXCHANGES:
-        raise ConfigError("runtime.exchange", f"must be one of {', '.join(EXCHANGES)}, got '{runtime.exchange}'")
-
-
-def _validate_peer(peer: PeerConfig, path: str, known_models: list[str]) -> None:
-    if peer.model not in known_models:
-        raise ConfigError(f"{path}.model", f"unknown model '{peer.model}' (known: {', '.join(known_models)})")
-    if peer.optimizer.name not in ("sgd", "adam", "adamw"):
-        raise ConfigError(f"{path}.optimizer.name", f"must be sgd, adam or adamw, got '{peer.optimizer.name}'")
-    if peer.optimizer.lr <= 0:
-        raise ConfigError(f"{path}.optimizer.lr", "must be > 0")
-    if peer.lr_schedule.name not in ("cosine", "multistep", "constant"):
-        raise ConfigError(f"{path}.lr_schedule.name", f"must be cosine, multistep or constant, got '{peer.lr_schedule.name}'")
-    if peer.sparsity is not None and not 0.0 <= peer.sparsity.target < 1.0:
-        raise ConfigError(f"{path}.sparsity.target", f"must lie in [0, 1), got {peer.sparsity.target}")
-    if peer.sparsity is not None and peer.sparsity.end_epoch is not None and peer.sparsity.end_epoch <= peer.sparsity.start_epoch:
-        raise ConfigError(f"{path}.sparsity.end_epoch", "must come after sparsity.start_epoch")
-
-
-def _validate_policy(config: RunConfig) -> None:
-    from codistill.teachers import resolve_policy
-
-    policy = config.distillation.policy
-    try:
-        policy_class = resolve_policy(policy.name)
-    except (ImportError, AttributeError, KeyError, ValueError) as error:
-        raise ConfigError("distillation.policy.name", str(error)) from None
-    policy_class.check_params(policy.params, config)

@@ -1,25 +1,15 @@
-"""Teachers of an online cohort, and the teacher-weighting policy interface.
+"""The teacher-weighting policy interface: per batch, a weight per candidate teacher and example.
 
-Two ways to form a peer's teacher from the cohort (``distillation.teacher``):
-
-- ``mean_of_others`` — deep mutual learning (Zhang et al., CVPR 2018): peer k distils from each
-  other peer l separately, ``Σ_l w_l · D(student_k, peer_l)``.
-- ``ensemble`` — the ensemble teacher of multistructure collaborative online distillation
-  (Gao et al., Entropy 2019) and ONE: ``z_ens = Σ_l w_l · z_l`` over *all* peers (the student's own
-  logits included, detached), ``D(student_k, z_ens)``.
-
-The weights ``w`` come from a :class:`TeacherWeightingPolicy`, asked once per batch. The engine
-only knows this interface; learned policies live in the top-level ``policies`` package and are
-named in a config as ``module:Class`` (e.g. ``policies.confidence:ConfidenceAwarePolicy``) and
-built as ``PolicyClass(context, **params)`` from a :class:`PolicyContext`.
-Methods that read teacher *features* always go teacher by teacher (features of different
-architectures cannot be averaged), each example weighted by its own weights over the other peers
-(:func:`teacher_weights`).
+The engine only knows this interface. A policy is asked once per batch (:meth:`TeacherWeightingPolicy.weights`)
+with a :class:`TeacherBatch` and told the outcome of the update through a typed :class:`Feedback`;
+learning policies also hand transitions to one :class:`PolicyLearner` per cohort. Built-in: ``uniform``;
+learned policies live in the top-level ``policies`` package and are named in a config as
+``module:Class`` (e.g. ``policies.confidence:ConfidenceAwarePolicy``), built as
+``PolicyClass(context, **params)`` from a :class:`PolicyContext`.
 """
 
 from __future__ import annotations
 
-import importlib
 import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -28,9 +18,8 @@ import torch
 from torch import Tensor
 
 from codistill.checks import check_keyword_params
-from codistill.methods.base import TeacherView
 from codistill.progress import Progress
-from codistill.registry import Registry
+from codistill.registry import POLICIES
 
 if TYPE_CHECKING:
     from codistill.config import RunConfig
@@ -43,7 +32,7 @@ class TeacherBatch:
     student_index: int
     student_logits: Tensor  # [B, C], detached
     teacher_logits: Tensor  # [K, B, C], detached, one row per candidate teacher
-    teacher_indices: list[int]  # online: peer index of each candidate (the student's own last in ensemble mode); offline: teacher index
+    teacher_indices: list[int]  # position of each candidate in PolicyContext.teacher_names (some may be left out)
     targets: Tensor  # [B]
     progress: Progress
 
@@ -52,7 +41,7 @@ class TeacherBatch:
 class PolicyContext:
     """What a policy is built from (like :class:`~codistill.methods.MethodContext` for methods)."""
 
-    teacher_names: tuple[str, ...]  # the candidate teachers, in the order of TeacherBatch.teacher_logits
+    teacher_names: tuple[str, ...]  # every candidate teacher; TeacherBatch.teacher_indices point into it
     num_classes: int
     device: torch.device
     online: bool
@@ -66,6 +55,17 @@ class PolicyContext:
     @property
     def num_teachers(self) -> int:
         return len(self.teacher_names)
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """What a policy learns from one update: the student's losses, and on a probe batch (when the
+    policy asked for one with ``probe_batch_size``) its loss before and after the update."""
+
+    loss_total: float
+    loss_ce: float
+    probe_loss_before: float | None = None
+    probe_loss_after: float | None = None
 
 
 class PolicyLearner:
@@ -93,13 +93,13 @@ class TeacherWeightingPolicy:
     """Returns, per batch, a weight per candidate teacher: shape ``[K]`` or per example ``[B, K]``.
 
     Weights must be non-negative; the engine renormalizes them to sum to one over teachers.
-    ``feedback`` receives the student's losses after the update (the reward signal of learned
+    ``feedback`` receives a :class:`Feedback` after the update (the reward signal of learned
     policies) and may return scalars to log; ``state_dict``/``load_state_dict`` let a policy
     resume with the run.
 
     Learning policies set the optional members: ``probe_batch_size`` > 0 makes the peer measure
     the student's loss on that many probe examples before and after each update
-    (``metrics.PROBE_LOSS_BEFORE``/``AFTER`` in ``feedback``'s losses); ``update_every`` > 0 makes
+    (:attr:`Feedback.probe_loss_before`/``after``); ``update_every`` > 0 makes
     the cohort gather every peer's :meth:`collect_transitions` after each step ``s`` with
     ``(global step + 1) % update_every == 0``, run the :meth:`make_learner` learner once on them
     (peer-index order) and :meth:`load_parameters` the result into every peer before step ``s + 1``.
@@ -122,8 +122,8 @@ class TeacherWeightingPolicy:
     def weights(self, batch: TeacherBatch) -> Tensor:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def feedback(self, batch: TeacherBatch, weights: Tensor, losses: dict[str, float]) -> dict[str, float] | None:
-        """Called after each update with the weights used and the student's loss terms."""
+    def feedback(self, batch: TeacherBatch, weights: Tensor, feedback: Feedback) -> dict[str, float] | None:
+        """Called after each update with the weights used and its outcome; returns scalars to log."""
         return None
 
     def collect_transitions(self) -> Any:
@@ -144,9 +144,6 @@ class TeacherWeightingPolicy:
         """Restore what :meth:`state_dict` returned."""
 
 
-POLICIES: Registry = Registry("teacher-weighting policy")
-
-
 @POLICIES.register("uniform")
 class UniformPolicy(TeacherWeightingPolicy):
     """Every teacher counts the same: ``w_l = 1 / K``."""
@@ -154,17 +151,6 @@ class UniformPolicy(TeacherWeightingPolicy):
     def weights(self, batch: TeacherBatch) -> Tensor:
         count = batch.teacher_logits.shape[0]
         return torch.full((count,), 1.0 / count, device=batch.teacher_logits.device)
-
-
-def resolve_policy(name: str) -> type[TeacherWeightingPolicy]:
-    """A registered policy name, or ``package.module:ClassName`` of a policy class."""
-    if ":" not in name:
-        return POLICIES.get(name)
-    module_name, class_name = name.split(":", 1)
-    policy = getattr(importlib.import_module(module_name), class_name)
-    if not (isinstance(policy, type) and issubclass(policy, TeacherWeightingPolicy)):
-        raise KeyError(f"'{name}' is not a TeacherWeightingPolicy subclass")
-    return policy
 
 
 def sync_due(policy: TeacherWeightingPolicy, progress: Progress) -> bool:
@@ -194,31 +180,3 @@ def learner_state_bytes(learner: PolicyLearner | None) -> bytes | None:
 def load_learner_state_bytes(learner: PolicyLearner | None, blob: bytes | None) -> None:
     if learner is not None and blob is not None:
         learner.load_state_dict(torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True))
-
-
-def normalized_weights(raw: Tensor, count: int, batch_size: int) -> Tensor:
-    """Check a policy's output and bring it to shape ``[B, K]`` with rows summing to one."""
-    if raw.dim() == 1:
-        raw = raw.unsqueeze(0).expand(batch_size, -1)
-    if raw.shape != (batch_size, count):
-        raise ValueError(f"policy returned weights of shape {tuple(raw.shape)}, expected [{count}] or [{batch_size}, {count}]")
-    if bool((raw < 0).any()) or not bool(torch.isfinite(raw).all()):
-        raise ValueError("policy weights must be finite and non-negative")
-    return raw / raw.sum(dim=1, keepdim=True).clamp_min(1e-12)
-
-
-def teacher_weights(weights: Tensor, count: int) -> Tensor:
-    """The first ``count`` columns of normalized ``[B, K]`` weights, rows renormalized to one.
-
-    Online in ensemble mode the last candidate is the student itself; methods applied teacher by
-    teacher leave it out and share its weight among the teachers, example by example.
-    """
-    teachers = weights[:, :count]
-    return teachers / teachers.sum(dim=1, keepdim=True).clamp_min(1e-12)
-
-
-def ensemble_view(views: list[TeacherView], weights: Tensor) -> TeacherView:
-    """The weighted logit ensemble ``Σ_l w_l z_l`` (weights ``[B, K]``) as one teacher."""
-    stacked = torch.stack([view.logits.float() for view in views])  # [K, B, C]
-    logits = torch.einsum("bk,kbc->bc", weights.to(stacked.dtype), stacked)
-    return TeacherView(logits=logits, index=None)

@@ -1,0 +1,273 @@
+"""One peer of a cohort — plain PyTorch; its training step is read here, in one place.
+
+A step is split in two so peers can exchange predictions between the halves:
+
+1. :meth:`PeerTrainer.forward` runs the peer on the step's batch (:mod:`.batches`), keeps the
+   autograd graph, and returns a detached :class:`~codistill.methods.base.TeacherView` (the
+   payload other peers receive: logits, plus stage features and teacher-side extras only when a
+   configured method needs them).
+2. :meth:`PeerTrainer.update` receives its teachers' payloads (in the order of its
+   :class:`~codistill.peer.teachers.TeacherSlots`), asks the teacher-weighting policy for weights,
+   and takes one guarded optimizer step (:mod:`.optimization`) on the objective of
+   :mod:`.objective`; a learning policy then gets its :class:`~codistill.policy.Feedback`
+   (:mod:`.feedback`).
+
+No gradient crosses peers: payloads are detached before they leave a peer. The same class runs
+inside a Ray actor (:mod:`codistill.cohort`) and in one process (:mod:`codistill.local`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from codistill import metrics as m
+from codistill import safe_io
+from codistill.config import RunConfig
+from codistill.data import build_dataset
+from codistill.data.base import DataShape, DatasetInfo, PeerDataset, mix_seed
+from codistill.methods import MethodContext
+from codistill.methods.base import TeacherView
+from codistill.models import ModelOutput, PeerNetwork, build_model
+from codistill.peer.batches import Batch, BatchSource, RandomStream
+from codistill.peer.feedback import Probe
+from codistill.peer.objective import DistillationObjective
+from codistill.peer.optimization import Optimization, select_device
+from codistill.peer.teachers import TeacherSlots, normalized_weights
+from codistill.policy import Feedback, PolicyContext, TeacherWeightingPolicy
+from codistill.pruning import GradualPruner, effective_state_dict
+from codistill.registry import POLICIES
+
+
+def load_dataset(config: RunConfig) -> PeerDataset:
+    data = config.data
+    dataset = build_dataset(data.dataset, root=data.root, train_fraction=data.train_fraction,
+                            label_noise=data.label_noise, seed=config.seed, image_size=data.image_size,
+                            test_fraction=data.test_fraction, val_fraction=data.val_fraction)
+    if data.probe_fraction > 0:
+        dataset.hold_out_probe(data.probe_fraction, config.seed)
+    return dataset
+
+
+def feature_shapes(model_name: str, shape: DataShape | DatasetInfo) -> list[torch.Size]:
+    """Stage feature shapes of ``model_name`` on the data's images (built aside: the random stream is untouched)."""
+    with torch.random.fork_rng():
+        network = build_model(model_name, shape.num_classes, shape.in_channels, shape.image_size)
+    return network.feature_shapes(shape.in_channels, shape.image_size)
+
+
+def method_context(config: RunConfig, num_classes: int, student_shapes: list[torch.Size],
+                   teacher_shapes: list[list[torch.Size]]) -> MethodContext:
+    """What a peer's methods are built from: its stage shapes and its payload teachers'."""
+    return MethodContext(num_classes=num_classes, student_feature_shapes=student_shapes,
+                         teacher_feature_shapes=teacher_shapes, total_epochs=config.epochs, online=not config.teachers)
+
+
+@dataclass
+class _Pending:
+    """What ``forward`` leaves for ``update``: the live output and the batch it came from."""
+
+    output: ModelOutput
+    batch: Batch
+    forward_seconds: float
+    finished_at: float
+
+
+class PeerTrainer:
+    """Trains peer ``index`` of ``config.peers``; see the module docstring for the step protocol."""
+
+    def __init__(self, config: RunConfig, index: int, dataset: PeerDataset | None = None,
+                 device: torch.device | None = None) -> None:
+        self.config, self.index = config, index
+        self.peer = config.peers[index]
+        self.device = device or select_device(config, self.peer)
+        if config.runtime.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.manual_seed(mix_seed(config.seed, index, 0x5EED))
+        self.dataset = dataset or load_dataset(config)
+        info = self.dataset.info
+        self.batches = BatchSource(config, index, self.dataset, self.device)
+        self.model: PeerNetwork = build_model(self.peer.model, info.num_classes, info.in_channels,
+                                              info.image_size).to(self.device)
+        #: Online, the teachers are the other peers; offline, the frozen ``config.teachers``.
+        self.online = not config.teachers
+        self.slots = TeacherSlots.of(config, index)
+        context = method_context(config, info.num_classes, self.model.feature_shapes(info.in_channels, info.image_size),
+                                 [feature_shapes(name, info) for name in self.slots.models])
+        self.objective = DistillationObjective(config, context).to(self.device)
+        self.optimization = Optimization(config, self.peer, list(self.model.parameters())
+                                         + list(self.objective.parameters()), self.device)
+        self.policy = self._build_policy()
+        self.probe = Probe(self.dataset, config.seed, self.policy.probe_batch_size, self.device,
+                           self.optimization.autocast)
+        #: Progress of the last update (the cohort's policy synchronization looks at it).
+        self.last_progress = None
+        #: The policy's feedback of the last update (``None`` when no teacher was weighted).
+        self.last_feedback: Feedback | None = None
+        self.pruner = self._build_pruner()
+        self._pending: _Pending | None = None
+        self._random = RandomStream()
+
+    def _build_policy(self) -> TeacherWeightingPolicy:
+        config, info = self.config, self.dataset.info
+        context = PolicyContext(teacher_names=self.slots.names, num_classes=info.num_classes, device=self.device,
+                                online=self.online, student_index=self.index, student_name=self.peer.name,
+                                total_epochs=config.epochs, steps_per_epoch=self.batches.steps_per_epoch,
+                                seed=config.seed, probe_available=config.data.probe_fraction > 0)
+        spec = config.distillation.policy
+        with torch.random.fork_rng(devices=[]):  # a policy's initialization leaves the peer's stream alone
+            return POLICIES.get(spec.name)(context, **spec.params)
+
+    def _build_pruner(self) -> GradualPruner | None:
+        sparsity = self.peer.sparsity
+        if sparsity is None:
+            return None
+        return GradualPruner(self.model, target_sparsity=sparsity.target, start_epoch=sparsity.start_epoch,
+                             end_epoch=sparsity.end_epoch if sparsity.end_epoch is not None else self.config.epochs,
+                             every_steps=sparsity.every_steps, initial_sparsity=sparsity.initial)
+
+    # -- the step ----------------------------------------------------------------------------
+
+    def forward(self, epoch: int, step: int) -> TeacherView:
+        """First half of a step: run the batch, keep the graph, return the detached payload (CPU)."""
+        started = time.perf_counter()
+        self.model.train()
+        batch = self.batches.batch(epoch, step)
+        with self._random.active(), self.optimization.autocast():
+            output = self.model(batch.images)
+        payload = _to_device(self.objective.teacher_payload(self.model, output), torch.device("cpu"))
+        finished = time.perf_counter()
+        self._pending = _Pending(output, batch, finished - started, finished)
+        return payload
+
+    @property
+    def batch_in_progress(self) -> Batch:
+        """The batch of the step between ``forward`` and ``update`` (an offline teacher's input)."""
+        if self._pending is None:
+            raise RuntimeError("no step in progress")
+        return self._pending.batch
+
+    def update(self, payloads: list[TeacherView]) -> dict[str, float]:
+        """Second half: distil from the teachers' payloads and take one optimizer step; the step's metrics.
+
+        With ``runtime.on_nonfinite: stop`` a NaN/inf loss, gradient or teacher prediction raises
+        :class:`~codistill.errors.NonFiniteLoss` naming the peer; with ``skip`` this peer's update
+        is skipped, and a teacher with NaN/inf predictions is left out of the step.
+        """
+        if self._pending is None:
+            raise RuntimeError("update() called without a preceding forward()")
+        pending, self._pending = self._pending, None
+        started = time.perf_counter()
+        progress, targets, student = pending.batch.progress, pending.batch.targets, pending.output
+        lr = self.optimization.set_learning_rate(progress)
+        kept = self.slots.finite(payloads, self.config.runtime.on_nonfinite == "stop", self.peer.name, progress)
+        strength = self.objective.strength(progress)
+        distilling = self.objective.active and strength != 0.0 and bool(kept)
+        batch = weights = None
+        terms: dict[str, Tensor] = {}
+        with self.optimization.autocast():
+            ce = F.cross_entropy(student.logits.float(), targets)
+            if distilling:
+                self.slots.check_count(payloads)
+                teachers = [_to_device(payloads[position], self.device, position) for position in kept]
+                batch = self.slots.batch(teachers, student.logits.detach().float(), targets, self.index, progress)
+                weights = normalized_weights(self.policy.weights(batch), len(batch.teacher_indices), targets.numel())
+                terms = self.objective.terms(student, teachers, weights, self.slots.includes_self, targets, progress)
+            loss = ce + strength * (sum(terms.values()) if terms else torch.zeros((), device=self.device))
+
+        probe = self.probe.batch(progress) if batch is not None and self.policy.probe_batch_size > 0 else None
+        applied = self.optimization.backward(loss, progress)
+        probe_before = self.probe.loss(self.model, probe) if probe is not None and applied else None
+        if applied:
+            self.optimization.step()
+        if self.pruner is not None:
+            self.pruner.step(progress)
+        self.last_progress = progress
+
+        metrics = {m.LOSS_TOTAL: float(loss.detach()), m.LOSS_CE: float(ce.detach()),
+                   m.DISTILL_STRENGTH: strength, m.LEARNING_RATE: lr,
+                   m.TRAIN_CORRECT: float((student.logits.detach().argmax(1) == targets).sum()),
+                   m.TRAIN_EXAMPLES: float(targets.numel()),
+                   m.STEP_SECONDS: pending.forward_seconds + time.perf_counter() - started,
+                   m.EXCHANGE_WAIT_SECONDS: started - pending.finished_at,
+                   m.SKIPPED_STEP: float(not applied), m.TEACHERS_LEFT_OUT: float(len(payloads) - len(kept))}
+        metrics.update({m.loss_term(name): float(value.detach()) for name, value in terms.items()})
+        self.last_feedback = None
+        if batch is not None and applied:
+            names = [self.slots.names[position] for position in batch.teacher_indices]
+            metrics.update({m.teacher_weight(name): float(weight) for name, weight in zip(names, weights.mean(0))})
+            self.last_feedback = Feedback(loss_total=metrics[m.LOSS_TOTAL], loss_ce=metrics[m.LOSS_CE],
+                                          probe_loss_before=probe_before,
+                                          probe_loss_after=self.probe.loss(self.model, probe) if probe is not None else None)
+            if probe is not None:
+                metrics[m.PROBE_LOSS_BEFORE], metrics[m.PROBE_LOSS_AFTER] = probe_before, self.last_feedback.probe_loss_after
+            metrics.update(self.policy.feedback(batch, weights, self.last_feedback) or {})
+        return metrics
+
+    # -- evaluation and state ----------------------------------------------------------------
+
+    @torch.no_grad()
+    def evaluate(self, split: str = "val") -> tuple[Tensor, Tensor]:
+        """Logits ``[N, C]`` (float32, CPU) and labels ``[N]`` of the ``val`` (or ``test``) split."""
+        self.model.eval()
+        logits, labels = [], []
+        for images, batch_labels in self.dataset.eval_batches(self.config.data.eval_batch_size, split):
+            with self.optimization.autocast():
+                logits.append(self.model(images.to(self.device)).logits.float().cpu())
+            labels.append(batch_labels)
+        return torch.cat(logits), torch.cat(labels)
+
+    def sparsity(self) -> float | None:
+        return None if self.pruner is None else float(self.pruner.sparsity())
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "methods": self.objective.methods.state_dict(),
+                **self.optimization.state_dict(),
+                "pruner": None if self.pruner is None else self.pruner.state_dict(),
+                "policy": self.policy.state_dict(), "rng_cpu": self._random.state,
+                "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.pruner is not None and state["pruner"] is not None:
+            self.pruner.load_state_dict(state["pruner"])
+        self.model.load_state_dict(state["model"])
+        self.objective.methods.load_state_dict(state["methods"])
+        self.optimization.load_state_dict(state)
+        self.policy.load_state_dict(state["policy"])
+        self._random.state = state["rng_cpu"]
+        if state["rng_cuda"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng_cuda"])
+
+    def state_bytes(self) -> bytes:
+        return safe_io.dumps(self.state_dict())
+
+    def load_state_bytes(self, blob: bytes) -> None:
+        self.load_state_dict(safe_io.loads(blob, map_location=self.device, source=f"the state of peer '{self.peer.name}'"))
+
+    def model_bytes(self) -> bytes:
+        """The trained network alone (with its adapters), for use as an offline teacher."""
+        info = self.dataset.info
+        return safe_io.dumps({"model": self.peer.model, "state": effective_state_dict(self.model),
+                              "methods": self.objective.methods.state_dict(), "num_classes": info.num_classes,
+                              "in_channels": info.in_channels, "image_size": info.image_size})
+
+
+def _to_device(view: TeacherView, device: torch.device, index: int | None = None) -> TeacherView:
+    return TeacherView(logits=view.logits.to(device), features=[f.to(device) for f in view.features],
+                       index=view.index if index is None else index,
+                       extras={k: _value_to_device(v, device) for k, v in view.extras.items()})
+
+
+def _value_to_device(value: Any, device: torch.device) -> Any:
+    if isinstance(value, Tensor):
+        return value.detach().to(device)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_value_to_device(v, device) for v in value)
+    if isinstance(value, dict):
+        return {k: _value_to_device(v, device) for k, v in value.items()}
+    return value

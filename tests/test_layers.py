@@ -1,0 +1,129 @@
+"""The house's layers: no import cycle, no import from a lower layer up, ``policies`` above ``codistill``.
+
+Imports are read from the source (``ast``), including those inside functions (an import at call
+time is still an arrow) and excluding ``if TYPE_CHECKING:`` blocks (type hints only). A registry's
+lazy import of its built-ins (:mod:`codistill.registry`) is a lookup by name, not an arrow. Each
+layer is also imported alone in a fresh interpreter, which must not load a module of a layer above.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SOURCES = [*sorted((ROOT / "platform").rglob("codistill/**/*.py")), *sorted((ROOT / "policies").glob("*.py"))]
+
+#: Lowest first; a module may import its own layer and those below. Names match a module or a package.
+LAYERS: list[tuple[str, ...]] = [
+    ("codistill.errors", "codistill.checks", "codistill.progress", "codistill.registry", "codistill.metrics",
+     "codistill.safe_io", "codistill.evaluation"),
+    ("codistill.schedules", "codistill.saved_network"),
+    ("codistill.config",),
+    ("codistill.data", "codistill.models", "codistill.methods", "codistill.policy", "codistill.pruning",
+     "codistill.optimizers", "codistill.curriculum"),
+    ("codistill.peer",),
+    ("codistill.cohort_base", "codistill.exchanges", "codistill.offline", "codistill.local", "codistill.checkpoint",
+     "codistill.monitoring", "codistill.records"),
+    ("codistill.runner", "codistill.collective"),
+    ("codistill.cohort", "codistill.process_cohort", "codistill.tuning"),
+    ("codistill.preflight", "codistill.cli"),
+    ("policies",),
+]
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT / "platform" if "platform" in path.parts else ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def layer_of(module: str) -> int | None:
+    if module == "codistill":  # the package's own __init__ (imports nothing)
+        return 0
+    for index, names in enumerate(LAYERS):
+        if any(module == name or module.startswith(name + ".") for name in names):
+            return index
+    return None
+
+
+def imports(path: Path) -> set[str]:
+    """The ``codistill``/``policies`` modules ``path`` imports, outside ``if TYPE_CHECKING:``."""
+    tree = ast.parse(path.read_text())
+    type_only = {id(node) for block in ast.walk(tree) if isinstance(block, ast.If)
+                 and getattr(block.test, "id", getattr(block.test, "attr", None)) == "TYPE_CHECKING"
+                 for node in ast.walk(block)}
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return {name for name in found if layer_of(name) is not None and _is_module(name)}
+
+
+def _is_module(name: str) -> bool:
+    base = (ROOT / "platform" if name.startswith("codistill") else ROOT) / name.replace(".", "/")
+    return base.with_suffix(".py").is_file() or (base / "__init__.py").is_file()
+
+
+GRAPH = {module_name(path): imports(path) for path in SOURCES}
+
+
+def test_every_module_has_a_layer():
+    assert [name for name in GRAPH if layer_of(name) is None] == []
+
+
+def test_no_import_runs_from_a_lower_layer_up():
+    upward = sorted(f"{module} → {target}" for module, targets in GRAPH.items() for target in targets
+                    if layer_of(target) > layer_of(module))
+    assert upward == []
+
+
+def test_no_import_cycle():
+    """Tarjan's strongly connected components over the module graph (a package's ``__init__``
+    importing its own submodules to register them is not a cycle unless they import it back)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for target in GRAPH.get(node, ()):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for node in sorted(GRAPH):
+        if node not in index:
+            visit(node)
+    assert cycles == []
+
+
+@pytest.mark.parametrize("layer", range(len(LAYERS) - 1))
+def test_a_layer_imported_alone_loads_nothing_above_it(layer):
+    modules = [name for name in GRAPH if layer_of(name) == layer]
+    code = ("import sys\n" + "".join(f"import {name}\n" for name in modules)
+            + "print('\\n'.join(sorted(m for m in sys.modules if m.startswith(('codistill', 'policies')))))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            env={"PYTHONPATH": f"{ROOT / 'platform'}:{ROOT}", "PATH": "/usr/bin:/bin"}).stdout.split()
+    above = [name for name in loaded if (layer_of(name) or 0) > layer]
+    assert above == []
