@@ -36,9 +36,10 @@ import _bootstrap  # noqa: F401
 import torch
 
 from codistill.cohort import RayCohort, peak_rss_bytes, start_ray, threads_for
-from codistill.config import EXCHANGES, RunConfig, load_config
+from codistill.config import RunConfig, load_config
 from codistill.peer import PeerTrainer
 from codistill.local import SequentialCohort
+from codistill.registry import EXCHANGES
 
 MIB = 1 << 20
 

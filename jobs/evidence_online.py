@@ -35,6 +35,7 @@ import statistics
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import _bootstrap  # noqa: F401
 import torch
@@ -74,7 +75,7 @@ def timed(cohort: Cohort, epochs: int, splits: list[str]) -> dict[str, float]:
     return seconds
 
 
-def measure_epoch_seconds(config: RunConfig, epochs: int, out) -> None:
+def measure_epoch_seconds(config: RunConfig, epochs: int, out: Path) -> None:
     """The ``--epoch-seconds`` table: each peer alone, then the cohort; kept in ``out``."""
     splits = ["val", "test"] if has_test_split(config.data) else ["val"]
     rows = {}
@@ -93,9 +94,9 @@ def measure_epoch_seconds(config: RunConfig, epochs: int, out) -> None:
             ray.shutdown()
     body = table(["run", "training epoch (s)"] + [f"{split} pass (s)" for split in splits],
                  [[name] + [f"{seconds[key]:.2f}" for key in ["train", *splits]] for name, seconds in rows.items()])
-    text = (f"{config.name}: {info.train_size} training images per epoch in {steps} steps, {info.val_size} validation images; median of {epochs} epochs after a warm-up. An epoch of a run "
-            f"takes about a training epoch plus a validation pass; the test pass runs once, after the last epoch.\n\n"
-            f"{body}\n")
+    text = (f"{config.name}: {info.train_size} training images per epoch in {steps} steps, {info.val_size} "
+            f"validation images; median of {epochs} epochs after a warm-up. An epoch of a run takes about a training "
+            f"epoch plus a validation pass; the test pass runs once, after the last epoch.\n\n{body}\n")
     print("\n" + text)
     (out / "epoch_seconds.md").write_text(text)
     (out / "epoch_seconds.json").write_text(json.dumps(rows, indent=2))

@@ -7,8 +7,8 @@ scalars, prints a summary line and writes an atomic checkpoint. At the end it wr
 the last epoch, per-epoch history) and each peer's trained network under ``models/``. Each epoch's
 record keeps the curriculum in force (:mod:`codistill.curriculum`) and the mean λ·m applied. The
 test split (a dataset's official one, or ``data.test_fraction`` > 0 of the held-out split) is
-evaluated once, at the end (``test_accuracy``); every other accuracy is validation. A caller may watch every
-epoch through ``on_epoch(record, checkpoint_dir)`` (Ray Tune reports from there).
+evaluated once, at the end (``test_accuracy``); every other accuracy is validation. A caller may
+watch every epoch through ``on_epoch(record, checkpoint_dir)`` (Ray Tune reports from there).
 """
 
 from __future__ import annotations
