@@ -1,13 +1,8 @@
-"""Overhead of the learned teacher policy: seconds per training epoch of one cohort with the
-``uniform`` policy and with ``policies.learned:LearnedPolicy``, measured side by side in one run.
+"""Overhead of the learned teacher policy: seconds per training epoch with the ``uniform`` policy
+and with ``policies.learned:LearnedPolicy``, side by side in one run
+(:mod:`codistill.benchmarks.policy`).
 
     python jobs/benchmark_policy.py --config jobs/configs/digits_cohort.yaml --epochs 5
-
-Both cohorts train in this process (the sequential backend) on identical data: the same
-``data.probe_fraction`` is set for both, so they take the same steps and differ only in the
-policy. Their epochs alternate (uniform, learned, uniform, ...) so that a busy machine slows
-both alike; the first epoch of each is a warm-up. The learned policy's cost is its observation,
-its scorer, the two probe forward passes per peer and step, and the learner's updates.
 """
 
 from __future__ import annotations
@@ -15,18 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
-import _bootstrap  # noqa: F401
-import torch
+import _bootstrap  # noqa: F401  (puts platform/ on sys.path when codistill is not installed)
 
-from codistill.config import load_config
-from codistill.local import SequentialCohort
-
-LEARNED = "policies.learned:LearnedPolicy"
+from codistill.benchmarks.policy import time_policies
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,27 +27,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--out", type=Path, help="write the measurements as JSON here")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    common = args.overrides + [f"data.probe_fraction={args.probe_fraction}"]
-    cohorts = {"uniform": SequentialCohort(load_config(args.config, common + ["distillation.policy=uniform"])),
-               "learned": SequentialCohort(load_config(args.config, common + [f"distillation.policy={{name: '{LEARNED}'}}"]))}
-    seconds: dict[str, list[float]] = {name: [] for name in cohorts}
-    for epoch in range(args.epochs + 1):
-        for name, cohort in cohorts.items():
-            started = time.perf_counter()
-            cohort.train_epoch(epoch)
-            if epoch > 0:
-                seconds[name].append(time.perf_counter() - started)
-    median = {name: statistics.median(times) for name, times in seconds.items()}
-    ratio = median["learned"] / median["uniform"]
-    steps = cohorts["uniform"].steps_per_epoch()
-    print(f"sequential cohort of {len(cohorts['uniform'].peers)} peers, {steps} steps per epoch, "
+    timed = time_policies(args.config, args.overrides, probe_fraction=args.probe_fraction, epochs=args.epochs,
+                          threads=args.threads)
+    median, steps = timed["median"], timed["steps"]
+    print(f"sequential cohort of {timed['peers']} peers, {steps} steps per epoch, "
           f"{args.threads} threads, median of {args.epochs} epochs")
     for name, value in median.items():
         print(f"{name:<10}{value:>8.3f} s/epoch")
-    print(f"learned / uniform: {ratio:.2f}x  (+{1000 * (median['learned'] - median['uniform']) / steps:.1f} ms per step)")
+    print(f"learned / uniform: {timed['ratio']:.2f}x  (+{1000 * (median['learned'] - median['uniform']) / steps:.1f} "
+          "ms per step)")
     if args.out:
-        args.out.write_text(json.dumps({"seconds": seconds, "median": median, "ratio": ratio, "steps": steps}, indent=2))
+        args.out.write_text(json.dumps({key: timed[key] for key in ("seconds", "median", "ratio", "steps")}, indent=2))
     return 0
 
 

@@ -39,14 +39,13 @@ from pathlib import Path
 
 import _bootstrap  # noqa: F401
 import torch
-from _evidence import (add_common_arguments, fresh_output, mean_std, run_dir_for, selected, split_measure, table,
-                       write_summary)
-from benchmark_cohort import epoch_seconds
 
+from codistill.benchmarks.cohort import epoch_seconds
 from codistill.cohort import RayCohort, start_ray, threads_for
 from codistill.cohort_base import Cohort
 from codistill.config import RunConfig, load_config
-from codistill.data import has_test_split
+from codistill.data import has_test_split, split_description
+from codistill.evidence import add_common_arguments, fresh_output, mean_std, run_dir_for, selected, table, write_summary
 from codistill.local import OfflineCohort
 from codistill.runner import prepare_run_dir, run_cohort
 
@@ -159,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                   [[mode] + [mean_std(values[n]) for n in names] for mode, values in per_peer.items()])
     config = load_config(args.config, args.overrides)
     write_summary(args.out, args.seeds, "", f"{summary}\n\n{peers}", {"rows": rows, "per_peer": per_peer},
-                  measure=split_measure(config))
+                  measure=split_description(config.data))
     return 0
 
 

@@ -43,7 +43,7 @@ from typing import Any, Callable
 import _bootstrap  # noqa: F401
 import torch
 import yaml
-from _evidence import add_common_arguments, fresh_output, mean_std, run_dir_for, selected, table, write_summary
+from codistill.evidence import add_common_arguments, fresh_output, mean_std, run_dir_for, selected, table, write_summary
 
 from codistill.cohort_base import Cohort
 from codistill.config import RunConfig, apply_override, load_config

@@ -1,25 +1,11 @@
-"""Offline distillation: one student from one or more trained, frozen teachers.
-
-    python jobs/offline.py --config jobs/configs/digits_offline.yaml
-    python jobs/offline.py --config FILE --independent      # the student alone (or a teacher)
-
-The YAML has the shape of an online config with exactly one entry under ``peers`` (the student)
-and a ``teachers`` list of ``{name, model, checkpoint}``; checkpoints are the
-``RUN_DIR/models/<peer>.pt`` files any codistill run writes, online peers included.
-"""
-
-from __future__ import annotations
+"""Offline distillation of one student from frozen teachers; usage: ``python jobs/offline.py --help``
+(:mod:`codistill.commands.offline`)."""
 
 import sys
 
 import _bootstrap  # noqa: F401  (puts platform/ on sys.path when codistill is not installed)
 
-from codistill import cli
-
-
-def main(argv: list[str] | None = None) -> int:
-    return cli.main(argv, mode="offline", description=__doc__, backends=("local",))
-
+from codistill.commands.offline import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,34 +1,11 @@
-"""Collaborative online distillation: a cohort of heterogeneous peers, one Ray actor each.
-
-    python jobs/online.py --config jobs/configs/digits_cohort.yaml
-    python jobs/online.py --config FILE --set distillation.weight=0.5 --set seed=1 --run-dir runs/x
-    python jobs/online.py --config FILE --independent        # same peers, no distillation
-    python jobs/online.py --resume runs/x                     # continue from the last checkpoint
-    ray job submit --working-dir . -- python jobs/online.py --config FILE
-
-Standalone it starts a private Ray runtime on 127.0.0.1 (no dashboard); under ``ray job submit``
-(``RAY_ADDRESS`` set) it attaches to that cluster. ``--backend sequential`` runs every peer in
-this process instead (no Ray). The config is validated before Ray starts.
-"""
-
-from __future__ import annotations
+"""Collaborative online distillation of a cohort; usage: ``python jobs/online.py --help``
+(:mod:`codistill.commands.online`)."""
 
 import sys
 
 import _bootstrap  # noqa: F401  (puts platform/ on sys.path when codistill is not installed)
 
-from codistill import cli
-
-
-def start_ray(config) -> bool:
-    from codistill.cohort import start_ray as start
-
-    return start(config)
-
-
-def main(argv: list[str] | None = None) -> int:
-    return cli.main(argv, mode="online", description=__doc__, start_ray=start_ray, backends=("ray", "sequential"))
-
+from codistill.commands.online import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import gzip
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,6 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 os.environ.pop("RAY_ADDRESS", None)
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "jobs"))
 
 import numpy as np  # noqa: E402
 
@@ -76,7 +74,9 @@ def ray_runtime():
     """One private Ray runtime for the whole session (ray.init costs seconds here)."""
     import ray
 
-    ray.init(address="local", num_cpus=4, include_dashboard=False, _node_ip_address="127.0.0.1",
+    from codistill.private_apis import ray_node_ip_option
+
+    ray.init(address="local", num_cpus=4, include_dashboard=False, **ray_node_ip_option("127.0.0.1"),
              log_to_driver=False)
     yield ray
     ray.shutdown()

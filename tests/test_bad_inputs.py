@@ -17,8 +17,7 @@ import pytest
 import torch
 import yaml
 
-import offline
-import online
+from codistill.commands import offline, online
 from codistill import safe_io
 from codistill.config import parse_config
 from codistill.data import fashion_mnist

@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-import online
+from codistill.commands import online
 from codistill import safe_io
 from codistill.checkpoint import LATEST, MANIFEST, CheckpointError, find_checkpoint, save_checkpoint
 from codistill.errors import ConfigError

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-import online
+from codistill.commands import online
 from codistill.cohort import RayCohort, peer_bundles, threads_for
 from codistill.local import SequentialCohort
 from conftest import tiny_config, tiny_raw

@@ -1,9 +1,10 @@
-"""jobs/evidence_methods.py's --teacher-run: bad inputs stop before anything is written."""
+"""jobs/evidence_methods.py's (codistill.commands.evidence_methods) --teacher-run: bad inputs stop
+before anything is written."""
 
 import pytest
 import yaml
 
-import evidence_methods
+from codistill.commands import evidence_methods
 
 
 def test_a_directory_without_a_finished_teacher_is_refused(tmp_path, capsys):

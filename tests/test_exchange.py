@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-import online
+from codistill.commands import online
 from codistill.collective import PayloadGroup, decode, encode, store_socket
 from codistill.cohort import RayCohort, run_in_window
 from codistill.methods.base import TeacherView

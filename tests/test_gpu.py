@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmark_gpu import cohort_raw
+from codistill.benchmarks.gpu import cohort_raw
 from codistill.config import parse_config
 from codistill.data.synthetic_cifar import write_synthetic_cifar10
 from codistill.local import OfflineCohort

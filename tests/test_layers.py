@@ -21,7 +21,7 @@ SOURCES = [*sorted((ROOT / "platform").rglob("codistill/**/*.py")), *sorted((ROO
 #: Lowest first; a module may import its own layer and those below. Names match a module or a package.
 LAYERS: list[tuple[str, ...]] = [
     ("codistill.errors", "codistill.checks", "codistill.progress", "codistill.registry", "codistill.metrics",
-     "codistill.safe_io", "codistill.evaluation"),
+     "codistill.safe_io", "codistill.evaluation", "codistill.private_apis", "codistill.evidence"),
     ("codistill.schedules", "codistill.saved_network"),
     ("codistill.config",),
     ("codistill.data", "codistill.models", "codistill.methods", "codistill.policy", "codistill.pruning",
@@ -30,8 +30,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("codistill.cohort_base", "codistill.exchanges", "codistill.offline", "codistill.local", "codistill.checkpoint",
      "codistill.monitoring", "codistill.records"),
     ("codistill.runner", "codistill.collective"),
-    ("codistill.cohort", "codistill.process_cohort", "codistill.tuning"),
-    ("codistill.preflight", "codistill.cli"),
+    ("codistill.cohort", "codistill.process_cohort", "codistill.tuning", "codistill.benchmarks"),
+    ("codistill.preflight", "codistill.cli", "codistill.commands"),
     ("policies",),
 ]
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 import yaml
 
-import online
+from codistill.commands import online
 from codistill.config import parse_config
 from codistill.local import OfflineCohort
 from codistill.progress import Progress
@@ -302,7 +302,7 @@ def test_an_image_folder_holds_out_a_probe_too(tmp_path):
 
 @pytest.mark.parametrize("argument", [["--episodes", "0"], ["--update-every", "0"], ["--lr", "0"]])
 def test_policy_training_job_refuses_bad_arguments(tmp_path, capsys, argument):
-    import train_policy
+    from policies import train_policy
 
     out = tmp_path / "policy.pt"
     assert train_policy.main(["--out", str(out), *argument]) == 2

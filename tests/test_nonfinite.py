@@ -7,7 +7,7 @@ import pytest
 import torch
 import yaml
 
-import online
+from codistill.commands import online
 from codistill.checkpoint import load_latest_checkpoint
 from codistill.errors import ConfigError, NonFiniteLoss
 from codistill.offline import load_network

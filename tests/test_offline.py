@@ -6,7 +6,7 @@ import pytest
 import torch
 import yaml
 
-import offline
+from codistill.commands import offline
 from codistill.offline import load_network
 from codistill.pruning import prunable_layers
 

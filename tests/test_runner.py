@@ -6,7 +6,7 @@ import pytest
 import torch
 import yaml
 
-import online
+from codistill.commands import online
 from codistill import safe_io
 from codistill.checkpoint import LATEST, load_latest_checkpoint, save_checkpoint
 from codistill.runner import RESULTS_FILE, prepare_run_dir, run_cohort

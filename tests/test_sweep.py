@@ -1,5 +1,5 @@
-"""Ray Tune sweeps (jobs/sweep.py): ASHA, PBT with monotone mutation and exploits, replay, resume,
-bad space files."""
+"""Ray Tune sweeps (jobs/sweep.py, i.e. codistill.commands.sweep): ASHA, PBT with monotone mutation and
+exploits, replay, resume, bad space files."""
 
 import csv
 import json
@@ -10,13 +10,14 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-import sweep
 from codistill.checkpoint import load_latest_checkpoint
+from codistill.commands import sweep
 from codistill.config import parse_config
 from codistill.progress import Progress
 from codistill.runner import run_cohort
 from codistill.schedules import as_schedule
 from codistill.local import SequentialCohort
+from codistill.tuning.layout import BEST_FILE, TRIALS_FILE
 from codistill.tuning.monotone import constrain, loosened
 from codistill.tuning.space import parse_dimension
 from codistill.tuning.trainable import trial_run_dir
@@ -41,7 +42,7 @@ def sweep_args(tmp_path, *extra, space=SPACE, **changes):
 
 
 def trial_table(directory: Path) -> list[dict]:
-    with (directory / sweep.TRIALS_FILE).open() as handle:
+    with (directory / TRIALS_FILE).open() as handle:
         return list(csv.DictReader(handle))
 
 
@@ -122,7 +123,7 @@ def test_asha_sweep_finishes_and_writes_its_table(ray_runtime, tmp_path, capsys)
         assert 0.0 <= float(row["last mean_peer_val_accuracy"]) <= 1.0 and row["distillation.weight.value"]
         assert list((trial_run_dir(directory, row["trial"]) / "tensorboard" / "mlp").glob("events.out.tfevents.*"))
     assert "last mean_peer_val_accuracy" in out and "4 trials in" in out
-    best = parse_config(yaml.safe_load((directory / sweep.BEST_FILE).read_text()))
+    best = parse_config(yaml.safe_load((directory / BEST_FILE).read_text()))
     assert best.epochs == 2
 
 

@@ -2,15 +2,17 @@
 
 Layers, lowest first (``tests/test_layers.py`` checks that no import runs upward):
 
-- ``errors``, ``checks``, ``registry``, ``progress``, ``metrics``, ``safe_io``: the ground floor
+- ``errors``, ``checks``, ``registry``, ``progress``, ``metrics``, ``safe_io``: the ground floor;
+  ``private_apis``: every private Ray/torch API used, fenced and tested; ``evidence``: helpers of
+  the evidence scripts
 - ``schedules``, ``saved_network``: λ(t), gates, learning rates; the saved-network format
 - ``config/``     schema, loading (YAML, ``--set``) and validation (components check their own parameters)
 - ``data/``, ``models/``, ``methods/``, ``policy``, ``optimizers``, ``pruning``: components, one file each
 - ``peer/``       one peer's step, teachers, objective, optimizer/AMP and probe (plain PyTorch)
 - ``local``, ``offline``, ``exchanges``, ``records``, ``checkpoint``, ``monitoring``: cohorts and their records
 - ``runner``, ``collective``: the epoch loop; payloads over a torch.distributed all-gather
-- ``cohort``, ``tuning/``: Ray at the edge (actors, placement; Ray Tune)
-- ``preflight``, ``cli``: the front door
+- ``cohort``, ``tuning/``, ``benchmarks/``: Ray at the edge (actors, placement; Ray Tune sweeps; timings)
+- ``preflight``, ``cli``, ``commands/``: the front door (``commands/``: the command lines ``jobs/`` runs)
 """
 
 __version__ = "0.1.0"

@@ -32,7 +32,6 @@ if not os.environ.get("RAY_ADDRESS"):
 
 import ray  # noqa: E402
 import torch  # noqa: E402
-from ray._private import ray_constants  # noqa: E402
 from ray.util.placement_group import PlacementGroup, get_current_placement_group, placement_group  # noqa: E402
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy  # noqa: E402
 from torch import Tensor  # noqa: E402
@@ -46,6 +45,7 @@ from codistill.exchanges import Exchange, run_in_window  # noqa: E402
 from codistill.registry import BACKENDS, EXCHANGES  # noqa: E402
 from codistill.peer import PeerTrainer  # noqa: E402
 from codistill.policy import PolicyLearner, learner_state_bytes, load_learner_state_bytes, sync_due  # noqa: E402
+from codistill.private_apis import local_ray_listens_on_every_interface, ray_node_ip_option  # noqa: E402
 
 #: What a dead peer actor or node surfaces as: the cohort restarts and reloads (``PeerLost``).
 LOST = (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError, ray.exceptions.NodeDiedError,
@@ -408,7 +408,7 @@ def start_ray(config: RunConfig, num_cpus: int | None = None) -> bool:
     if os.environ.get("RAY_ADDRESS"):
         ray.init(runtime_env=runtime_env)
         return True
-    if ray_constants.ENABLE_RAY_CLUSTER:
+    if local_ray_listens_on_every_interface():
         raise RuntimeError("ray was imported before codistill.cohort, so a local runtime would listen on every "
                            "network interface; import codistill.cohort first or export "
                            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0")
@@ -419,5 +419,5 @@ def start_ray(config: RunConfig, num_cpus: int | None = None) -> bool:
     if gpus_needed > 0:
         options["num_gpus"] = torch.cuda.device_count()
     ray.init(address="local", num_cpus=max(os.cpu_count() or 1, cpus_needed), include_dashboard=False,
-             _node_ip_address="127.0.0.1", runtime_env=runtime_env, **options)
+             runtime_env=runtime_env, **ray_node_ip_option("127.0.0.1"), **options)
     return True

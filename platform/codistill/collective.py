@@ -31,6 +31,7 @@ from torch import Tensor
 
 from codistill.cohort_base import others
 from codistill.peer import PeerTrainer
+from codistill.private_apis import gloo_options, nccl_options
 
 _LENGTH_BYTES = 8
 _INITIAL_CAPACITY = 1 << 12
@@ -117,16 +118,10 @@ class PayloadGroup:
                                    master_listen_fd=listener.fileno() if listener is not None else None)
         self._listener = listener
         if self.backend == "nccl":
-            options = dist.ProcessGroupNCCL.Options()
-            options._timeout = timeout
             torch.cuda.set_device(device)
-            self.group = dist.ProcessGroupNCCL(self.store, rank, world_size, options)
+            self.group = dist.ProcessGroupNCCL(self.store, rank, world_size, nccl_options(timeout))
         else:
-            # torch exposes a gloo group's transport device only through these options.
-            options = dist.ProcessGroupGloo._Options()
-            options._devices = [dist.ProcessGroupGloo.create_device(hostname=bind_host)]
-            options._timeout = timeout
-            self.group = dist.ProcessGroupGloo(self.store, rank, world_size, options)
+            self.group = dist.ProcessGroupGloo(self.store, rank, world_size, gloo_options(bind_host, timeout))
         self.capacity = _INITIAL_CAPACITY
 
     def all_gather(self, payload: Any) -> list[Any]:
@@ -134,7 +129,7 @@ class PayloadGroup:
         data = encode(payload)
         while True:
             gathered = self._gather_round(data)
-            lengths = gathered[:, :_LENGTH_BYTES].contiguous().view(torch.int64).reshape(-1).tolist()
+            lengths = gathered[:, :_LENGTH_BYTES].flatten().view(torch.int64).tolist()
             if max(lengths) <= self.capacity:
                 break
             self.capacity = max(lengths)

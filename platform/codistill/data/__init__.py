@@ -42,6 +42,21 @@ def has_test_split(data: DataConfig) -> bool:
     return _factory(data.dataset).default_val_fraction is not None or data.test_fraction > 0
 
 
+def split_description(data: DataConfig) -> str:
+    """Which split each accuracy of a run on ``data`` comes from, for the heading of a table."""
+    if not has_test_split(data):
+        return "validation top-1 (%)"
+    default = _factory(data.dataset).default_val_fraction
+    if default is not None:
+        share = default if data.val_fraction is None else data.val_fraction
+        held_out = (f"val = {share:.4g} of the official training split, held out (stratified, the same for every "
+                    "seed) and never trained on; test = the official test split")
+    else:
+        held_out = f"val and test = the held-out split, {data.test_fraction:g} of it kept as test"
+    return (f"top-1 (%); {held_out}; 'best' = each run's best validation epoch, test = the final networks, "
+            "evaluated once after the last epoch")
+
+
 def dataset_names() -> list[str]:
     return DATASETS.names()
 
@@ -51,7 +66,7 @@ def _factory(name: str) -> type[DatasetFactory]:
 
 
 __all__ = ["DataShape", "DatasetFactory", "DatasetInfo", "PeerDataset", "build_dataset", "data_shape", "dataset_names",
-           "has_test_split"]
+           "has_test_split", "split_description"]
 
 # The built-in datasets register themselves (imported last: they import this package's modules).
 from codistill.data import cifar, digits, fashion_mnist, imagefolder  # noqa: E402,F401

@@ -7,16 +7,23 @@ unchanged fields and writes each changed schedule field as one ``steps`` schedul
 the segments' own schedules (of overall progress), switching at the segment boundaries; fields that
 never changed keep their value. Training that config from scratch with the same seed follows the
 same λ(t)·m(t) and T(t) at every step, without Tune. A changed field that is not a schedule (a
-sparsity target) cannot be replayed this way and is refused, naming it. Pure: no Ray.
+sparsity target) cannot be replayed this way and is refused, naming it. :func:`export_best` writes
+a sweep's best trial so (``best.yaml``). No Ray.
 """
 
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
-from codistill.config import set_field
+import yaml
+
+from codistill.checkpoint import load_latest_checkpoint
+from codistill.config import parse_config, set_field
 from codistill.curriculum import is_schedule_field
+from codistill.runner import CONFIG_FILE
+from codistill.tuning.layout import BEST_FILE, trial_run_dir
 
 
 def curriculum_segments(history: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:
@@ -57,3 +64,17 @@ def replay_config(trial_raw: dict[str, Any], history: list[dict[str, Any]], name
     if name is not None:
         raw["name"] = name
     return raw
+
+
+def export_best(directory: Path, trial_id: str) -> Path:
+    """``best.yaml`` of the sweep in ``directory``: trial ``trial_id``'s curriculum as a plain config
+    (its piecewise PBT schedule included). Raises ValueError when it cannot be replayed."""
+    run_dir = trial_run_dir(directory, trial_id)
+    trial_raw = yaml.safe_load((run_dir / CONFIG_FILE).read_text())
+    # Tune may stop a trial before results.json: its newest verified checkpoint holds the history.
+    history = load_latest_checkpoint(run_dir, len(trial_raw["peers"]))[0]["history"]
+    raw = replay_config(trial_raw, history, name=f"{trial_raw['name']}-replay-{trial_id}")
+    parse_config(raw)  # the export must itself be a valid config
+    path = directory / BEST_FILE
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path

@@ -1,11 +1,17 @@
 """The sweep's trial table: one row per trial (its searched values, validation accuracy, state),
-written as CSV and printed. Pure: rows are plain dictionaries."""
+written as CSV and printed. No Ray: rows are plain dictionaries, built from Tune's results by
+:func:`summarize`."""
 
 from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+from codistill.tuning.layout import trial_id_of
+
+if TYPE_CHECKING:
+    from codistill.tuning.settings import SweepSettings
 
 COMPLETE, STOPPED, FAILED = "complete", "stopped early", "failed"
 
@@ -20,7 +26,24 @@ def trial_row(trial_id: str, values: dict[str, Any], keys: Sequence[str], epochs
     return row
 
 
+def summarize(results: Iterable[Any], settings: SweepSettings) -> tuple[list[dict[str, Any]], str | None]:
+    """One row per trial of Tune's ``results`` (a ``ResultGrid``), and the id of the best complete
+    trial by its last ``metric`` (None when no trial completed)."""
+    keys, metric, epochs = [d.key for d in settings.dimensions], settings.options.metric, settings.config.epochs
+    rows = []
+    for result in results:
+        history, last = result.metrics_dataframe, result.metrics or {}
+        reported = {name: value for name, value in last.items() if name.endswith("_accuracy") and isinstance(value, float)}
+        best = float(history[metric].max()) if history is not None and metric in history else None
+        rows.append(trial_row(trial_id_of(result.path), result.config or {}, keys, int(last.get("epoch", 0)), epochs,
+                              reported, best, metric, result.error is not None))
+    complete = [row for row in rows if row["state"] == COMPLETE and row[f"last {metric}"] is not None]
+    best_id = max(complete, key=lambda row: row[f"last {metric}"])["trial"] if complete else None
+    return rows, best_id
+
+
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """The rows as CSV, with every column any row has."""
     columns = list(dict.fromkeys(column for row in rows for column in row))
     with path.open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns)

@@ -22,18 +22,18 @@ from typing import Any, Sequence
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining, TrialScheduler
 from ray.tune.schedulers.pb2 import PB2
 
+from codistill.private_apis import ExploreHook
 from codistill.tuning.monotone import constrain
 from codistill.tuning.space import Dimension, mutated
 
 
-class _Constrained:
+class _Constrained(ExploreHook):
     """Mixin: clamp the explored config (see the module docstring)."""
 
     dimensions: Sequence[Dimension]
 
-    def _get_new_config(self, trial: Any, trial_to_clone: Any) -> tuple[dict, dict]:
-        new_config, operations = super()._get_new_config(trial, trial_to_clone)
-        return constrain(trial_to_clone.config, new_config, self.dimensions), operations
+    def explored(self, clone_config: dict[str, Any], new_config: dict[str, Any]) -> dict[str, Any]:
+        return constrain(clone_config, new_config, self.dimensions)
 
 
 class ConstrainedPBT(_Constrained, PopulationBasedTraining):

@@ -27,9 +27,8 @@ from codistill.cohort_base import Cohort
 from codistill.config import RunConfig, parse_config
 from codistill.monitoring import ConsoleProgress
 from codistill.runner import run_cohort, write_config
+from codistill.tuning.layout import trial_run_dir
 from codistill.tuning.space import apply_values
-
-COHORTS_DIR = "cohorts"  # the trials' run directories, under the experiment directory
 
 
 def epoch_metrics(record: dict[str, Any]) -> dict[str, float]:
@@ -39,11 +38,8 @@ def epoch_metrics(record: dict[str, Any]) -> dict[str, float]:
             m.EPOCH_DISTILL_STRENGTH: record.distill_strength, "epoch": record.epoch}
 
 
-def trial_run_dir(experiment_dir: str | Path, trial_id: str) -> Path:
-    return Path(experiment_dir) / COHORTS_DIR / trial_id
-
-
 def make_cohort(config: RunConfig, backend: str) -> Cohort:
+    """The trial's cohort: peer actors in the trial's bundles (``ray``) or in this process."""
     if backend == "sequential":
         from codistill.local import SequentialCohort
 

@@ -1,6 +1,5 @@
-"""Helpers shared by the evidence scripts (``evidence_online.py``, ``evidence_methods.py``,
-``evidence_curricula.py``): named variants of one config trained over several seeds, summarized as
-mean ± std, each table saying which split its numbers come from."""
+"""Helpers shared by the evidence scripts (``jobs/evidence_*.py``): named variants of one config
+trained over several seeds, summarized as mean ± std in Markdown tables."""
 
 from __future__ import annotations
 
@@ -10,10 +9,6 @@ import re
 import statistics
 from pathlib import Path
 from typing import Any
-
-from codistill.config import RunConfig
-from codistill.data import has_test_split
-from codistill.registry import DATASETS
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, out: str) -> None:
@@ -52,22 +47,6 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     """A Markdown table."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
-
-
-def split_measure(config: RunConfig) -> str:
-    """Which split the numbers of a table on ``config``'s data come from."""
-    data = config.data
-    if not has_test_split(data):
-        return "validation top-1 (%)"
-    default = DATASETS.get(data.dataset).default_val_fraction
-    if default is not None:
-        share = default if data.val_fraction is None else data.val_fraction
-        held_out = (f"val = {share:.4g} of the official training split, held out (stratified, the same for every "
-                    "seed) and never trained on; test = the official test split")
-    else:
-        held_out = f"val and test = the held-out split, {data.test_fraction:g} of it kept as test"
-    return (f"top-1 (%); {held_out}; 'best' = each run's best validation epoch, test = the final networks, "
-            "evaluated once after the last epoch")
 
 
 def write_summary(out: Path, seeds: list[int], heading: str, body: str, raw: dict[str, Any],

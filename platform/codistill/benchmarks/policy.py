@@ -1,0 +1,44 @@
+"""Overhead of the learned teacher policy: seconds per training epoch of one cohort with the
+``uniform`` policy and with ``policies.learned:LearnedPolicy``, measured side by side in one run
+(``jobs/benchmark_policy.py``).
+
+Both cohorts train in this process (the sequential backend) on identical data: the same
+``data.probe_fraction`` is set for both, so they take the same steps and differ only in the
+policy. Their epochs alternate (uniform, learned, uniform, ...) so that a busy machine slows
+both alike; the first epoch of each is a warm-up. The learned policy's cost is its observation,
+its scorer, the two probe forward passes per peer and step, and the learner's updates.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from codistill.config import load_config
+from codistill.local import SequentialCohort
+
+LEARNED = "policies.learned:LearnedPolicy"
+
+
+def time_policies(config_file: str | Path, overrides: Sequence[str], *, probe_fraction: float, epochs: int,
+                  threads: int) -> dict[str, Any]:
+    """``seconds`` (per policy, each timed epoch), their ``median``, the learned/uniform ``ratio``,
+    the ``steps`` per epoch and the number of ``peers``."""
+    torch.set_num_threads(threads)
+    common = [*overrides, f"data.probe_fraction={probe_fraction}"]
+    cohorts = {"uniform": SequentialCohort(load_config(config_file, common + ["distillation.policy=uniform"])),
+               "learned": SequentialCohort(load_config(config_file, common + [f"distillation.policy={{name: '{LEARNED}'}}"]))}
+    seconds: dict[str, list[float]] = {name: [] for name in cohorts}
+    for epoch in range(epochs + 1):
+        for name, cohort in cohorts.items():
+            started = time.perf_counter()
+            cohort.train_epoch(epoch)
+            if epoch > 0:
+                seconds[name].append(time.perf_counter() - started)
+    median = {name: statistics.median(times) for name, times in seconds.items()}
+    return {"seconds": seconds, "median": median, "ratio": median["learned"] / median["uniform"],
+            "steps": cohorts["uniform"].steps_per_epoch(), "peers": len(cohorts["uniform"].peers)}
