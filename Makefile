@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 CONFIG ?= jobs/configs/digits_cohort.yaml
 ARGS ?=
 
-.PHONY: run test bench evidence clean-venv
+.PHONY: run test bench evidence evidence-fashion clean-venv
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,15 @@ evidence: $(STAMP)
 	$(BIN)/python jobs/train_policy.py --episodes 20 --out runs/teacher-policy.pt
 	$(BIN)/python jobs/evidence_policy.py --seeds 0 1 2 --pretrained runs/teacher-policy.pt
 	$(BIN)/python jobs/evidence_curricula.py --seeds 1 2 3
+
+# The same tables on Fashion-MNIST (apt-get install dataset-fashion-mnist; scales and times: docs/datasets.md).
+FASHION_SMALL := --set data.train_fraction=0.02 --set data.val_fraction=0.0167 --set epochs=10
+evidence-fashion: $(STAMP)
+	$(BIN)/python jobs/evidence_online.py --config jobs/configs/fashion_cohort.yaml --epoch-seconds --out runs/epoch-seconds-fashion
+	$(BIN)/python jobs/evidence_online.py --config jobs/configs/fashion_cohort.yaml $(FASHION_SMALL) --seeds 0 1 2 --out runs/evidence-online-fashion
+	$(BIN)/python jobs/offline.py --config jobs/configs/fashion_teacher.yaml --independent --run-dir runs/fashion-teacher
+	$(BIN)/python jobs/evidence_methods.py --teacher-config jobs/configs/fashion_teacher.yaml --student-config jobs/configs/fashion_offline.yaml --teacher-run runs/fashion-teacher --seeds 0 1 2 --out runs/evidence-methods-fashion
+	$(BIN)/python jobs/evidence_curricula.py --config jobs/configs/fashion_cohort.yaml --space jobs/configs/fashion_cohort_space.yaml --asha-samples 8 --pbt-samples 4 --pbt-interval 2 $(FASHION_SMALL) --seeds 1 2 3 --out runs/evidence-curricula-fashion
 
 bench: $(STAMP)
 	$(BIN)/python jobs/benchmark_cohort.py --out runs/bench.json

@@ -1,8 +1,10 @@
-"""Shared fixtures: small digits cohorts and one Ray runtime per test session (loopback only)."""
+"""Shared fixtures: small digits cohorts, tiny Fashion-MNIST files and one Ray runtime per test
+session (loopback only)."""
 
 from __future__ import annotations
 
 import copy
+import gzip
 import os
 from pathlib import Path
 from typing import Any
@@ -16,6 +18,8 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 os.environ.pop("RAY_ADDRESS", None)
 
 ROOT = Path(__file__).resolve().parent.parent
+
+import numpy as np  # noqa: E402
 
 from codistill.config import RunConfig, parse_config  # noqa: E402
 
@@ -42,6 +46,27 @@ def tiny_raw(**changes: Any) -> dict[str, Any]:
 
 def tiny_config(**changes: Any) -> RunConfig:
     return parse_config(tiny_raw(**changes))
+
+
+def write_idx(path: Path, magic: int, examples: np.ndarray, gz: bool) -> None:
+    """An IDX file (big-endian header: magic, then each dimension) holding uint8 ``examples``."""
+    content = np.array([magic, *examples.shape], dtype=">u4").tobytes() + examples.astype(np.uint8).tobytes()
+    path.write_bytes(gzip.compress(content) if gz else content)
+
+
+def write_fashion_mnist(root: Path, train: int = 40, test: int = 10, gz: bool = True,
+                        seed: int = 0) -> dict[str, np.ndarray]:
+    """Tiny Fashion-MNIST files in ``root`` (``.gz`` or raw): random 28×28 images, labels cycling
+    through the 10 classes; returns what was written, by file name (without ``.gz``)."""
+    rng = np.random.default_rng(seed)
+    written = {}
+    for prefix, count in (("train", train), ("t10k", test)):
+        written[f"{prefix}-images-idx3-ubyte"] = rng.integers(0, 256, (count, 28, 28), dtype=np.uint8)
+        written[f"{prefix}-labels-idx1-ubyte"] = (np.arange(count) % 10).astype(np.uint8)
+    root.mkdir(parents=True, exist_ok=True)
+    for name, examples in written.items():
+        write_idx(root / (f"{name}.gz" if gz else name), 0x803 if "images" in name else 0x801, examples, gz)
+    return written
 
 
 @pytest.fixture(scope="session")

@@ -20,8 +20,9 @@ import yaml
 from codistill.commands import offline, online
 from codistill import safe_io
 from codistill.config import parse_config
+from codistill.data import fashion_mnist
 from codistill.peer import PeerTrainer
-from conftest import tiny_raw
+from conftest import tiny_raw, write_fashion_mnist
 
 Setup = Callable[[Path], tuple[Callable[[list[str]], int], list[str]]]
 
@@ -79,6 +80,41 @@ def data_root(dataset: str, build: Callable[[Path], None]) -> Setup:
         root.mkdir()
         build(root)
         return config({"data": {"dataset": dataset, "root": str(root)}})(tmp)
+    return setup
+
+
+def fashion_files(damage: Callable[[Path], None] | None = None) -> Callable[[Path], None]:
+    """Tiny Fashion-MNIST files, damaged by ``damage`` (given the folder) if asked."""
+    def build(root: Path) -> None:
+        write_fashion_mnist(root)
+        if damage is not None:
+            damage(root)
+    return build
+
+
+def cut(name: str, keep: int) -> Callable[[Path], None]:
+    """Keep the first ``keep`` bytes of ``name`` (a negative number cuts that many off the end)."""
+    return lambda root: (root / name).write_bytes((root / name).read_bytes()[:keep])
+
+
+def fashion_not_installed(**data) -> Callable:
+    """fashion_mnist with ``data`` settings, its package folder missing and torchvision's
+    downloader failing as it does without internet (after writing part of a file)."""
+    def setup(tmp: Path, monkeypatch: pytest.MonkeyPatch):
+        import urllib.error
+
+        import torchvision.datasets.utils as tv_utils
+
+        def offline(url: str, root: str, filename: str, md5: str) -> None:
+            (Path(root) / filename).write_bytes(b"partial")
+            raise urllib.error.URLError("no route to host")
+
+        monkeypatch.setattr(fashion_mnist, "DEFAULT_ROOT", str(tmp / "not-installed"))
+        monkeypatch.setattr(tv_utils, "download_url", offline)
+        if "root" in data:
+            (tmp / data["root"]).mkdir()
+        return config({"data": {"dataset": "fashion_mnist", **data}})(tmp)
+    setup.needs_monkeypatch = True  # type: ignore[attr-defined]
     return setup
 
 
@@ -278,6 +314,25 @@ CASES = [
                  id="imagefolder-classes-differ"),
     pytest.param(config({"data": {"dataset": "imagefolder", "root": "/no/such/tree"}}), "data.root",
                  id="imagefolder-root-missing"),
+    pytest.param(data_root("fashion_mnist", lambda root: None), "data.root", id="fashion-root-empty"),
+    pytest.param(data_root("fashion_mnist", fashion_files(cut("t10k-labels-idx1-ubyte.gz", -12))), "data.root",
+                 id="fashion-truncated-gzip"),
+    pytest.param(data_root("fashion_mnist", fashion_files(lambda root: (root / "train-images-idx3-ubyte.gz").rename(
+        root / "train-labels-idx1-ubyte.gz"))), "data.root", id="fashion-wrong-magic"),
+    pytest.param(fashion_not_installed(), "data.root", id="fashion-package-not-installed"),
+    pytest.param(fashion_not_installed(download=True), "data.root", id="fashion-download-without-root"),
+    pytest.param(fashion_not_installed(download=True, root="data"), "data.download", id="fashion-download-offline"),
+    pytest.param(config({"data": {"dataset": "fashion_mnist", "download": "yes"}}), "data.download",
+                 id="download-not-a-bool"),
+    pytest.param(config({"data": {"dataset": "digits", "download": True}}), "data.download", id="digits-download"),
+    pytest.param(config({"data": {"dataset": "digits", "val_fraction": 0.2}}), "data.val_fraction",
+                 id="digits-val-fraction"),
+    pytest.param(config({"data": {"dataset": "fashion_mnist", "val_fraction": 0.0}}), "data.val_fraction",
+                 id="zero-val-fraction"),
+    pytest.param(config({"data": {"dataset": "fashion_mnist", "val_fraction": "many"}}), "data.val_fraction",
+                 id="val-fraction-not-a-number"),
+    pytest.param(config({"data": {"dataset": "cifar10", "test_fraction": 0.5}}), "data.test_fraction",
+                 id="cifar-test-fraction"),
     # run directories
     pytest.param(existing_run(lambda run: (run / "config.yaml").write_text("name: old\n")), "--run-dir",
                  id="run-dir-holds-a-run"),
@@ -315,6 +370,8 @@ def tree(root: Path) -> dict[str, str]:
 def test_bad_input_is_refused_at_the_front_door(setup, field, tmp_path, capsys, request):
     if getattr(setup, "needs_run", False):
         main, argv = setup(tmp_path, request.getfixturevalue("finished_run"))
+    elif getattr(setup, "needs_monkeypatch", False):
+        main, argv = setup(tmp_path, request.getfixturevalue("monkeypatch"))
     else:
         main, argv = setup(tmp_path)
     capsys.readouterr()

@@ -15,6 +15,7 @@ from codistill.data.augment import Augmentation
 from codistill.data.cifar import MEAN_STD
 from codistill.data.imagefolder import random_resized_box
 from codistill.data.noise import stratified_subset, symmetric_noise
+from codistill.data.splits import carve_validation
 from codistill.errors import ConfigError
 
 
@@ -157,8 +158,10 @@ def write_pickle(path: Path, content: dict) -> None:
 
 
 def cifar_batch(rng: np.random.Generator, count: int, num_classes: int, label_key: str) -> dict:
+    """Random images whose labels cycle through the classes (from a random class on)."""
+    labels = ((np.arange(count) + rng.integers(num_classes)) % num_classes).tolist()
     batch = {"batch_label": "fixture", "data": rng.integers(0, 256, (count, 3072), dtype=np.uint8),
-             label_key: rng.integers(0, num_classes, count).tolist(), "filenames": [f"{i}.png" for i in range(count)]}
+             label_key: labels, "filenames": [f"{i}.png" for i in range(count)]}
     if label_key == "fine_labels":
         batch["coarse_labels"] = [label // 5 for label in batch[label_key]]
     return batch
@@ -167,7 +170,7 @@ def cifar_batch(rng: np.random.Generator, count: int, num_classes: int, label_ke
 def write_cifar10(root: Path, rng: np.random.Generator) -> dict[str, dict]:
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True)
-    files = {f"data_batch_{i}": cifar_batch(rng, 2, 10, "labels") for i in range(1, 6)}
+    files = {f"data_batch_{i}": cifar_batch(rng, 10, 10, "labels") for i in range(1, 6)}
     files["test_batch"] = cifar_batch(rng, 3, 10, "labels")
     for name, content in files.items():
         write_pickle(folder / name, content)
@@ -178,7 +181,7 @@ def write_cifar10(root: Path, rng: np.random.Generator) -> dict[str, dict]:
 def write_cifar100(root: Path, rng: np.random.Generator) -> dict[str, dict]:
     folder = root / "cifar-100-python"
     folder.mkdir(parents=True)
-    files = {"train": cifar_batch(rng, 6, 100, "fine_labels"), "test": cifar_batch(rng, 4, 100, "fine_labels")}
+    files = {"train": cifar_batch(rng, 300, 100, "fine_labels"), "test": cifar_batch(rng, 4, 100, "fine_labels")}
     for name, content in files.items():
         write_pickle(folder / name, content)
     write_pickle(folder / "meta", {"fine_label_names": [f"fine{i}" for i in range(100)],
@@ -197,27 +200,45 @@ def unnormalize(images: torch.Tensor, name: str) -> torch.Tensor:
 ])
 def test_cifar_reads_the_python_batches(tmp_path: Path, name, writer, train_files, test_file, label_key,
                                         num_classes) -> None:
+    """Validation is the stratified val_fraction of the training batches (fixed split seed), the
+    test split the official test batch."""
     files = writer(tmp_path, np.random.default_rng(0))
-    dataset = build_dataset(name, root=str(tmp_path), train_fraction=1.0, label_noise=0.0, seed=0)
-    train_data = np.concatenate([files[file]["data"] for file in train_files])
-    train_labels = sum((files[file][label_key] for file in train_files), [])
+    dataset = build_dataset(name, root=str(tmp_path), train_fraction=1.0, label_noise=0.0, seed=0, val_fraction=0.3)
+    train_data = np.concatenate([files[file]["data"] for file in train_files]).reshape(-1, 3, 32, 32)
+    train_labels = torch.tensor(sum((files[file][label_key] for file in train_files), []))
+    kept, val = carve_validation(train_labels, 0.3, name)
     assert (dataset.info.num_classes, dataset.info.in_channels, dataset.info.image_size) == (num_classes, 3, 32)
-    assert (dataset.info.train_size, dataset.info.val_size) == (len(train_labels), len(files[test_file][label_key]))
+    assert (dataset.info.train_size, dataset.info.val_size) == (len(kept), len(val))
+    assert len(kept) + len(val) == len(train_labels)
 
-    # The subset keeps file order (sorted indices), so index i is the i-th image of the batch files.
-    images, labels = dataset.train_batch(torch.arange(len(train_labels)), torch.Generator(), augment=False)
-    assert images.shape == (len(train_labels), 3, 32, 32)
-    assert labels.tolist() == train_labels
-    expected = torch.from_numpy(train_data.reshape(-1, 3, 32, 32)).float()
-    torch.testing.assert_close(unnormalize(images, name), expected, atol=1e-3, rtol=0)
+    # The subset keeps file order (sorted indices), so index i is the i-th kept image of the batch files.
+    images, labels = dataset.train_batch(torch.arange(len(kept)), torch.Generator(), augment=False)
+    assert images.shape == (len(kept), 3, 32, 32)
+    assert torch.equal(labels, train_labels[kept])
+    torch.testing.assert_close(unnormalize(images, name), torch.from_numpy(train_data[kept.numpy()]).float(),
+                               atol=1e-3, rtol=0)
 
     augmented, _ = dataset.train_batch(torch.arange(4), torch.Generator().manual_seed(0), augment=True)
     assert augmented.shape == (4, 3, 32, 32) and not torch.equal(augmented, images[:4])
 
-    [(val_images, val_labels)] = list(dataset.val_batches(64))
-    assert val_labels.tolist() == files[test_file][label_key]
-    expected_val = torch.from_numpy(files[test_file]["data"].reshape(-1, 3, 32, 32)).float()
-    torch.testing.assert_close(unnormalize(val_images, name), expected_val, atol=1e-3, rtol=0)
+    [(val_images, val_labels)] = list(dataset.val_batches(512))
+    assert torch.equal(val_labels, train_labels[val]) and (torch.bincount(val_labels, minlength=num_classes) > 0).all()
+    torch.testing.assert_close(unnormalize(val_images, name), torch.from_numpy(train_data[val.numpy()]).float(),
+                               atol=1e-3, rtol=0)
+    [(test_images, test_labels)] = list(dataset.eval_batches(64, "test"))
+    assert test_labels.tolist() == files[test_file][label_key]
+    expected_test = torch.from_numpy(files[test_file]["data"].reshape(-1, 3, 32, 32)).float()
+    torch.testing.assert_close(unnormalize(test_images, name), expected_test, atol=1e-3, rtol=0)
+
+
+def test_cifar_and_fashion_mnist_hold_5000_training_images_out_by_default(tmp_path: Path) -> None:
+    from codistill.registry import DATASETS
+
+    assert {name: round(share * total) for name, total in (("cifar10", 50_000), ("cifar100", 50_000),
+                                                           ("fashion_mnist", 60_000))
+            for share in [DATASETS.get(name).default_val_fraction]} == {"cifar10": 5000, "cifar100": 5000, "fashion_mnist": 5000}
+    write_cifar10(tmp_path, np.random.default_rng(0))
+    assert build_dataset("cifar10", root=str(tmp_path), train_fraction=1.0, label_noise=0.0, seed=0).info.val_size == 10
 
 
 def test_cifar_names_the_missing_files(tmp_path: Path) -> None:
@@ -339,6 +360,12 @@ def test_imagefolder_requires_matching_class_folders(tmp_path: Path) -> None:
     ({"name": "cifar100"}, "data.root"),
     ({"name": "imagefolder"}, "data.root"),
     ({"image_size": 32}, "data.image_size"),
+    ({"val_fraction": 0.1}, "data.val_fraction"),
+    ({"name": "imagefolder", "val_fraction": 0.1}, "data.val_fraction"),
+    ({"name": "cifar10", "val_fraction": 0.0}, "data.val_fraction"),
+    ({"name": "fashion_mnist", "val_fraction": 0.6}, "data.val_fraction"),
+    ({"name": "cifar100", "test_fraction": 0.5}, "data.test_fraction"),
+    ({"name": "fashion_mnist", "test_fraction": 0.5}, "data.test_fraction"),
 ])
 def test_invalid_settings_name_their_field(changes: dict, field: str) -> None:
     settings = {"name": "digits", "root": None, "train_fraction": 1.0, "label_noise": 0.0, "seed": 0} | changes
@@ -355,4 +382,4 @@ def test_missing_directories_say_what_is_expected(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="train/<class>") as error:
         build_dataset("imagefolder", root=str(tmp_path), train_fraction=1.0, label_noise=0.0, seed=0)
     assert error.value.field == "data.root"
-    assert dataset_names() == ["cifar10", "cifar100", "digits", "imagefolder"]
+    assert dataset_names() == ["cifar10", "cifar100", "digits", "fashion_mnist", "imagefolder"]

@@ -54,7 +54,7 @@ COHORT_CASES = [(exchange, amp) for exchange in ("sequential", "collective") for
 
 @pytest.fixture(scope="module")
 def cifar_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """CIFAR-shaped synthetic data: 4 training steps of 128 and one validation batch."""
+    """CIFAR-shaped synthetic data: 4 training steps of 128, one validation image per class, one test batch."""
     return write_synthetic_cifar10(tmp_path_factory.mktemp("cifar"), train_images=4 * BATCH, test_images=BATCH)
 
 

@@ -5,9 +5,10 @@ After each epoch it evaluates every peer and the ensemble (mean of softmax), wri
 scalars, prints a summary line and writes an atomic checkpoint. At the end it writes
 ``results.json`` (config, seed, package versions, per-peer and ensemble accuracy at the best and
 the last epoch, per-epoch history) and each peer's trained network under ``models/``. Each epoch's
-record keeps the curriculum in force (:mod:`codistill.curriculum`) and the mean λ·m applied; with
-``data.test_fraction`` > 0 the test split is evaluated once, at the end. A caller may watch every
-epoch through ``on_epoch(record, checkpoint_dir)`` (Ray Tune reports from there).
+record keeps the curriculum in force (:mod:`codistill.curriculum`) and the mean λ·m applied. The
+test split (a dataset's official one, or ``data.test_fraction`` > 0 of the held-out split) is
+evaluated once, at the end (``test_accuracy``); every other accuracy is validation. A caller may
+watch every epoch through ``on_epoch(record, checkpoint_dir)`` (Ray Tune reports from there).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from codistill.checkpoint import LEARNER_FILE, find_checkpoint, save_checkpoint
 from codistill.cohort_base import Cohort, PeerLost
 from codistill.config import RunConfig
 from codistill.curriculum import curriculum_fields
+from codistill.data import has_test_split
 from codistill.errors import NonFiniteLoss
 from codistill.evaluation import cohort_metrics, finite_rows
 from codistill.monitoring import ConsoleProgress, TensorBoardLog
@@ -143,7 +145,7 @@ def run_cohort(config: RunConfig, run_dir: Path, make_cohort: Callable[[RunConfi
                            f"continue with --resume {run_dir}")
             return {"complete": False, "epochs_done": position.epochs_done}
         results = _results(config, cohort, position)
-        if config.data.test_fraction > 0:
+        if has_test_split(config.data):
             _add_test_accuracy(results, *cohort.evaluate("test"))
         _save_models(run_dir, cohort)
         (run_dir / RESULTS_FILE).write_text(json.dumps(strict_json(results), indent=2, allow_nan=False))

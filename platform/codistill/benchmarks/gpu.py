@@ -43,6 +43,7 @@ import torch
 
 from codistill import metrics as m
 from codistill.config import RunConfig, parse_config
+from codistill.data.synthetic_cifar import VAL_FRACTION
 from codistill.local import SequentialCohort
 from codistill.peer import PeerTrainer
 from codistill.process_cohort import ProcessCohort, peer_threads, probe_mismatches
@@ -78,7 +79,7 @@ def cohort_raw(data_root: Path, models: Sequence[str], *, device: str, amp: str,
     gpus = math.floor(100 / len(models)) / 100 if device == "cuda" else 0.0
     return {"name": "gpu-check", "seed": 0, "epochs": epochs,
             "data": {"dataset": "cifar10", "root": str(data_root), "batch_size": batch_size,
-                     "train_fraction": 1.0, "label_noise": 0.0},
+                     "train_fraction": 1.0, "label_noise": 0.0, "val_fraction": VAL_FRACTION},
             "peers": [{"name": model, "model": model, "optimizer": {"lr": 0.05},
                        "resources": {"cpus": cpus, "gpus": gpus}} for model in models],
             "distillation": {"teacher": "ensemble", "weight": 1.0, "methods": methods or KD},

@@ -31,6 +31,10 @@ class DataConfig:
     per_peer_augmentation: bool = False
     image_size: int | None = None
     test_fraction: float = 0.0  # share of the held-out split kept as a test split (see data.held_out)
+    #: Share of an official training split held out for validation (None: the dataset's default,
+    #: 5,000 images for Fashion-MNIST and CIFAR; see data.splits). Only for datasets with an official test split.
+    val_fraction: float | None = None
+    download: bool = False  # fetch missing Fashion-MNIST files into data.root (torchvision's downloader)
     #: Share of the (reduced, noisy) training split held out as a probe, never trained on (0: none).
     probe_fraction: float = 0.0
     #: Every peer sees the same batch order; ``false`` (replicas only): each peer draws its own.

@@ -57,14 +57,34 @@ def one_of(value: str, allowed: tuple[str, ...], field: str) -> None:
 
 
 def check_data_settings(dataset: str, root: str | None, train_fraction: float, label_noise: float,
-                        test_fraction: float = 0.0) -> None:
-    """The rules every dataset shares (also applied by :func:`codistill.data.build_dataset`)."""
+                        test_fraction: float = 0.0, val_fraction: float | None = None, download: bool = False) -> None:
+    """The rules every dataset shares (also applied by :func:`codistill.data.build_dataset`).
+
+    ``val_fraction`` is for datasets with an official test split (a factory's ``default_val_fraction``),
+    ``test_fraction`` for those without; ``download`` for a ``downloadable`` factory.
+    """
     if not 0.0 < train_fraction <= 1.0:
         raise ConfigError("data.train_fraction", f"must lie in (0, 1], got {train_fraction}")
     if not 0.0 <= label_noise < 1.0:
         raise ConfigError("data.label_noise", f"must lie in [0, 1), got {label_noise}")
     if not 0.0 <= test_fraction < 1.0:
         raise ConfigError("data.test_fraction", f"must lie in [0, 1), got {test_fraction}")
+    if val_fraction is not None and not 0.0 < val_fraction <= 0.5:
+        raise ConfigError("data.val_fraction", f"must lie in (0, 0.5], got {val_fraction}")
+    factory = component(DATASETS, dataset, "data.dataset")
+    if factory.default_val_fraction is None and val_fraction is not None:
+        raise ConfigError("data.val_fraction", f"dataset '{dataset}' has no official test split, so its validation "
+                                               "split is its own; leave data.val_fraction unset (data.test_fraction "
+                                               "carves a test split from it)")
+    if factory.default_val_fraction is not None and test_fraction > 0:
+        without = [name for name in DATASETS.names() if DATASETS.get(name).default_val_fraction is None]
+        raise ConfigError("data.test_fraction", f"dataset '{dataset}' has an official test split, evaluated after the "
+                                                f"last epoch; data.test_fraction is for datasets without one "
+                                                f"({', '.join(without)})")
+    if download and not factory.downloadable:
+        downloadable = [name for name in DATASETS.names() if DATASETS.get(name).downloadable]
+        raise ConfigError("data.download", f"dataset '{dataset}' cannot be downloaded by codistill (only "
+                                           f"{', '.join(downloadable)}); put its files under data.root")
     if root is not None and not Path(root).expanduser().is_dir():
         raise ConfigError("data.root", f"directory does not exist: {root}")
 
@@ -72,7 +92,8 @@ def check_data_settings(dataset: str, root: str | None, train_fraction: float, l
 def validate_data(data: DataConfig) -> "DataShape":
     """The ``data`` section; the dataset checks its own files and settings and returns the data's shape."""
     factory = component(DATASETS, data.dataset, "data.dataset")
-    check_data_settings(data.dataset, data.root, data.train_fraction, data.label_noise, data.test_fraction)
+    check_data_settings(data.dataset, data.root, data.train_fraction, data.label_noise, data.test_fraction,
+                        data.val_fraction, data.download)
     if data.batch_size < 1 or data.eval_batch_size < 1:
         raise ConfigError("data.batch_size", "batch sizes must be ≥ 1")
     if data.probe_fraction != 0.0 and not 0.0 < data.probe_fraction <= 0.5:

@@ -15,21 +15,46 @@ if TYPE_CHECKING:
 
 
 def build_dataset(name: str, *, root: str | None, train_fraction: float, label_noise: float, seed: int,
-                  image_size: int | None = None, test_fraction: float = 0.0) -> PeerDataset:
+                  image_size: int | None = None, test_fraction: float = 0.0,
+                  val_fraction: float | None = None) -> PeerDataset:
     """Build a registered dataset; invalid settings raise :class:`ConfigError` naming the ``data.*`` field.
 
-    ``test_fraction`` > 0 keeps that share of the held-out split as a test split (:mod:`.held_out`).
+    ``test_fraction`` > 0 keeps that share of the held-out split as a test split (:mod:`.held_out`);
+    ``val_fraction`` is the share of an official training split held out for validation (None: the
+    dataset's ``default_val_fraction``), for datasets with an official test split only (:mod:`.splits`).
     """
     factory = _factory(name)
-    check_data_settings(name, root, train_fraction, label_noise, test_fraction)
+    check_data_settings(name, root, train_fraction, label_noise, test_fraction, val_fraction)
+    official = {} if factory.default_val_fraction is None else \
+        {"val_fraction": factory.default_val_fraction if val_fraction is None else val_fraction}
     dataset = factory.build(root=root, train_fraction=train_fraction, label_noise=label_noise, seed=seed,
-                            image_size=image_size)
+                            image_size=image_size, **official)
     return HeldOutSplit(dataset, test_fraction) if test_fraction > 0 else dataset
 
 
 def data_shape(data: DataConfig) -> DataShape:
     """The dataset's own check of its files under ``data.root`` and its settings; the data's shape."""
     return _factory(data.dataset).check(data)
+
+
+def has_test_split(data: DataConfig) -> bool:
+    """Whether a run of ``data`` evaluates a test split after its last epoch (official or carved)."""
+    return _factory(data.dataset).default_val_fraction is not None or data.test_fraction > 0
+
+
+def split_description(data: DataConfig) -> str:
+    """Which split each accuracy of a run on ``data`` comes from, for the heading of a table."""
+    if not has_test_split(data):
+        return "validation top-1 (%)"
+    default = _factory(data.dataset).default_val_fraction
+    if default is not None:
+        share = default if data.val_fraction is None else data.val_fraction
+        held_out = (f"val = {share:.4g} of the official training split, held out (stratified, the same for every "
+                    "seed) and never trained on; test = the official test split")
+    else:
+        held_out = f"val and test = the held-out split, {data.test_fraction:g} of it kept as test"
+    return (f"top-1 (%); {held_out}; 'best' = each run's best validation epoch, test = the final networks, "
+            "evaluated once after the last epoch")
 
 
 def dataset_names() -> list[str]:
@@ -40,7 +65,8 @@ def _factory(name: str) -> type[DatasetFactory]:
     return component(DATASETS, name, "data.dataset")
 
 
-__all__ = ["DataShape", "DatasetFactory", "DatasetInfo", "PeerDataset", "build_dataset", "data_shape", "dataset_names"]
+__all__ = ["DataShape", "DatasetFactory", "DatasetInfo", "PeerDataset", "build_dataset", "data_shape", "dataset_names",
+           "has_test_split", "split_description"]
 
 # The built-in datasets register themselves (imported last: they import this package's modules).
-from codistill.data import cifar, digits, imagefolder  # noqa: E402,F401
+from codistill.data import cifar, digits, fashion_mnist, imagefolder  # noqa: E402,F401

@@ -35,6 +35,7 @@ class DatasetInfo:
 
 PROBE_SEED = 0x9B0BE  # mixed into the seeds of the probe split and of its batches
 ORDER_SEED = 0x0D3E5  # mixed into the seed of a peer's own batch order (data.shared_batches: false)
+SPLIT_SEED = 0  # of the fixed splits carved for evaluation: the same for every run seed
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,13 @@ class PeerDataset(ABC):
 class DatasetFactory(ABC):
     """A registered dataset (``@DATASETS.register(name)`` on a subclass): its own check of its files
     and settings, run by config validation before anything is written, and how it is read."""
+
+    #: For a dataset that ships a test split (:mod:`.splits`): the share of its training split held
+    #: out for validation when ``data.val_fraction`` is not set (its :meth:`build` then takes
+    #: ``val_fraction``). None: the dataset has no official test split, its validation split is its own.
+    default_val_fraction: float | None = None
+    #: Whether ``data.download: true`` may fetch the dataset's files (its :meth:`check` does).
+    downloadable: bool = False
 
     @classmethod
     @abstractmethod

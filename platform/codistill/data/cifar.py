@@ -2,8 +2,10 @@
 the official ``cifar-*-python.tar.gz`` archives extract to ``root/cifar-10-batches-py`` or
 ``root/cifar-100-python``, held in memory as uint8. File names and keys are torchvision's
 (:class:`~torchvision.datasets.CIFAR10` / ``CIFAR100``); the files are read here directly because
-torchvision also demands the official md5 sums, which would rule out small test fixtures. Training
-augmentation: random crop with 4-pixel zero padding and horizontal flip; both splits are
+torchvision also demands the official md5 sums, which would rule out small test fixtures. The
+validation split is a stratified ``data.val_fraction`` of the 50,000 training images (default
+5,000), the official 10,000 test images are the test split (:mod:`.splits`). Training
+augmentation: random crop with 4-pixel zero padding and horizontal flip; every split is
 normalized with the usual per-channel statistics."""
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from codistill.data.augment import Augmentation
 from codistill.data.base import DatasetFactory, DataShape
 from codistill.data.in_memory import InMemoryDataset, check_image_size
 from codistill.data.roots import required_root
+from codistill.data.splits import DEFAULT_VAL_IMAGES, with_official_test
 from codistill.errors import ConfigError
 from codistill.registry import DATASETS
 
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
     from codistill.config import DataConfig
 
 IMAGE_SHAPE = (3, 32, 32)
+TRAIN_IMAGES = 50_000
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100}
 MEAN_STD = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
@@ -82,36 +86,37 @@ def check_cifar(name: str, layout: type[CIFAR10], data: DataConfig) -> DataShape
 
 
 def load_cifar(name: str, layout: type[CIFAR10], *, root: str | None, train_fraction: float, label_noise: float,
-               seed: int, image_size: int | None = None) -> InMemoryDataset:
+               seed: int, val_fraction: float, image_size: int | None = None) -> InMemoryDataset:
     """Read both splits of ``layout`` (torchvision's class naming the files) from under ``root``."""
     folder = batches_folder(name, layout, root)
     try:
-        train, val = _read_batches(folder, layout.train_list), _read_batches(folder, layout.test_list)
+        train, test = _read_batches(folder, layout.train_list), _read_batches(folder, layout.test_list)
         num_classes = len(_unpickle(folder / layout.meta["filename"])[layout.meta["key"]])
     except (pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError) as error:
         raise ConfigError("data.root", f"{name} files in {folder} are not CIFAR python batches: {error!r}") from None
-    labels = torch.cat([train[1], val[1]])
+    labels = torch.cat([train[1], test[1]])
     if labels.min() < 0 or labels.max() >= num_classes:
         raise ConfigError("data.root", f"{name} labels in {folder} fall outside the {num_classes} classes of its meta")
     mean, std = MEAN_STD[name]
-    return InMemoryDataset(name, train, val, num_classes, Augmentation(mean=mean, std=std, padding=4, flip=True),
-                           max_value=255.0, train_fraction=train_fraction, label_noise=label_noise, seed=seed,
-                           image_size=image_size)
+    return with_official_test(name, train, test, num_classes, Augmentation(mean=mean, std=std, padding=4, flip=True),
+                              val_fraction=val_fraction, max_value=255.0, train_fraction=train_fraction,
+                              label_noise=label_noise, seed=seed, image_size=image_size)
 
 
 class _Cifar(DatasetFactory):
     name: str
     layout: type[CIFAR10]
+    default_val_fraction = DEFAULT_VAL_IMAGES / TRAIN_IMAGES
 
     @classmethod
     def check(cls, data: DataConfig) -> DataShape:
         return check_cifar(cls.name, cls.layout, data)
 
     @classmethod
-    def build(cls, *, root: str | None, train_fraction: float, label_noise: float, seed: int,
+    def build(cls, *, root: str | None, train_fraction: float, label_noise: float, seed: int, val_fraction: float,
               image_size: int | None = None) -> InMemoryDataset:
         return load_cifar(cls.name, cls.layout, root=root, train_fraction=train_fraction, label_noise=label_noise,
-                          seed=seed, image_size=image_size)
+                          seed=seed, val_fraction=val_fraction, image_size=image_size)
 
 
 @DATASETS.register("cifar10")

@@ -15,10 +15,8 @@ from typing import Iterator
 import torch
 from torch import Tensor
 
-from codistill.data.base import DatasetInfo, PeerDataset
+from codistill.data.base import SPLIT_SEED, DatasetInfo, PeerDataset
 from codistill.data.noise import stratified_subset
-
-SPLIT_SEED = 0
 
 
 class HeldOutSplit(PeerDataset):

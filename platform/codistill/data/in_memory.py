@@ -1,4 +1,4 @@
-"""A :class:`PeerDataset` held in memory as uint8 tensors: digits and CIFAR."""
+"""A :class:`PeerDataset` held in memory as uint8 tensors: digits, CIFAR and Fashion-MNIST."""
 
 from __future__ import annotations
 
@@ -24,8 +24,9 @@ class InMemoryDataset(PeerDataset):
     """Images ``[N, C, H, W]`` (integers in ``[0, max_value]``) and labels ``[N]`` for both splits.
 
     The training split is reduced to ``train_fraction`` (stratified) and its labels get
-    ``label_noise`` symmetric noise, both seeded by ``seed``; validation stays complete and clean.
-    The images have one fixed size: ``image_size`` may only repeat it.
+    ``label_noise`` symmetric noise, both seeded by ``seed``; validation (and ``test``, a dataset's
+    official test split, see :mod:`.splits`) stays complete and clean. The images have one fixed
+    size: ``image_size`` may only repeat it.
     """
 
     probe_images: Tensor | None = None
@@ -33,16 +34,16 @@ class InMemoryDataset(PeerDataset):
 
     def __init__(self, name: str, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor], num_classes: int,
                  augmentation: Augmentation, *, max_value: float, train_fraction: float, label_noise: float,
-                 seed: int, image_size: int | None) -> None:
+                 seed: int, image_size: int | None, test: tuple[Tensor, Tensor] | None = None) -> None:
         native_size = train[0].shape[-1]
         check_image_size(name, native_size, image_size)
         subset, self.noisy_train_labels = reduce_training_set(train[1], num_classes, train_fraction=train_fraction,
                                                               label_noise=label_noise, seed=seed)
         self.train_images, self.clean_train_labels = train[0][subset], train[1][subset]
-        self.val_images, self.val_labels = val
+        self.held_out = {"val": val} if test is None else {"val": val, "test": test}
         self.augmentation, self.max_value = augmentation, max_value
         self.info = DatasetInfo(name=name, num_classes=num_classes, in_channels=train[0].shape[1],
-                                image_size=native_size, train_size=len(subset), val_size=len(self.val_labels))
+                                image_size=native_size, train_size=len(subset), val_size=len(val[1]))
 
     def _unit_scale(self, images: Tensor) -> Tensor:
         return images.float() / self.max_value
@@ -54,9 +55,14 @@ class InMemoryDataset(PeerDataset):
         return self.augmentation.normalize(images), self.noisy_train_labels[indices]
 
     def val_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
-        for start in range(0, self.info.val_size, batch_size):
-            images = self._unit_scale(self.val_images[start:start + batch_size])
-            yield self.augmentation.normalize(images), self.val_labels[start:start + batch_size]
+        return self.eval_batches(batch_size, "val")
+
+    def eval_batches(self, batch_size: int, split: str = "val") -> Iterator[tuple[Tensor, Tensor]]:
+        if split not in self.held_out:
+            return super().eval_batches(batch_size, split)
+        images, labels = self.held_out[split]
+        return ((self.augmentation.normalize(self._unit_scale(images[start:start + batch_size])),
+                 labels[start:start + batch_size]) for start in range(0, len(labels), batch_size))
 
     def hold_out_probe(self, fraction: float, seed: int) -> None:
         probe, keep = probe_split(self.noisy_train_labels, fraction, mix_seed(seed, PROBE_SEED))

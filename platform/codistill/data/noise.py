@@ -11,15 +11,17 @@ import torch
 from torch import Tensor
 
 
-def stratified_subset(labels: Tensor, fraction: float, seed: int) -> Tensor:
-    """Sorted indices of ``round(fraction · n_c)`` examples of every class c (at least one each)."""
-    if fraction >= 1.0:
+def stratified_subset(labels: Tensor, fraction: float, seed: int, leave: int = 0) -> Tensor:
+    """Sorted indices of ``round(fraction · n_c)`` examples of every class c (at least one each),
+    but never more than ``n_c − leave``. A smaller ``fraction`` with the same seed gives a subset
+    of the larger one's."""
+    if fraction >= 1.0 and leave == 0:
         return torch.arange(labels.numel())
     generator = torch.Generator().manual_seed(seed)
     chosen = []
     for label in labels.unique(sorted=True):
         members = (labels == label).nonzero().flatten()
-        keep = max(1, round(fraction * members.numel()))
+        keep = min(max(1, round(fraction * members.numel())), members.numel() - leave)
         chosen.append(members[torch.randperm(members.numel(), generator=generator)[:keep]])
     return torch.cat(chosen).sort().values
 

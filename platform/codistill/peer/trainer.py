@@ -53,7 +53,7 @@ def load_dataset(config: RunConfig) -> PeerDataset:
     data = config.data
     dataset = build_dataset(data.dataset, root=data.root, train_fraction=data.train_fraction,
                             label_noise=data.label_noise, seed=config.seed, image_size=data.image_size,
-                            test_fraction=data.test_fraction)
+                            test_fraction=data.test_fraction, val_fraction=data.val_fraction)
     if data.probe_fraction > 0:
         dataset.hold_out_probe(data.probe_fraction, config.seed)
     return dataset

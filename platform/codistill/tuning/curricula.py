@@ -1,9 +1,10 @@
 """Searched and evolved curricula against simple ones: the sweeps and plain runs behind
 ``jobs/evidence_curricula.py``.
 
-The sweeps tune on seed 0 with ``data.test_fraction=0.5`` (:data:`TEST_SPLIT`: half of the
-held-out digits become a test split no trial sees); every curriculum is then trained from scratch
-with fresh seeds as a plain run and evaluated on that test split. Each sweep and each plain run
+The sweeps tune on seed 0 with a test split no trial sees (:func:`held_out_test_split`: a
+dataset's official one, or ``data.test_fraction=0.5``, half of the held-out digits); every
+curriculum is then trained from scratch with fresh seeds as a plain run and evaluated on that
+test split. Each sweep and each plain run
 is its own process (``jobs/sweep.py``, ``jobs/online.py`` in ``jobs_dir``): a sweep gets its own
 private Ray runtime, a plain run the sequential backend on one torch thread.
 """
@@ -19,10 +20,12 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from codistill.config import RunConfig
+from codistill.data import has_test_split
 from codistill.evidence import run_dir_for
 from codistill.tuning.layout import BEST_FILE, SUMMARY_FILE
 
-TEST_SPLIT = "data.test_fraction=0.5"
+CARVED_TEST_SPLIT = "data.test_fraction=0.5"  # for a config without a test split
 CONSTANT = ["distillation.weight=1.0", "distillation.gate=1.0"]  # λ = 1 at every step, no gate
 SWEEPS_DIR, REPLAYS_DIR = "sweeps", "replays"
 
@@ -32,13 +35,20 @@ def set_flags(overrides: Sequence[str]) -> list[str]:
     return [flag for override in overrides for flag in ("--set", override)]
 
 
+def held_out_test_split(config: RunConfig) -> list[str]:
+    """The overrides that give ``config`` its test split: none when it has one (a dataset's official
+    test split, or a ``data.test_fraction`` of its own), else :data:`CARVED_TEST_SPLIT`."""
+    return [] if has_test_split(config.data) else [CARVED_TEST_SPLIT]
+
+
 def run_sweep_process(jobs_dir: Path, out: Path, scheduler: str, arguments: Sequence[str],
                       overrides: Sequence[str]) -> tuple[Path, dict]:
-    """``jobs/sweep.py`` with ``arguments`` as sweep ``out/sweeps/<scheduler>`` on seed 0 with the
-    test split held out (then ``overrides``), in its own process; its directory and summary."""
+    """``jobs/sweep.py`` with ``arguments`` as sweep ``out/sweeps/<scheduler>`` on seed 0 (then
+    ``overrides``, which hold out the test split: :func:`held_out_test_split`), in its own process;
+    its directory and summary."""
     storage = out / SWEEPS_DIR
     command = [sys.executable, str(jobs_dir / "sweep.py"), *arguments, "--scheduler", scheduler,
-               "--storage", str(storage), "--name", scheduler, *set_flags([TEST_SPLIT, "seed=0", *overrides])]
+               "--storage", str(storage), "--name", scheduler, *set_flags(["seed=0", *overrides])]
     print(" ".join(command), flush=True)
     subprocess.run(command, check=True)
     return storage / scheduler, sweep_summary(storage / scheduler)
@@ -71,7 +81,7 @@ def train_plain_runs(jobs_dir: Path, out: Path, variants: dict[str, list[str]], 
             name, arguments, seed = pending.pop(0)
             run_dir = run_dir_for(replays, name, seed)
             command = [sys.executable, str(jobs_dir / "online.py"), *arguments,
-                       *set_flags([TEST_SPLIT, f"seed={seed}", *overrides]), "--backend", "sequential",
+                       *set_flags([f"seed={seed}", *overrides]), "--backend", "sequential",
                        "--run-dir", str(run_dir)]
             with run_dir.with_name(f"{run_dir.name}.log").open("w") as log:
                 running.append((name, seed, subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
