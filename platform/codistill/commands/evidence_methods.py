@@ -15,7 +15,7 @@ papers' scaled to the student's epochs (30 epochs: warm-up 3, curriculum 3/7/12,
 20). Prints mean ± std of the student's validation top-1 at the last and at the best epoch and,
 for a dataset with a test split, of the final student on it; raw runs stay in ``--out``.
 
-Fashion-MNIST: the WRN-16-2 teacher of ``fashion_teacher.yaml`` (11,000 training images, 8
+Fashion-MNIST: the WRN-16-2 teacher of ``fashion_teacher.yaml`` (5,500 training images, 6
 epochs; train it once with ``jobs/offline.py`` and pass its run as ``--teacher-run``), then 14
 students × seeds 0–2 of ``fashion_offline.yaml`` (ResNet-8 on 880 training images, 6 epochs,
 1,000 validation images); test: the official 10,000. Sized for about 20 minutes on 2 cores
