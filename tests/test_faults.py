@@ -68,6 +68,7 @@ def test_killed_peer_is_recovered_and_the_run_ends_as_an_uninterrupted_one(unint
     assert "faults/recoveries" in tags
 
 
+@pytest.mark.slow
 def test_peer_lost_while_the_final_models_are_fetched_is_recovered(uninterrupted, tmp_path):
     """The loss comes after the last epoch, as the networks are fetched for ``models/``: the
     peers restart from the last checkpoint, and models/ and results.json are those of an
