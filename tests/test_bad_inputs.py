@@ -202,6 +202,20 @@ def narrow_indistill_teacher(tmp: Path):
     return config(job="offline", text=yaml.safe_dump(raw))(tmp)
 
 
+def replicas(**fields) -> dict:
+    """The tiny cohort learning from replicas (codistillation), with distillation fields replaced."""
+    return {"distillation": {**tiny_raw()["distillation"], "teacher_source": "replicas", **fields}}
+
+
+def offline_replicas(tmp: Path):
+    """An offline student asking for replicas: there are no online peers to copy."""
+    main, argv = teacher(saved_mlp, model="mlp")(tmp)
+    raw = yaml.safe_load(Path(argv[1]).read_text())
+    raw["distillation"]["teacher_source"] = "replicas"
+    Path(argv[1]).write_text(yaml.safe_dump(raw))
+    return main, argv
+
+
 CASES = [
     # the config file
     pytest.param(config(text="peers: [unclosed\n"), "--config", id="malformed-yaml"),
@@ -256,6 +270,19 @@ CASES = [
                                                      "params": {"beta": 1}}}}),
                  "distillation.policy.params.beta", id="confidence-policy-param"),
     pytest.param(config({"runtime": {"log_every_steps": 0}}), "runtime.log_every_steps", id="zero-log-interval"),
+    # codistillation (replicas)
+    pytest.param(config(replicas(teacher_source="gossip")), "distillation.teacher_source", id="unknown-teacher-source"),
+    pytest.param(config(replicas(refresh_every_steps=0)), "distillation.refresh_every_steps", id="zero-refresh"),
+    pytest.param(config(replicas(refresh_every_steps=2.5)), "distillation.refresh_every_steps", id="fractional-refresh"),
+    pytest.param(config(replicas(refresh_at_epoch_start="sometimes")), "distillation.refresh_at_epoch_start",
+                 id="refresh-at-epoch-start-not-a-bool"),
+    pytest.param(config(replicas(burn_in_epochs=2)), "distillation.burn_in_epochs", id="burn-in-beyond-the-run"),
+    pytest.param(config(replicas(burn_in_epochs=-1)), "distillation.burn_in_epochs", id="negative-burn-in"),
+    pytest.param(config({**replicas(), "runtime": {"exchange": "collective"}}), "runtime.exchange",
+                 id="replicas-with-collective-exchange"),
+    pytest.param(config({"data": {**tiny_raw()["data"], "shared_batches": False}}), "data.shared_batches",
+                 id="own-batches-with-live-teachers"),
+    pytest.param(offline_replicas, "distillation.teacher_source", id="replicas-offline"),
     # --set
     pytest.param(sets("seed.x=1"), "seed.x", id="set-through-scalar"),
     pytest.param(sets("peers.5.model=cnn"), "peers.5", id="set-index-past-end"),

@@ -6,8 +6,9 @@ placement group (``runtime.placement``: ``pack`` fills nodes in turn, ``spread``
 different nodes); inside a Ray Tune trial that already reserved a placement group
 (``[{"CPU": 1}] + [peer bundles]``), bundle ``k + 1`` hosts peer ``k``.
 
-How payloads travel between the actors is the exchange (``runtime.exchange``, see
-:mod:`codistill.exchanges`); this module makes the Ray calls it describes.
+How payloads travel between the actors is the exchange (``runtime.exchange``, or the replicas'
+parameters with ``distillation.teacher_source: replicas``; see :mod:`codistill.exchanges`); this
+module makes the Ray calls it describes.
 
 Every wait on the actors goes through :meth:`RayCohort._surfaced_errors`: a dead actor, node or
 lost object becomes :class:`~codistill.cohort_base.PeerLost`, on which the runner calls
@@ -41,8 +42,8 @@ from codistill.config import PeerConfig, RunConfig, check_devices  # noqa: E402
 from codistill.methods.base import TeacherView  # noqa: E402
 from codistill.cohort_base import Cohort, PeerLost, StepCallback  # noqa: E402
 from codistill.errors import NonFiniteLoss  # noqa: E402
-from codistill.exchanges import Exchange, run_in_window  # noqa: E402
-from codistill.registry import BACKENDS, EXCHANGES  # noqa: E402
+from codistill.exchanges import Exchange, exchange_for, run_in_window  # noqa: E402
+from codistill.registry import BACKENDS  # noqa: E402
 from codistill.peer import PeerTrainer  # noqa: E402
 from codistill.policy import PolicyLearner, learner_state_bytes, load_learner_state_bytes, sync_due  # noqa: E402
 from codistill.private_apis import local_ray_listens_on_every_interface, ray_node_ip_option  # noqa: E402
@@ -111,6 +112,13 @@ class PeerActor(PeerTrainer):
         self._store_listener = None
 
     def run_steps(self, epoch: int, start: int, stop: int) -> list[dict[str, float]]:
+        """A chunk of steps: on this peer's replicas (codistillation), or exchanging payloads through the group."""
+        if self.replicas is not None:
+            metrics = []
+            for step in range(start, stop):
+                metrics.append(self.replica_step(epoch, step))
+                self.synchronize_policy(metrics[-1])
+            return metrics
         if self.group is None:
             raise RuntimeError("run_steps() needs join_collective() first")
         return run_steps(self, self.group, epoch, range(start, stop), after_update=self.synchronize_policy)
@@ -187,7 +195,7 @@ class RayCohort(Cohort):
     def __init__(self, config: RunConfig, exchange: Exchange | None = None,
                  placement_timeout_s: float = 120.0) -> None:
         self.config = config
-        self.exchange = exchange or EXCHANGES.get(config.runtime.exchange)()
+        self.exchange = exchange or exchange_for(config)
         self.placement_timeout_s = placement_timeout_s
         self._abandoned: list[ray.ObjectRef] = []
         self.placement: list[dict[str, Any]] = []  # per peer: node, actor id, pid, device, threads
@@ -332,7 +340,8 @@ class RayCohort(Cohort):
         try:
             with self._surfaced_errors():
                 return run_in_window(self.steps_per_epoch(), self.exchange.steps_per_call(window), window,
-                                     submit, lambda refs: self.exchange.collect(refs, self), on_step)
+                                     submit, lambda refs: self.exchange.collect(refs, self), on_step,
+                                     self.exchange.breaks(epoch))
         except (PeerLost, NonFiniteLoss):
             self._abandoned = list(_object_refs(submitted))
             raise

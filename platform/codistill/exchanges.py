@@ -15,17 +15,26 @@ Ray:
   form when the cohort starts: peer 0 opens the store's socket on its node, the driver passes
   that address to all.
 
-Either way the driver keeps at most ``runtime.max_steps_in_flight`` steps asked for and not yet
-collected (:func:`run_in_window`).
+- ``replicas`` (:class:`ReplicaExchange`, chosen by ``distillation.teacher_source: replicas``,
+  not by ``runtime.exchange``): codistillation. Peers exchange *parameters*, not predictions: at
+  each refresh step every actor returns its weights once (one object in the store per peer) and
+  the driver passes those refs, never fetched, to the other actors' ``load_replicas``; between
+  refreshes each actor runs chunks of steps on its own replicas, with no cross-peer dependency.
+  Chunks are cut at the refresh steps, so a refresh is a barrier: it waits for the slowest peer.
+
+Every way, the driver keeps at most ``runtime.max_steps_in_flight`` steps asked for and not yet
+collected (:func:`run_in_window`); with replicas that bounds how far a fast peer runs ahead.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import deque
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Iterable, Protocol
 
 from codistill.cohort_base import StepCallback, others
+from codistill.config import RunConfig
+from codistill.peer.replicas import RefreshSchedule, uses_replicas
 from codistill.registry import EXCHANGES
 
 
@@ -48,6 +57,10 @@ class Exchange(ABC):
     def steps_per_call(self, max_steps_in_flight: int) -> int:
         """Steps each actor is asked for in one call."""
         return 1
+
+    def breaks(self, epoch: int) -> list[int]:
+        """Steps of ``epoch`` at which a call must start (besides the window's own cuts)."""
+        return []
 
     def connect(self, actors: list[Any], placement: list[dict[str, Any]], calls: ActorCalls) -> None:
         """Prepare freshly started actors (``placement``: each one's node, device and GPU ids)."""
@@ -107,6 +120,40 @@ class CollectiveExchange(Exchange):
         return [list(step) for step in zip(*calls.get_failing_fast(refs))]
 
 
+class ReplicaExchange(Exchange):
+    """Codistillation: parameters through the object store at each refresh, then actor-driven chunks."""
+
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        self.schedule: RefreshSchedule | None = None  # known once the actors report their steps per epoch
+
+    def steps_per_call(self, max_steps_in_flight: int) -> int:
+        return max(1, max_steps_in_flight // 2)
+
+    def connect(self, actors: list[Any], placement: list[dict[str, Any]], calls: ActorCalls) -> None:
+        self.schedule = RefreshSchedule.of(self.config, placement[0]["steps_per_epoch"])
+
+    def breaks(self, epoch: int) -> list[int]:
+        return self.schedule.steps(epoch)
+
+    def submit(self, actors: list[Any], epoch: int, steps: range) -> tuple[list[Any], list[Any]]:
+        loads = []
+        if self.schedule.due(epoch, steps.start):
+            weights = [actor.replica_weights.remote() for actor in actors]
+            loads = [actor.load_replicas.remote(epoch, steps.start, *others(weights, k))
+                     for k, actor in enumerate(actors)]
+        return loads, [actor.run_steps.remote(epoch, steps.start, steps.stop) for actor in actors]
+
+    def collect(self, refs: tuple[list[Any], list[Any]], calls: ActorCalls) -> list[list[Any]]:
+        loads, chunks = refs
+        return [list(step) for step in zip(*calls.get_failing_fast(loads + chunks)[len(loads):])]
+
+
+def exchange_for(config: RunConfig) -> Exchange:
+    """The exchange of ``config``'s Ray cohort: the replicas' with codistillation, else ``runtime.exchange``."""
+    return ReplicaExchange(config) if uses_replicas(config) else EXCHANGES.get(config.runtime.exchange)()
+
+
 def nccl_applies(placement: list[dict[str, Any]]) -> bool:
     """NCCL when every peer is on a GPU of its own (NCCL refuses two ranks on one card, so peers
     sharing a card through fractional GPUs all-gather over gloo instead)."""
@@ -117,15 +164,16 @@ def nccl_applies(placement: list[dict[str, Any]]) -> bool:
 
 def run_in_window(total: int, steps_per_call: int, max_steps_in_flight: int,
                   submit: Callable[[range], Any], collect: Callable[[Any], list],
-                  on_step: StepCallback | None = None) -> list:
-    """Steps ``0 … total−1`` asked for in calls of ``steps_per_call``, never more than
-    ``max_steps_in_flight`` asked for and not yet collected (at least one call); results in order.
-    ``on_step(done, total)`` runs after each collected call."""
+                  on_step: StepCallback | None = None, breaks: Iterable[int] = ()) -> list:
+    """Steps ``0 … total−1`` asked for in calls of ``steps_per_call`` (a call also starts at each
+    of ``breaks``), never more than ``max_steps_in_flight`` asked for and not yet collected (at
+    least one call); results in order. ``on_step(done, total)`` runs after each collected call."""
     results: list = []
     pending: deque[tuple[range, Any]] = deque()
     in_flight = 0
-    for start in range(0, total, steps_per_call):
-        steps = range(start, min(start + steps_per_call, total))
+    starts = sorted(set(range(0, total, steps_per_call)) | {step for step in breaks if 0 < step < total})
+    for start, stop in zip(starts, starts[1:] + [total]):
+        steps = range(start, stop)
         while pending and in_flight + len(steps) > max_steps_in_flight:
             in_flight -= _collect_oldest(pending, collect, results, total, on_step)
         pending.append((steps, submit(steps)))

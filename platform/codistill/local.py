@@ -7,7 +7,11 @@ only difference between the two built-in backends:
 
 - ``sequential`` (:class:`SequentialCohort`): the other peers of an online cohort — how most KD
   codebases run online distillation, and the Ray-free reference of
-  :class:`codistill.cohort.RayCohort` (same per-step metrics, same checkpoints, same results);
+  :class:`codistill.cohort.RayCohort` (same per-step metrics, same checkpoints, same results).
+  With codistillation (``distillation.teacher_source: replicas``) each peer steps alone on its
+  replicas (:meth:`~codistill.peer.PeerTrainer.replica_step`), and before each refresh step of
+  :class:`~codistill.peer.replicas.RefreshSchedule` every peer's weights are loaded into the
+  others' replicas — what the Ray cohort's peers do through the object store;
 - ``local`` (:class:`OfflineCohort`): one student and frozen teachers
   (:class:`codistill.offline.FrozenTeachers`) run on exactly the student's batch.
 """
@@ -24,6 +28,7 @@ from codistill.config import RunConfig
 from codistill.methods.base import TeacherView
 from codistill.offline import FrozenTeachers
 from codistill.peer import PeerTrainer, load_dataset
+from codistill.peer.replicas import RefreshSchedule, uses_replicas
 from codistill.policy import learn_in_process, learner_state_bytes, load_learner_state_bytes, sync_due
 from codistill.registry import BACKENDS
 
@@ -46,13 +51,17 @@ class LocalCohort(Cohort):
         total = self.steps_per_epoch()
         metrics = []
         for step in range(total):
-            payloads = [peer.forward(epoch, step) for peer in self.peers]
-            metrics.append([peer.update(self.teachers(k, payloads)) for k, peer in enumerate(self.peers)])
+            metrics.append(self.step(epoch, step))
             if self.learner is not None and sync_due(self.peers[0].policy, self.peers[0].last_progress):
                 learn_in_process(self.learner, [peer.policy for peer in self.peers], metrics[-1])
             if on_step is not None:
                 on_step(step + 1, total)
         return metrics
+
+    def step(self, epoch: int, step: int) -> list[dict[str, float]]:
+        """One step of every peer: all forwards, then each update on its teachers' payloads."""
+        payloads = [peer.forward(epoch, step) for peer in self.peers]
+        return [peer.update(self.teachers(k, payloads)) for k, peer in enumerate(self.peers)]
 
     def evaluate(self, split: str = "val") -> tuple[list[Tensor], Tensor]:
         results = [peer.evaluate(split) for peer in self.peers]
@@ -88,6 +97,16 @@ class SequentialCohort(LocalCohort):
         dataset = load_dataset(config)
         super().__init__(config, [PeerTrainer(config, k, dataset=dataset) for k in range(len(config.peers))],
                          lambda k, payloads: others(payloads, k))
+        self.refresh = RefreshSchedule.of(config, self.steps_per_epoch()) if uses_replicas(config) else None
+
+    def step(self, epoch: int, step: int) -> list[dict[str, float]]:
+        if self.refresh is None:
+            return super().step(epoch, step)
+        if self.refresh.due(epoch, step):
+            weights = [peer.replica_weights() for peer in self.peers]
+            for k, peer in enumerate(self.peers):
+                peer.load_replicas(epoch, step, *others(weights, k))
+        return [peer.replica_step(epoch, step) for peer in self.peers]
 
 
 @BACKENDS.register("local")

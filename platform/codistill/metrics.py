@@ -19,6 +19,12 @@ STEP_SECONDS = "time/step"  # forward + update compute time of the peer
 EXCHANGE_WAIT_SECONDS = "time/exchange_wait"  # time between the peer's forward and its update
 SKIPPED_STEP = "nonfinite/skipped"  # 1 when the peer's loss or gradient was NaN/inf and its update was skipped
 TEACHERS_LEFT_OUT = "nonfinite/teachers_left_out"  # teachers whose predictions were NaN/inf, left out of the step
+BYTES_RECEIVED = "exchange/bytes_received"  # bytes from the other peers: live payloads, or replica weights at a refresh
+
+# Codistillation (distillation.teacher_source: replicas).
+REPLICA_STALENESS = "replicas/staleness"  # steps since the replicas were refreshed (0: refreshed before this step)
+REPLICA_FORWARD_SECONDS = "time/replica_forward"  # the K − 1 replicas' forward passes of this step
+REPLICA_MEMORY_BYTES = "replicas/memory_bytes"  # parameters and buffers of the peer's replicas
 
 # Teacher-weighting policies (every policy reports the weights; learning ones the rest).
 TEACHER_WEIGHT_PREFIX = "policy/weight/"  # + teacher name: batch-mean weight that teacher received
@@ -35,6 +41,8 @@ VAL_ACCURACY = "val/accuracy"
 TRAIN_ACCURACY = "train/accuracy"
 TRAIN_LOSS_EPOCH = "train/loss_epoch"
 EXCHANGE_WAIT_EPOCH = "time/exchange_wait_epoch"
+EXCHANGE_BYTES_EPOCH = "exchange/bytes_epoch"  # bytes received in the epoch (per peer; the cohort's total)
+REPLICA_FORWARD_EPOCH = "time/replica_forward_epoch"
 TRAIN_ACCURACY_STEP = "train/accuracy_step"
 ENSEMBLE_ACCURACY = "val/ensemble_accuracy"
 AGREEMENT = "val/agreement"

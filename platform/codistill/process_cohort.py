@@ -43,6 +43,7 @@ from codistill.config import RunConfig
 from codistill.methods.base import TeacherView
 from codistill.peer import PeerTrainer
 from codistill.peer.optimization import select_device
+from codistill.peer.replicas import uses_replicas
 
 LOOPBACK = "127.0.0.1"
 BACKENDS = ("auto", "nccl", "gloo")
@@ -286,6 +287,9 @@ class ProcessCohort(Cohort):
     def __init__(self, config: RunConfig, backend: str = "auto", timeout_s: float = 300.0) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got '{backend}'")
+        if uses_replicas(config):
+            raise NotImplementedError("ProcessCohort exchanges live payloads; codistillation's replicas run on "
+                                      "SequentialCohort or RayCohort")
         self.config = config
         self.workers = Workers(PeerProcess, [(config, k) for k in range(len(config.peers))],
                                [f"peer '{peer.name}'" for peer in config.peers], timeout_s)

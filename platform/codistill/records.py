@@ -24,12 +24,19 @@ class PeerEpoch:
     teachers_left_out: int
     teacher_weights: dict[str, float]  # mean weight per teacher over the steps that weighted it
     weighted_steps: int  # steps whose teachers a policy weighted
+    bytes_received: float = 0.0  # from the other peers: live payloads, or replica weights at refreshes
+    replica_forward_seconds: float = 0.0  # codistillation: the replicas' forward passes
+    replica_memory_bytes: float = 0.0  # codistillation: parameters and buffers of the peer's replicas
 
     def scalars(self) -> dict[str, float]:
         """This epoch's TensorBoard scalars of the peer."""
-        return {m.VAL_ACCURACY: self.val_accuracy, m.TRAIN_ACCURACY: self.train_accuracy,
-                m.TRAIN_LOSS_EPOCH: self.train_loss, m.EXCHANGE_WAIT_EPOCH: self.exchange_wait_seconds,
-                m.SKIPPED_STEPS_EPOCH: self.skipped_steps, m.TEACHERS_LEFT_OUT_EPOCH: self.teachers_left_out}
+        scalars = {m.VAL_ACCURACY: self.val_accuracy, m.TRAIN_ACCURACY: self.train_accuracy,
+                   m.TRAIN_LOSS_EPOCH: self.train_loss, m.EXCHANGE_WAIT_EPOCH: self.exchange_wait_seconds,
+                   m.SKIPPED_STEPS_EPOCH: self.skipped_steps, m.TEACHERS_LEFT_OUT_EPOCH: self.teachers_left_out,
+                   m.EXCHANGE_BYTES_EPOCH: self.bytes_received}
+        if self.replica_memory_bytes:
+            scalars[m.REPLICA_FORWARD_EPOCH] = self.replica_forward_seconds
+        return scalars
 
 
 @dataclass
@@ -78,7 +85,10 @@ def epoch_record(epoch: int, names: list[str], step_metrics: list[list[dict[str,
             exchange_wait_seconds=sum(r[m.EXCHANGE_WAIT_SECONDS] for r in rows),
             skipped_steps=int(sum(r[m.SKIPPED_STEP] for r in rows)),
             teachers_left_out=int(sum(r[m.TEACHERS_LEFT_OUT] for r in rows)),
-            teacher_weights=weights, weighted_steps=weighted))
+            teacher_weights=weights, weighted_steps=weighted,
+            bytes_received=sum(r.get(m.BYTES_RECEIVED, 0.0) for r in rows),
+            replica_forward_seconds=sum(r.get(m.REPLICA_FORWARD_SECONDS, 0.0) for r in rows),
+            replica_memory_bytes=max((r.get(m.REPLICA_MEMORY_BYTES, 0.0) for r in rows), default=0.0)))
     strengths = [step[0][m.DISTILL_STRENGTH] for step in step_metrics]
     return EpochRecord(epoch=epoch + 1, peers=peers, ensemble_val=evaluation["ensemble"],
                        agreement=evaluation["agreement"], train_seconds=train_seconds,

@@ -179,7 +179,8 @@ def _train_epoch(config: RunConfig, run_dir: Path, cohort: Cohort, log: TensorBo
     log.steps(step_metrics, epoch * cohort.steps_per_epoch())
     log.epoch(epoch, [p.scalars() for p in record.peers], {m.ENSEMBLE_ACCURACY: record.ensemble_val,
                                                          m.AGREEMENT: record.agreement,
-                                             m.EPOCH_SECONDS: train_seconds})
+                                                         m.EPOCH_SECONDS: train_seconds,
+                                                         m.EXCHANGE_BYTES_EPOCH: sum(p.bytes_received for p in record.peers)})
     position.history.append(record)
     position.epochs_done = epoch + 1
     position.wall_seconds += time.perf_counter() - started
@@ -230,7 +231,10 @@ def _results(config: RunConfig, cohort: Cohort, position: _Position) -> dict[str
                  **_best_and_last([h.peers[k].val_accuracy for h in history]),
                  "skipped_steps": sum(h.peers[k].skipped_steps for h in history),
                  "teachers_left_out": sum(h.peers[k].teachers_left_out for h in history),
-                 "teacher_weights": second_half_weights(history, k, config.epochs)}
+                 "teacher_weights": second_half_weights(history, k, config.epochs),
+                 "bytes_received": sum(h.peers[k].bytes_received for h in history)}
+        if history[-1].peers[k].replica_memory_bytes:
+            entry["replica_memory_bytes"] = history[-1].peers[k].replica_memory_bytes
         if sparsity[k] is not None:
             entry["sparsity"] = sparsity[k]
         peers.append(entry)

@@ -241,6 +241,7 @@ def _parse_data(r: _Reader) -> DataConfig:
         probe_fraction=r.get("probe_fraction", float, d.probe_fraction),
         val_fraction=r.get("val_fraction", float, d.val_fraction),
         download=r.get("download", bool, d.download),
+        shared_batches=r.get("shared_batches", bool, d.shared_batches),
     )
     r.finish()
     return config
@@ -309,8 +310,12 @@ def _parse_distillation(r: _Reader) -> DistillationConfig:
         policy_r.finish()
     else:
         policy = PolicyConfig(name=r.get("policy", str, "uniform"))
-    config = DistillationConfig(teacher=r.get("teacher", str, d.teacher), weight=r.any("weight", d.weight),
-                                gate=r.any("gate", d.gate), methods=methods, policy=policy)
+    config = DistillationConfig(
+        teacher=r.get("teacher", str, d.teacher), weight=r.any("weight", d.weight), gate=r.any("gate", d.gate),
+        methods=methods, policy=policy, teacher_source=r.get("teacher_source", str, d.teacher_source),
+        refresh_every_steps=r.get("refresh_every_steps", int, d.refresh_every_steps, at_least_one),
+        refresh_at_epoch_start=r.get("refresh_at_epoch_start", bool, d.refresh_at_epoch_start),
+        burn_in_epochs=r.get("burn_in_epochs", int, d.burn_in_epochs, non_negative))
     r.finish()
     return config
 

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 TEACHER_MODES = ("ensemble", "mean_of_others")
+TEACHER_SOURCES = ("live", "replicas")
 AMP_MODES = ("off", "bf16", "fp16")
 PLACEMENTS = ("pack", "spread")
 DEVICES = ("auto", "cpu", "cuda")
@@ -36,6 +37,8 @@ class DataConfig:
     download: bool = False  # fetch missing Fashion-MNIST files into data.root (torchvision's downloader)
     #: Share of the (reduced, noisy) training split held out as a probe, never trained on (0: none).
     probe_fraction: float = 0.0
+    #: Every peer sees the same batch order; ``false`` (replicas only): each peer draws its own.
+    shared_batches: bool = True
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,12 @@ class DistillationConfig:
     gate: Any = 1.0  # m(t) ∈ {0, 1}: number or schedule spec (e.g. kind: phases)
     methods: tuple[MethodConfig, ...] = (MethodConfig(name="kd", params={"temperature": 3.0}),)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    #: Where a peer's teachers predict: ``live`` (the other peers' payloads, every step) or
+    #: ``replicas`` (frozen local copies of the other peers, codistillation; codistill.peer.replicas).
+    teacher_source: str = "live"
+    refresh_every_steps: int = 50  # replicas: parameters exchanged every N steps (counted from burn-in's end)
+    refresh_at_epoch_start: bool = True  # replicas: also refresh at the start of every epoch
+    burn_in_epochs: int = 0  # no distillation (λ·m = 0) in the first epochs
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from codistill.config.schema import (AMP_MODES, DEVICES, NONFINITE_ACTIONS, PLACEMENTS, TEACHER_MODES, DataConfig,
-                                     PeerConfig, RunConfig)
+from codistill.config.schema import (AMP_MODES, DEVICES, NONFINITE_ACTIONS, PLACEMENTS, TEACHER_MODES,
+                                     TEACHER_SOURCES, DataConfig, PeerConfig, RunConfig)
 from codistill.errors import ConfigError
 from codistill.registry import DATASETS, EXCHANGES, METHODS, MODELS, OPTIMIZERS, POLICIES, SCHEDULES, Registry
 from codistill.saved_network import check_teacher_file
@@ -40,6 +40,7 @@ def validate(config: RunConfig, *, mode: str = "online") -> None:
         check_teacher_file(teacher.checkpoint, teacher.model, f"teachers[{i}].checkpoint", shape)
     _validate_distillation(config)
     _validate_runtime(config)
+    _validate_teacher_source(config, mode)
 
 
 def component(registry: Registry, name: str, field: str) -> Any:
@@ -152,6 +153,26 @@ def _validate_runtime(config: RunConfig) -> None:
     one_of(runtime.placement, PLACEMENTS, "runtime.placement")
     one_of(runtime.on_nonfinite, NONFINITE_ACTIONS, "runtime.on_nonfinite")
     component(EXCHANGES, runtime.exchange, "runtime.exchange")
+
+
+def _validate_teacher_source(config: RunConfig, mode: str) -> None:
+    """Codistillation's options (``distillation.teacher_source: replicas``) and what cannot apply with them."""
+    dist = config.distillation
+    one_of(dist.teacher_source, TEACHER_SOURCES, "distillation.teacher_source")
+    if dist.burn_in_epochs >= config.epochs:
+        raise ConfigError("distillation.burn_in_epochs", f"is {dist.burn_in_epochs} but the run has {config.epochs} "
+                                                         "epochs: distillation would never start")
+    replicas = dist.teacher_source == "replicas"
+    if replicas and mode == "offline":
+        raise ConfigError("distillation.teacher_source", "replicas are copies of online peers; an offline student "
+                                                         "learns from its frozen teachers (use live)")
+    if replicas and config.runtime.exchange != "objectref":
+        raise ConfigError("runtime.exchange", f"'{config.runtime.exchange}' does not apply with "
+                                              "distillation.teacher_source: replicas (peers exchange parameters "
+                                              "through the object store, not predictions); leave it objectref")
+    if not replicas and not config.data.shared_batches:
+        raise ConfigError("data.shared_batches", "false needs distillation.teacher_source: replicas (live "
+                                                 "teachers predict on the student's batch only if it is theirs too)")
 
 
 def check_devices(config: RunConfig, cuda_available: bool) -> None:

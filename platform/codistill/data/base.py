@@ -2,8 +2,9 @@
 
 The exchange between peers is per example, so every peer must see the same examples in the same
 order at every step. The order of an epoch is a pure function of ``(seed, epoch)``
-(:meth:`PeerDataset.batch_indices`), and the random augmentation of a batch is a pure function
-of ``(seed, epoch, step, stream)``: stream 0 is shared by all peers, stream ``k + 1`` is peer
+(:meth:`PeerDataset.batch_indices`; with ``data.shared_batches: false``, of ``(seed, epoch,
+k + 1)`` for peer ``k``, whose teachers are then local replicas), and the random augmentation of
+a batch is a pure function of ``(seed, epoch, step, stream)``: stream 0 is shared by all peers, stream ``k + 1`` is peer
 ``k``'s own view when per-peer augmentation is on (as in KDCL). Nothing is carried between
 steps, so a run resumed at an epoch boundary sees exactly the batches of an uninterrupted run.
 """
@@ -33,6 +34,7 @@ class DatasetInfo:
     val_size: int
 
 PROBE_SEED = 0x9B0BE  # mixed into the seeds of the probe split and of its batches
+ORDER_SEED = 0x0D3E5  # mixed into the seed of a peer's own batch order (data.shared_batches: false)
 SPLIT_SEED = 0  # of the fixed splits carved for evaluation: the same for every run seed
 
 
@@ -53,11 +55,13 @@ class PeerDataset(ABC):
     def steps_per_epoch(self, batch_size: int) -> int:
         return -(-self.info.train_size // batch_size)
 
-    def batch_indices(self, seed: int, epoch: int, batch_size: int) -> list[Tensor]:
-        """The epoch's shuffled training indices, cut into batches (the last may be smaller)."""
-        generator = torch.Generator().manual_seed(mix_seed(seed, epoch))
-        order = torch.randperm(self.info.train_size, generator=generator)
-        return list(order.split(batch_size))
+    def batch_indices(self, seed: int, epoch: int, batch_size: int, order: int = 0) -> list[Tensor]:
+        """The epoch's shuffled training indices, cut into batches (the last may be smaller); ``order``
+        0 is the order all peers share, ``k + 1`` peer ``k``'s own."""
+        generator = torch.Generator().manual_seed(mix_seed(seed, epoch) if order == 0
+                                                 else mix_seed(seed, epoch, order, ORDER_SEED))
+        permutation = torch.randperm(self.info.train_size, generator=generator)
+        return list(permutation.split(batch_size))
 
     def augmentation_generator(self, seed: int, epoch: int, step: int, stream: int) -> torch.Generator:
         return torch.Generator().manual_seed(mix_seed(seed, epoch, step, stream, 0xA5))

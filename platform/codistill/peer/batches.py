@@ -1,7 +1,8 @@
 """A peer's batches and its own random stream.
 
 The batch of ``(epoch, step)`` is a pure function of the run's seed (see
-:mod:`codistill.data.base`): every peer sees the same examples in the same order, with the shared
+:mod:`codistill.data.base`): every peer sees the same examples in the same order (or, with
+``data.shared_batches: false``, its own order, as in codistillation), with the shared
 augmentation (stream 0) or, with ``data.per_peer_augmentation``, its own (stream ``k + 1``, as in
 KDCL). Each peer also owns a torch random stream (dropout etc.) that it swaps in around its
 forward pass, so peers sharing one process draw exactly what they would draw alone in their own actor.
@@ -36,6 +37,7 @@ class BatchSource:
     def __init__(self, config: RunConfig, index: int, dataset: PeerDataset, device: torch.device) -> None:
         self.config, self.dataset, self.device = config, dataset, device
         self.stream = index + 1 if config.data.per_peer_augmentation else 0
+        self.order = 0 if config.data.shared_batches else index + 1
 
     @property
     def steps_per_epoch(self) -> int:
@@ -46,7 +48,7 @@ class BatchSource:
 
     def batch(self, epoch: int, step: int) -> Batch:
         data, seed = self.config.data, self.config.seed
-        indices = self.dataset.batch_indices(seed, epoch, data.batch_size)[step]
+        indices = self.dataset.batch_indices(seed, epoch, data.batch_size, self.order)[step]
         generator = self.dataset.augmentation_generator(seed, epoch, step, self.stream)
         images, labels = self.dataset.train_batch(indices, generator, augment=data.augment)
         return Batch(self.progress(epoch, step), images.to(self.device, non_blocking=True),

@@ -3,7 +3,8 @@
     L_k = CE(z_k, y) + λ(t)·m(t) · Σ_methods w_method · D_method(student_k, teacher)
 
 λ(t) is ``distillation.weight`` and m(t) ∈ {0, 1} the gate of discontinuous distillation
-(``distillation.gate``), both schedules. Each method is applied to the weighted logit ensemble
+(``distillation.gate``), both schedules; λ(t)·m(t) is 0 in the first ``distillation.burn_in_epochs``
+(the burn-in of Anil et al., ICLR 2018). Each method is applied to the weighted logit ensemble
 (ensemble mode, logit methods) or teacher by teacher with each example weighted by its teacher
 weight (mean of others, and every method that reads teacher features: features of different
 architectures cannot be averaged); see :mod:`codistill.methods.base` for the term shapes.
@@ -32,6 +33,7 @@ class DistillationObjective(nn.Module):
         self.ensemble = config.distillation.teacher == "ensemble"
         self.weight_schedule = as_schedule(config.distillation.weight, "distillation.weight")
         self.gate_schedule = as_schedule(config.distillation.gate, "distillation.gate")
+        self.burn_in_epochs = config.distillation.burn_in_epochs
         names = [spec.name for spec in self.specs]
         self.prefixes = [name if names.count(name) == 1 else f"{name}{i}" for i, name in enumerate(names)]
 
@@ -44,7 +46,9 @@ class DistillationObjective(nn.Module):
         return any(method.uses_teacher_features for method in self.methods)
 
     def strength(self, progress: Progress) -> float:
-        """λ(t)·m(t)."""
+        """λ(t)·m(t); 0 during the first ``distillation.burn_in_epochs`` (codistillation's burn-in)."""
+        if progress.epoch < self.burn_in_epochs:
+            return 0.0
         return self.weight_schedule(progress) * self.gate_schedule(progress)
 
     def teacher_payload(self, network: PeerNetwork, output: ModelOutput) -> TeacherView:

@@ -17,6 +17,7 @@ names them in that order and every :class:`~codistill.policy.TeacherBatch` point
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -75,6 +76,21 @@ class TeacherSlots:
         return TeacherBatch(student_index=student_index, student_logits=student_logits,
                             teacher_logits=torch.stack(logits), teacher_indices=indices, targets=targets,
                             progress=progress)
+
+
+def payload_bytes(view: TeacherView) -> int:
+    """The bytes of a payload's tensors (logits, stage features, extras): what it carries between peers."""
+    return _tensor_bytes([view.logits, view.features, view.extras])
+
+
+def _tensor_bytes(value: Any) -> int:
+    if isinstance(value, Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        return _tensor_bytes(list(value.values()))
+    if isinstance(value, (list, tuple)):
+        return sum(_tensor_bytes(item) for item in value)
+    return 0
 
 
 def normalized_weights(raw: Tensor, count: int, batch_size: int) -> Tensor:

@@ -14,6 +14,10 @@ A step is split in two so peers can exchange predictions between the halves:
 
 No gradient crosses peers: payloads are detached before they leave a peer. The same class runs
 inside a Ray actor (:mod:`codistill.cohort`) and in one process (:mod:`codistill.local`).
+
+With codistillation (``distillation.teacher_source: replicas``, :mod:`.replicas`) a step is one
+call, :meth:`PeerTrainer.replica_step`: the teachers are this peer's frozen replicas of the others,
+run on its own batch; the cohort refreshes them with :meth:`replica_weights` and :meth:`load_replicas`.
 """
 
 from __future__ import annotations
@@ -38,7 +42,8 @@ from codistill.peer.batches import Batch, BatchSource, RandomStream
 from codistill.peer.feedback import Probe
 from codistill.peer.objective import DistillationObjective
 from codistill.peer.optimization import Optimization, select_device
-from codistill.peer.teachers import TeacherSlots, normalized_weights
+from codistill.peer.replicas import ReplicaTeachers, uses_replicas
+from codistill.peer.teachers import TeacherSlots, normalized_weights, payload_bytes
 from codistill.policy import Feedback, PolicyContext, TeacherWeightingPolicy
 from codistill.pruning import GradualPruner, effective_state_dict
 from codistill.registry import POLICIES
@@ -110,6 +115,9 @@ class PeerTrainer:
         #: The policy's feedback of the last update (``None`` when no teacher was weighted).
         self.last_feedback: Feedback | None = None
         self.pruner = self._build_pruner()
+        #: Codistillation: frozen copies of the other peers, in slot order (``None``: live teachers).
+        self.replicas = ReplicaTeachers(self.slots.models, info, self.objective.teacher_payload, self.device,
+                                        self.optimization.autocast_dtype) if uses_replicas(config) else None
         self._pending: _Pending | None = None
         self._random = RandomStream()
 
@@ -133,17 +141,18 @@ class PeerTrainer:
 
     # -- the step ----------------------------------------------------------------------------
 
-    def forward(self, epoch: int, step: int) -> TeacherView:
-        """First half of a step: run the batch, keep the graph, return the detached payload (CPU)."""
+    def forward(self, epoch: int, step: int, payload: bool = True) -> TeacherView | None:
+        """First half of a step: run the batch, keep the graph, return the detached payload (CPU;
+        ``None`` without ``payload``: a codistilling peer sends no predictions)."""
         started = time.perf_counter()
         self.model.train()
         batch = self.batches.batch(epoch, step)
         with self._random.active(), self.optimization.autocast():
             output = self.model(batch.images)
-        payload = _to_device(self.objective.teacher_payload(self.model, output), torch.device("cpu"))
+        view = _to_device(self.objective.teacher_payload(self.model, output), torch.device("cpu")) if payload else None
         finished = time.perf_counter()
         self._pending = _Pending(output, batch, finished - started, finished)
-        return payload
+        return view
 
     @property
     def batch_in_progress(self) -> Batch:
@@ -196,6 +205,8 @@ class PeerTrainer:
                    m.STEP_SECONDS: pending.forward_seconds + time.perf_counter() - started,
                    m.EXCHANGE_WAIT_SECONDS: started - pending.finished_at,
                    m.SKIPPED_STEP: float(not applied), m.TEACHERS_LEFT_OUT: float(len(payloads) - len(kept))}
+        if self.online and self.replicas is None:
+            metrics[m.BYTES_RECEIVED] = float(sum(payload_bytes(view) for view in payloads))
         metrics.update({m.loss_term(name): float(value.detach()) for name, value in terms.items()})
         self.last_feedback = None
         if batch is not None and applied:
@@ -208,6 +219,36 @@ class PeerTrainer:
                 metrics[m.PROBE_LOSS_BEFORE], metrics[m.PROBE_LOSS_AFTER] = probe_before, self.last_feedback.probe_loss_after
             metrics.update(self.policy.feedback(batch, weights, self.last_feedback) or {})
         return metrics
+
+    # -- codistillation ----------------------------------------------------------------------
+
+    def replica_step(self, epoch: int, step: int) -> dict[str, float]:
+        """A whole step with this peer's replicas as teachers, on its own batch (no peer is waited
+        for); the replicas run only when the step distils (λ·m ≠ 0). Their forward passes count as
+        this peer's compute (``time/step``) and are reported alone (``time/replica_forward``)."""
+        self.forward(epoch, step, payload=False)
+        pending = self._pending
+        progress = pending.batch.progress
+        started = time.perf_counter()
+        distilling = self.objective.active and self.objective.strength(progress) != 0.0
+        teachers = self.replicas.views(pending.batch.images) if distilling else []
+        pending.finished_at = time.perf_counter()
+        pending.forward_seconds += pending.finished_at - started
+        metrics = self.update(teachers)
+        metrics[m.REPLICA_FORWARD_SECONDS] = pending.finished_at - started
+        metrics.update(self.replicas.step_metrics(progress.global_step))
+        return metrics
+
+    def replica_weights(self) -> bytes:
+        """This peer's network as the others' replicas load it (pruning masks folded in): what a
+        refresh sends, once per peer."""
+        return safe_io.dumps(effective_state_dict(self.model))
+
+    def load_replicas(self, epoch: int, step: int, *weights: bytes) -> None:
+        """Refresh before step ``step`` of ``epoch``: the other peers' :meth:`replica_weights`, in
+        index order (separate arguments, so Ray resolves each ObjectRef)."""
+        self.replicas.load(weights, self.batches.progress(epoch, step).global_step,
+                           self.slots.names[:self.slots.payload_count])
 
     # -- evaluation and state ----------------------------------------------------------------
 
@@ -230,7 +271,8 @@ class PeerTrainer:
                 **self.optimization.state_dict(),
                 "pruner": None if self.pruner is None else self.pruner.state_dict(),
                 "policy": self.policy.state_dict(), "rng_cpu": self._random.state,
-                "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+                "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                **({} if self.replicas is None else {"replicas": self.replicas.state_dict()})}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if self.pruner is not None and state["pruner"] is not None:
@@ -239,6 +281,8 @@ class PeerTrainer:
         self.objective.methods.load_state_dict(state["methods"])
         self.optimization.load_state_dict(state)
         self.policy.load_state_dict(state["policy"])
+        if self.replicas is not None:
+            self.replicas.load_state_dict(state["replicas"])
         self._random.state = state["rng_cpu"]
         if state["rng_cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng_cuda"])
