@@ -68,6 +68,35 @@ def test_killed_peer_is_recovered_and_the_run_ends_as_an_uninterrupted_one(unint
     assert "faults/recoveries" in tags
 
 
+@pytest.mark.slow
+def test_peer_lost_while_the_final_models_are_fetched_is_recovered(uninterrupted, tmp_path):
+    """The loss comes after the last epoch, as the networks are fetched for ``models/``: the
+    peers restart from the last checkpoint, and models/ and results.json are those of an
+    uninterrupted run."""
+    config, killed = FAULT_TEST_CONFIG, []
+    progress = ConsoleProgress(config.epochs, 0.0, stream=io.StringIO())
+
+    def make(c):
+        cohort = RayCohort(c)
+        fetch = cohort.model_bytes
+
+        def kill_then_fetch():
+            if not killed:  # once: the restarted peers fetch undisturbed
+                killed.append(cohort.placement[1]["pid"])
+                kill_peer_process(cohort, 1)
+            return fetch()
+
+        cohort.model_bytes = kill_then_fetch
+        return cohort
+
+    prepare_run_dir(tmp_path / "run", config)
+    got = run_cohort(config, tmp_path / "run", make, progress=progress)
+    log = progress.stream.getvalue()
+    assert "lost peer 'cnn'" in log and f"from the checkpoint after epoch {config.epochs}" in log, log
+    assert len(killed) == 1 and got["recoveries"] == 1
+    assert outcome(got, tmp_path / "run") == uninterrupted
+
+
 def test_recovery_gives_up_after_max_failures(ray_runtime, tmp_path):
     config = tiny_config(epochs=2, runtime={"max_failures": 0, "progress_every_seconds": 0.0})
     cohorts = []

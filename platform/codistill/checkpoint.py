@@ -11,7 +11,8 @@ Layout inside the run directory::
 
 A checkpoint is written into a hidden temporary directory that is renamed into place, and only
 then is ``LATEST`` replaced (write to a temporary file, then ``os.replace``): a run killed at
-any moment leaves the previous complete checkpoint intact. The newest ``keep`` are kept.
+any moment, or a write that fails (a full disk), leaves the previous complete checkpoint intact.
+The newest ``keep`` are kept.
 
 On resume :func:`find_checkpoint` takes the newest checkpoint that *verifies* — manifest
 readable, every listed file present with its size and sha256, one state per peer, every ``.pt``
@@ -83,15 +84,8 @@ def save_checkpoint(run_dir: Path, epochs_done: int, position: dict[str, Any], p
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     name = checkpoint_name(epochs_done)
-    staging = root / f".{name}.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    for file_name, blob in files.items():
-        safe_io.write_atomic(staging / file_name, blob)
-    safe_io.write_atomic(staging / MANIFEST, json.dumps(manifest, indent=1).encode())
     final = root / name
-    shutil.rmtree(final, ignore_errors=True)
-    staging.replace(final)
+    safe_io.write_directory_atomic(final, {**files, MANIFEST: json.dumps(manifest, indent=1).encode()})
     safe_io.write_atomic(root / LATEST, name.encode())
     for old in checkpoint_directories(run_dir)[keep:]:
         shutil.rmtree(old, ignore_errors=True)

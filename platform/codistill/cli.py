@@ -20,7 +20,7 @@ from codistill.checkpoint import LATEST
 from codistill.cohort_base import PeerLost
 from codistill.config import RESUME_SAFE_FIELDS, RunConfig, changed_fields, check_devices, load_config
 from codistill.data import data_shape
-from codistill.errors import ConfigError, NonFiniteLoss
+from codistill.errors import ConfigError, NonFiniteLoss, WriteFailed
 from codistill.preflight import check_networks, check_new_run_dir, check_resume
 from codistill.registry import BACKENDS
 from codistill.runner import CONFIG_FILE, prepare_run_dir, record_resume, run_cohort
@@ -107,7 +107,7 @@ def main(argv: list[str] | None, *, mode: str, description: str, backends: tuple
     try:
         results = run_cohort(config, run_dir, BACKENDS.get(args.backend), resume=args.resume is not None,
                              stop_after_epochs=args.stop_after_epochs)
-    except (NonFiniteLoss, PeerLost) as error:
+    except (NonFiniteLoss, PeerLost, WriteFailed) as error:
         checkpoints = run_dir / "checkpoints"
         kept = f"its last complete checkpoint stays in {checkpoints}" if (checkpoints / LATEST).is_file() \
             else "no epoch was complete"

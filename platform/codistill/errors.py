@@ -31,3 +31,17 @@ class NonFiniteLoss(RuntimeError):
     def __str__(self) -> str:
         where = f"at epoch {self.epoch}, step {self.step}" if self.step is not None else f"after epoch {self.epoch}"
         return f"peer '{self.peer}' diverged: {self.detail} {where}"
+
+
+class WriteFailed(OSError):
+    """A run's file could not be written (e.g. the disk is full: ``errno.ENOSPC``).
+
+    ``filename`` is the file that was being written; the run stops, its last verified
+    checkpoint untouched. Picklable, like the other run-time failures.
+    """
+
+    def __init__(self, errno: int | None, strerror: str | None, filename: str) -> None:
+        super().__init__(errno, strerror, filename)
+
+    def __str__(self) -> str:
+        return f"cannot write {self.filename}: {self.strerror or 'write failed'}"

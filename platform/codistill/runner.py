@@ -4,7 +4,8 @@
 After each epoch it evaluates every peer and the ensemble (mean of softmax), writes TensorBoard
 scalars, prints a summary line and writes an atomic checkpoint. At the end it writes
 ``results.json`` (config, seed, package versions, per-peer and ensemble accuracy at the best and
-the last epoch, per-epoch history) and each peer's trained network under ``models/``. Each epoch's
+the last epoch, per-epoch history) and each peer's trained network under ``models/``: the models
+first, as one directory renamed into place, then ``results.json``, each atomically. Each epoch's
 record keeps the curriculum in force (:mod:`codistill.curriculum`) and the mean λ·m applied. The
 test split (a dataset's official one, or ``data.test_fraction`` > 0 of the held-out split) is
 evaluated once, at the end (``test_accuracy``); every other accuracy is validation. A caller may
@@ -36,10 +37,11 @@ from codistill.errors import NonFiniteLoss
 from codistill.evaluation import cohort_metrics, finite_rows
 from codistill.monitoring import ConsoleProgress, TensorBoardLog
 from codistill.records import EpochRecord, epoch_record, second_half_weights, summary_line
-from codistill.safe_io import write_atomic
+from codistill.safe_io import write_atomic, write_directory_atomic
 
 CONFIG_FILE = "config.yaml"
 RESULTS_FILE = "results.json"
+MODELS_DIR = "models"
 RESUME_LOG = "resume.log"
 EpochCallback = Callable[[EpochRecord, Path], None]  # (the epoch's record, its checkpoint)
 
@@ -102,7 +104,8 @@ def run_cohort(config: RunConfig, run_dir: Path, make_cohort: Callable[[RunConfi
     When the cohort loses a peer (:class:`~codistill.cohort_base.PeerLost`: its actor or node
     died), the peers are restarted and reloaded from the last checkpoint kept in memory, and the
     epoch in progress is redone, up to ``runtime.max_failures`` times: the result is the same as
-    without the failure. A peer that diverges raises :class:`~codistill.errors.NonFiniteLoss`
+    without the failure. A peer lost while the final results and models are fetched is recovered
+    the same way. A write that fails (a full disk) raises :class:`~codistill.errors.WriteFailed`. A peer that diverges raises :class:`~codistill.errors.NonFiniteLoss`
     (``runtime.on_nonfinite: stop``) before the epoch's checkpoint is written. ``on_epoch`` is
     called after each epoch's checkpoint is written. With ``resume`` the config may change schedule
     values (a Tune trial cloned by PBT): position and history continue.
@@ -129,6 +132,7 @@ def run_cohort(config: RunConfig, run_dir: Path, make_cohort: Callable[[RunConfi
                     _load(cohort, *replay)
                 for epoch in range(position.epochs_done, end):
                     replay = _train_epoch(config, run_dir, cohort, log, progress, position, epoch, on_epoch)
+                final = _final_outputs(config, cohort, position) if position.epochs_done == config.epochs else None
                 break
             except PeerLost as lost:
                 failures += 1
@@ -140,15 +144,12 @@ def run_cohort(config: RunConfig, run_dir: Path, make_cohort: Callable[[RunConfi
                                f"from the checkpoint after epoch {position.epochs_done}")
                 log.recovery(position.epochs_done, position.recoveries)
         log.close()
-        if position.epochs_done < config.epochs:
+        if final is None:
             progress.print(f"stopped after epoch {position.epochs_done}/{config.epochs}; "
                            f"continue with --resume {run_dir}")
             return {"complete": False, "epochs_done": position.epochs_done}
-        results = _results(config, cohort, position)
-        if has_test_split(config.data):
-            _add_test_accuracy(results, *cohort.evaluate("test"))
-        _save_models(run_dir, cohort)
-        (run_dir / RESULTS_FILE).write_text(json.dumps(strict_json(results), indent=2, allow_nan=False))
+        results, models = final
+        _write_outputs(run_dir, dict(zip(cohort.peer_names, models)), results)
         progress.print(results_table(results))
         return results
     finally:
@@ -243,11 +244,21 @@ def _results(config: RunConfig, cohort: Cohort, position: _Position) -> dict[str
             "wall_seconds": position.wall_seconds, "recoveries": position.recoveries}
 
 
-def _save_models(run_dir: Path, cohort: Cohort) -> None:
-    directory = run_dir / "models"
-    directory.mkdir(exist_ok=True)
-    for name, blob in zip(cohort.peer_names, cohort.model_bytes()):
-        (directory / f"{name}.pt").write_bytes(blob)
+def _final_outputs(config: RunConfig, cohort: Cohort, position: _Position) -> tuple[dict[str, Any], list[bytes]]:
+    """The results and each peer's network, fetched from the peers after the last epoch (a peer
+    lost meanwhile raises ``PeerLost``, recovered like a loss during training)."""
+    results = _results(config, cohort, position)
+    if has_test_split(config.data):
+        _add_test_accuracy(results, *cohort.evaluate("test"))
+    return results, cohort.model_bytes()
+
+
+def _write_outputs(run_dir: Path, models: dict[str, bytes], results: dict[str, Any]) -> None:
+    """Write ``models/`` (peer name → network bytes) as a whole, then ``results.json`` last, each
+    atomically: a ``results.json`` always sits beside the complete set of its models."""
+    (run_dir / RESULTS_FILE).unlink(missing_ok=True)
+    write_directory_atomic(run_dir / MODELS_DIR, {f"{name}.pt": blob for name, blob in models.items()})
+    write_atomic(run_dir / RESULTS_FILE, json.dumps(strict_json(results), indent=2, allow_nan=False).encode())
 
 
 def package_versions() -> dict[str, str]:

@@ -16,12 +16,15 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import shutil
 import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from codistill.errors import WriteFailed
 
 #: Leaf values a saved object may hold besides tensors (all accepted by ``weights_only=True``).
 PLAIN_LEAVES = (bool, int, float, str, bytes, type(None), torch.Size, torch.dtype, torch.device)
@@ -101,11 +104,39 @@ def load(path: str | os.PathLike, map_location: Any = None) -> Any:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    with temporary.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one.
 
+    A failed write (a full disk: ``ENOSPC``) removes its temporary file, leaves ``path`` as it
+    was and raises :class:`~codistill.errors.WriteFailed` naming ``path``.
+    """
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        with temporary.open("wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise WriteFailed(error.errno, error.strerror, str(path)) from error
+
+
+
+def write_directory_atomic(path: Path, files: dict[str, bytes]) -> None:
+    """Write ``files`` (name → bytes, in that order) as directory ``path``, replacing any old one:
+    they are written into a hidden sibling that is then renamed, so ``path`` never holds part of
+    the set. A failed write removes what it wrote and raises :class:`~codistill.errors.WriteFailed`
+    naming the file in ``path``."""
+    staging = path.with_name(f".{path.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    writing = path
+    try:
+        staging.mkdir()
+        for name, blob in files.items():
+            writing = path / name
+            write_atomic(staging / name, blob)
+    except OSError as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise WriteFailed(error.errno, error.strerror, str(writing)) from error
+    shutil.rmtree(path, ignore_errors=True)
+    staging.replace(path)
