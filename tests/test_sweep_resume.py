@@ -32,9 +32,11 @@ from test_sweep import sweep_args
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent
-EPOCHS = 2
+EPOCHS = 3
 PEERS = 2  # the tiny cohort's
-SETTLED_S = 0.5  # how long the driver may take to record a trial's checkpoint or end in Tune's state
+SETTLED_S = 0.5  # how long the driver may take to record a trial's end in Tune's state
+RECORDED_S = 0.25  # ... and a checkpoint a trial reported
+SLOWER = ("--set", "data.train_fraction=1.0")  # epochs of a second or two: time to see a trial mid-way
 
 
 @dataclass(frozen=True)
@@ -106,9 +108,9 @@ def interrupted(trials: dict[str, TrialOnDisk]) -> set[str]:
     return {name for name, trial in trials.items() if trial.finished_ns is None and trial.epochs > 0}
 
 
-def settled(trials: dict[str, TrialOnDisk]) -> bool:
-    """Every trial's last change is old enough to be in Tune's experiment state."""
-    return all(trial.age >= SETTLED_S for trial in trials.values())
+def finished_a_while_ago(trials: dict[str, TrialOnDisk]) -> bool:
+    """A trial finished, long enough ago to be recorded so in Tune's experiment state."""
+    return any(trials[name].age >= SETTLED_S for name in finished(trials))
 
 
 def reported_epochs(directory: Path) -> dict[str, list[int]]:
@@ -129,9 +131,10 @@ def accuracies(records: list[dict]) -> list[tuple]:
     return [(tuple(p["val_accuracy"] for p in record["peers"]), record["ensemble_val"]) for record in records]
 
 
-def kill_and_resume(tmp_path: Path, arguments: list[str], ready: Callable[[dict[str, TrialOnDisk]], bool]) -> Path:
-    """Run the sweep of ``arguments``, kill it when ``ready``, resume it; check what any resume must
-    hold and return the sweep's directory."""
+def kill_and_resume(tmp_path: Path, arguments: list[str], ready: Callable[[dict[str, TrialOnDisk]], bool],
+                    epochs: int = EPOCHS) -> Path:
+    """Run the sweep of ``arguments`` (trials of ``epochs``), kill it when ``ready``, resume it;
+    check what any resume must hold and return the sweep's directory."""
     directory, log = tmp_path / "sweeps" / "s", tmp_path / "sweep.log"
     at_kill = kill_when(start_sweep(arguments, log), directory, ready, log)
     assert finished(at_kill) or interrupted(at_kill), at_kill
@@ -149,11 +152,11 @@ def kill_and_resume(tmp_path: Path, arguments: list[str], ready: Callable[[dict[
         assert epochs_before[name], (name, "Tune recorded no checkpoint: the test killed too early")
         assert epochs_after[name][:len(epochs_before[name])] == epochs_before[name], name
         assert epochs_after[name] == list(range(1, len(epochs_after[name]) + 1)), (name, epochs_after[name])
-    assert_consistent(directory, arguments)
+    assert_consistent(directory, arguments, epochs)
     return directory
 
 
-def assert_consistent(directory: Path, arguments: list[str]) -> None:
+def assert_consistent(directory: Path, arguments: list[str], epochs: int) -> None:
     """``trials.csv`` has every trial once, ``summary.json`` counts them and names the best complete
     one by the table, ``best.yaml`` is that trial's config, and each row's numbers are the trial's own."""
     samples = int(arguments[arguments.index("--num-samples") + 1])
@@ -166,24 +169,28 @@ def assert_consistent(directory: Path, arguments: list[str]) -> None:
     assert summary["trials"] == samples and summary["best_trial"] == max(complete, key=complete.get)
     for name, row in rows.items():
         records = history(directory, name)
-        assert int(row["epochs"]) == len(records) and (row["state"] == "complete") == (len(records) == EPOCHS)
+        assert int(row["epochs"]) == len(records) and (row["state"] == "complete") == (len(records) == epochs)
+        assert (row["state"] == "complete") == (directory / COHORTS_DIR / name / RESULTS_FILE).is_file(), name
         peers = [p["val_accuracy"] for p in records[-1]["peers"]]
         assert float(row[metric]) == pytest.approx(sum(peers) / len(peers)), name
     best = yaml.safe_load((directory / BEST_FILE).read_text())
     assert best["name"].endswith(f"-replay-{summary['best_trial']}")
-    assert parse_config(best).epochs == EPOCHS
+    assert parse_config(best).epochs == epochs
 
 
 def one_running_and_one_pending(samples: int) -> Callable[[dict[str, TrialOnDisk]], bool]:
-    """Ready once a trial finished, another holds its first epoch's checkpoint (epochs to go), and
-    not every trial has started (one trial at a time)."""
-    return lambda trials: (bool(finished(trials)) and len(trials) < samples and settled(trials)
-                           and any(trials[name].epochs == 1 for name in interrupted(trials)))
+    """Ready once a trial finished, the newest one (one trial runs at a time) holds its first epoch's
+    checkpoint, reported a moment ago (so Tune has recorded it), and not every trial has started."""
+    def ready(trials: dict[str, TrialOnDisk]) -> bool:
+        newest = min(trials.values(), key=lambda trial: trial.age, default=None)
+        return (finished_a_while_ago(trials) and len(trials) < samples and newest is not None
+                and newest.epochs == 1 and newest.finished_ns is None and newest.age >= RECORDED_S)
+    return ready
 
 
 def test_killed_fifo_sweep_resumes_to_the_uninterrupted_sweeps_histories(ray_runtime, tmp_path):
     arguments = sweep_args(tmp_path, "--scheduler", "fifo", "--num-samples", "3", "--max-concurrent", "1",
-                           "--backend", "sequential", "--set", f"epochs={EPOCHS}")
+                           "--backend", "sequential", "--set", f"epochs={EPOCHS}", *SLOWER)
     reference = tmp_path / "reference"
     assert sweep.main([*arguments, "--storage", str(reference)]) == 0  # in this process, uninterrupted
     directory = kill_and_resume(tmp_path, arguments, one_running_and_one_pending(3))
@@ -191,3 +198,19 @@ def test_killed_fifo_sweep_resumes_to_the_uninterrupted_sweeps_histories(ray_run
                 for name in os.listdir(reference / "s" / COHORTS_DIR)}
     got = {name.split("_")[-1]: accuracies(history(directory, name)) for name in os.listdir(directory / COHORTS_DIR)}
     assert got == expected
+
+
+def test_killed_asha_sweep_resumes_without_rerunning_a_trial(tmp_path):
+    """No rung before epoch 2, so the trial killed after its first epoch was running."""
+    arguments = sweep_args(tmp_path, "--scheduler", "asha", "--num-samples", "4", "--grace-epochs", "2",
+                           "--max-concurrent", "1", "--backend", "sequential", "--set", f"epochs={EPOCHS}", *SLOWER)
+    kill_and_resume(tmp_path, arguments, one_running_and_one_pending(4))
+
+
+def test_killed_pbt_sweep_resumes_and_completes(tmp_path):
+    """Synchronous PBT, exploits every 2 epochs: killed once a trial finished and another has not."""
+    arguments = sweep_args(tmp_path, "--scheduler", "pbt", "--num-samples", "3", "--perturbation-interval", "2",
+                           "--backend", "sequential", "--set", "epochs=4", *SLOWER)
+    directory = kill_and_resume(tmp_path, arguments, lambda trials: finished_a_while_ago(trials) and bool(
+        interrupted(trials)), epochs=4)
+    assert (directory / "pbt_global.txt").read_text().strip(), "no exploit happened"
