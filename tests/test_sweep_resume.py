@@ -1,7 +1,8 @@
 """A sweep's driver (``jobs/sweep.py``, its own process) killed with SIGKILL mid-way, then
 ``jobs/sweep.py --resume DIR``: no finished trial reruns, every interrupted trial continues from its
 last checkpoint, and the final ``trials.csv``, ``summary.json`` and ``best.yaml`` agree. With FIFO
-and a fixed seed every trial's accuracy history is that of an uninterrupted sweep.
+and a fixed seed every trial's accuracy history is that of an uninterrupted sweep. And a trial whose
+node is lost mid-sweep is retried from its checkpoint on another node.
 
 The moment of the kill is read from the sweep's files (which trials wrote ``results.json``, which
 hold a checkpoint), not guessed with sleeps."""
@@ -11,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -214,3 +216,23 @@ def test_killed_pbt_sweep_resumes_and_completes(tmp_path):
     directory = kill_and_resume(tmp_path, arguments, lambda trials: finished_a_while_ago(trials) and bool(
         interrupted(trials)), epochs=4)
     assert (directory / "pbt_global.txt").read_text().strip(), "no exploit happened"
+
+
+def test_a_trial_whose_node_is_lost_retries_from_its_checkpoint(tmp_path):
+    """``tests/sweep_node_probe.py``: the node holding a trial's driver and peers is removed after the
+    trial's first checkpoint; Tune retries the trial on another node, from that checkpoint."""
+    env = {**ray_env(), "PYTHONPATH": os.pathsep.join([str(ROOT / "platform"), str(ROOT / "tests")]),
+           "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, str(ROOT / "tests" / "sweep_node_probe.py"), str(tmp_path)], env=env,
+                            capture_output=True, text=True, timeout=400, cwd=ROOT)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("REPORT ")]
+    assert result.returncode == 0 and lines, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(lines[0][len("REPORT "):])
+    assert report["removed"] and report["code"] == 0, report
+    (trial, before), = report["epochs_before"].items()
+    after = report["epochs_after"][trial]
+    assert before and after[:len(before)] == before and after == list(range(1, 11)), report
+    resumed = re.findall(rf"resuming \S+/{trial} after epoch (\d+)/10", result.stdout)
+    assert len(resumed) == 1 and int(resumed[0]) >= 1, result.stdout[-3000:]
+    assert len(report["errors"]) == 1 and "Failure # 1" in report["errors"][0], report["errors"]
+    assert_consistent(tmp_path / "sweeps" / "s", ["--num-samples", "1"], 10)
