@@ -298,8 +298,8 @@ class RayCohort(Cohort):
         return lost
 
     def _drain_abandoned(self) -> None:
-        """Collect the failed results of an interrupted epoch (its actors are killed), so that
-        Ray does not print them as unhandled errors."""
+        """Collect the results of an interrupted epoch's calls (failed, or finished by surviving
+        actors), so that Ray does not print them as unhandled errors and survivors are idle."""
         for ref in self._abandoned:
             try:
                 ray.get(ref, timeout=self.placement_timeout_s)
