@@ -43,6 +43,7 @@ try:
     report["faulty"] = outcome(results, out)
     report["nodes_after"] = [where["node"] for where in cohorts[-1].placement]
     report["recoveries"] = results["recoveries"]
+    report["restarted"] = cohorts[-1].restarted  # the peer on the removed node only
     report["lost"] = [line for line in progress.stream.getvalue().splitlines() if "recovery" in line]
 finally:
     ray.shutdown()

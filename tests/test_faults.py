@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -53,16 +54,30 @@ def uninterrupted(ray_runtime, tmp_path_factory):
     return outcome(results, run_dir)
 
 
-def test_killed_peer_is_recovered_and_the_run_ends_as_an_uninterrupted_one(uninterrupted, tmp_path):
+@pytest.mark.parametrize("runtime, restarted", [({"exchange": "objectref"}, [1]),
+                                                ({"exchange": "collective", "max_steps_in_flight": 4}, [0, 1])])
+def test_killed_peer_is_recovered_and_the_run_ends_as_an_uninterrupted_one(uninterrupted, tmp_path, runtime,
+                                                                           restarted):
+    """With the ObjectRef exchange only the lost peer restarts and the healthy one is rolled back
+    in place; the collective's group re-forms, so every peer restarts (in chunks of 2 steps, so
+    that the kill comes mid-epoch)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    config, cohorts = FAULT_TEST_CONFIG, []
-    progress = KillAtStep(config, epoch=1, step=2, kill=lambda: kill_peer_process(cohorts[-1], 1))
+    config = replace(FAULT_TEST_CONFIG, runtime=replace(FAULT_TEST_CONFIG.runtime, **runtime))
+    cohorts, pids = [], []
+
+    def kill():
+        pids.extend(where["pid"] for where in cohorts[-1].placement)
+        kill_peer_process(cohorts[-1], 1)
+
+    progress = KillAtStep(config, epoch=1, step=2, kill=kill)
     got = run(config, tmp_path / "faulty", progress, cohorts)
     assert progress.fired
     log = progress.stream.getvalue()
     assert "lost peer 'cnn'" in log and "recovery 1/3" in log, log
     assert got["recoveries"] == 1
+    assert len(cohorts) == 1 and cohorts[0].restarted == restarted
+    assert [where["pid"] != pid for where, pid in zip(cohorts[0].placement, pids)] == [k in restarted for k in (0, 1)]
     assert outcome(got, tmp_path / "faulty") == uninterrupted
     tags = EventAccumulator(str(tmp_path / "faulty" / "tensorboard" / "cohort")).Reload().Tags()["scalars"]
     assert "faults/recoveries" in tags
@@ -119,7 +134,7 @@ def test_node_loss_is_recovered_on_another_node(uninterrupted, tmp_path):
     report = json.loads(lines[0][len("REPORT "):])
     assert len(set(report["nodes_before"])) == 2, report
     assert report["removed"] in report["nodes_before"] and report["removed"] not in report["nodes_after"]
-    assert report["recoveries"] == 1 and report["lost"], report
+    assert report["recoveries"] == 1 and report["lost"] and len(report["restarted"]) == 1, report
     assert report["faulty"] == uninterrupted
 
 

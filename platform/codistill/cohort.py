@@ -23,7 +23,7 @@ import math
 import os
 from contextlib import contextmanager
 from types import ModuleType
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 # A standalone run starts a private Ray runtime that must listen on loopback only. Ray reads this
 # switch once, when it is first imported, so it is set here, before ``import ray``; under
@@ -193,10 +193,12 @@ class RayCohort(Cohort):
     """The peers of ``config`` as Ray actors in one placement group."""
 
     def __init__(self, config: RunConfig, exchange: Exchange | None = None,
-                 placement_timeout_s: float = 120.0) -> None:
+                 placement_timeout_s: float = 120.0, restart_only_lost: bool = True) -> None:
         self.config = config
         self.exchange = exchange or exchange_for(config)
         self.placement_timeout_s = placement_timeout_s
+        self.restart_only_lost = restart_only_lost  # False: every actor restarts (as before; for comparison)
+        self.restarted: list[int] = []  # the peers the last restart() replaced
         self._abandoned: list[ray.ObjectRef] = []
         self.placement: list[dict[str, Any]] = []  # per peer: node, actor id, pid, device, threads
         self.actors: list[Any] = []
@@ -205,7 +207,7 @@ class RayCohort(Cohort):
         self._group, self._offset = get_current_placement_group(), 1
         if self._group is None:
             self._place()
-        self._start_actors()
+        self._start_cohort()
 
     def _place(self) -> None:
         """Reserve this cohort's own placement group (``runtime.placement``)."""
@@ -218,22 +220,27 @@ class RayCohort(Cohort):
             raise RuntimeError(f"the cluster cannot place the cohort's bundles {peer_bundles(self.config)} "
                                f"within {self.placement_timeout_s:.0f} s; available: {ray.available_resources()}")
 
-    def _start_actors(self) -> None:
-        """Start one actor per peer in its bundle, connect the exchange among them and start the
-        teacher policy's learner (called again by :meth:`restart` to rebuild the cohort)."""
+    def _start_cohort(self) -> None:
+        """Start one actor per peer, connect the exchange among them and start the teacher policy's
+        learner (called again by :meth:`restart` to rebuild the whole cohort)."""
+        self.actors, self.placement = [None] * len(self.config.peers), [{}] * len(self.config.peers)
+        self._start_actors(range(len(self.config.peers)))
+        with self._surfaced_errors():
+            self.exchange.connect(self.actors, self.placement, self)
+        self.learner = self._start_policy_learner()
+
+    def _start_actors(self, indices: Sequence[int]) -> None:
+        """Start the actors of peers ``indices``, each in its bundle, and note where they run."""
         remote_actor = ray.remote(PeerActor)
-        self.actors = [
-            remote_actor.options(
+        for k in indices:
+            peer = self.config.peers[k]
+            self.actors[k] = remote_actor.options(
                 num_cpus=peer.resources.cpus, num_gpus=peer.resources.gpus,
                 scheduling_strategy=PlacementGroupSchedulingStrategy(self._group,
                                                                      placement_group_bundle_index=k + self._offset),
             ).remote(self.config, k)
-            for k, peer in enumerate(self.config.peers)
-        ]
-        self.placement = self._get([actor.describe.remote() for actor in self.actors])
-        with self._surfaced_errors():
-            self.exchange.connect(self.actors, self.placement, self)
-        self.learner = self._start_policy_learner()
+        for k, where in zip(indices, self._get([self.actors[k].describe.remote() for k in indices])):
+            self.placement[k] = where
 
     def _kill_actors(self) -> None:
         for actor in self.actors + ([self.learner] if self.learner is not None else []):
@@ -242,29 +249,57 @@ class RayCohort(Cohort):
         self._drain_abandoned()
 
     def restart(self) -> None:
-        """Replace every peer actor (and the policy learner) by a fresh one (load a checkpoint next).
+        """Replace the lost peer actors by fresh ones (load a checkpoint next: it also rolls the
+        others back, in place, to the same epoch); :attr:`restarted` names them.
 
-        The survivors are killed too: they hold the interrupted epoch's state and its queued
-        steps. When a node died, Ray re-places its bundles on nodes with room; our own group that
-        is not restored within the placement timeout is created anew. Lacking room, this raises
-        :class:`PeerLost` again (the runner retries up to ``runtime.max_failures`` times).
+        Only the lost actors restart when the exchange allows it (``objectref``), no policy
+        learner is shared, and the placement group is whole again; the others first finish or
+        fail the interrupted epoch's queued steps. Otherwise every actor (and the learner) is
+        replaced: the collective exchange's group must re-form among all of them. When a node
+        died, Ray re-places its bundles on nodes with room; our own group that is not restored
+        within the placement timeout is created anew. Lacking room, this raises :class:`PeerLost`
+        again (the runner retries up to ``runtime.max_failures`` times).
         """
-        self._kill_actors()
+        everyone = list(range(len(self.actors)))
+        alone = self.restart_only_lost and self.exchange.peers_restart_alone and self.learner is None
+        if alone:  # the survivors' queued steps end (those waiting on a lost peer fail at once)
+            self._drain_abandoned()
+        lost = self._unresponsive() if alone else everyone
         tune_group = self._offset == 1
-        if tune_group and not self._group.wait(self.placement_timeout_s):
+        restored = (tune_group or self._own_group is not None) and self._group.wait(self.placement_timeout_s)
+        if restored and lost != everyone:
+            for k in lost:
+                ray.kill(self.actors[k])
+            self._start_actors(lost)
+            self.restarted = lost
+            return
+        self._kill_actors()
+        if tune_group and not restored:
             raise PeerLost(f"the Ray Tune trial's placement group was not restored within {self.placement_timeout_s:.0f} s")
-        if not tune_group and (self._own_group is None or not self._own_group.wait(self.placement_timeout_s)):
+        if not restored:
             if self._own_group is not None:
                 ray.util.remove_placement_group(self._own_group)
             try:
                 self._place()
             except RuntimeError as error:
                 raise PeerLost(str(error)) from error
-        self._start_actors()
+        self._start_cohort()
+        self.restarted = everyone
+
+    def _unresponsive(self) -> list[int]:
+        """The peers whose actor does not answer (dead, or on a dead node)."""
+        calls = [actor.describe.remote() for actor in self.actors]
+        lost = []
+        for k, call in enumerate(calls):
+            try:
+                ray.get(call, timeout=self.placement_timeout_s)
+            except ray.exceptions.RayError:
+                lost.append(k)
+        return lost
 
     def _drain_abandoned(self) -> None:
-        """Collect the failed results of an interrupted epoch (its actors are killed), so that
-        Ray does not print them as unhandled errors."""
+        """Collect the results of an interrupted epoch's calls (failed, or finished by surviving
+        actors), so that Ray does not print them as unhandled errors and survivors are idle."""
         for ref in self._abandoned:
             try:
                 ray.get(ref, timeout=self.placement_timeout_s)

@@ -52,7 +52,12 @@ class ActorCalls(Protocol):
 
 
 class Exchange(ABC):
-    """How training steps are asked of the peer actors and how their payloads travel."""
+    """How training steps are asked of the peer actors and how their payloads travel.
+
+    ``peers_restart_alone``: :meth:`connect` ties no actor to the others, so a lost actor can be
+    replaced alone while the others keep running (:meth:`codistill.cohort.RayCohort.restart`)."""
+
+    peers_restart_alone = False
 
     def steps_per_call(self, max_steps_in_flight: int) -> int:
         """Steps each actor is asked for in one call."""
@@ -80,6 +85,8 @@ class Exchange(ABC):
 @EXCHANGES.register("objectref")
 class ObjectRefExchange(Exchange):
     """Peer-to-peer through the object store: ``update_and_sync_k(*forward_refs of the others)``."""
+
+    peers_restart_alone = True
 
     def submit(self, actors: list[Any], epoch: int, steps: range) -> list[list[Any]]:
         rows = []

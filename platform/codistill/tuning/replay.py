@@ -23,6 +23,7 @@ from codistill.checkpoint import load_latest_checkpoint
 from codistill.config import parse_config, set_field
 from codistill.curriculum import is_schedule_field
 from codistill.runner import CONFIG_FILE
+from codistill.safe_io import write_atomic
 from codistill.tuning.layout import BEST_FILE, trial_run_dir
 
 
@@ -76,5 +77,5 @@ def export_best(directory: Path, trial_id: str) -> Path:
     raw = replay_config(trial_raw, history, name=f"{trial_raw['name']}-replay-{trial_id}")
     parse_config(raw)  # the export must itself be a valid config
     path = directory / BEST_FILE
-    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    write_atomic(path, yaml.safe_dump(raw, sort_keys=False).encode())
     return path

@@ -5,9 +5,11 @@ written as CSV and printed. No Ray: rows are plain dictionaries, built from Tune
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
+from codistill.safe_io import write_atomic
 from codistill.tuning.layout import trial_id_of
 
 if TYPE_CHECKING:
@@ -43,12 +45,13 @@ def summarize(results: Iterable[Any], settings: SweepSettings) -> tuple[list[dic
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    """The rows as CSV, with every column any row has."""
+    """The rows as CSV, with every column any row has, written atomically."""
     columns = list(dict.fromkeys(column for row in rows for column in row))
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_atomic(path, text.getvalue().encode())
 
 
 def format_table(rows: list[dict[str, Any]], sort_by: str) -> str:

@@ -1,7 +1,9 @@
 """Trial schedulers of a sweep: ``fifo``, ``asha``, ``pbt`` and ``pb2``, the last two monotone-aware.
 
 - ``asha``: asynchronous successive halving (Li et al. 2020) stops poor trials at rungs of 1, 2,
-  4, … epochs (grace period ``grace_epochs``, reduction factor 2).
+  4, … epochs (grace period ``grace_epochs``, reduction factor 2). A trial that reaches the last
+  epoch ends by itself, writing its ``results.json`` and ``models/`` (ASHA's own stop at ``max_t``
+  would cut it off before them).
 - ``pbt``: Population Based Training (Jaderberg et al. 2017), synchronous: every ``interval``
   epochs all trials pause, and each one in the bottom quartile clones a top-quartile trial's
   checkpoint and perturbs its config (×0.8/×1.2, a neighbouring choice, or a resample with
@@ -12,7 +14,9 @@
 
 For ``pbt`` and ``pb2`` the new config passes through :func:`codistill.tuning.monotone.constrain`:
 values stay in their domain, and entries marked ``tightens`` never loosen relative to the clone,
-so the curricula they produce are progressive.
+so the curricula they produce are progressive. Neither perturbs at a trial's last epoch: an exploit
+there would train nothing with the new values and only copy the clone's final results over the
+trial's own (and make a trial that had written them run again).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining, TrialScheduler
+from ray.tune.experiment import Trial
 from ray.tune.schedulers.pb2 import PB2
 
 from codistill.private_apis import ExploreHook
@@ -28,23 +33,30 @@ from codistill.tuning.space import Dimension, mutated
 
 
 class _Constrained(ExploreHook):
-    """Mixin: clamp the explored config (see the module docstring)."""
+    """Mixin: clamp the explored config, and let a trial's last epoch end it (see the module
+    docstring); ``epochs`` None: no last epoch known."""
 
     dimensions: Sequence[Dimension]
+    epochs: int | None
 
     def explored(self, clone_config: dict[str, Any], new_config: dict[str, Any]) -> dict[str, Any]:
         return constrain(clone_config, new_config, self.dimensions)
 
+    def on_trial_result(self, tune_controller: Any, trial: Trial, result: dict[str, Any]) -> str:
+        if self.epochs is not None and result.get("training_iteration", 0) >= self.epochs:
+            return TrialScheduler.CONTINUE
+        return super().on_trial_result(tune_controller, trial, result)  # type: ignore[misc]
+
 
 class ConstrainedPBT(_Constrained, PopulationBasedTraining):
-    def __init__(self, dimensions: Sequence[Dimension], **kwargs: Any) -> None:
-        self.dimensions = dimensions
+    def __init__(self, dimensions: Sequence[Dimension], epochs: int | None = None, **kwargs: Any) -> None:
+        self.dimensions, self.epochs = dimensions, epochs
         super().__init__(**kwargs)
 
 
 class ConstrainedPB2(_Constrained, PB2):
-    def __init__(self, dimensions: Sequence[Dimension], **kwargs: Any) -> None:
-        self.dimensions = dimensions
+    def __init__(self, dimensions: Sequence[Dimension], epochs: int | None = None, **kwargs: Any) -> None:
+        self.dimensions, self.epochs = dimensions, epochs
         super().__init__(**kwargs)
 
 
@@ -56,11 +68,12 @@ def build_scheduler(name: str, dimensions: Sequence[Dimension], *, epochs: int, 
     if name == "fifo":
         return FIFOScheduler()
     if name == "asha":
-        return ASHAScheduler(max_t=epochs, grace_period=min(grace_epochs, epochs), reduction_factor=2, **common)
+        # max_t one past the last epoch: its only rung added is never reached, and no trial is stopped at the end
+        return ASHAScheduler(max_t=epochs + 1, grace_period=min(grace_epochs, epochs), reduction_factor=2, **common)
     changing = mutated(dimensions, name)
     if name == "pbt":
-        return ConstrainedPBT(changing, perturbation_interval=interval, quantile_fraction=0.25, synch=True,
+        return ConstrainedPBT(changing, epochs, perturbation_interval=interval, quantile_fraction=0.25, synch=True,
                               resample_probability=0.25, hyperparam_mutations={d.key: d.to_tune() for d in changing},
                               **common)
-    return ConstrainedPB2(changing, perturbation_interval=interval, quantile_fraction=0.25, synch=True,
+    return ConstrainedPB2(changing, epochs, perturbation_interval=interval, quantile_fraction=0.25, synch=True,
                           hyperparam_bounds={d.key: list(d.bounds) for d in changing}, **common)

@@ -20,6 +20,7 @@ from codistill import metrics as m
 from codistill.config import RunConfig, load_config, parse_config
 from codistill.curriculum import NUMBER_FIELDS, SCHEDULE_FIELDS, curriculum_field_of
 from codistill.errors import ConfigError
+from codistill.safe_io import write_atomic
 from codistill.tuning.layout import SETTINGS_FILE
 from codistill.tuning.space import SCHEDULERS, Dimension, load_space, mutated, parse_dimension
 
@@ -79,7 +80,7 @@ class SweepSettings:
         """Create the sweep's directory with its ``sweep.json`` (the directory must not exist)."""
         self.directory.mkdir(parents=True)
         saved = {"base_raw": self.base_raw, "space": self.space, "directory": str(self.directory), **asdict(self.options)}
-        (self.directory / SETTINGS_FILE).write_text(json.dumps(saved, indent=2))
+        write_atomic(self.directory / SETTINGS_FILE, json.dumps(saved, indent=2).encode())
 
 
 def new_sweep(config_file: str | Path, space_file: str | Path, overrides: Sequence[str], options: SweepOptions,

@@ -8,17 +8,27 @@ caller prints. Import this module only once the settings are checked: it imports
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from codistill.cohort import start_ray  # before any ``import ray``: see the module docstring
+from codistill.safe_io import write_atomic
 from codistill.tuning.layout import PEAK_FILE, SUMMARY_FILE, TRIALS_FILE
 from codistill.tuning.replay import export_best
 from codistill.tuning.results import summarize, write_csv
 from codistill.tuning.settings import SweepSettings
 from codistill.tuning.tuner import build_tuner, trial_cpus
+
+
+#: Seconds between Tune's snapshots of the experiment state (each trial's status and newest
+#: checkpoint), which ``--resume`` restores. Tune's default (10 s or more) lets a sweep killed
+#: meanwhile rerun trials that had finished, or restart one from an older checkpoint; 0 saves it
+#: after every event Tune handles (a local write of a few milliseconds), without Tune's warning
+#: that it does so often.
+TUNE_ENVIRONMENT = {"TUNE_GLOBAL_CHECKPOINT_S": "0", "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,8 @@ def run_sweep(settings: SweepSettings, *, resume: bool) -> SweepOutcome:
     config, directory, options = settings.config, settings.directory, settings.options
     started_ray = start_ray(config, num_cpus=max(options.cpus, trial_cpus(config, options.backend)))
     started = time.perf_counter()
+    for name, value in TUNE_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
     try:
         results = build_tuner(settings, resume).fit()
     finally:
@@ -53,7 +65,7 @@ def run_sweep(settings: SweepSettings, *, resume: bool) -> SweepOutcome:
     summary = {"trials": len(rows), "wall_seconds": seconds,
                "most_concurrent": int(peak.read_text()) if peak.is_file() else 0,
                "best_trial": best_id, "metric": options.metric}
-    (directory / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+    write_atomic(directory / SUMMARY_FILE, json.dumps(summary, indent=2).encode())
     if best_id is None:
         return SweepOutcome(rows, summary)
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from ray import tune
+from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from codistill.config import RunConfig
 from codistill.tuning.layout import PEAK_FILE
@@ -15,7 +16,8 @@ from codistill.tuning.trainable import RunningTrials, train_cohort, trial_resour
 
 def build_tuner(settings: SweepSettings, resume: bool) -> tune.Tuner:
     """A new Tuner for ``settings``, or (``resume``) the one restored from its directory, which
-    continues unfinished and errored trials."""
+    continues unfinished and errored trials. The trials' values are sampled with the config's seed,
+    so a sweep's trials are the same on every run of it."""
     config, directory, options = settings.config, settings.directory, settings.options
     trainable = tune.with_resources(
         tune.with_parameters(train_cohort, base_raw=settings.base_raw, backend=options.backend,
@@ -29,7 +31,8 @@ def build_tuner(settings: SweepSettings, resume: bool) -> tune.Tuner:
         trainable, param_space={d.key: d.to_tune() for d in settings.dimensions},
         tune_config=tune.TuneConfig(metric=options.metric, mode="max", scheduler=scheduler,
                                     num_samples=options.num_samples, reuse_actors=True,
-                                    max_concurrent_trials=options.max_concurrent or None),
+                                    search_alg=BasicVariantGenerator(max_concurrent=options.max_concurrent,
+                                                                     random_state=config.seed)),
         run_config=tune.RunConfig(name=directory.name, storage_path=str(directory.parent),
                                   callbacks=[RunningTrials(directory / PEAK_FILE)],
                                   failure_config=tune.FailureConfig(max_failures=options.max_failures),
