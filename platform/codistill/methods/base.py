@@ -38,7 +38,11 @@ from codistill.schedules import as_schedule, minimum_over
 
 @dataclass
 class TeacherView:
-    """What a student sees of one teacher (or of the ensemble): detached tensors only.
+    """What a student sees of one teacher (or of the ensemble): tensors with no graph to any network.
+
+    A teacher's tensors arrive detached. The ensemble's logits ``Σ_l w_l z_l`` may carry a graph to
+    the weights ``w`` alone (when the policy asks for their dense credit), so methods do not
+    detach teacher logits: no gradient can reach a network through them either way.
 
     ``index`` is the teacher's slot (0 … K−1) so per-teacher modules (adapters) can be chosen;
     it is ``None`` for an ensemble teacher. ``extras`` holds what methods asked the teacher side to

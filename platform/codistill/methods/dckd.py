@@ -58,7 +58,7 @@ class DCKD(DistillationMethod):
                 progress: Progress) -> dict[str, Tensor]:
         t = self.temperature(progress)
         scale = warmup_factor(progress, self.warmup_epochs) * t * t
-        teacher_logits, student_logits = teacher.logits.detach(), student.logits
+        teacher_logits, student_logits = teacher.logits, student.logits
 
         log_b_student = binary_target_log_probs(student_logits, targets, t)
         b_teacher = binary_target_log_probs(teacher_logits, targets, t).exp()

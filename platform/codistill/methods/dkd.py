@@ -65,9 +65,8 @@ class DKD(DistillationMethod):
                 progress: Progress) -> dict[str, Tensor]:
         t = self.temperature(progress)
         scale = warmup_factor(progress, self.warmup_epochs) * t * t
-        teacher_logits = teacher.logits.detach()
-        return {"tckd": scale * self.alpha * tckd(teacher_logits, student.logits, targets, t),
-                "nckd": scale * self.beta * nckd(teacher_logits, student.logits, targets, t)}
+        return {"tckd": scale * self.alpha * tckd(teacher.logits, student.logits, targets, t),
+                "nckd": scale * self.beta * nckd(teacher.logits, student.logits, targets, t)}
 
 
 def decomposition_residual(teacher_logits: Tensor, student_logits: Tensor, targets: Tensor, temperature: float) -> Tensor:

@@ -112,7 +112,7 @@ class InDistill(DistillationMethod):
                 progress: Progress) -> dict[str, Tensor]:
         stage = active_stage(progress.epoch, self.boundaries, min(len(student.features), len(teacher.features)))
         if stage is None:
-            return {"logits": softened_kl(teacher.logits.detach(), student.logits, self.temperature(progress))}
+            return {"logits": softened_kl(teacher.logits, student.logits, self.temperature(progress))}
         feature = student.features[stage]
         if teacher.features[stage].shape[1] < feature.shape[1]:
             return {}  # online only (checked at construction): a narrower peer teaches no feature here

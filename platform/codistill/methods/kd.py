@@ -36,4 +36,4 @@ class KD(DistillationMethod):
 
     def forward(self, student: ModelOutput, teacher: TeacherView | None, targets: Tensor,
                 progress: Progress) -> dict[str, Tensor]:
-        return {"kd": softened_kl(teacher.logits.detach(), student.logits, self.temperature(progress))}
+        return {"kd": softened_kl(teacher.logits, student.logits, self.temperature(progress))}
