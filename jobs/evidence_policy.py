@@ -63,7 +63,7 @@ import yaml
 from codistill.evidence import add_common_arguments, fresh_output, mean_std, run_dir_for, selected, table, write_summary
 
 from codistill.cohort_base import Cohort
-from codistill.config import RunConfig, apply_override, load_config
+from codistill.config import RunConfig, apply_override, load_config, parse_config
 from codistill.errors import ConfigError
 from codistill.local import OfflineCohort
 from codistill.offline import load_network
@@ -177,7 +177,8 @@ def train_pool(pool_dir: Path, configs: list[RunConfig]) -> list[dict[str, str]]
         name = config.peers[0].name
         run_dir = pool_run_dir(pool_dir, config.seed, name)
         saved = run_dir / CONFIG_FILE
-        if saved.exists() and yaml.safe_load(saved.read_text()) != yaml.safe_load(yaml.safe_dump(config.to_dict())):
+        # read back through the parser, so that a field added since (at its default) is no difference
+        if saved.exists() and parse_config(yaml.safe_load(saved.read_text()), mode="offline") != config:
             raise SystemExit(f"{run_dir} holds a teacher trained with another config: remove it or pass another --pool")
         if not (run_dir / RESULTS_FILE).exists():
             resume = (run_dir / "checkpoints").is_dir()

@@ -41,6 +41,8 @@ class ConstantPolicy(TeacherWeightingPolicy):
             raise ConfigError(f"{path}.weights", f"must map teacher names to weights, got {weights!r}")
         if not valid_weight(default):
             raise ConfigError(f"{path}.default", f"must be a finite number ≥ 0, got {default!r}")
+        if config.independent:  # nobody distils: there are no teachers to name
+            return
         candidates = [TeacherSlots.of(config, index).names for index in range(len(config.peers))]
         known = {name for names in candidates for name in names}
         for name, weight in weights.items():
