@@ -67,7 +67,9 @@ from codistill.config import RunConfig, apply_override, load_config, parse_confi
 from codistill.errors import ConfigError
 from codistill.local import OfflineCohort
 from codistill.offline import load_network
+from codistill.checkpoint import load_latest_checkpoint
 from codistill.peer import PeerTrainer, load_dataset
+from codistill.peer.teachers import normalized_weights
 from codistill.progress import Progress
 from codistill.runner import CONFIG_FILE, RESULTS_FILE, prepare_run_dir, run_cohort
 from codistill.local import SequentialCohort
@@ -224,6 +226,29 @@ def pool_statistics(camkd: PeerTrainer, teachers: list[dict[str, str]],
     return stats
 
 
+@torch.no_grad()
+def right_teacher_weight(config: RunConfig, run_dir: Path, teachers: list[dict[str, str]]) -> float:
+    """Over the training split (no augmentation), with the run's final student and policy: the mean
+    weight the policy puts on the teachers that predict an example's *true* label, over the
+    examples that one of them does (on the specialist pool: the weight on the right specialist)."""
+    trainer = PeerTrainer(config, 0)
+    _, states = load_latest_checkpoint(run_dir, 1)
+    trainer.load_state_bytes(states[0])
+    dataset = trainer.dataset
+    everything = torch.arange(dataset.info.train_size)
+    images, noisy = dataset.train_batch(everything, torch.Generator().manual_seed(0), augment=False)
+    trainer.model.eval()
+    logits = torch.stack([load_network(t["checkpoint"])(images).logits.float() for t in teachers])  # [K, N, C]
+    right = (logits.argmax(-1) == dataset.clean_train_labels.unsqueeze(0)).float().t()  # [N, K]
+    batch = TeacherBatch(student_index=0, student_logits=trainer.model(images).logits.float(), teacher_logits=logits,
+                         teacher_indices=list(range(len(teachers))), targets=noisy,
+                         progress=trainer.batches.progress(config.epochs - 1, trainer.batches.steps_per_epoch - 1),
+                         example_indices=everything)
+    weights = normalized_weights(trainer.policy.weights(batch), len(teachers), everything.numel())
+    some = right.sum(1) > 0
+    return float((weights * right).sum(1)[some].mean())
+
+
 # ---------------------------------------------------------------------------------------------
 # Students and cohorts
 
@@ -325,7 +350,9 @@ class Evidence:
             run_dir = run_dir_for(out / "offline", name, seed)
             config = self.student(with_labels(overrides, labels), seed, teachers)
             prepare_run_dir(run_dir, config)
-            record_run(self.rows[OFFLINE].setdefault(name, {}), run_cohort(config, run_dir, OfflineCohort))
+            row = self.rows[OFFLINE].setdefault(name, {})
+            record_run(row, run_cohort(config, run_dir, OfflineCohort))
+            row.setdefault("right_weight", []).append(right_teacher_weight(config, run_dir, teachers))
         for name, overrides in self.runs[ONLINE].items():
             run_dir = run_dir_for(out / "online", name, seed)
             config = self.cohort(overrides, seed)
@@ -365,21 +392,23 @@ class Evidence:
 
     def headroom_table(self) -> str:
         """Per seed, the headroom oracle − uniform (points of last top-1) and the share of it each
-        policy closes, (policy − uniform) / (oracle − uniform); the last column from the means."""
-        rows = self.rows[OFFLINE]
-        uniform, oracle = rows[UNIFORM]["peer_last"], rows[ORACLE_ROW]["peer_last"]
-        headroom = [o - u for o, u in zip(oracle, uniform)]
-        lines = [["headroom: oracle − uniform (points)"] + [f"{100 * h:+.2f}" for h in headroom]
-                 + [f"{100 * statistics.mean(headroom):+.2f}"]]
+        policy closes, (policy − uniform) / (oracle − uniform); then the same from the means, and
+        of the best constant's headroom (the best fixed weighting can beat the oracle)."""
+        rows, seeds = self.rows[OFFLINE], range(len(self.args.seeds))
+        uniform = rows[UNIFORM]["peer_last"]
+        gain = {name: [p - u for p, u in zip(row["peer_last"], uniform)] for name, row in rows.items()}
         best = self.best_constant()
-        for name, row in rows.items():
-            if name in (UNIFORM, ORACLE_ROW):
+        ceilings = {"oracle": gain[ORACLE_ROW], "best constant": gain[best] if best else [0.0 for _ in seeds]}
+        lines = [[f"headroom: {label} − uniform (points)"] + [f"{100 * h:+.2f}" for h in headroom] + ["", ""]
+                 for label, headroom in ceilings.items()]
+        for name in rows:
+            if name == UNIFORM:
                 continue
-            gains = [p - u for p, u in zip(row["peer_last"], uniform)]
             label = f"{name} (best constant)" if name == best else name
-            lines.append([label] + [share(g, h) for g, h in zip(gains, headroom)]
-                         + [share(statistics.mean(gains), statistics.mean(headroom))])
-        return table(["share of the headroom closed"] + [f"seed {s}" for s in self.args.seeds] + ["mean"], lines)
+            lines.append([label] + [share(gain[name][s], ceilings["oracle"][s]) for s in seeds]
+                         + [share(statistics.mean(gain[name]), statistics.mean(h)) for h in ceilings.values()])
+        return table(["share of the headroom closed"] + [f"seed {s}" for s in self.args.seeds]
+                     + ["of oracle − uniform, means", "of best constant − uniform, means"], lines)
 
     def tables(self) -> str:
         sections = [table(["teacher", "val top-1, last", "train top-1 vs noisy labels", "train top-1 vs true labels",
@@ -391,9 +420,10 @@ class Evidence:
             names = list(self.pool)
             student = load_config(self.args.student_config, self.args.overrides, mode="offline").peers[0].name
             sections.append(table(["offline: policy", "student top-1, last", "student top-1, best"]
-                                  + [f"weight {t}, 2nd half" for t in names],
+                                  + [f"weight {t}, 2nd half" for t in names] + ["weight on right teachers, end"],
                                   [[name, mean_std(r["peer_last"]), mean_std(r["peer_best"])]
                                    + [weight_cell(r, student, t) for t in names]
+                                   + [weight_mean_std(r.get("right_weight"))]
                                    for name, r in self.rows[OFFLINE].items()]))
             if ORACLE_ROW in self.rows[OFFLINE] and UNIFORM in self.rows[OFFLINE]:
                 sections.append(self.headroom_table())
