@@ -1,5 +1,6 @@
-"""A reinforcement-learned teacher-selection policy: per-example teacher weights, learned by PPO
-from the student's progress on a held-out probe split.
+"""A learned teacher-selection policy: per-example teacher weights, learned from the student's
+progress on a held-out probe split, by one of two estimators (``estimator``): ``credit``, a
+deterministic policy gradient through the dense per-(example, teacher) credit, or ``ppo``.
 
 Use (online or offline)::
 
@@ -39,11 +40,23 @@ network and normalizing over teachers makes the weights equivariant to the teach
 defined for any number of them. Frozen (``learn: false``), the policy acts with its mean,
 ``softmax_k(μ_b)``. The last layer starts at zero: an untrained policy weights teachers uniformly.
 
-**Reward** (:func:`probe_reward`): the relative change of the student's cross-entropy on a probe
-batch (``data.probe_fraction`` of the training split, never trained on, labels as noisy as the
-rest) from before to after the update those weights produced, ``(L_before − L_after) / L_before``.
+**Probe loss** (``probe_loss``): the student's loss on a probe batch (``data.probe_fraction`` of
+the training split, never trained on, labels as noisy as the rest): cross-entropy (``ce``) or the
+mean absolute error ``1 − p_y`` (``mae``), which symmetric label noise does not bias (Ghosh et
+al. 2017): cross-entropy on noisy labels rewards soft, uncertain teachers.
 
-**Learner** (:class:`PPOLearner`): PPO-clip (Schulman et al. 2017) in the style of CleanRL's
+**Credit estimator** (``estimator: credit``, :class:`CreditLearner`): on each step before a sync
+(every ``update_every`` steps) the peer computes the dense credit ``c[b, k] = ∂/∂w[b, k]
+L_probe(θ − η ∇θ L_train(θ; w))`` of every weight (the one-step lookahead of Learning to Reweight,
+Ren et al. 2018, per teacher; :func:`codistill.peer.feedback.dense_credit`), and the learner
+descends ``Σ_k c[b, k] softmax_k(μ_φ(o_b))``: a deterministic policy gradient with an exact
+first-order critic, one number per example and teacher instead of one per batch. Peers act with
+the mean: no exploration noise trains the student.
+
+**Reward** (``estimator: ppo``, :func:`probe_reward`): the relative change of the probe loss from
+before to after the update those weights produced, ``(L_before − L_after) / L_before``.
+
+**PPO learner** (:class:`PPOLearner`): PPO-clip (Schulman et al. 2017) in the style of CleanRL's
 ``ppo_continuous_action.py``. The advantage of a step is its reward minus a running baseline (EMA
 of rewards), divided by the running mean absolute deviation, clipped to ±5. The loss is
 ``−E[min(ρA, clip(ρ, 1±ε)A)] − c_H · H(π)`` with ``ρ`` the probability ratio of the step's whole
@@ -193,10 +206,11 @@ class LearnedPolicy(TeacherWeightingPolicy):
     """Per-example teacher weights from :class:`TeacherScorer`; learns online unless ``learn`` is false.
 
     Parameters (``distillation.policy.params``): ``checkpoint`` a saved policy to start from;
-    ``learn``; ``update_every`` steps between learner updates; ``probe_batch_size``; ``hidden``
-    width of the scorer; ``init_std`` initial exploration σ; PPO's ``lr``, ``update_epochs``,
-    ``minibatches``, ``clip``, ``entropy_coef``, ``max_grad_norm``; ``baseline_decay`` of the
-    reward baseline.
+    ``learn``; ``estimator`` (``credit`` | ``ppo``); ``probe_loss`` (``ce`` | ``mae``);
+    ``update_every`` steps between learner updates (and, with ``credit``, between credits);
+    ``probe_batch_size``; ``hidden`` width of the scorer; ``init_std`` initial exploration σ (PPO);
+    the learners' ``lr``, ``update_epochs``, ``max_grad_norm``; PPO's ``minibatches``, ``clip``,
+    ``entropy_coef``; ``baseline_decay`` of the reward baseline (PPO) or of the credit's scale.
     """
 
     def __init__(self, context: PolicyContext, checkpoint: str | None = None, learn: bool = True,

@@ -74,12 +74,12 @@ def sets(*overrides: str) -> Setup:
     return config(None, *[arg for o in overrides for arg in ("--set", o)])
 
 
-def data_root(dataset: str, build: Callable[[Path], None]) -> Setup:
+def data_root(dataset: str, build: Callable[[Path], None], **data) -> Setup:
     def setup(tmp: Path):
         root = tmp / "data"
         root.mkdir()
         build(root)
-        return config({"data": {"dataset": dataset, "root": str(root)}})(tmp)
+        return config({"data": {"dataset": dataset, "root": str(root), **data}})(tmp)
     return setup
 
 
@@ -347,6 +347,8 @@ CASES = [
                  id="imagefolder-without-images"),
     pytest.param(data_root("imagefolder", image_tree(["cat", "dog"], ["cat"])), "data.root",
                  id="imagefolder-classes-differ"),
+    pytest.param(data_root("imagefolder", image_tree(["cat", "dog"], ["cat", "dog"]), classes=[0]), "data.classes",
+                 id="imagefolder-with-classes"),
     pytest.param(config({"data": {"dataset": "imagefolder", "root": "/no/such/tree"}}), "data.root",
                  id="imagefolder-root-missing"),
     pytest.param(data_root("fashion_mnist", lambda root: None), "data.root", id="fashion-root-empty"),

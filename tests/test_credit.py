@@ -7,6 +7,7 @@ from torch.func import functional_call
 
 from codistill.config import parse_config
 from codistill.local import SequentialCohort
+from codistill.runner import prepare_run_dir, run_cohort
 from codistill.methods.base import TeacherView
 from codistill.peer import PeerTrainer
 from codistill.peer.feedback import Probe, dense_credit, probe_loss
@@ -134,3 +135,21 @@ def test_credit_is_computed_on_sync_steps_only_and_moves_the_weights():
     assert steps[0][0]["policy/weight/cnn"] == pytest.approx(0.5)  # an untrained scorer: uniform
     assert cohort.learner.updates == len(steps) // 2
     assert abs(steps[-1][0]["policy/weight/cnn"] - 0.5) > 1e-4
+
+
+def test_a_credit_run_resumes_to_the_result_of_an_uninterrupted_run(tmp_path):
+    raw = tiny_raw(epochs=3)
+    raw["data"]["probe_fraction"] = 0.1
+    raw["distillation"]["policy"] = {"name": "policies.learned:LearnedPolicy",
+                                     "params": {"estimator": "credit", "update_every": 3}}  # syncs straddle epochs
+    config = parse_config(raw)
+    prepare_run_dir(tmp_path / "straight", config)
+    straight = run_cohort(config, tmp_path / "straight", SequentialCohort)
+    prepare_run_dir(tmp_path / "split", config)
+    assert run_cohort(config, tmp_path / "split", SequentialCohort, stop_after_epochs=2)["epochs_done"] == 2
+    resumed = run_cohort(config, tmp_path / "split", SequentialCohort, resume=True)
+    history = lambda results: [[(p["val_accuracy"], p["train_loss"], p["teacher_weights"]) for p in h["peers"]]  # noqa: E731
+                               for h in results["history"]]
+    assert resumed["peers"] == straight["peers"] and history(resumed) == history(straight)
+    learner = torch.load(tmp_path / "split" / "checkpoints" / "epoch_0003" / "policy_learner.pt", weights_only=True)
+    assert {"scorer", "optimizer", "scale", "updates"} <= set(learner) and learner["updates"] > 0

@@ -203,11 +203,12 @@ def test_a_saved_policy_starts_a_frozen_run(tmp_path):
 
 
 @pytest.mark.ray
+@pytest.mark.parametrize("estimator", ["ppo", "credit"])
 @pytest.mark.parametrize("exchange", ["objectref", "collective"])
-def test_ray_and_sequential_backends_learn_the_same_weights(ray_runtime, exchange):
+def test_ray_and_sequential_backends_learn_the_same_weights(ray_runtime, exchange, estimator):
     from codistill.cohort import RayCohort
 
-    raw = learned_raw({"update_every": 2})
+    raw = learned_raw({"update_every": 2, "estimator": estimator})
     raw["runtime"] = {**raw.get("runtime", {}), "exchange": exchange}
     config = parse_config(raw)
     local, remote = SequentialCohort(config), RayCohort(config)

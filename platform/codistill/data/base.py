@@ -111,6 +111,8 @@ class DatasetFactory(ABC):
     default_val_fraction: float | None = None
     #: Whether ``data.download: true`` may fetch the dataset's files (its :meth:`check` does).
     downloadable: bool = False
+    #: Whether its training split can be cut to some classes (``data.classes``, :meth:`PeerDataset.keep_classes`).
+    selects_classes: bool = True
 
     @classmethod
     @abstractmethod
