@@ -28,8 +28,8 @@ is oracle − uniform; a policy is judged by the share of it that it closes, (po
 (oracle − uniform), per seed.
 
 The learned policy (``--policy``, default ``policies.learned:LearnedPolicy``) runs once per
-``--learned LABEL=KEY:VALUE,...`` (default: ``ppo``, ``credit, ce`` and ``credit, mae``: its two
-estimators and probe losses) with ``{learn: true}`` while it learns during the run,
+``--learned LABEL=KEY:VALUE,...`` (default: PPO with cross-entropy, credit with cross-entropy and
+with MAE, and credit with MAE every 4 and every 8 steps) with ``{learn: true}`` while it learns during the run,
 ``{checkpoint: FILE, learn: false}`` when it starts frozen from ``--pretrained FILE``,
 ``{checkpoint: FILE, learn: true}`` when it starts from it and keeps learning, plus any
 ``--policy-param KEY=VALUE``. Its variants run only when the class can be imported; otherwise
@@ -92,8 +92,11 @@ POOL_KINDS: dict[str, dict[str, Any]] = {
                    "constants": {f"constant low {a:.2f} / high {1 - a:.2f}": {"low": a, "high": 1.0 - a}
                                  for a in (1.0, 0.75, 0.25, 0.0)}},
 }
-LEARNED_VARIANTS = ["ppo=estimator:ppo", "credit, ce=estimator:credit,probe_loss:ce",
-                    "credit, mae=estimator:credit,probe_loss:mae"]
+LEARNED_VARIANTS = ["ppo, ce=estimator:ppo,probe_loss:ce,update_every:1",
+                    "credit, ce=estimator:credit,probe_loss:ce,update_every:1",
+                    "credit, mae=estimator:credit,probe_loss:mae,update_every:1",
+                    "credit, mae, every 4=estimator:credit,probe_loss:mae,update_every:4",
+                    "credit, mae, every 8=estimator:credit,probe_loss:mae,update_every:8"]
 OFFLINE, ONLINE = "offline", "online cohort"
 AUGMENTED_VIEWS = 8
 
