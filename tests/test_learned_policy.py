@@ -79,7 +79,7 @@ def test_a_learner_step_makes_positive_advantage_actions_more_likely():
     """Hand-made transitions: on the same observation, the actions that favoured teacher 0 were
     rewarded, those that favoured teacher 1 were not; one (small) learner update must make the
     first more likely and the second less."""
-    policy = LearnedPolicy(context(2), update_epochs=1, entropy_coef=0.0, lr=1e-3)  # a small step: first order
+    policy = LearnedPolicy(context(2), update_epochs=1, entropy_coef=0.0, lr=1e-3, estimator="ppo")  # first order
     learner = policy.make_learner()
     generator = torch.Generator().manual_seed(1)
     features = torch.rand(8, 2, len(FEATURES), generator=generator)
@@ -158,7 +158,7 @@ def run_sequential(config, run_dir, **kwargs):
 def test_a_learning_run_resumes_to_the_result_of_an_uninterrupted_run(tmp_path, capsys):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    config = parse_config(learned_raw({"update_every": 3}, epochs=3))  # syncs straddle epoch boundaries
+    config = parse_config(learned_raw({"update_every": 3, "estimator": "ppo"}, epochs=3))  # syncs straddle epochs
     straight = run_sequential(config, tmp_path / "straight")
     assert "teacher weights [mlp: cnn " in capsys.readouterr().out  # a policy that chooses: on the console
     assert run_sequential(config, tmp_path / "split", stop_after_epochs=2)["epochs_done"] == 2
