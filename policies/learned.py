@@ -89,10 +89,6 @@ FEATURES = ("teacher_ce", "teacher_confidence", "teacher_entropy", "kl_teacher_s
             "agrees_with_teachers", "kl_teacher_others", "progress", "student_ce")
 SAVED_FORMAT = "codistill-learned-teacher-policy/1"
 ESTIMATORS = ("credit", "ppo")
-#: Steps between learner updates when ``update_every`` is not given: PPO learns from every step's
-#: reward; the credit, dense already, is computed only every 4th step (its double-backward is the
-#: cost; see docs/policies.md for what every 1, 4 and 8 measured).
-DEFAULT_UPDATE_EVERY = {"ppo": 1, "credit": 4}
 FEATURE_CLIP = 10.0
 
 
@@ -218,7 +214,7 @@ class LearnedPolicy(TeacherWeightingPolicy):
     """
 
     def __init__(self, context: PolicyContext, checkpoint: str | None = None, learn: bool = True,
-                 update_every: int | None = None, probe_batch_size: int = 128, hidden: int = 32, init_std: float = 1.0,
+                 update_every: int = 1, probe_batch_size: int = 128, hidden: int = 32, init_std: float = 1.0,
                  lr: float = 1e-2, update_epochs: int = 4, minibatches: int = 1, clip: float = 0.2,
                  entropy_coef: float = 1e-3, max_grad_norm: float = 0.5, baseline_decay: float = 0.9,
                  estimator: str = "credit", probe_loss: str = "mae") -> None:
@@ -230,7 +226,7 @@ class LearnedPolicy(TeacherWeightingPolicy):
         if saved:
             self.scorer.load_state_dict(saved["scorer"])
         self.learning, self.estimator, self.probe_loss = learn, estimator, probe_loss
-        self.update_every = (update_every or DEFAULT_UPDATE_EVERY[estimator]) if learn else 0
+        self.update_every = update_every if learn else 0
         self.probe_batch_size = probe_batch_size if learn else 0
         self.learner_settings = {"lr": lr, "update_epochs": update_epochs, "minibatches": minibatches, "clip": clip,
                                  "entropy_coef": entropy_coef, "max_grad_norm": max_grad_norm,
@@ -246,8 +242,6 @@ class LearnedPolicy(TeacherWeightingPolicy):
         path = "distillation.policy.params"
         for name in ("update_every", "probe_batch_size", "hidden", "update_epochs", "minibatches"):
             value = params.get(name, 1)
-            if value is None and name == "update_every":  # the estimator's default
-                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{path}.{name}", f"must be an integer ≥ 1, got {value!r}")
         for name in ("init_std", "lr", "clip", "max_grad_norm"):
