@@ -120,13 +120,12 @@ def toy_pool(tmp_path_factory):
     return data, directory
 
 
-@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.xfail(
-    reason="passes alone, fails (0.59) after the rest of the suite: state left by an earlier test, not yet found",
-    strict=False)), 2])
+@pytest.mark.parametrize("seed", [0, 1, 2])
 def test_a_short_run_learns_to_ignore_a_teacher_that_predicts_at_random(toy_pool, seed):
-    """Offline, a good teacher and a confidently random one: after a few epochs of learning, the
-    policy's mean action (what it does frozen) gives the random teacher far less than 1/2. One
-    torch thread: the run is then the same whatever earlier tests left the thread count at."""
+    """Offline, a good teacher and a confidently random one: after a few epochs of learning with
+    the default estimator (the dense credit), the policy's mean action (what it does frozen) gives
+    the random teacher less than 0.1 (issue 16's target; it measures 0.000–0.002, uniform is 1/2).
+    One torch thread: the run is then the same whatever earlier tests left the thread count at."""
     torch.set_num_threads(1)
     data, pool = toy_pool
     epochs = 6
@@ -146,7 +145,7 @@ def test_a_short_run_learns_to_ignore_a_teacher_that_predicts_at_random(toy_pool
     sampled = sum(step[0]["policy/weight/random"] for step in learning) / len(learning)
     mean = sum(step[0]["policy/weight/random"] for step in frozen) / len(frozen)
     print(f"weight of the random teacher: sampled in the last learning epoch {sampled:.3f}, frozen {mean:.3f}")
-    assert mean < 0.25, (sampled, mean)  # uniform would give each teacher 0.5
+    assert mean < 0.1, (sampled, mean)  # uniform would give each teacher 0.5
 
 
 def run_sequential(config, run_dir, **kwargs):
