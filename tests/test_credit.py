@@ -153,3 +153,25 @@ def test_a_credit_run_resumes_to_the_result_of_an_uninterrupted_run(tmp_path):
     assert resumed["peers"] == straight["peers"] and history(resumed) == history(straight)
     learner = torch.load(tmp_path / "split" / "checkpoints" / "epoch_0003" / "policy_learner.pt", weights_only=True)
     assert {"scorer", "optimizer", "scale", "updates"} <= set(learner) and learner["updates"] > 0
+
+
+def test_the_ensembles_graph_reaches_the_weights_and_no_teacher():
+    """In ensemble mode with weights that require grad, the KD term's gradient reaches the weights
+    (for their credit) but not a teacher's logits, even ones that would carry a graph."""
+    from codistill.methods import MethodContext, build_method
+    from codistill.models import ModelOutput
+    from codistill.peer.teachers import ensemble_view
+    from codistill.progress import Progress
+
+    kd = build_method("kd", MethodContext(num_classes=10, student_feature_shapes=[], teacher_feature_shapes=[],
+                                          total_epochs=1, online=False), {})
+    teachers = [torch.randn(4, 10, requires_grad=True) for _ in range(2)]
+    weights = torch.full((4, 2), 0.5, requires_grad=True)
+    student = ModelOutput(logits=torch.randn(4, 10, requires_grad=True), features=[])
+    view = ensemble_view([TeacherView(logits=t) for t in teachers], weights)
+    loss = kd(student, view, torch.zeros(4, dtype=torch.long), Progress(0, 0, 1, 1))["kd"].mean()
+    loss.backward()
+    assert weights.grad is not None and bool(weights.grad.abs().sum() > 0)
+    assert all(t.grad is None for t in teachers)
+    plain = ensemble_view([TeacherView(logits=t) for t in teachers], weights.detach())
+    assert not plain.weights_graph and not plain.logits.requires_grad

@@ -116,6 +116,7 @@ def teacher_weights(weights: Tensor, count: int) -> Tensor:
 
 def ensemble_view(views: list[TeacherView], weights: Tensor) -> TeacherView:
     """The weighted logit ensemble ``Σ_l w_l z_l`` (weights ``[B, K]``) as one teacher."""
-    stacked = torch.stack([view.logits.float() for view in views])  # [K, B, C]
+    stacked = torch.stack([view.logits.detach().float() for view in views])  # [K, B, C]
     logits = torch.einsum("bk,kbc->bc", weights.to(stacked.dtype), stacked)
-    return TeacherView(logits=logits, index=None)
+    # with weights that require grad (their dense credit), the graph reaches them and nothing else
+    return TeacherView(logits=logits, index=None, weights_graph=weights.requires_grad)
