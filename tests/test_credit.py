@@ -148,8 +148,9 @@ def test_a_credit_run_resumes_to_the_result_of_an_uninterrupted_run(tmp_path):
     prepare_run_dir(tmp_path / "split", config)
     assert run_cohort(config, tmp_path / "split", SequentialCohort, stop_after_epochs=2)["epochs_done"] == 2
     resumed = run_cohort(config, tmp_path / "split", SequentialCohort, resume=True)
-    history = lambda results: [[(p["val_accuracy"], p["train_loss"], p["teacher_weights"]) for p in h["peers"]]  # noqa: E731
-                               for h in results["history"]]
+    def history(results):
+        return [[(p["val_accuracy"], p["train_loss"], p["teacher_weights"]) for p in h["peers"]]
+                for h in results["history"]]
     assert resumed["peers"] == straight["peers"] and history(resumed) == history(straight)
     learner = torch.load(tmp_path / "split" / "checkpoints" / "epoch_0003" / "policy_learner.pt", weights_only=True)
     assert {"scorer", "optimizer", "scale", "updates"} <= set(learner) and learner["updates"] > 0

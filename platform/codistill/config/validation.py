@@ -102,7 +102,8 @@ def validate_data(data: DataConfig) -> "DataShape":
         raise ConfigError("data.classes", f"dataset '{data.dataset}' cannot keep a subset of classes; leave it unset")
     shape = factory.check(data)
     if data.classes is not None and max(data.classes) >= shape.num_classes:
-        raise ConfigError("data.classes", f"the dataset has classes 0 to {shape.num_classes - 1}, got {list(data.classes)}")
+        raise ConfigError("data.classes",
+                          f"the dataset has classes 0 to {shape.num_classes - 1}, got {list(data.classes)}")
     return shape
 
 
