@@ -82,7 +82,7 @@ class Probe:
 def dense_credit(train_loss: Tensor, weights: Tensor, parameters: list[nn.Parameter], probe_gradient: list[Tensor],
                  lr: float) -> Tensor:
     """``c[b, k] = ∂/∂w[b, k] L_probe(θ − η ∇θ L_train(θ; w))``, which is
-    ``−η ⟨∇θ L_probe, ∂∇θ L_train / ∂w[b, k]⟩`` to first order in η (Ren et al. 2018, eq. 6-7), for
+    ``−η ⟨∇θ L_probe, ∂∇θ L_train / ∂w[b, k]⟩`` to first order in η (Ren et al., ICML 2018), for
     all ``(b, k)`` at once by one double-backward: ``−η ∂/∂w ⟨g_probe, ∇θ L_train(θ; w)⟩`` with
     ``g_probe = ∇θ L_probe`` held fixed.
 
