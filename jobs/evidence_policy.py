@@ -1,33 +1,49 @@
-"""Teacher selection under label noise: uniform weights, CA-MKD and the learned policy, offline
-with a pool of frozen teachers that holds a memorizer, and online in the default cohort.
-The README's "Learned teacher policy" tables.
+"""Teacher selection: uniform weights, CA-MKD, fixed weightings, the learned policy and the label
+oracle, offline with a pool of frozen teachers, and online in the default cohort. The README's
+"Learned teacher policy" tables and docs/policies.md's.
 
-    python jobs/evidence_policy.py --seeds 0 1 2
+    python jobs/evidence_policy.py --seeds 0 1 2                            # the memorizer pool
+    python jobs/evidence_policy.py --seeds 0 1 2 --pool-kind specialist --settings offline
     python jobs/evidence_policy.py --seeds 0 1 2 --pretrained POLICY_FILE   # adds the pretrained rows
 
-For every seed, first the pool of ``jobs/configs/pool_*.yaml`` is trained on that seed's data —
-the memorizer has to have fitted the very noisy labels the student sees — and kept in ``--pool``
-(reused when present). Then, on identical data and batches, the ResNet-8 student of
-``jobs/configs/digits_pool_offline.yaml`` is distilled from the pool with each policy, and the
-cohort of ``jobs/configs/digits_cohort.yaml`` (sequential backend, same results as Ray) trains
-with uniform weights and with the learned policy. Torch uses ``--threads`` threads (default 1,
-which avoids oversubscribing a shared machine).
+Two pools (``--pool-kind``): ``memorizer`` (``jobs/configs/pool_{clean,memorizer,weak}.yaml``: a
+teacher trained on the true labels, one that fitted the noisy labels, one trained 3 epochs) and
+``specialist`` (``jobs/configs/pool_specialist_{low,high}.yaml``: each trained on the true labels
+of half of the classes only, and confidently wrong on the other half). For every seed, first the
+pool is trained on that seed's data — the memorizer has to have fitted the very noisy labels the
+student sees — and kept in ``--pool`` (reused when present). Then, on identical data and batches,
+the ResNet-8 student of ``jobs/configs/digits_pool_offline.yaml`` (50% of digits, 40% symmetric
+label noise) is distilled from the pool with each policy, and (``--settings``) the cohort of
+``jobs/configs/digits_cohort.yaml`` (sequential backend, same results as Ray) trains with uniform
+weights and with the learned policy. Torch uses ``--threads`` threads (default 1, which avoids
+oversubscribing a shared machine).
 
-The learned policy (``--policy``, default ``policies.learned:LearnedPolicy``) gets
-``{learn: true}`` while it learns during the run, ``{checkpoint: FILE, learn: false}`` when it
-starts frozen from ``--pretrained FILE``, ``{checkpoint: FILE, learn: true}`` when it starts from
-it and keeps learning, plus any ``--policy-param KEY=VALUE``. Its variants run only when the
-class can be imported; otherwise they are skipped with a message. When they run, every variant,
-uniform and CA-MKD included, holds out the same probe slice (``data.probe_fraction``), so all of
-them train on the same examples.
+Offline rows besides uniform and CA-MKD: fixed weightings (``policies.constant:ConstantPolicy``:
+*clean teacher only* on the memorizer pool, a small grid of mixtures on the specialist pool, the
+best of which is marked), and the **label oracle** (``policies.oracle:LabelOraclePolicy``), which
+weights, per example, the teachers whose prediction is the example's *true* label (the job knows
+it: it injected the noise; it writes the training split's true labels to
+``OUT/true-labels/seed<N>.pt`` for the oracle to read by example index). The headroom of a seed
+is oracle − uniform; a policy is judged by the share of it that it closes, (policy − uniform) /
+(oracle − uniform), per seed.
+
+The learned policy (``--policy``, default ``policies.learned:LearnedPolicy``) runs once per
+``--learned LABEL=KEY:VALUE,...`` (default: PPO with cross-entropy, credit with cross-entropy and
+with MAE, and credit with MAE every 4 and every 8 steps) with ``{learn: true}`` while it learns during the run,
+``{checkpoint: FILE, learn: false}`` when it starts frozen from ``--pretrained FILE``,
+``{checkpoint: FILE, learn: true}`` when it starts from it and keeps learning, plus any
+``--policy-param KEY=VALUE``. Its variants run only when the class can be imported; otherwise
+they are skipped with a message. When they run, every variant, uniform and CA-MKD included, holds
+out the same probe slice (``data.probe_fraction``), so all of them train on the same examples.
 
 Prints Markdown tables: the pool (validation top-1; on the training split as the student sees
 it, augmented: accuracy against the noisy and the true labels, and the mean CA-MKD weight of each
 teacher over all examples and over those with a flipped label); the student's top-1 at the last
 and at the best epoch and the mean weight each teacher got over the second half of training
-(``teacher_weights`` of ``results.json``; "n/a" where a run does not record it); the cohort's mean
-peer and ensemble top-1; the median seconds per training epoch of every variant and its ratio to
-uniform weights, timed on the first seed with the variants taking turns epoch by epoch.
+(``teacher_weights`` of ``results.json``; "n/a" where a run does not record it); the headroom and
+the share of it each policy closes, per seed; the cohort's mean peer and ensemble top-1; the
+median seconds per training epoch of every variant and its ratio to uniform weights, timed on the
+first seed with the variants taking turns epoch by epoch.
 """
 
 from __future__ import annotations
@@ -36,6 +52,7 @@ import argparse
 import json
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -46,11 +63,13 @@ import yaml
 from codistill.evidence import add_common_arguments, fresh_output, mean_std, run_dir_for, selected, table, write_summary
 
 from codistill.cohort_base import Cohort
-from codistill.config import RunConfig, apply_override, load_config
+from codistill.config import RunConfig, apply_override, load_config, parse_config
 from codistill.errors import ConfigError
 from codistill.local import OfflineCohort
 from codistill.offline import load_network
-from codistill.peer import PeerTrainer
+from codistill.checkpoint import load_latest_checkpoint
+from codistill.peer import PeerTrainer, load_dataset
+from codistill.peer.teachers import normalized_weights
 from codistill.progress import Progress
 from codistill.runner import CONFIG_FILE, RESULTS_FILE, prepare_run_dir, run_cohort
 from codistill.local import SequentialCohort
@@ -58,8 +77,26 @@ from codistill.policy import TeacherBatch
 from codistill.registry import POLICIES
 
 POOL_CONFIGS = ["jobs/configs/pool_clean.yaml", "jobs/configs/pool_memorizer.yaml", "jobs/configs/pool_weak.yaml"]
+SPECIALIST_CONFIGS = ["jobs/configs/pool_specialist_low.yaml", "jobs/configs/pool_specialist_high.yaml"]
 CA_MKD = "policies.confidence:ConfidenceAwarePolicy"
+CONSTANT = "policies.constant:ConstantPolicy"
+ORACLE = "policies.oracle:LabelOraclePolicy"
 UNIFORM = "uniform"
+ORACLE_ROW = "label oracle (ceiling)"
+LABELS = "<true labels of the seed>"  # stands for OUT/true-labels/seed<N>.pt in the oracle's overrides
+#: Per pool kind: its teachers' configs, where it is kept, and its fixed weightings (row → weights).
+POOL_KINDS: dict[str, dict[str, Any]] = {
+    "memorizer": {"configs": POOL_CONFIGS, "pool": "runs/policy-pool",
+                  "constants": {"clean teacher only": {"clean": 1.0}}},
+    "specialist": {"configs": SPECIALIST_CONFIGS, "pool": "runs/policy-pool-specialist",
+                   "constants": {f"constant low {a:.2f} / high {1 - a:.2f}": {"low": a, "high": 1.0 - a}
+                                 for a in (1.0, 0.75, 0.25, 0.0)}},
+}
+LEARNED_VARIANTS = ["ppo, ce=estimator:ppo,probe_loss:ce,update_every:1",
+                    "credit, ce=estimator:credit,probe_loss:ce,update_every:1",
+                    "credit, mae=estimator:credit,probe_loss:mae,update_every:1",
+                    "credit, mae, every 4=estimator:credit,probe_loss:mae,update_every:4",
+                    "credit, mae, every 8=estimator:credit,probe_loss:mae,update_every:8"]
 OFFLINE, ONLINE = "offline", "online cohort"
 AUGMENTED_VIEWS = 8
 
@@ -79,15 +116,28 @@ def learned_policy_available(policy: str) -> bool:
     return True
 
 
+def parse_learned(spec: str) -> tuple[str, dict[str, Any]]:
+    """``LABEL=KEY:VALUE,KEY:VALUE`` → the row's label and the policy's parameters (YAML values)."""
+    label, _, pairs = spec.partition("=")
+    params = {}
+    for pair in filter(None, pairs.split(",")):
+        key, _, value = pair.partition(":")
+        params[key.strip()] = yaml.safe_load(value)
+    return label.strip(), params
+
+
 def variants(args: argparse.Namespace, learned: bool) -> dict[str, dict[str, list[str]]]:
     """Per setting (offline, online cohort): policy variant name → config overrides."""
     offline = {UNIFORM: [policy_override(UNIFORM)], "CA-MKD": [policy_override(CA_MKD)]}
+    offline.update({name: [policy_override(CONSTANT, {"weights": weights})]
+                    for name, weights in POOL_KINDS[args.pool_kind]["constants"].items()})
     online = {UNIFORM: [policy_override(UNIFORM)]}
     if learned:
         extra = dict(args.policy_params)
-        during = [policy_override(args.policy, {**extra, "learn": True})]
-        offline["learned, learning during the run"] = during
-        online["learned, learning during the run"] = during
+        for label, params in map(parse_learned, args.learned or LEARNED_VARIANTS):
+            during = [policy_override(args.policy, {**params, **extra, "learn": True})]
+            offline[f"learned, {label}"] = during
+            online[f"learned, {label}"] = during
         if args.pretrained is not None:
             start = {**extra, "checkpoint": str(args.pretrained)}
             offline["learned, pretrained, frozen"] = [policy_override(args.policy, {**start, "learn": False})]
@@ -95,7 +145,21 @@ def variants(args: argparse.Namespace, learned: bool) -> dict[str, dict[str, lis
         else:
             print("pretrained-policy variants SKIPPED: pass --pretrained FILE (a policy saved by "
                   "jobs/train_policy.py)", flush=True)
-    return {OFFLINE: selected(offline, args.only), ONLINE: selected(online, args.only)}
+    offline[ORACLE_ROW] = [policy_override(ORACLE, {"labels": LABELS})]
+    return {OFFLINE: selected(offline, args.only) if OFFLINE in args.settings else {},
+            ONLINE: selected(online, args.only) if "online" in args.settings else {}}
+
+
+def with_labels(overrides: list[str], labels: Path) -> list[str]:
+    """``overrides`` with the oracle's stand-in for the true labels replaced by ``labels``."""
+    return [override.replace(LABELS, str(labels)) for override in overrides]
+
+
+def write_true_labels(config: RunConfig, path: Path) -> Path:
+    """The true labels of ``config``'s training split (as the batches index it), saved for the oracle."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(load_dataset(config).clean_train_labels.clone(), path)
+    return path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,7 +182,8 @@ def train_pool(pool_dir: Path, configs: list[RunConfig]) -> list[dict[str, str]]
         name = config.peers[0].name
         run_dir = pool_run_dir(pool_dir, config.seed, name)
         saved = run_dir / CONFIG_FILE
-        if saved.exists() and yaml.safe_load(saved.read_text()) != yaml.safe_load(yaml.safe_dump(config.to_dict())):
+        # read back through the parser, so that a field added since (at its default) is no difference
+        if saved.exists() and parse_config(yaml.safe_load(saved.read_text()), mode="offline") != config:
             raise SystemExit(f"{run_dir} holds a teacher trained with another config: remove it or pass another --pool")
         if not (run_dir / RESULTS_FILE).exists():
             resume = (run_dir / "checkpoints").is_dir()
@@ -164,6 +229,29 @@ def pool_statistics(camkd: PeerTrainer, teachers: list[dict[str, str]],
     return stats
 
 
+@torch.no_grad()
+def right_teacher_weight(config: RunConfig, run_dir: Path, teachers: list[dict[str, str]]) -> float:
+    """Over the training split (no augmentation), with the run's final student and policy: the mean
+    weight the policy puts on the teachers that predict an example's *true* label, over the
+    examples that one of them does (on the specialist pool: the weight on the right specialist)."""
+    trainer = PeerTrainer(config, 0)
+    _, states = load_latest_checkpoint(run_dir, 1)
+    trainer.load_state_bytes(states[0])
+    dataset = trainer.dataset
+    everything = torch.arange(dataset.info.train_size)
+    images, noisy = dataset.train_batch(everything, torch.Generator().manual_seed(0), augment=False)
+    trainer.model.eval()
+    logits = torch.stack([load_network(t["checkpoint"])(images).logits.float() for t in teachers])  # [K, N, C]
+    right = (logits.argmax(-1) == dataset.clean_train_labels.unsqueeze(0)).float().t()  # [N, K]
+    batch = TeacherBatch(student_index=0, student_logits=trainer.model(images).logits.float(), teacher_logits=logits,
+                         teacher_indices=list(range(len(teachers))), targets=noisy,
+                         progress=trainer.batches.progress(config.epochs - 1, trainer.batches.steps_per_epoch - 1),
+                         example_indices=everything)
+    weights = normalized_weights(trainer.policy.weights(batch), len(teachers), everything.numel())
+    some = right.sum(1) > 0
+    return float((weights * right).sum(1)[some].mean())
+
+
 # ---------------------------------------------------------------------------------------------
 # Students and cohorts
 
@@ -199,6 +287,11 @@ def interleaved_epoch_seconds(configs: dict[str, RunConfig], make_cohort: Callab
     return seconds
 
 
+def share(gain: float, headroom: float) -> str:
+    """``gain / headroom`` in percent; "n/a" without headroom."""
+    return f"{100 * gain / headroom:.0f}%" if headroom > 0 else "n/a"
+
+
 def weight_mean_std(values: list[float] | None) -> str:
     """``mean ± sample std`` of teacher weights in [0, 1]; "n/a" when none were recorded."""
     if not values:
@@ -213,11 +306,14 @@ def weight_cell(row: dict[str, Any], peer: str, teacher: str) -> str:
 
 def validate_everything(args: argparse.Namespace, runs: dict[str, dict[str, list[str]]], common: list[str]) -> None:
     """Load every config before anything is trained, so a bad override fails first (the
-    offline student without its teachers, which do not exist yet)."""
+    offline student without its teachers, which do not exist yet; the oracle with stand-in labels)."""
     pool_configs(args.pool_configs, args.seeds[0])
-    for overrides in runs[OFFLINE].values():
-        load_config(args.student_config, args.overrides + common + overrides + ["independent=true", "teachers=[]"],
-                    mode="offline")
+    with tempfile.TemporaryDirectory() as scratch:
+        labels = Path(scratch) / "labels.pt"
+        torch.save(torch.zeros(1, dtype=torch.long), labels)
+        for overrides in runs[OFFLINE].values():
+            load_config(args.student_config, args.overrides + common + with_labels(overrides, labels)
+                        + ["independent=true", "teachers=[]"], mode="offline")
     for overrides in runs[ONLINE].values():
         load_config(args.cohort_config, args.overrides + common + overrides)
 
@@ -250,11 +346,16 @@ class Evidence:
         configs = pool_configs(self.args.pool_configs, seed)
         teachers = train_pool(self.args.pool, configs)
         out = self.args.out
+        labels = out / "true-labels" / f"seed{seed}.pt"
+        if self.runs[OFFLINE]:
+            write_true_labels(self.student([policy_override(UNIFORM)], seed, teachers), labels)
         for name, overrides in self.runs[OFFLINE].items():
             run_dir = run_dir_for(out / "offline", name, seed)
-            config = self.student(overrides, seed, teachers)
+            config = self.student(with_labels(overrides, labels), seed, teachers)
             prepare_run_dir(run_dir, config)
-            record_run(self.rows[OFFLINE].setdefault(name, {}), run_cohort(config, run_dir, OfflineCohort))
+            row = self.rows[OFFLINE].setdefault(name, {})
+            record_run(row, run_cohort(config, run_dir, OfflineCohort))
+            row.setdefault("right_weight", []).append(right_teacher_weight(config, run_dir, teachers))
         for name, overrides in self.runs[ONLINE].items():
             run_dir = run_dir_for(out / "online", name, seed)
             config = self.cohort(overrides, seed)
@@ -275,12 +376,42 @@ class Evidence:
 
     def time_epochs(self, seed: int, teachers: list[dict[str, str]], epochs: int) -> None:
         """Seconds per training epoch of every variant of ``seed``, measured side by side."""
-        self.seconds[OFFLINE] = interleaved_epoch_seconds(
-            {name: self.student(overrides, seed, teachers) for name, overrides in self.runs[OFFLINE].items()},
-            OfflineCohort, epochs)
-        self.seconds[ONLINE] = interleaved_epoch_seconds(
-            {name: self.cohort(overrides, seed) for name, overrides in self.runs[ONLINE].items()},
-            SequentialCohort, epochs)
+        labels = self.args.out / "true-labels" / f"seed{seed}.pt"
+        timed = {name: overrides for name, overrides in self.runs[OFFLINE].items() if name != ORACLE_ROW}
+        if timed:
+            self.seconds[OFFLINE] = interleaved_epoch_seconds(
+                {name: self.student(with_labels(overrides, labels), seed, teachers)
+                 for name, overrides in timed.items()}, OfflineCohort, epochs)
+        if self.runs[ONLINE]:
+            self.seconds[ONLINE] = interleaved_epoch_seconds(
+                {name: self.cohort(overrides, seed) for name, overrides in self.runs[ONLINE].items()},
+                SequentialCohort, epochs)
+
+    def best_constant(self) -> str | None:
+        """The fixed weighting (uniform included) with the best mean last top-1."""
+        names = [UNIFORM, *POOL_KINDS[self.args.pool_kind]["constants"]]
+        rows = {name: self.rows[OFFLINE][name] for name in names if name in self.rows[OFFLINE]}
+        return max(rows, key=lambda name: statistics.mean(rows[name]["peer_last"])) if rows else None
+
+    def headroom_table(self) -> str:
+        """Per seed, the headroom oracle − uniform (points of last top-1) and the share of it each
+        policy closes, (policy − uniform) / (oracle − uniform); then the same from the means, and
+        of the best constant's headroom (the best fixed weighting can beat the oracle)."""
+        rows, seeds = self.rows[OFFLINE], range(len(self.args.seeds))
+        uniform = rows[UNIFORM]["peer_last"]
+        gain = {name: [p - u for p, u in zip(row["peer_last"], uniform)] for name, row in rows.items()}
+        best = self.best_constant()
+        ceilings = {"oracle": gain[ORACLE_ROW], "best constant": gain[best] if best else [0.0 for _ in seeds]}
+        lines = [[f"headroom: {label} − uniform (points)"] + [f"{100 * h:+.2f}" for h in headroom] + ["", ""]
+                 for label, headroom in ceilings.items()]
+        for name in rows:
+            if name == UNIFORM:
+                continue
+            label = f"{name} (best constant)" if name == best else name
+            lines.append([label] + [share(gain[name][s], ceilings["oracle"][s]) for s in seeds]
+                         + [share(statistics.mean(gain[name]), statistics.mean(h)) for h in ceilings.values()])
+        return table(["share of the headroom closed"] + [f"seed {s}" for s in self.args.seeds]
+                     + ["of oracle − uniform, means", "of best constant − uniform, means"], lines)
 
     def tables(self) -> str:
         sections = [table(["teacher", "val top-1, last", "train top-1 vs noisy labels", "train top-1 vs true labels",
@@ -292,10 +423,13 @@ class Evidence:
             names = list(self.pool)
             student = load_config(self.args.student_config, self.args.overrides, mode="offline").peers[0].name
             sections.append(table(["offline: policy", "student top-1, last", "student top-1, best"]
-                                  + [f"weight {t}, 2nd half" for t in names],
+                                  + [f"weight {t}, 2nd half" for t in names] + ["weight on right teachers, end"],
                                   [[name, mean_std(r["peer_last"]), mean_std(r["peer_best"])]
                                    + [weight_cell(r, student, t) for t in names]
+                                   + [weight_mean_std(r.get("right_weight"))]
                                    for name, r in self.rows[OFFLINE].items()]))
+            if ORACLE_ROW in self.rows[OFFLINE] and UNIFORM in self.rows[OFFLINE]:
+                sections.append(self.headroom_table())
         if self.rows[ONLINE]:
             sections.append(table(["online cohort: policy", "mean peer top-1, last", "mean peer top-1, best",
                                    "ensemble top-1, last", "ensemble top-1, best"],
@@ -320,8 +454,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--student-config", default="jobs/configs/digits_pool_offline.yaml")
     parser.add_argument("--cohort-config", default="jobs/configs/digits_cohort.yaml")
-    parser.add_argument("--pool-configs", nargs="+", default=POOL_CONFIGS, help="one teacher each, trained alone")
-    parser.add_argument("--pool", type=Path, default=Path("runs/policy-pool"), help="where the pool is kept and reused")
+    parser.add_argument("--pool-kind", choices=sorted(POOL_KINDS), default="memorizer",
+                        help="the pool: its teachers, where it is kept, its fixed weightings")
+    parser.add_argument("--pool-configs", nargs="+", help="one teacher each, trained alone (default: the kind's)")
+    parser.add_argument("--pool", type=Path, help="where the pool is kept and reused (default: the kind's)")
+    parser.add_argument("--settings", nargs="+", choices=["offline", "online"], default=["offline", "online"])
+    parser.add_argument("--learned", action="append", metavar="LABEL=KEY:VALUE,...",
+                        help="a learned-policy row and its parameters (repeatable; default: "
+                             + "; ".join(LEARNED_VARIANTS) + ")")
     parser.add_argument("--policy", default="policies.learned:LearnedPolicy", help="the learned policy class")
     parser.add_argument("--policy-param", dest="policy_params", action="append", default=[], metavar="KEY=VALUE",
                         help="extra parameter of the learned policy (repeatable)")
@@ -334,6 +474,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="torch threads (1 avoids oversubscribing a shared machine)")
     add_common_arguments(parser, "runs/evidence-policy")
     args = parser.parse_args(argv)
+    kind = POOL_KINDS[args.pool_kind]
+    args.pool_configs = args.pool_configs or kind["configs"]
+    args.pool = args.pool or Path(kind["pool"])
     args.policy_params = parse_policy_params(args.policy_params)
     if args.pretrained is not None and not args.pretrained.is_file():
         raise SystemExit(f"--pretrained: no such file: {args.pretrained}")

@@ -1,5 +1,6 @@
-"""A reinforcement-learned teacher-selection policy: per-example teacher weights, learned by PPO
-from the student's progress on a held-out probe split.
+"""A learned teacher-selection policy: per-example teacher weights, learned from the student's
+progress on a held-out probe split, by one of two estimators (``estimator``): ``credit``, a
+deterministic policy gradient through the dense per-(example, teacher) credit, or ``ppo``.
 
 Use (online or offline)::
 
@@ -39,11 +40,23 @@ network and normalizing over teachers makes the weights equivariant to the teach
 defined for any number of them. Frozen (``learn: false``), the policy acts with its mean,
 ``softmax_k(μ_b)``. The last layer starts at zero: an untrained policy weights teachers uniformly.
 
-**Reward** (:func:`probe_reward`): the relative change of the student's cross-entropy on a probe
-batch (``data.probe_fraction`` of the training split, never trained on, labels as noisy as the
-rest) from before to after the update those weights produced, ``(L_before − L_after) / L_before``.
+**Probe loss** (``probe_loss``): the student's loss on a probe batch (``data.probe_fraction`` of
+the training split, never trained on, labels as noisy as the rest): cross-entropy (``ce``) or the
+mean absolute error ``1 − p_y`` (``mae``), which symmetric label noise does not bias (Ghosh et
+al. 2017): cross-entropy on noisy labels rewards soft, uncertain teachers.
 
-**Learner** (:class:`PPOLearner`): PPO-clip (Schulman et al. 2017) in the style of CleanRL's
+**Credit estimator** (``estimator: credit``, :class:`CreditLearner`): on each step before a sync
+(every ``update_every`` steps) the peer computes the dense credit ``c[b, k] = ∂/∂w[b, k]
+L_probe(θ − η ∇θ L_train(θ; w))`` of every weight (the one-step lookahead of Learning to Reweight,
+Ren et al. 2018, per teacher; :func:`codistill.peer.feedback.dense_credit`), and the learner
+descends ``Σ_k c[b, k] softmax_k(μ_φ(o_b))``: a deterministic policy gradient with an exact
+first-order critic, one number per example and teacher instead of one per batch. Peers act with
+the mean: no exploration noise trains the student.
+
+**Reward** (``estimator: ppo``, :func:`probe_reward`): the relative change of the probe loss from
+before to after the update those weights produced, ``(L_before − L_after) / L_before``.
+
+**PPO learner** (:class:`PPOLearner`): PPO-clip (Schulman et al. 2017) in the style of CleanRL's
 ``ppo_continuous_action.py``. The advantage of a step is its reward minus a running baseline (EMA
 of rewards), divided by the running mean absolute deviation, clipped to ±5. The loss is
 ``−E[min(ρA, clip(ρ, 1±ε)A)] − c_H · H(π)`` with ``ρ`` the probability ratio of the step's whole
@@ -65,7 +78,9 @@ from torch import Tensor, nn
 from codistill import metrics as m
 from codistill.data.base import mix_seed
 from codistill.errors import ConfigError
-from codistill.policy import Feedback, PolicyContext, PolicyLearner, TeacherBatch, TeacherWeightingPolicy
+from codistill.peer.feedback import PROBE_LOSSES
+from codistill.policy import Feedback, PolicyContext, PolicyLearner, TeacherBatch, TeacherWeightingPolicy, sync_due
+from codistill.progress import Progress
 
 if TYPE_CHECKING:
     from codistill.config import RunConfig
@@ -73,6 +88,7 @@ if TYPE_CHECKING:
 FEATURES = ("teacher_ce", "teacher_confidence", "teacher_entropy", "kl_teacher_student", "agrees_with_student",
             "agrees_with_teachers", "kl_teacher_others", "progress", "student_ce")
 SAVED_FORMAT = "codistill-learned-teacher-policy/1"
+ESTIMATORS = ("credit", "ppo")
 FEATURE_CLIP = 10.0
 
 
@@ -190,16 +206,18 @@ class LearnedPolicy(TeacherWeightingPolicy):
     """Per-example teacher weights from :class:`TeacherScorer`; learns online unless ``learn`` is false.
 
     Parameters (``distillation.policy.params``): ``checkpoint`` a saved policy to start from;
-    ``learn``; ``update_every`` steps between learner updates; ``probe_batch_size``; ``hidden``
-    width of the scorer; ``init_std`` initial exploration σ; PPO's ``lr``, ``update_epochs``,
-    ``minibatches``, ``clip``, ``entropy_coef``, ``max_grad_norm``; ``baseline_decay`` of the
-    reward baseline.
+    ``learn``; ``estimator`` (``credit`` | ``ppo``); ``probe_loss`` (``ce`` | ``mae``);
+    ``update_every`` steps between learner updates (and, with ``credit``, between credits);
+    ``probe_batch_size``; ``hidden`` width of the scorer; ``init_std`` initial exploration σ (PPO);
+    the learners' ``lr``, ``update_epochs``, ``max_grad_norm``; PPO's ``minibatches``, ``clip``,
+    ``entropy_coef``; ``baseline_decay`` of the reward baseline (PPO) or of the credit's scale.
     """
 
     def __init__(self, context: PolicyContext, checkpoint: str | None = None, learn: bool = True,
                  update_every: int = 1, probe_batch_size: int = 128, hidden: int = 32, init_std: float = 1.0,
                  lr: float = 1e-2, update_epochs: int = 4, minibatches: int = 1, clip: float = 0.2,
-                 entropy_coef: float = 1e-3, max_grad_norm: float = 0.5, baseline_decay: float = 0.9) -> None:
+                 entropy_coef: float = 1e-3, max_grad_norm: float = 0.5, baseline_decay: float = 0.9,
+                 estimator: str = "credit", probe_loss: str = "mae") -> None:
         super().__init__(context)
         saved = load_policy(checkpoint) if checkpoint else None
         with torch.random.fork_rng(devices=[]):  # the same initial network in every peer
@@ -207,7 +225,7 @@ class LearnedPolicy(TeacherWeightingPolicy):
             self.scorer = TeacherScorer(saved["hidden"] if saved else hidden, init_std)
         if saved:
             self.scorer.load_state_dict(saved["scorer"])
-        self.learning = learn
+        self.learning, self.estimator, self.probe_loss = learn, estimator, probe_loss
         self.update_every = update_every if learn else 0
         self.probe_batch_size = probe_batch_size if learn else 0
         self.learner_settings = {"lr": lr, "update_epochs": update_epochs, "minibatches": minibatches, "clip": clip,
@@ -232,6 +250,9 @@ class LearnedPolicy(TeacherWeightingPolicy):
                 raise ConfigError(f"{path}.{name}", f"must be a number > 0, got {value!r}")
         if not 0.0 <= params.get("baseline_decay", 0.9) < 1.0:
             raise ConfigError(f"{path}.baseline_decay", "must lie in [0, 1)")
+        for name, known, default in (("estimator", ESTIMATORS, "credit"), ("probe_loss", PROBE_LOSSES, "mae")):
+            if params.get(name, default) not in known:
+                raise ConfigError(f"{path}.{name}", f"must be one of {', '.join(known)}, got {params[name]!r}")
         if not isinstance(params.get("learn", True), bool):
             raise ConfigError(f"{path}.learn", f"must be true or false, got {params['learn']!r}")
         checkpoint = params.get("checkpoint")
@@ -250,17 +271,25 @@ class LearnedPolicy(TeacherWeightingPolicy):
 
     # -- acting ---------------------------------------------------------------------------------
 
+    def wants_probe_losses(self, progress: Progress) -> bool:
+        return self.learning and self.estimator == "ppo"
+
+    def wants_credit(self, progress: Progress) -> bool:
+        return self.learning and self.estimator == "credit" and sync_due(self, progress)
+
     def weights(self, batch: TeacherBatch) -> Tensor:
         features = observation(batch.student_logits, batch.teacher_logits, batch.targets, batch.progress.fraction)
         return self.act(features).to(batch.teacher_logits.device)
 
     @torch.no_grad()
     def act(self, features: Tensor) -> Tensor:
-        """Weights ``[B, K]`` for features ``[B, K, F]``: sampled while learning (and remembered for
-        :meth:`record`), the distribution's mean when frozen."""
+        """Weights ``[B, K]`` for features ``[B, K, F]``: sampled while PPO learns (and remembered for
+        :meth:`record`), the distribution's mean when frozen or learning from credit (then the
+        observation is remembered for :meth:`record_credit`)."""
         features = features.detach().float().cpu()
         mean = self.scorer(features)
-        if not self.learning:
+        if not self.learning or self.estimator == "credit":
+            self._pending = {"observation": features} if self.learning else None
             return mean.softmax(-1)
         action = self.scorer.sample(mean, self.generator)
         self._pending = {"observation": features, "action": action, "logprob": self.scorer.log_prob(mean, action)}
@@ -269,7 +298,20 @@ class LearnedPolicy(TeacherWeightingPolicy):
     def feedback(self, batch: TeacherBatch, weights: Tensor, feedback: Feedback) -> dict[str, float] | None:
         if self._pending is None:
             return None
+        if self.estimator == "credit":
+            return None if feedback.credit is None else self.record_credit(weights.detach().cpu(), feedback.credit)
         return self.record(probe_reward(feedback.probe_loss_before, feedback.probe_loss_after))
+
+    def record_credit(self, weights: Tensor, credit: Tensor) -> dict[str, float]:
+        """Complete the last observation's transition with the dense credit of the weights used
+        ``[B, K]``, centred on each example's mixture (``c[b, k] − Σ_j w[b, j] c[b, j]``: only
+        differences between teachers move a softmax); return its signal-to-noise to log."""
+        if self._pending is None:
+            raise RuntimeError("record_credit() without a preceding observation")
+        centred = credit.float() - (weights * credit.float()).sum(-1, keepdim=True)
+        self._transitions.append({**self._pending, "credit": centred})
+        self._pending = None
+        return {m.POLICY_CREDIT_SNR: credit_snr(centred)}
 
     def record(self, reward: float) -> dict[str, float]:
         """Complete the last action's transition with its reward; return scalars to log."""
@@ -289,8 +331,14 @@ class LearnedPolicy(TeacherWeightingPolicy):
     def load_parameters(self, parameters: dict[str, Tensor]) -> None:
         self.scorer.load_state_dict(parameters)
 
-    def make_learner(self) -> PPOLearner | None:
-        return PPOLearner(copy.deepcopy(self.scorer), **self.learner_settings) if self.learning else None
+    def make_learner(self) -> PolicyLearner | None:
+        if not self.learning:
+            return None
+        if self.estimator == "credit":
+            settings = {key: self.learner_settings[key] for key in ("lr", "update_epochs", "max_grad_norm",
+                                                                   "baseline_decay")}
+            return CreditLearner(copy.deepcopy(self.scorer), **settings)
+        return PPOLearner(copy.deepcopy(self.scorer), **self.learner_settings)
 
     def save(self, path: str | Path) -> None:
         save_policy(path, self.scorer)
@@ -352,7 +400,7 @@ class PPOLearner(PolicyLearner):
             order = torch.randperm(len(batch), generator=self.generator)
             for chunk in order.chunk(min(self.minibatches, len(batch))):
                 losses = []
-                for members in same_shape_groups(batch, chunk.tolist()):  # stacked: one forward pass each
+                for members in same_shape_groups(batch, chunk.tolist(), "action"):  # stacked: one forward pass each
                     observation = torch.stack([batch[i]["observation"] for i in members])  # [n, B, K, F]
                     action = torch.stack([batch[i]["action"] for i in members])  # [n, B, K]
                     old_logprob = torch.stack([batch[i]["logprob"] for i in members])
@@ -387,9 +435,80 @@ class PPOLearner(PolicyLearner):
         self.generator.set_state(state["generator"])
 
 
-def same_shape_groups(transitions: list[dict[str, Tensor]], indices: list[int]) -> list[list[int]]:
-    """``indices`` grouped by the shape of their action (batch size, teachers), in first-seen order."""
+class CreditLearner(PolicyLearner):
+    """A deterministic policy gradient through the dense credit, an exact first-order critic.
+
+    To first order, the probe loss after a step with weights ``w'`` near ``w`` is
+    ``L(w) + Σ_bk c[b, k] (w'[b, k] − w[b, k])`` (:func:`codistill.peer.feedback.dense_credit`, the
+    lookahead of Ren et al. 2018). The learner descends its model of it,
+    ``J(φ) = mean_transitions mean_b Σ_k ĉ[b, k] · softmax_k(μ_φ(o_b))``, with ``ĉ`` the centred
+    credit divided by a running scale (EMA of its mean absolute value) and clipped to ±5, by
+    ``update_epochs`` Adam steps with gradient-norm clipping. No exploration: every peer acts with
+    the mean, so no student trains on random weightings.
+    """
+
+    def __init__(self, scorer: TeacherScorer, *, lr: float, update_epochs: int, max_grad_norm: float,
+                 baseline_decay: float) -> None:
+        self.scorer = scorer
+        self.optimizer = torch.optim.Adam(scorer.parameters(), lr=lr, eps=1e-5)
+        self.update_epochs, self.max_grad_norm, self.decay = update_epochs, max_grad_norm, baseline_decay
+        self.scale = torch.zeros(())  # EMA of mean |credit|
+        self.updates = 0
+        self.metrics: list[dict[str, float]] = []
+
+    def normalized(self, credit: Tensor) -> Tensor:
+        """``credit / scale`` clipped to ±5; the running scale then takes this credit."""
+        size = credit.abs().mean()
+        self.scale = size if float(self.scale) == 0.0 else self.decay * self.scale + (1 - self.decay) * size
+        return (credit / self.scale.clamp_min(1e-12)).clamp(-5.0, 5.0)
+
+    @torch.enable_grad()
+    def learn(self, transitions_per_peer: list[list[dict[str, Tensor]]]) -> dict[str, Tensor]:
+        batch = [t for transitions in transitions_per_peer for t in transitions]
+        self.metrics = [{} for _ in transitions_per_peer]
+        if not batch:
+            return {k: v.detach().clone() for k, v in self.scorer.state_dict().items()}
+        credits = [self.normalized(t["credit"]) for t in batch]
+        loss = torch.zeros(())
+        for _ in range(self.update_epochs):
+            losses = []
+            for members in same_shape_groups(batch, list(range(len(batch))), "credit"):
+                observation = torch.stack([batch[i]["observation"] for i in members])  # [n, B, K, F]
+                credit = torch.stack([credits[i] for i in members])  # [n, B, K]
+                losses.append((credit * self.scorer(observation).softmax(-1)).sum(-1).mean(-1).sum())
+            loss = torch.stack(losses).sum() / len(batch)
+            self.optimizer.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(self.scorer.parameters(), self.max_grad_norm)
+            self.optimizer.step()
+        self.updates += 1
+        self.metrics = [{m.LEARNER_LOSS: float(loss.detach()), m.LEARNER_UPDATES: float(self.updates)}
+                        for _ in transitions_per_peer]
+        return {k: v.detach().clone() for k, v in self.scorer.state_dict().items()}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"scorer": self.scorer.state_dict(), "optimizer": self.optimizer.state_dict(), "scale": self.scale,
+                "updates": self.updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.scorer.load_state_dict(state["scorer"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scale, self.updates = state["scale"], int(state["updates"])
+
+
+def credit_snr(credit: Tensor) -> float:
+    """Mean over teachers of ``|mean_b c[b, k]| / (std_b c[b, k] / √B)``: how far each teacher's
+    batch credit stands out of its per-example spread (0 for a batch of one)."""
+    size = credit.shape[0]
+    if size < 2:
+        return 0.0
+    error = credit.std(0) / math.sqrt(size)
+    return float((credit.mean(0).abs() / error.clamp_min(1e-12)).mean())
+
+
+def same_shape_groups(transitions: list[dict[str, Tensor]], indices: list[int], key: str) -> list[list[int]]:
+    """``indices`` grouped by the shape of their ``key`` tensor (batch size, teachers), in first-seen order."""
     groups: dict[tuple[int, ...], list[int]] = {}
     for index in indices:
-        groups.setdefault(tuple(transitions[index]["action"].shape), []).append(index)
+        groups.setdefault(tuple(transitions[index][key].shape), []).append(index)
     return list(groups.values())

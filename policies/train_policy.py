@@ -46,7 +46,7 @@ def learned_policy(env: TeacherSelectionEnv, *, seed: int, update_every: int, lr
     context = PolicyContext(teacher_names=tuple(env.teacher_names), num_classes=0, device=torch.device("cpu"),
                             online=False, student_index=0, student_name="student", total_epochs=env.config.epochs,
                             steps_per_epoch=env.episode_steps, seed=seed, probe_available=True)
-    return LearnedPolicy(context, update_every=update_every, lr=lr, init_std=init_std)
+    return LearnedPolicy(context, update_every=update_every, lr=lr, init_std=init_std, estimator="ppo", probe_loss="ce")
 
 
 def train(env: TeacherSelectionEnv, policy: LearnedPolicy, *, episodes: int, seed: int) -> Iterator[Episode]:

@@ -74,12 +74,12 @@ def sets(*overrides: str) -> Setup:
     return config(None, *[arg for o in overrides for arg in ("--set", o)])
 
 
-def data_root(dataset: str, build: Callable[[Path], None]) -> Setup:
+def data_root(dataset: str, build: Callable[[Path], None], **data) -> Setup:
     def setup(tmp: Path):
         root = tmp / "data"
         root.mkdir()
         build(root)
-        return config({"data": {"dataset": dataset, "root": str(root)}})(tmp)
+        return config({"data": {"dataset": dataset, "root": str(root), **data}})(tmp)
     return setup
 
 
@@ -202,6 +202,20 @@ def narrow_indistill_teacher(tmp: Path):
     return config(job="offline", text=yaml.safe_dump(raw))(tmp)
 
 
+def policy(name: str, probe: float = 0.0, **params) -> Setup:
+    """The tiny cohort with the teacher policy ``name`` given ``params`` (and a probe share)."""
+    return config({"data": {**tiny_raw()["data"], "probe_fraction": probe},
+                   "distillation": {**tiny_raw()["distillation"], "policy": {"name": name, "params": params}}})
+
+
+def oracle_labels(labels) -> Setup:
+    """The label oracle reading ``labels`` saved to a file."""
+    def setup(tmp: Path):
+        torch.save(labels, tmp / "labels.pt")
+        return policy("policies.oracle:LabelOraclePolicy", labels=str(tmp / "labels.pt"))(tmp)
+    return setup
+
+
 def replicas(**fields) -> dict:
     """The tiny cohort learning from replicas (codistillation), with distillation fields replaced."""
     return {"distillation": {**tiny_raw()["distillation"], "teacher_source": "replicas", **fields}}
@@ -269,6 +283,27 @@ CASES = [
     pytest.param(config({"distillation": {"policy": {"name": "policies.confidence:ConfidenceAwarePolicy",
                                                      "params": {"beta": 1}}}}),
                  "distillation.policy.params.beta", id="confidence-policy-param"),
+    pytest.param(policy("policies.constant:ConstantPolicy"), "distillation.policy.params.weights",
+                 id="constant-policy-without-weights"),
+    pytest.param(policy("policies.constant:ConstantPolicy", weights={"nobody": 1.0}),
+                 "distillation.policy.params.weights.nobody", id="constant-policy-unknown-teacher"),
+    pytest.param(policy("policies.constant:ConstantPolicy", weights={"cnn": -1.0}),
+                 "distillation.policy.params.weights.cnn", id="constant-policy-negative-weight"),
+    pytest.param(policy("policies.constant:ConstantPolicy", weights={"cnn": 0.0}),
+                 "distillation.policy.params.weights", id="constant-policy-all-zero"),
+    pytest.param(policy("policies.constant:ConstantPolicy", weights={"cnn": 1.0}, default=-0.5),
+                 "distillation.policy.params.default", id="constant-policy-negative-default"),
+    pytest.param(policy("policies.oracle:LabelOraclePolicy", labels="missing.pt"), "distillation.policy.params.labels",
+                 id="oracle-labels-missing"),
+    pytest.param(oracle_labels(torch.rand(10)), "distillation.policy.params.labels", id="oracle-labels-not-integers"),
+    pytest.param(policy("policies.learned:LearnedPolicy", 0.1, estimator="sgd"), "distillation.policy.params.estimator",
+                 id="learned-unknown-estimator"),
+    pytest.param(policy("policies.learned:LearnedPolicy", 0.1, probe_loss="mse"),
+                 "distillation.policy.params.probe_loss", id="learned-unknown-probe-loss"),
+    pytest.param(config({"data": {**tiny_raw()["data"], "classes": []}}), "data.classes", id="no-classes"),
+    pytest.param(config({"data": {**tiny_raw()["data"], "classes": [1, 1]}}), "data.classes", id="repeated-class"),
+    pytest.param(config({"data": {**tiny_raw()["data"], "classes": [0, 10]}}), "data.classes", id="class-out-of-range"),
+    pytest.param(config({"data": {**tiny_raw()["data"], "classes": "0-4"}}), "data.classes", id="classes-not-a-list"),
     pytest.param(config({"runtime": {"log_every_steps": 0}}), "runtime.log_every_steps", id="zero-log-interval"),
     # codistillation (replicas)
     pytest.param(config(replicas(teacher_source="gossip")), "distillation.teacher_source", id="unknown-teacher-source"),
@@ -312,6 +347,8 @@ CASES = [
                  id="imagefolder-without-images"),
     pytest.param(data_root("imagefolder", image_tree(["cat", "dog"], ["cat"])), "data.root",
                  id="imagefolder-classes-differ"),
+    pytest.param(data_root("imagefolder", image_tree(["cat", "dog"], ["cat", "dog"]), classes=[0]), "data.classes",
+                 id="imagefolder-with-classes"),
     pytest.param(config({"data": {"dataset": "imagefolder", "root": "/no/such/tree"}}), "data.root",
                  id="imagefolder-root-missing"),
     pytest.param(data_root("fashion_mnist", lambda root: None), "data.root", id="fashion-root-empty"),

@@ -79,7 +79,7 @@ def test_a_learner_step_makes_positive_advantage_actions_more_likely():
     """Hand-made transitions: on the same observation, the actions that favoured teacher 0 were
     rewarded, those that favoured teacher 1 were not; one (small) learner update must make the
     first more likely and the second less."""
-    policy = LearnedPolicy(context(2), update_epochs=1, entropy_coef=0.0, lr=1e-3)  # a small step: first order
+    policy = LearnedPolicy(context(2), update_epochs=1, entropy_coef=0.0, lr=1e-3, estimator="ppo")  # first order
     learner = policy.make_learner()
     generator = torch.Generator().manual_seed(1)
     features = torch.rand(8, 2, len(FEATURES), generator=generator)
@@ -120,13 +120,12 @@ def toy_pool(tmp_path_factory):
     return data, directory
 
 
-@pytest.mark.parametrize("seed", [0, pytest.param(1, marks=pytest.mark.xfail(
-    reason="passes alone, fails (0.59) after the rest of the suite: state left by an earlier test, not yet found",
-    strict=False)), 2])
+@pytest.mark.parametrize("seed", [0, 1, 2])
 def test_a_short_run_learns_to_ignore_a_teacher_that_predicts_at_random(toy_pool, seed):
-    """Offline, a good teacher and a confidently random one: after a few epochs of learning, the
-    policy's mean action (what it does frozen) gives the random teacher far less than 1/2. One
-    torch thread: the run is then the same whatever earlier tests left the thread count at."""
+    """Offline, a good teacher and a confidently random one: after a few epochs of learning with
+    the default estimator (the dense credit), the policy's mean action (what it does frozen) gives
+    the random teacher less than 0.1 (issue 16's target; it measures 0.000–0.002, uniform is 1/2).
+    One torch thread: the run is then the same whatever earlier tests left the thread count at."""
     torch.set_num_threads(1)
     data, pool = toy_pool
     epochs = 6
@@ -146,7 +145,7 @@ def test_a_short_run_learns_to_ignore_a_teacher_that_predicts_at_random(toy_pool
     sampled = sum(step[0]["policy/weight/random"] for step in learning) / len(learning)
     mean = sum(step[0]["policy/weight/random"] for step in frozen) / len(frozen)
     print(f"weight of the random teacher: sampled in the last learning epoch {sampled:.3f}, frozen {mean:.3f}")
-    assert mean < 0.25, (sampled, mean)  # uniform would give each teacher 0.5
+    assert mean < 0.1, (sampled, mean)  # uniform would give each teacher 0.5
 
 
 def run_sequential(config, run_dir, **kwargs):
@@ -158,7 +157,7 @@ def run_sequential(config, run_dir, **kwargs):
 def test_a_learning_run_resumes_to_the_result_of_an_uninterrupted_run(tmp_path, capsys):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    config = parse_config(learned_raw({"update_every": 3}, epochs=3))  # syncs straddle epoch boundaries
+    config = parse_config(learned_raw({"update_every": 3, "estimator": "ppo"}, epochs=3))  # syncs straddle epochs
     straight = run_sequential(config, tmp_path / "straight")
     assert "teacher weights [mlp: cnn " in capsys.readouterr().out  # a policy that chooses: on the console
     assert run_sequential(config, tmp_path / "split", stop_after_epochs=2)["epochs_done"] == 2
@@ -203,11 +202,12 @@ def test_a_saved_policy_starts_a_frozen_run(tmp_path):
 
 
 @pytest.mark.ray
+@pytest.mark.parametrize("estimator", ["ppo", "credit"])
 @pytest.mark.parametrize("exchange", ["objectref", "collective"])
-def test_ray_and_sequential_backends_learn_the_same_weights(ray_runtime, exchange):
+def test_ray_and_sequential_backends_learn_the_same_weights(ray_runtime, exchange, estimator):
     from codistill.cohort import RayCohort
 
-    raw = learned_raw({"update_every": 2})
+    raw = learned_raw({"update_every": 2, "estimator": estimator})
     raw["runtime"] = {**raw.get("runtime", {}), "exchange": exchange}
     config = parse_config(raw)
     local, remote = SequentialCohort(config), RayCohort(config)

@@ -33,6 +33,8 @@ PROBE_LOSS_AFTER = "policy/probe_loss_after"  # ... and after it
 POLICY_REWARD = "policy/reward"  # the learned policy's reward for this step
 POLICY_ENTROPY = "policy/entropy"  # entropy of the policy's action distribution, per action dimension
 POLICY_ADVANTAGE = "policy/advantage"  # mean advantage of this peer's transitions in the last update
+#: per teacher, |batch mean| / standard error of its dense credit; the mean over teachers
+POLICY_CREDIT_SNR = "policy/credit_snr"
 LEARNER_LOSS = "policy/learner_loss"  # the learner's surrogate loss in its last update
 LEARNER_UPDATES = "policy/learner_updates"  # learner updates so far
 

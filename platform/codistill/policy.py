@@ -35,6 +35,7 @@ class TeacherBatch:
     teacher_indices: list[int]  # position of each candidate in PolicyContext.teacher_names (some may be left out)
     targets: Tensor  # [B]
     progress: Progress
+    example_indices: Tensor | None = None  # [B], CPU: each example's index in the training split
 
 
 @dataclass(frozen=True)
@@ -60,12 +61,16 @@ class PolicyContext:
 @dataclass(frozen=True)
 class Feedback:
     """What a policy learns from one update: the student's losses, and on a probe batch (when the
-    policy asked for one with ``probe_batch_size``) its loss before and after the update."""
+    policy asked for one with ``probe_batch_size``) its loss before and after the update, and the
+    dense credit of every weight (when :meth:`TeacherWeightingPolicy.wants_credit`; see
+    :func:`codistill.peer.feedback.dense_credit`): ``credit[b, k]`` is the first-order change of
+    the probe loss after a virtual plain-SGD step per unit of ``w[b, k]``; negative helps."""
 
     loss_total: float
     loss_ce: float
     probe_loss_before: float | None = None
     probe_loss_after: float | None = None
+    credit: Tensor | None = None  # [B, K], CPU, over the batch's candidates (TeacherBatch.teacher_indices)
 
 
 class PolicyLearner:
@@ -103,10 +108,13 @@ class TeacherWeightingPolicy:
     the cohort gather every peer's :meth:`collect_transitions` after each step ``s`` with
     ``(global step + 1) % update_every == 0``, run the :meth:`make_learner` learner once on them
     (peer-index order) and :meth:`load_parameters` the result into every peer before step ``s + 1``.
+    ``probe_loss`` names the loss the probe measures (:data:`codistill.peer.feedback.PROBE_LOSSES`);
+    :meth:`wants_probe_losses` and :meth:`wants_credit` say, step by step, what the peer measures.
     """
 
     probe_batch_size: int = 0
     update_every: int = 0
+    probe_loss: str = "ce"
 
     def __init__(self, context: PolicyContext) -> None:
         self.context = context
@@ -121,6 +129,14 @@ class TeacherWeightingPolicy:
 
     def weights(self, batch: TeacherBatch) -> Tensor:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def wants_probe_losses(self, progress: Progress) -> bool:
+        """Whether the peer measures the probe loss before and after this step's update."""
+        return self.probe_batch_size > 0
+
+    def wants_credit(self, progress: Progress) -> bool:
+        """Whether the peer computes this step's dense credit (:attr:`Feedback.credit`; needs a probe)."""
+        return False
 
     def feedback(self, batch: TeacherBatch, weights: Tensor, feedback: Feedback) -> dict[str, float] | None:
         """Called after each update with the weights used and its outcome; returns scalars to log."""

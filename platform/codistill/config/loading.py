@@ -225,6 +225,17 @@ def _milestones(values: list[Any]) -> str | None:
     return f"must be a list of epoch numbers ≥ 0, got {values}"
 
 
+def _class_list(values: list[Any]) -> str | None:
+    if values and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values) \
+            and len(set(values)) == len(values):
+        return None
+    return f"must be a non-empty list of distinct class numbers ≥ 0, got {values}"
+
+
+def _classes(values: list[int] | None) -> tuple[int, ...] | None:
+    return None if values is None else tuple(sorted(values))
+
+
 def _parse_data(r: _Reader) -> DataConfig:
     d = DataConfig()
     config = DataConfig(
@@ -242,6 +253,7 @@ def _parse_data(r: _Reader) -> DataConfig:
         val_fraction=r.get("val_fraction", float, d.val_fraction),
         download=r.get("download", bool, d.download),
         shared_batches=r.get("shared_batches", bool, d.shared_batches),
+        classes=_classes(r.get("classes", list, d.classes, _class_list)),
     )
     r.finish()
     return config

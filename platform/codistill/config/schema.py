@@ -39,6 +39,9 @@ class DataConfig:
     probe_fraction: float = 0.0
     #: Every peer sees the same batch order; ``false`` (replicas only): each peer draws its own.
     shared_batches: bool = True
+    #: Train only on the examples whose (given) label is one of these classes (None: all); the
+    #: network still predicts every class, and validation keeps every class. A specialist teacher.
+    classes: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)

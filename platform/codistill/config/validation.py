@@ -98,7 +98,13 @@ def validate_data(data: DataConfig) -> "DataShape":
         raise ConfigError("data.batch_size", "batch sizes must be ≥ 1")
     if data.probe_fraction != 0.0 and not 0.0 < data.probe_fraction <= 0.5:
         raise ConfigError("data.probe_fraction", f"must be 0 (no probe) or lie in (0, 0.5], got {data.probe_fraction}")
-    return factory.check(data)
+    if data.classes is not None and not factory.selects_classes:
+        raise ConfigError("data.classes", f"dataset '{data.dataset}' cannot keep a subset of classes; leave it unset")
+    shape = factory.check(data)
+    if data.classes is not None and max(data.classes) >= shape.num_classes:
+        raise ConfigError("data.classes",
+                          f"the dataset has classes 0 to {shape.num_classes - 1}, got {list(data.classes)}")
+    return shape
 
 
 def _validate_cohort_shape(config: RunConfig, mode: str) -> None:

@@ -80,6 +80,10 @@ class PeerDataset(ABC):
             raise ValueError(f"no '{split}' split: set data.test_fraction > 0 for a test split")
         return self.val_batches(batch_size)
 
+    def keep_classes(self, classes: tuple[int, ...]) -> None:
+        """Keep only the training examples whose given label is one of ``classes`` (``data.classes``)."""
+        raise ConfigError("data.classes", f"dataset '{self.info.name}' cannot keep a subset of classes; leave it unset")
+
     def hold_out_probe(self, fraction: float, seed: int) -> None:
         """Move a stratified ``fraction`` of the training split into a probe split (never trained on;
         ``data.probe_fraction``, the reward of a learned teacher policy)."""
@@ -107,6 +111,8 @@ class DatasetFactory(ABC):
     default_val_fraction: float | None = None
     #: Whether ``data.download: true`` may fetch the dataset's files (its :meth:`check` does).
     downloadable: bool = False
+    #: Whether its training split can be cut to some classes (``data.classes``, :meth:`PeerDataset.keep_classes`).
+    selects_classes: bool = True
 
     @classmethod
     @abstractmethod

@@ -35,6 +35,9 @@ class HeldOutSplit(PeerDataset):
     def info(self) -> DatasetInfo:  # the wrapped dataset's, whose training split a probe may shrink
         return replace(self.dataset.info, val_size=self.splits["val"][1].numel())
 
+    def keep_classes(self, classes: tuple[int, ...]) -> None:
+        self.dataset.keep_classes(classes)
+
     def hold_out_probe(self, fraction: float, seed: int) -> None:
         self.dataset.hold_out_probe(fraction, seed)
 

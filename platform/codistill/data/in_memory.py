@@ -64,9 +64,16 @@ class InMemoryDataset(PeerDataset):
         return ((self.augmentation.normalize(self._unit_scale(images[start:start + batch_size])),
                  labels[start:start + batch_size]) for start in range(0, len(labels), batch_size))
 
+    def keep_classes(self, classes: tuple[int, ...]) -> None:
+        self._keep(torch.isin(self.noisy_train_labels, torch.tensor(classes)))
+
     def hold_out_probe(self, fraction: float, seed: int) -> None:
         probe, keep = probe_split(self.noisy_train_labels, fraction, mix_seed(seed, PROBE_SEED))
         self.probe_images, self.probe_labels = self.train_images[probe], self.noisy_train_labels[probe]
+        self._keep(keep)
+
+    def _keep(self, keep: Tensor) -> None:
+        """Only the training examples of the mask ``keep`` stay."""
         self.train_images, self.clean_train_labels = self.train_images[keep], self.clean_train_labels[keep]
         self.noisy_train_labels = self.noisy_train_labels[keep]
         self.info = replace(self.info, train_size=int(keep.sum()))

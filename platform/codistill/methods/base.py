@@ -40,6 +40,10 @@ from codistill.schedules import as_schedule, minimum_over
 class TeacherView:
     """What a student sees of one teacher (or of the ensemble): detached tensors only.
 
+    One exception, ``weights_graph``: the weighted ensemble's logits ``Σ_l w_l z_l``, built from
+    detached teachers, keep their graph to the weights ``w`` (never to a network) when the policy
+    asks for the weights' dense credit; methods read teacher logits through :func:`teacher_logits`.
+
     ``index`` is the teacher's slot (0 … K−1) so per-teacher modules (adapters) can be chosen;
     it is ``None`` for an ensemble teacher. ``extras`` holds what methods asked the teacher side to
     compute (see :meth:`DistillationMethod.teacher_extras`).
@@ -49,6 +53,13 @@ class TeacherView:
     features: list[Tensor] = field(default_factory=list)
     index: int | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    weights_graph: bool = False
+
+
+def teacher_logits(view: TeacherView) -> Tensor:
+    """The teacher's logits as a method may use them: detached, except for an ensemble whose
+    graph reaches the teacher weights only (``weights_graph``), so no gradient reaches a teacher."""
+    return view.logits if view.weights_graph else view.logits.detach()
 
 
 @dataclass

@@ -32,7 +32,7 @@ from torch import Tensor
 
 from codistill.checks import non_negative, unit_interval
 from codistill.registry import METHODS
-from codistill.methods.base import DistillationMethod, MethodContext, TeacherView
+from codistill.methods.base import DistillationMethod, MethodContext, TeacherView, teacher_logits
 from codistill.methods.dkd import warmup_factor
 from codistill.methods.logits import binary_target_log_probs, kl_from_probs, non_target_log_probs
 from codistill.models.base import ModelOutput
@@ -58,15 +58,15 @@ class DCKD(DistillationMethod):
                 progress: Progress) -> dict[str, Tensor]:
         t = self.temperature(progress)
         scale = warmup_factor(progress, self.warmup_epochs) * t * t
-        teacher_logits, student_logits = teacher.logits.detach(), student.logits
+        logits, student_logits = teacher_logits(teacher), student.logits
 
         log_b_student = binary_target_log_probs(student_logits, targets, t)
-        b_teacher = binary_target_log_probs(teacher_logits, targets, t).exp()
+        b_teacher = binary_target_log_probs(logits, targets, t).exp()
         b_joint = self.gamma * b_teacher + (1 - self.gamma) * log_b_student.detach().exp()
         target_part = kl_from_probs(b_joint, log_b_student)
 
         log_student_nt = non_target_log_probs(student_logits, targets, t)
-        teacher_nt = non_target_log_probs(teacher_logits, targets, t).exp()
+        teacher_nt = non_target_log_probs(logits, targets, t).exp()
         correct = (student_logits.detach().argmax(1) == targets).float()[:, None]
         kept = self.kappa * correct
         reference = kept * log_student_nt.detach().exp() + (1 - kept) * teacher_nt

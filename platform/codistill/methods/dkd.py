@@ -25,7 +25,7 @@ from torch import Tensor
 
 from codistill.checks import non_negative
 from codistill.registry import METHODS
-from codistill.methods.base import DistillationMethod, MethodContext, TeacherView
+from codistill.methods.base import DistillationMethod, MethodContext, TeacherView, teacher_logits
 from codistill.methods.logits import binary_target_log_probs, kl_from_log_probs, kl_from_probs, non_target_log_probs
 from codistill.models.base import ModelOutput
 from codistill.progress import Progress
@@ -65,9 +65,9 @@ class DKD(DistillationMethod):
                 progress: Progress) -> dict[str, Tensor]:
         t = self.temperature(progress)
         scale = warmup_factor(progress, self.warmup_epochs) * t * t
-        teacher_logits = teacher.logits.detach()
-        return {"tckd": scale * self.alpha * tckd(teacher_logits, student.logits, targets, t),
-                "nckd": scale * self.beta * nckd(teacher_logits, student.logits, targets, t)}
+        logits = teacher_logits(teacher)
+        return {"tckd": scale * self.alpha * tckd(logits, student.logits, targets, t),
+                "nckd": scale * self.beta * nckd(logits, student.logits, targets, t)}
 
 
 def decomposition_residual(teacher_logits: Tensor, student_logits: Tensor, targets: Tensor, temperature: float) -> Tensor:

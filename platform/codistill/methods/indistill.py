@@ -38,7 +38,7 @@ from codistill.checks import epoch_boundaries
 from codistill.errors import ConfigError
 from codistill.registry import METHODS
 from codistill.methods.adapters import as_vector
-from codistill.methods.base import DistillationMethod, MethodContext, TeacherView
+from codistill.methods.base import DistillationMethod, MethodContext, TeacherView, teacher_logits
 from codistill.methods.logits import softened_kl
 from codistill.models.base import ModelOutput, PeerNetwork
 from codistill.progress import Progress
@@ -112,7 +112,7 @@ class InDistill(DistillationMethod):
                 progress: Progress) -> dict[str, Tensor]:
         stage = active_stage(progress.epoch, self.boundaries, min(len(student.features), len(teacher.features)))
         if stage is None:
-            return {"logits": softened_kl(teacher.logits.detach(), student.logits, self.temperature(progress))}
+            return {"logits": softened_kl(teacher_logits(teacher), student.logits, self.temperature(progress))}
         feature = student.features[stage]
         if teacher.features[stage].shape[1] < feature.shape[1]:
             return {}  # online only (checked at construction): a narrower peer teaches no feature here

@@ -18,7 +18,7 @@ from typing import Any
 from torch import Tensor
 
 from codistill.registry import METHODS
-from codistill.methods.base import DistillationMethod, MethodContext, TeacherView
+from codistill.methods.base import DistillationMethod, MethodContext, TeacherView, teacher_logits
 from codistill.methods.logits import softened_kl
 from codistill.models.base import ModelOutput
 from codistill.progress import Progress
@@ -36,4 +36,4 @@ class KD(DistillationMethod):
 
     def forward(self, student: ModelOutput, teacher: TeacherView | None, targets: Tensor,
                 progress: Progress) -> dict[str, Tensor]:
-        return {"kd": softened_kl(teacher.logits.detach(), student.logits, self.temperature(progress))}
+        return {"kd": softened_kl(teacher_logits(teacher), student.logits, self.temperature(progress))}

@@ -24,11 +24,13 @@ from codistill.progress import Progress
 
 @dataclass(frozen=True)
 class Batch:
-    """One training step's input: where training stands, the images and the (possibly noisy) labels."""
+    """One training step's input: where training stands, the images, the (possibly noisy) labels and
+    the examples' indices in the training split."""
 
     progress: Progress
     images: Tensor
     targets: Tensor
+    indices: Tensor
 
 
 class BatchSource:
@@ -52,7 +54,7 @@ class BatchSource:
         generator = self.dataset.augmentation_generator(seed, epoch, step, self.stream)
         images, labels = self.dataset.train_batch(indices, generator, augment=data.augment)
         return Batch(self.progress(epoch, step), images.to(self.device, non_blocking=True),
-                     labels.to(self.device, non_blocking=True))
+                     labels.to(self.device, non_blocking=True), indices)
 
 
 class RandomStream:

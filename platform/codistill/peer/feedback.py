@@ -1,9 +1,16 @@
 """The probe: how a learning teacher policy sees the effect of its weights.
 
-A policy that asks for it (``probe_batch_size`` > 0) gets the student's cross-entropy on a batch
-of the probe split (``data.probe_fraction`` of the training split, never trained on) just before
-and just after each update, in eval mode (no RNG drawn, no BatchNorm statistics touched), inside
-the :class:`~codistill.policy.Feedback` of that step.
+A policy that asks for it (``probe_batch_size`` > 0) gets the student's loss on a batch of the
+probe split (``data.probe_fraction`` of the training split, never trained on) just before and just
+after each update, in eval mode (no RNG drawn, no BatchNorm statistics touched), inside the
+:class:`~codistill.policy.Feedback` of that step. The loss is the policy's ``probe_loss``
+(:func:`probe_loss`): cross-entropy, or the mean absolute error ``1 − p_y``, which symmetric label
+noise cannot bias (Ghosh, Kumar & Sastry, AAAI 2017).
+
+On the steps it asks for (``wants_credit``), the policy also gets the **dense credit** of every
+weight (:func:`dense_credit`): the exact first-order effect of ``w[b, k]`` on the probe loss after
+a virtual plain-SGD step, the one-step lookahead of Learning to Reweight (Ren et al., ICML 2018)
+and Meta-Weight-Net (Shu et al., NeurIPS 2019), here per example and teacher.
 """
 
 from __future__ import annotations
@@ -13,32 +20,78 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from codistill.data.base import PeerDataset
 from codistill.models import PeerNetwork
 from codistill.progress import Progress
 
+PROBE_LOSSES = ("ce", "mae")
+
+
+def probe_loss(logits: Tensor, labels: Tensor, kind: str) -> Tensor:
+    """``ce``: ``mean_b −log p_b(y_b)``; ``mae``: ``mean_b (1 − p_b(y_b))`` (half the L1 distance
+    between the softmax and the one-hot label; symmetric, so noise-tolerant under symmetric label
+    noise, Ghosh et al. 2017)."""
+    if kind == "ce":
+        return F.cross_entropy(logits, labels)
+    if kind == "mae":
+        return 1.0 - logits.softmax(-1).gather(1, labels.view(-1, 1)).mean()
+    raise ValueError(f"unknown probe loss {kind!r} (known: {', '.join(PROBE_LOSSES)})")
+
 
 class Probe:
-    """Probe batches of ``dataset`` and the student's loss on them."""
+    """Probe batches of ``dataset`` and the student's ``kind`` loss on them (:func:`probe_loss`)."""
 
     def __init__(self, dataset: PeerDataset, seed: int, batch_size: int, device: torch.device,
-                 autocast: Callable[[], AbstractContextManager]) -> None:
+                 autocast: Callable[[], AbstractContextManager], kind: str = "ce") -> None:
         self.dataset, self.seed, self.batch_size, self.device, self.autocast = dataset, seed, batch_size, device, autocast
+        self.kind = kind
 
     def batch(self, progress: Progress) -> tuple[Tensor, Tensor]:
         """The probe batch of this step (a pure function of seed, epoch and step)."""
         images, labels = self.dataset.probe_batch(self.seed, progress.epoch, progress.step, self.batch_size)
         return images.to(self.device), labels.to(self.device)
 
-    @torch.no_grad()
-    def loss(self, model: PeerNetwork, batch: tuple[Tensor, Tensor]) -> float:
-        """The model's cross-entropy on ``batch``, in eval mode (its training mode restored)."""
+    def _loss(self, model: PeerNetwork, batch: tuple[Tensor, Tensor]) -> Tensor:
         images, labels = batch
         was_training = model.training
         model.eval()
-        with self.autocast():
-            logits = model(images).logits.float()
-        model.train(was_training)
-        return float(F.cross_entropy(logits, labels))
+        try:
+            with self.autocast():
+                logits = model(images).logits.float()
+        finally:
+            model.train(was_training)
+        return probe_loss(logits, labels, self.kind)
+
+    @torch.no_grad()
+    def loss(self, model: PeerNetwork, batch: tuple[Tensor, Tensor]) -> float:
+        """The model's probe loss on ``batch``, in eval mode (its training mode restored)."""
+        return float(self._loss(model, batch))
+
+    def gradient(self, model: PeerNetwork, batch: tuple[Tensor, Tensor],
+                 parameters: list[nn.Parameter]) -> tuple[float, list[Tensor]]:
+        """The probe loss on ``batch`` (eval mode, as :meth:`loss`) and its gradient ``∇θ L_probe``
+        with respect to ``parameters`` (zeros for those it does not depend on)."""
+        with torch.enable_grad():
+            loss = self._loss(model, batch)
+            gradients = torch.autograd.grad(loss, parameters, allow_unused=True)
+        return float(loss.detach()), [torch.zeros_like(p) if g is None else g for g, p in zip(gradients, parameters)]
+
+
+def dense_credit(train_loss: Tensor, weights: Tensor, parameters: list[nn.Parameter], probe_gradient: list[Tensor],
+                 lr: float) -> Tensor:
+    """``c[b, k] = ∂/∂w[b, k] L_probe(θ − η ∇θ L_train(θ; w))``, which is
+    ``−η ⟨∇θ L_probe, ∂∇θ L_train / ∂w[b, k]⟩`` to first order in η (Ren et al., ICML 2018), for
+    all ``(b, k)`` at once by one double-backward: ``−η ∂/∂w ⟨g_probe, ∇θ L_train(θ; w)⟩`` with
+    ``g_probe = ∇θ L_probe`` held fixed.
+
+    ``train_loss`` must have been built from ``weights`` (a leaf that requires grad) and
+    ``parameters``; its graph is kept, so the real backward can follow. Returns ``[B, K]``
+    (zeros where the loss does not depend on a weight)."""
+    gradients = torch.autograd.grad(train_loss, parameters, create_graph=True, retain_graph=True, allow_unused=True)
+    inner = sum((g * p).sum() for g, p in zip(gradients, probe_gradient) if g is not None and g.requires_grad)
+    if not isinstance(inner, Tensor) or not inner.requires_grad:
+        return torch.zeros_like(weights).detach()
+    (slope,) = torch.autograd.grad(inner, weights, retain_graph=True, allow_unused=True)
+    return torch.zeros_like(weights).detach() if slope is None else -lr * slope.detach()

@@ -68,14 +68,14 @@ class TeacherSlots:
             raise ValueError(f"expected {self.payload_count} teacher payloads, got {len(payloads)}")
 
     def batch(self, teachers: list[TeacherView], student_logits: Tensor, targets: Tensor, student_index: int,
-              progress: Progress) -> TeacherBatch:
+              progress: Progress, example_indices: Tensor | None = None) -> TeacherBatch:
         """What the policy sees: the kept teachers (``view.index`` = their position) and, if it is
         a candidate, the student itself."""
         logits = [view.logits for view in teachers] + ([student_logits] if self.includes_self else [])
         indices = [view.index for view in teachers] + ([self.payload_count] if self.includes_self else [])
         return TeacherBatch(student_index=student_index, student_logits=student_logits,
                             teacher_logits=torch.stack(logits), teacher_indices=indices, targets=targets,
-                            progress=progress)
+                            progress=progress, example_indices=example_indices)
 
 
 def payload_bytes(view: TeacherView) -> int:
@@ -116,6 +116,7 @@ def teacher_weights(weights: Tensor, count: int) -> Tensor:
 
 def ensemble_view(views: list[TeacherView], weights: Tensor) -> TeacherView:
     """The weighted logit ensemble ``Σ_l w_l z_l`` (weights ``[B, K]``) as one teacher."""
-    stacked = torch.stack([view.logits.float() for view in views])  # [K, B, C]
+    stacked = torch.stack([view.logits.detach().float() for view in views])  # [K, B, C]
     logits = torch.einsum("bk,kbc->bc", weights.to(stacked.dtype), stacked)
-    return TeacherView(logits=logits, index=None)
+    # with weights that require grad (their dense credit), the graph reaches them and nothing else
+    return TeacherView(logits=logits, index=None, weights_graph=weights.requires_grad)

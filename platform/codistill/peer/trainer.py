@@ -39,7 +39,7 @@ from codistill.methods import MethodContext
 from codistill.methods.base import TeacherView
 from codistill.models import ModelOutput, PeerNetwork, build_model
 from codistill.peer.batches import Batch, BatchSource, RandomStream
-from codistill.peer.feedback import Probe
+from codistill.peer.feedback import Probe, dense_credit
 from codistill.peer.objective import DistillationObjective
 from codistill.peer.optimization import Optimization, select_device
 from codistill.peer.replicas import ReplicaTeachers, uses_replicas
@@ -54,6 +54,8 @@ def load_dataset(config: RunConfig) -> PeerDataset:
     dataset = build_dataset(data.dataset, root=data.root, train_fraction=data.train_fraction,
                             label_noise=data.label_noise, seed=config.seed, image_size=data.image_size,
                             test_fraction=data.test_fraction, val_fraction=data.val_fraction)
+    if data.classes is not None:
+        dataset.keep_classes(data.classes)
     if data.probe_fraction > 0:
         dataset.hold_out_probe(data.probe_fraction, config.seed)
     return dataset
@@ -109,7 +111,7 @@ class PeerTrainer:
                                          + list(self.objective.parameters()), self.device)
         self.policy = self._build_policy()
         self.probe = Probe(self.dataset, config.seed, self.policy.probe_batch_size, self.device,
-                           self.optimization.autocast)
+                           self.optimization.autocast, self.policy.probe_loss)
         #: Progress of the last update (the cohort's policy synchronization looks at it).
         self.last_progress = None
         #: The policy's feedback of the last update (``None`` when no teacher was weighted).
@@ -178,20 +180,33 @@ class PeerTrainer:
         strength = self.objective.strength(progress)
         distilling = self.objective.active and strength != 0.0 and bool(kept)
         batch = weights = None
+        credit_due = False
         terms: dict[str, Tensor] = {}
         with self.optimization.autocast():
             ce = F.cross_entropy(student.logits.float(), targets)
             if distilling:
                 self.slots.check_count(payloads)
                 teachers = [_to_device(payloads[position], self.device, position) for position in kept]
-                batch = self.slots.batch(teachers, student.logits.detach().float(), targets, self.index, progress)
+                batch = self.slots.batch(teachers, student.logits.detach().float(), targets, self.index, progress,
+                                         pending.batch.indices)
                 weights = normalized_weights(self.policy.weights(batch), len(batch.teacher_indices), targets.numel())
+                credit_due = self.policy.probe_batch_size > 0 and self.policy.wants_credit(progress)
+                if credit_due:  # the loss as a function of the weights, for their credit
+                    weights = weights.detach().requires_grad_(True)
                 terms = self.objective.terms(student, teachers, weights, self.slots.includes_self, targets, progress)
             loss = ce + strength * (sum(terms.values()) if terms else torch.zeros((), device=self.device))
 
-        probe = self.probe.batch(progress) if batch is not None and self.policy.probe_batch_size > 0 else None
+        measure = batch is not None and self.policy.probe_batch_size > 0 and self.policy.wants_probe_losses(progress)
+        probe = self.probe.batch(progress) if measure or credit_due else None
+        probe_before = credit = None
+        if credit_due:
+            parameters = list(self.model.parameters())
+            probe_before, probe_gradient = self.probe.gradient(self.model, probe, parameters)
+            credit = dense_credit(loss, weights, parameters, probe_gradient, lr).cpu()
+            weights = weights.detach()
         applied = self.optimization.backward(loss, progress)
-        probe_before = self.probe.loss(self.model, probe) if probe is not None and applied else None
+        if measure and applied and probe_before is None:
+            probe_before = self.probe.loss(self.model, probe)
         if applied:
             self.optimization.step()
         if self.pruner is not None:
@@ -214,9 +229,12 @@ class PeerTrainer:
             metrics.update({m.teacher_weight(name): float(weight) for name, weight in zip(names, weights.mean(0))})
             self.last_feedback = Feedback(loss_total=metrics[m.LOSS_TOTAL], loss_ce=metrics[m.LOSS_CE],
                                           probe_loss_before=probe_before,
-                                          probe_loss_after=self.probe.loss(self.model, probe) if probe is not None else None)
-            if probe is not None:
-                metrics[m.PROBE_LOSS_BEFORE], metrics[m.PROBE_LOSS_AFTER] = probe_before, self.last_feedback.probe_loss_after
+                                          probe_loss_after=self.probe.loss(self.model, probe) if measure else None,
+                                          credit=credit)
+            if probe_before is not None:
+                metrics[m.PROBE_LOSS_BEFORE] = probe_before
+            if measure:
+                metrics[m.PROBE_LOSS_AFTER] = self.last_feedback.probe_loss_after
             metrics.update(self.policy.feedback(batch, weights, self.last_feedback) or {})
         return metrics
 
