@@ -26,7 +26,12 @@ evidence: $(STAMP)
 	$(BIN)/python jobs/evidence_online.py --seeds 0 1 2
 	$(BIN)/python jobs/evidence_methods.py --seeds 0 1 2
 	$(BIN)/python jobs/train_policy.py --episodes 20 --out runs/teacher-policy.pt
-	$(BIN)/python jobs/evidence_policy.py --seeds 0 1 2 --pretrained runs/teacher-policy.pt
+	$(BIN)/python jobs/evidence_policy.py --seeds 0 1 2 --settings offline --out runs/evidence-policy-memorizer
+	$(BIN)/python jobs/evidence_policy.py --seeds 0 1 2 --pool-kind specialist --settings offline --out runs/evidence-policy-specialist
+	$(BIN)/python jobs/evidence_policy.py --seeds 0 1 2 --settings online --out runs/evidence-policy-online \
+	    --learned "ppo, ce=estimator:ppo,probe_loss:ce,update_every:1" \
+	    --learned "credit, mae=estimator:credit,probe_loss:mae,update_every:1" \
+	    --learned "credit, mae, every 8=estimator:credit,probe_loss:mae,update_every:8"
 	$(BIN)/python jobs/evidence_curricula.py --seeds 1 2 3
 
 # The same tables on Fashion-MNIST (apt-get install dataset-fashion-mnist; scales and times: docs/datasets.md).
@@ -37,6 +42,7 @@ evidence-fashion: $(STAMP)
 	$(BIN)/python jobs/offline.py --config jobs/configs/fashion_teacher.yaml --independent --run-dir runs/fashion-teacher
 	$(BIN)/python jobs/evidence_methods.py --teacher-config jobs/configs/fashion_teacher.yaml --student-config jobs/configs/fashion_offline.yaml --teacher-run runs/fashion-teacher --seeds 0 1 2 --out runs/evidence-methods-fashion
 	$(BIN)/python jobs/evidence_curricula.py --config jobs/configs/fashion_cohort.yaml --space jobs/configs/fashion_cohort_space.yaml --asha-samples 8 --pbt-samples 4 --pbt-interval 2 $(FASHION_SMALL) --seeds 1 2 3 --out runs/evidence-curricula-fashion
+	$(BIN)/python jobs/online.py --config jobs/configs/fashion_cohort.yaml --independent --set data.train_fraction=1.0 --set epochs=3 --run-dir runs/fashion-independent-full
 
 bench: $(STAMP)
 	$(BIN)/python jobs/benchmark_cohort.py --out runs/bench.json
