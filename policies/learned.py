@@ -372,9 +372,6 @@ class PPOLearner(PolicyLearner):
         self.generator = torch.Generator().manual_seed(seed)
         self.metrics: list[dict[str, float]] = []
 
-    def parameters(self) -> dict[str, Tensor]:
-        return {k: v.detach().clone() for k, v in self.scorer.state_dict().items()}
-
     def advantages(self, rewards: Tensor) -> Tensor:
         """``(r − baseline) / scale``, clipped to ±5, then the running statistics take these rewards."""
         if self.updates == 0 and float(self.scale) == 0.0:  # first rewards ever: start the statistics from them
@@ -392,7 +389,7 @@ class PPOLearner(PolicyLearner):
         batch = [t for transitions in transitions_per_peer for t in transitions]
         self.metrics = [{} for _ in transitions_per_peer]
         if not batch:
-            return self.parameters()
+            return scorer_parameters(self.scorer)
         advantages = self.advantages(torch.stack([t["reward"] for t in batch]))
 
         loss = torch.zeros(())
@@ -410,10 +407,7 @@ class PPOLearner(PolicyLearner):
                     entropy = self.scorer.entropy(action.shape[-2])
                     losses.append((policy_loss - self.entropy_coef * entropy).sum())
                 loss = torch.stack(losses).sum() / len(chunk)
-                self.optimizer.zero_grad()
-                loss.backward()
-                nn.utils.clip_grad_norm_(self.scorer.parameters(), self.max_grad_norm)
-                self.optimizer.step()
+                clipped_step(self.optimizer, loss, self.scorer, self.max_grad_norm)
         self.updates += 1
 
         for peer in range(len(transitions_per_peer)):
@@ -421,7 +415,7 @@ class PPOLearner(PolicyLearner):
             self.metrics[peer] = {m.LEARNER_LOSS: float(loss.detach()), m.LEARNER_UPDATES: float(self.updates)}
             if mine:
                 self.metrics[peer][m.POLICY_ADVANTAGE] = sum(mine) / len(mine)
-        return self.parameters()
+        return scorer_parameters(self.scorer)
 
     def state_dict(self) -> dict[str, Any]:
         return {"scorer": self.scorer.state_dict(), "optimizer": self.optimizer.state_dict(),
@@ -467,7 +461,7 @@ class CreditLearner(PolicyLearner):
         batch = [t for transitions in transitions_per_peer for t in transitions]
         self.metrics = [{} for _ in transitions_per_peer]
         if not batch:
-            return {k: v.detach().clone() for k, v in self.scorer.state_dict().items()}
+            return scorer_parameters(self.scorer)
         credits = [self.normalized(t["credit"]) for t in batch]
         loss = torch.zeros(())
         for _ in range(self.update_epochs):
@@ -477,14 +471,11 @@ class CreditLearner(PolicyLearner):
                 credit = torch.stack([credits[i] for i in members])  # [n, B, K]
                 losses.append((credit * self.scorer(observation).softmax(-1)).sum(-1).mean(-1).sum())
             loss = torch.stack(losses).sum() / len(batch)
-            self.optimizer.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(self.scorer.parameters(), self.max_grad_norm)
-            self.optimizer.step()
+            clipped_step(self.optimizer, loss, self.scorer, self.max_grad_norm)
         self.updates += 1
         self.metrics = [{m.LEARNER_LOSS: float(loss.detach()), m.LEARNER_UPDATES: float(self.updates)}
                         for _ in transitions_per_peer]
-        return {k: v.detach().clone() for k, v in self.scorer.state_dict().items()}
+        return scorer_parameters(self.scorer)
 
     def state_dict(self) -> dict[str, Any]:
         return {"scorer": self.scorer.state_dict(), "optimizer": self.optimizer.state_dict(), "scale": self.scale,
@@ -494,6 +485,19 @@ class CreditLearner(PolicyLearner):
         self.scorer.load_state_dict(state["scorer"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scale, self.updates = state["scale"], int(state["updates"])
+
+
+def scorer_parameters(scorer: TeacherScorer) -> dict[str, Tensor]:
+    """A detached copy of the scorer's parameters: what a learner hands the peers after an update."""
+    return {k: v.detach().clone() for k, v in scorer.state_dict().items()}
+
+
+def clipped_step(optimizer: torch.optim.Optimizer, loss: Tensor, scorer: TeacherScorer, max_grad_norm: float) -> None:
+    """One optimizer step on ``loss`` with the scorer's gradient norm clipped to ``max_grad_norm``."""
+    optimizer.zero_grad()
+    loss.backward()
+    nn.utils.clip_grad_norm_(scorer.parameters(), max_grad_norm)
+    optimizer.step()
 
 
 def credit_snr(credit: Tensor) -> float:
