@@ -11,9 +11,16 @@ weights of every step. Observation, action and reward are those of
 - reward: :func:`policies.learned.probe_reward`, the relative change of the student's loss on a
   probe batch through the update those weights produced;
 - the episode ends (``terminated``) after ``episode_steps`` steps; ``info`` holds the probe losses
-  and the mean weight each teacher received.
+  (``probe_loss``: ``mae`` by default, as the learned policy's, or ``ce``), the mean weight each
+  teacher received, and ``credit``, ``float32 [B, K]``: the dense credit of the weights the agent
+  gave (:func:`codistill.peer.feedback.dense_credit`, the first-order effect of ``w[b, k]`` on the
+  probe loss after a virtual SGD step; negative helps), for learners that use more than the reward.
 
-``K`` is fixed per environment instance (its pool); the policy itself takes any ``K``.
+``K`` is fixed per environment instance (its pool); the policy itself takes any ``K``. With
+``pools`` (a :class:`policies.pool_distribution.PoolDistribution`) every ``reset`` draws a new
+pool of ``pool_size`` teachers, world and student settings from the environment's seeded
+generator, and ``reset``'s ``info["pool"]`` describes it (a
+:class:`policies.pool_distribution.Pool`).
 ``TeacherSelectionEnv()`` with no arguments builds a small default episode on digits (all the
 training data with clean labels, 10% of it the probe; an MLP student on plain SGD): at
 construction it trains a pool of three MLP teachers in a few seconds, seeded — ``trained``
@@ -38,8 +45,11 @@ import torch
 from codistill.config import PolicyConfig, RunConfig, parse_config
 from codistill.local import OfflineCohort
 from codistill.peer import PeerTrainer, load_dataset
+from codistill.peer.feedback import PROBE_LOSSES
 from codistill.policy import PolicyContext, TeacherBatch, TeacherWeightingPolicy
+from codistill.progress import Progress
 from policies.learned import FEATURE_CLIP, FEATURES, observation, probe_reward
+from policies.pool_distribution import PoolDistribution, train_teacher
 
 ENV_ID = "codistill/TeacherSelection-v0"  # gymnasium.make(ENV_ID) once this module is imported
 ACTION_BOUND = 10.0
@@ -49,12 +59,16 @@ DEFAULT_POOL = (("trained", 8), ("weak", 1), ("random", 0))
 
 
 class ActionWeights(TeacherWeightingPolicy):
-    """The environment's hook into the student's step: returns the weights the agent chose."""
+    """The environment's hook into the student's step: returns the weights the agent chose, and
+    asks the peer for the probe losses and the dense credit of every step."""
 
-    def __init__(self, context: PolicyContext, probe_batch_size: int = 128) -> None:
+    def __init__(self, context: PolicyContext, probe_batch_size: int = 128, probe_loss: str = "mae") -> None:
         super().__init__(context)
-        self.probe_batch_size = probe_batch_size
+        self.probe_batch_size, self.probe_loss = probe_batch_size, probe_loss
         self.chosen: torch.Tensor | None = None
+
+    def wants_credit(self, progress: Progress) -> bool:
+        return True
 
     def choose(self, weights: torch.Tensor) -> None:
         """The weights ``[B, K]`` of the next step (the agent's action)."""
@@ -71,20 +85,26 @@ class TeacherSelectionEnv(gym.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, config: RunConfig | None = None, episode_steps: int = 60, probe_batch_size: int = 128) -> None:
+    def __init__(self, config: RunConfig | None = None, episode_steps: int = 60, probe_batch_size: int = 128,
+                 probe_loss: str = "mae", pools: PoolDistribution | None = None, pool_size: int = 3) -> None:
         if episode_steps < 1:
             raise ValueError(f"episode_steps must be ≥ 1, got {episode_steps}")
+        if probe_loss not in PROBE_LOSSES:
+            raise ValueError(f"probe_loss must be one of {', '.join(PROBE_LOSSES)}, got {probe_loss!r}")
+        if config is not None and pools is not None:
+            raise ValueError("give TeacherSelectionEnv a config or pools, not both")
         self._pool_dir: str | None = None
-        if config is None:
+        if config is None and pools is None:
             self._pool_dir = tempfile.mkdtemp(prefix="codistill-env-pool-")
             config = default_config(Path(self._pool_dir))
+        if pools is not None:
+            config = pools.config(pools.sample(np.random.default_rng(0), pool_size))  # the spaces' shapes
         if config.data.probe_fraction <= 0:
             raise ValueError("TeacherSelectionEnv needs data.probe_fraction > 0 (its reward)")
-        policy = PolicyConfig(name=f"{__name__}:ActionWeights", params={"probe_batch_size": probe_batch_size})
-        full_steps_per_epoch = load_dataset(config).info.train_size // config.data.batch_size
-        epochs = math.ceil(episode_steps / full_steps_per_epoch)  # the student's schedules span the episode
-        self.config = replace(config, epochs=epochs, distillation=replace(config.distillation, policy=policy))
-        self.episode_steps = episode_steps
+        self.policy = PolicyConfig(name=f"{__name__}:ActionWeights",
+                                   params={"probe_batch_size": probe_batch_size, "probe_loss": probe_loss})
+        self.pools, self.pool_size, self.episode_steps = pools, pool_size, episode_steps
+        self.config = self.episode_config(config)
         self.teacher_names = [t.name for t in self.config.teachers]
         size, count = self.config.data.batch_size, len(self.teacher_names)
         self.observation_space = gym.spaces.Box(-FEATURE_CLIP, FEATURE_CLIP, (size, count, len(FEATURES)), np.float32)
@@ -94,16 +114,27 @@ class TeacherSelectionEnv(gym.Env):
         self._views: list[Any] = []
         self._t = 0
 
+    def episode_config(self, config: RunConfig) -> RunConfig:
+        """``config`` with the environment's hook as its policy, its schedules spanning the episode."""
+        full_steps_per_epoch = load_dataset(config).info.train_size // config.data.batch_size
+        epochs = math.ceil(self.episode_steps / full_steps_per_epoch)
+        return replace(config, epochs=epochs, distillation=replace(config.distillation, policy=self.policy))
+
     # -- gymnasium API ----------------------------------------------------------------------------
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
-        episode_seed = int(self.np_random.integers(2 ** 31))
-        config = replace(self.config, seed=episode_seed)
+        info: dict[str, Any] = {}
+        if self.pools is None:
+            config = replace(self.config, seed=int(self.np_random.integers(2 ** 31)))
+        else:
+            info["pool"] = self.pools.sample(self.np_random, self.pool_size)
+            config = self.config = self.episode_config(self.pools.config(info["pool"]))
+            self.teacher_names = [t.name for t in config.teachers]
         self.cohort = OfflineCohort(config)
         self._schedule = full_batches(self.cohort.student, self.episode_steps)
         self._t = 0
-        return self._observe(), {}
+        return self._observe(), info
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self.cohort is None:
@@ -114,13 +145,14 @@ class TeacherSelectionEnv(gym.Env):
         student.policy.choose(weights)
         student.update(self._views)
         feedback = student.last_feedback
-        if feedback is None or feedback.probe_loss_before is None:
+        if feedback is None or feedback.probe_loss_before is None or feedback.credit is None:
             raise RuntimeError("distillation was off at this step (λ·m = 0): the environment needs it on throughout")
         reward = probe_reward(feedback.probe_loss_before, feedback.probe_loss_after)
         self._t += 1
         terminated = self._t >= self.episode_steps
         info = {"probe_loss_before": feedback.probe_loss_before, "probe_loss_after": feedback.probe_loss_after,
-                "teacher_weights": dict(zip(self.teacher_names, weights.mean(0).tolist()))}
+                "teacher_weights": dict(zip(self.teacher_names, weights.mean(0).tolist())),
+                "credit": feedback.credit.float().numpy()}
         observation_next = self._observe() if not terminated else np.zeros(self.observation_space.shape, np.float32)
         return observation_next, float(reward), terminated, False, info
 
@@ -160,14 +192,8 @@ def default_config(pool_dir: Path, seed: int = 0) -> RunConfig:
     for name, epochs in DEFAULT_POOL:
         teacher_config = parse_config({"name": name, "seed": seed, "epochs": max(epochs, 1), "independent": True,
                                        "data": data, "peers": [{"name": name, "model": "mlp"}]}, mode="offline")
-        cohort = OfflineCohort(teacher_config)
-        for epoch in range(epochs):
-            cohort.train_epoch(epoch)
-        if epochs == 0:  # untrained, made confident: its predictions are random with respect to the labels
-            with torch.no_grad():
-                cohort.student.model.classifier.weight.mul_(30.0)
         path = pool_dir / f"{name}.pt"
-        path.write_bytes(cohort.model_bytes()[0])
+        train_teacher(teacher_config, epochs, path)
         teachers.append({"name": name, "model": "mlp", "checkpoint": str(path)})
     # Plain SGD: each step's probe reward then reflects that step's weights, not a momentum of earlier ones.
     student = {"name": "student", "model": "mlp", "optimizer": {"lr": 0.1, "momentum": 0.0}}
