@@ -28,8 +28,8 @@ is oracle − uniform; a policy is judged by the share of it that it closes, (po
 (oracle − uniform), per seed.
 
 The learned policy (``--policy``, default ``policies.learned:LearnedPolicy``) runs once per
-``--learned LABEL=KEY:VALUE,...`` (default: PPO with cross-entropy, credit with cross-entropy and
-with MAE, and credit with MAE every 4 and every 8 steps) with ``{learn: true}`` while it learns during the run,
+``--learned LABEL=KEY:VALUE,...`` (default: PPO with cross-entropy, head credit with cross-entropy
+and with MAE, and network credit with MAE) with ``{learn: true}`` while it learns during the run,
 ``{checkpoint: FILE, learn: false}`` when it starts frozen from ``--pretrained FILE``,
 ``{checkpoint: FILE, learn: true}`` when it starts from it and keeps learning, plus any
 ``--policy-param KEY=VALUE``. Its variants run only when the class can be imported; otherwise
