@@ -6,24 +6,23 @@ new problem, in the spirit of domain randomization (Tobin et al. 2017): a policy
 on all of them has to read the teachers from their features, not from their identity.
 
 **Worlds.** A world is a training split of digits (50% of it, stratified, chosen by the world's
-data seed) with symmetric label noise at one rate (``noise_rates``, default 0–0.4). Its data seed
-also fixes the student's initialization and batch order in that world.
+data seed) with symmetric label noise at one rate (``noise_rates``, default 0.1–0.4: at rate 0 a
+memorizer is simply the best teacher). Its data seed also fixes the student's initialization and
+batch order in that world.
 
 **The teacher library** (:class:`TeacherLibrary`): per world, one MLP teacher of each
 :data:`RECIPES` role, trained once at construction on that world's examples and cached on disk
 (the file name holds a digest of everything its training depends on, so a changed recipe
 retrains and an unchanged one is read back):
 
-==============  ================================================================================
-``clean``       10 epochs on the true labels
-``noisy``       10 epochs on the noisy labels (an ordinary model of noisy data)
-``memorizer``   60 epochs on the noisy labels, no augmentation or weight decay, constant lr 0.1:
-                it fits every noisy label (like ``jobs/configs/pool_memorizer.yaml``)
-``weak``        1 epoch on the noisy labels
-``specialist_a``/``_b``  10 epochs on the true labels of one half of the classes only (``data.classes``; the
-                halves are a random split per world): confidently wrong on the other half
-``random``      untrained, its classifier scaled by 30: confident and random
-==============  ================================================================================
+- ``clean``: 10 epochs on the true labels;
+- ``noisy``: 10 epochs on the noisy labels (an ordinary model of noisy data);
+- ``memorizer``: 60 epochs on the noisy labels, no augmentation or weight decay, constant lr 0.1:
+  it fits every noisy label (like ``jobs/configs/pool_memorizer.yaml``);
+- ``weak``: 1 epoch on the noisy labels;
+- ``specialist_a``, ``specialist_b``: 10 epochs on the true labels of one half of the classes only
+  (``data.classes``; the halves are a random split per world): confidently wrong on the other half;
+- ``random``: untrained, its classifier scaled by 30: confident and random.
 
 **An episode** (:meth:`PoolDistribution.sample`) draws a world, ``pool_size`` distinct teachers
 of its library in a random order, the student (``mlp`` or ``cnn``), the KD temperature
@@ -174,7 +173,7 @@ class PoolDistribution:
     """Draws a :class:`Pool` per episode from a :class:`TeacherLibrary` and makes its offline config
     (see the module docstring). Builds (or reads back) the library at construction."""
 
-    def __init__(self, library_dir: str | Path, *, noise_rates: Sequence[float] = (0.0, 0.1, 0.2, 0.3, 0.4),
+    def __init__(self, library_dir: str | Path, *, noise_rates: Sequence[float] = (0.1, 0.2, 0.3, 0.4),
                  data_seeds: int = 2, temperatures: Sequence[float] = (1.0, 2.0, 3.0, 4.0),
                  students: Sequence[str] = ("mlp", "cnn"), learning_rates: Sequence[float] = (0.02, 0.05, 0.1),
                  momenta: Sequence[float] = (0.0, 0.9), weight_decays: Sequence[float] = (0.0, 5e-4),

@@ -53,14 +53,14 @@ class Episode:
     mean_weights: dict[str, float]
 
 
-def learned_policy(*, seed: int, estimator: str, probe_loss: str, update_every: int, lr: float,
+def learned_policy(*, seed: int, estimator: str, probe_loss: str, update_every: int, update_epochs: int, lr: float,
                    init_std: float) -> LearnedPolicy:
     """A fresh learning policy (offline, with a probe); it scores any number of teachers."""
     context = PolicyContext(teacher_names=(), num_classes=0, device=torch.device("cpu"), online=False,
                             student_index=0, student_name="student", total_epochs=1, steps_per_epoch=1, seed=seed,
                             probe_available=True)
-    return LearnedPolicy(context, update_every=update_every, lr=lr, init_std=init_std, estimator=estimator,
-                         probe_loss=probe_loss)
+    return LearnedPolicy(context, update_every=update_every, update_epochs=update_epochs, lr=lr, init_std=init_std,
+                         estimator=estimator, probe_loss=probe_loss)
 
 
 def train(envs: Sequence[TeacherSelectionEnv], policy: LearnedPolicy, *, episodes: int, seed: int) -> Iterator[Episode]:
@@ -100,6 +100,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--estimator", choices=ESTIMATORS, default="credit")
     parser.add_argument("--probe-loss", choices=PROBE_LOSSES, default="mae")
     parser.add_argument("--update-every", type=int, default=4)
+    parser.add_argument("--update-epochs", type=int, default=4, help="learner epochs per update")
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--init-std", type=float, default=1.0, help="PPO's initial exploration σ")
     parser.add_argument("--seed", type=int, default=0)
@@ -119,7 +120,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def argument_errors(args: argparse.Namespace) -> list[str]:
     """What is wrong with the arguments, each naming its flag (empty: nothing)."""
     bad = [f"--{name.replace('_', '-')} must be ≥ 1" for name in ("episodes", "episode_steps", "update_every",
-                                                                 "data_seeds") if getattr(args, name) < 1]
+                                                                 "update_epochs", "data_seeds") if getattr(args, name) < 1]
     bad += [f"--{name.replace('_', '-')} must be > 0" for name in ("lr", "init_std") if getattr(args, name) <= 0]
     if not all(2 <= size <= len(RECIPES) for size in args.pool_sizes):
         bad.append(f"--pool-sizes must lie in [2, {len(RECIPES)}] (the library's teachers per world)")
@@ -153,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         envs = [TeacherSelectionEnv(config, episode_steps=args.episode_steps, probe_loss=args.probe_loss)]
     policy = learned_policy(seed=args.seed, estimator=args.estimator, probe_loss=args.probe_loss,
-                            update_every=args.update_every, lr=args.lr, init_std=args.init_std)
+                            update_every=args.update_every, update_epochs=args.update_epochs, lr=args.lr,
+                            init_std=args.init_std)
     try:
         for episode in train(envs, policy, episodes=args.episodes, seed=args.seed):
             weights = ", ".join(f"{name} {w:.2f}" for name, w in episode.mean_weights.items())

@@ -305,7 +305,8 @@ def test_an_image_folder_holds_out_a_probe_too(tmp_path):
     assert images.shape == (2, 3, 8, 8) and sorted(labels.tolist()) == [0, 1]
 
 
-@pytest.mark.parametrize("argument", [["--episodes", "0"], ["--update-every", "0"], ["--lr", "0"]])
+@pytest.mark.parametrize("argument", [["--episodes", "0"], ["--update-every", "0"], ["--lr", "0"],
+                                      ["--pool-sizes", "1"], ["--noise-rates", "-0.1"]])
 def test_policy_training_job_refuses_bad_arguments(tmp_path, capsys, argument):
     from policies import train_policy
 
