@@ -108,11 +108,11 @@ POOL_KINDS: dict[str, dict[str, Any]] = {
                    "constants": {f"constant low {a:.2f} / high {1 - a:.2f}": {"low": a, "high": 1.0 - a}
                                  for a in (1.0, 0.75, 0.25, 0.0)}},
 }
-LEARNED_VARIANTS = ["ppo, ce=estimator:ppo,probe_loss:ce,update_every:1",
-                    "credit, ce=estimator:credit,probe_loss:ce,update_every:1",
-                    "credit, mae=estimator:credit,probe_loss:mae,update_every:1",
-                    "credit, mae, every 4=estimator:credit,probe_loss:mae,update_every:4",
-                    "credit, mae, every 8=estimator:credit,probe_loss:mae,update_every:8"]
+LEARNED_VARIANTS = ["ppo, ce=estimator:ppo,probe_loss:ce,update_epochs:4,probe_batch_size:128",
+                    "credit, ce=estimator:credit,probe_loss:ce",
+                    "credit, mae=estimator:credit,probe_loss:mae",
+                    "credit, mae, network=estimator:credit,probe_loss:mae,credit_scope:network,update_epochs:4,"
+                    "probe_batch_size:128"]
 OFFLINE, ONLINE, POOR_PEER = "offline", "online cohort", "online cohort, poor peer"
 #: ``--settings`` name → the setting's key in the tables (its runs go to ``OUT/<name>/``, its plot to
 #: ``OUT/policy_<name>.png``, dashes as underscores).

@@ -78,7 +78,7 @@ from torch import Tensor, nn
 from codistill import metrics as m
 from codistill.data.base import mix_seed
 from codistill.errors import ConfigError
-from codistill.peer.feedback import PROBE_LOSSES
+from codistill.peer.feedback import CREDIT_SCOPES, PROBE_LOSSES
 from codistill.policy import Feedback, PolicyContext, PolicyLearner, TeacherBatch, TeacherWeightingPolicy, sync_due
 from codistill.progress import Progress
 
@@ -206,7 +206,8 @@ class LearnedPolicy(TeacherWeightingPolicy):
     """Per-example teacher weights from :class:`TeacherScorer`; learns online unless ``learn`` is false.
 
     Parameters (``distillation.policy.params``): ``checkpoint`` a saved policy to start from;
-    ``learn``; ``estimator`` (``credit`` | ``ppo``); ``probe_loss`` (``ce`` | ``mae``);
+    ``learn``; ``estimator`` (``credit`` | ``ppo``); ``probe_loss`` (``ce`` | ``mae``); ``credit_scope``
+    (``head`` | ``network``: the parameters the credit's virtual step moves);
     ``update_every`` steps between learner updates (and, with ``credit``, between credits);
     ``probe_batch_size``; ``hidden`` width of the scorer; ``init_std`` initial exploration σ (PPO);
     the learners' ``lr``, ``update_epochs``, ``max_grad_norm``; PPO's ``minibatches``, ``clip``,
@@ -214,10 +215,10 @@ class LearnedPolicy(TeacherWeightingPolicy):
     """
 
     def __init__(self, context: PolicyContext, checkpoint: str | None = None, learn: bool = True,
-                 update_every: int = 1, probe_batch_size: int = 128, hidden: int = 32, init_std: float = 1.0,
-                 lr: float = 1e-2, update_epochs: int = 4, minibatches: int = 1, clip: float = 0.2,
+                 update_every: int = 1, probe_batch_size: int = 64, hidden: int = 32, init_std: float = 1.0,
+                 lr: float = 1e-2, update_epochs: int = 2, minibatches: int = 1, clip: float = 0.2,
                  entropy_coef: float = 1e-3, max_grad_norm: float = 0.5, baseline_decay: float = 0.9,
-                 estimator: str = "credit", probe_loss: str = "mae") -> None:
+                 estimator: str = "credit", probe_loss: str = "mae", credit_scope: str = "head") -> None:
         super().__init__(context)
         saved = load_policy(checkpoint) if checkpoint else None
         with torch.random.fork_rng(devices=[]):  # the same initial network in every peer
@@ -225,7 +226,7 @@ class LearnedPolicy(TeacherWeightingPolicy):
             self.scorer = TeacherScorer(saved["hidden"] if saved else hidden, init_std)
         if saved:
             self.scorer.load_state_dict(saved["scorer"])
-        self.learning, self.estimator, self.probe_loss = learn, estimator, probe_loss
+        self.learning, self.estimator, self.probe_loss, self.credit_scope = learn, estimator, probe_loss, credit_scope
         self.update_every = update_every if learn else 0
         self.probe_batch_size = probe_batch_size if learn else 0
         self.learner_settings = {"lr": lr, "update_epochs": update_epochs, "minibatches": minibatches, "clip": clip,
@@ -250,7 +251,8 @@ class LearnedPolicy(TeacherWeightingPolicy):
                 raise ConfigError(f"{path}.{name}", f"must be a number > 0, got {value!r}")
         if not 0.0 <= params.get("baseline_decay", 0.9) < 1.0:
             raise ConfigError(f"{path}.baseline_decay", "must lie in [0, 1)")
-        for name, known, default in (("estimator", ESTIMATORS, "credit"), ("probe_loss", PROBE_LOSSES, "mae")):
+        for name, known, default in (("estimator", ESTIMATORS, "credit"), ("probe_loss", PROBE_LOSSES, "mae"),
+                                     ("credit_scope", CREDIT_SCOPES, "head")):
             if params.get(name, default) not in known:
                 raise ConfigError(f"{path}.{name}", f"must be one of {', '.join(known)}, got {params[name]!r}")
         if not isinstance(params.get("learn", True), bool):

@@ -10,7 +10,7 @@ from codistill.local import SequentialCohort
 from codistill.runner import prepare_run_dir, run_cohort
 from codistill.methods.base import TeacherView
 from codistill.peer import PeerTrainer
-from codistill.peer.feedback import Probe, dense_credit, probe_loss
+from codistill.peer.feedback import Probe, dense_credit, head_credit, probe_loss
 from conftest import tiny_raw
 from policies.learned import CreditLearner, LearnedPolicy, TeacherScorer
 
@@ -48,25 +48,32 @@ def fixed_state(kind: str, teacher: str):
         terms = trainer.objective.terms(output, views, w, False, targets, batch.progress)
         return torch.nn.functional.cross_entropy(output.logits, targets) + sum(terms.values())
 
-    def probe_after(w) -> float:
+    def probe_after(w, scope: str = "network") -> float:
+        """The probe loss after a plain-SGD step of every parameter, or of the classifier head only."""
         gradients = torch.autograd.grad(train_loss(w), parameters, retain_graph=True)
-        stepped = {n: p.detach() - LR * g for n, p, g in zip(names, parameters, gradients)}
+        moved = [scope == "network" or n.startswith("classifier.") for n in names]
+        stepped = {n: p.detach() - LR * g * move for n, p, g, move in zip(names, parameters, gradients, moved)}
         model.eval()
         with torch.no_grad():
             loss = probe_loss(functional_call(model, stepped, (probe_images,)).logits, probe_labels, kind)
         model.train()
         return float(loss)
 
-    return model, parameters, weights, train_loss, probe_after, (probe_images, probe_labels), probe
+    return model, parameters, weights, train_loss, probe_after, (probe_images, probe_labels), probe, output
 
 
+@pytest.mark.parametrize("scope", ["network", "head"])
 @pytest.mark.parametrize("kind", ["ce", "mae"])
 @pytest.mark.parametrize("teacher", ["ensemble", "mean_of_others"])
-def test_dense_credit_matches_finite_differences_of_the_probe_loss(kind, teacher):
-    model, parameters, weights, train_loss, probe_after, probe_batch, probe = fixed_state(kind, teacher)
+def test_dense_credit_matches_finite_differences_of_the_probe_loss(kind, teacher, scope):
+    model, parameters, weights, train_loss, probe_after, probe_batch, probe, output = fixed_state(kind, teacher)
     leaf = weights.clone().requires_grad_(True)
-    _, probe_gradient = probe.gradient(model, probe_batch, parameters)
-    credit = dense_credit(train_loss(leaf), leaf, parameters, probe_gradient, LR)
+    if scope == "network":
+        _, probe_gradient = probe.gradient(model, probe_batch, parameters)
+        credit = dense_credit(train_loss(leaf), leaf, parameters, probe_gradient, LR)
+    else:
+        _, head_gradient = probe.head_gradient(model, probe_batch)
+        credit = head_credit(train_loss(leaf), leaf, output, model.classifier, head_gradient, LR)
     assert credit.shape == weights.shape and bool(torch.isfinite(credit).all())
 
     generator = torch.Generator().manual_seed(2)
@@ -77,7 +84,7 @@ def test_dense_credit_matches_finite_differences_of_the_probe_loss(kind, teacher
     for b, k in pairs:
         step = torch.zeros_like(weights)
         step[b, k] = epsilon
-        numeric.append((probe_after(weights + step) - probe_after(weights - step)) / (2 * epsilon))
+        numeric.append((probe_after(weights + step, scope) - probe_after(weights - step, scope)) / (2 * epsilon))
         analytic.append(float(credit[b, k]))
     numeric, analytic = torch.tensor(numeric), torch.tensor(analytic)
     correlation = torch.corrcoef(torch.stack([numeric, analytic]))[0, 1]
@@ -88,7 +95,7 @@ def test_dense_credit_matches_finite_differences_of_the_probe_loss(kind, teacher
 
 
 def test_credit_of_a_loss_that_ignores_the_weights_is_zero():
-    model, parameters, weights, _, _, probe_batch, probe = fixed_state("ce", "ensemble")
+    model, parameters, weights, _, _, probe_batch, probe, _ = fixed_state("ce", "ensemble")
     leaf = weights.clone().requires_grad_(True)
     loss = model(torch.zeros(2, 1, 8, 8, dtype=torch.float64)).logits.sum() + 0 * leaf.sum()
     _, probe_gradient = probe.gradient(model, probe_batch, parameters)

@@ -108,13 +108,16 @@ class TeacherWeightingPolicy:
     the cohort gather every peer's :meth:`collect_transitions` after each step ``s`` with
     ``(global step + 1) % update_every == 0``, run the :meth:`make_learner` learner once on them
     (peer-index order) and :meth:`load_parameters` the result into every peer before step ``s + 1``.
-    ``probe_loss`` names the loss the probe measures (:data:`codistill.peer.feedback.PROBE_LOSSES`);
+    ``probe_loss`` names the loss the probe measures (:data:`codistill.peer.feedback.PROBE_LOSSES`),
+    ``credit_scope`` which parameters the credit's virtual step moves (``network`` or ``head``,
+    :data:`codistill.peer.feedback.CREDIT_SCOPES`);
     :meth:`wants_probe_losses` and :meth:`wants_credit` say, step by step, what the peer measures.
     """
 
     probe_batch_size: int = 0
     update_every: int = 0
     probe_loss: str = "ce"
+    credit_scope: str = "network"
 
     def __init__(self, context: PolicyContext) -> None:
         self.context = context

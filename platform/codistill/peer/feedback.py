@@ -8,9 +8,14 @@ after each update, in eval mode (no RNG drawn, no BatchNorm statistics touched),
 noise cannot bias (Ghosh, Kumar & Sastry, AAAI 2017).
 
 On the steps it asks for (``wants_credit``), the policy also gets the **dense credit** of every
-weight (:func:`dense_credit`): the exact first-order effect of ``w[b, k]`` on the probe loss after
-a virtual plain-SGD step, the one-step lookahead of Learning to Reweight (Ren et al., ICML 2018)
-and Meta-Weight-Net (Shu et al., NeurIPS 2019), here per example and teacher.
+weight: the exact first-order effect of ``w[b, k]`` on the probe loss after a virtual plain-SGD
+step, the one-step lookahead of Learning to Reweight (Ren et al., ICML 2018) and Meta-Weight-Net
+(Shu et al., NeurIPS 2019), here per example and teacher. The step moves either every parameter
+(``credit_scope: network``, :func:`dense_credit`: one probe backward and one double-backward
+through the network) or only the classifier head (``credit_scope: head``, :func:`head_credit`: one
+probe forward; the double-backward stays in the loss, through the logits). The head restriction
+is the last-layer approximation of fast meta-reweighting (Xu et al., "FaMUS", CVPR 2021; Zhang &
+Pfister, "Learning Fast Sample Re-weighting without Reward Data", ICCV 2021), exact for the head.
 """
 
 from __future__ import annotations
@@ -21,12 +26,14 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.func import functional_call, jvp
 
 from codistill.data.base import PeerDataset
-from codistill.models import PeerNetwork
+from codistill.models import ModelOutput, PeerNetwork
 from codistill.progress import Progress
 
 PROBE_LOSSES = ("ce", "mae")
+CREDIT_SCOPES = ("head", "network")
 
 
 def probe_loss(logits: Tensor, labels: Tensor, kind: str) -> Tensor:
@@ -53,16 +60,18 @@ class Probe:
         images, labels = self.dataset.probe_batch(self.seed, progress.epoch, progress.step, self.batch_size)
         return images.to(self.device), labels.to(self.device)
 
-    def _loss(self, model: PeerNetwork, batch: tuple[Tensor, Tensor]) -> Tensor:
-        images, labels = batch
+    def _output(self, model: PeerNetwork, images: Tensor) -> ModelOutput:
         was_training = model.training
         model.eval()
         try:
             with self.autocast():
-                logits = model(images).logits.float()
+                return model(images)
         finally:
             model.train(was_training)
-        return probe_loss(logits, labels, self.kind)
+
+    def _loss(self, model: PeerNetwork, batch: tuple[Tensor, Tensor]) -> Tensor:
+        images, labels = batch
+        return probe_loss(self._output(model, images).logits.float(), labels, self.kind)
 
     @torch.no_grad()
     def loss(self, model: PeerNetwork, batch: tuple[Tensor, Tensor]) -> float:
@@ -77,6 +86,19 @@ class Probe:
             loss = self._loss(model, batch)
             gradients = torch.autograd.grad(loss, parameters, allow_unused=True)
         return float(loss.detach()), [torch.zeros_like(p) if g is None else g for g, p in zip(gradients, parameters)]
+
+    def head_gradient(self, model: PeerNetwork, batch: tuple[Tensor, Tensor]) -> tuple[float, dict[str, Tensor]]:
+        """The probe loss on ``batch`` (eval mode, as :meth:`loss`) and its gradient with respect to
+        the classifier head's parameters only (by name): one forward pass, no backward through the
+        network."""
+        images, labels = batch
+        parameters = {name: p.detach().requires_grad_(True) for name, p in model.classifier.named_parameters()}
+        with torch.no_grad():
+            embedding = self._output(model, images).embedding.to(next(iter(parameters.values())).dtype)
+        with torch.enable_grad():
+            loss = probe_loss(functional_call(model.classifier, parameters, (embedding,)).float(), labels, self.kind)
+            gradients = torch.autograd.grad(loss, list(parameters.values()))
+        return float(loss.detach()), dict(zip(parameters, gradients))
 
 
 def dense_credit(train_loss: Tensor, weights: Tensor, parameters: list[nn.Parameter], probe_gradient: list[Tensor],
@@ -93,5 +115,33 @@ def dense_credit(train_loss: Tensor, weights: Tensor, parameters: list[nn.Parame
     inner = sum((g * p).sum() for g, p in zip(gradients, probe_gradient) if g is not None and g.requires_grad)
     if not isinstance(inner, Tensor) or not inner.requires_grad:
         return torch.zeros_like(weights).detach()
+    return _slope(inner, weights, lr)
+
+
+def head_credit(train_loss: Tensor, weights: Tensor, student: ModelOutput, head: nn.Module,
+                probe_gradient: dict[str, Tensor], lr: float) -> Tensor:
+    """:func:`dense_credit` for a virtual step of the classifier head alone: ``c[b, k] =
+    −η ⟨∇_head L_probe, ∂∇_head L_train / ∂w[b, k]⟩``. With ``z = head(h)`` and the embeddings
+    ``h`` fixed by a head step, ``∇_head L_train = J_headᵀ ∂L_train/∂z``, so ``c = −η ∂/∂w ⟨δz,
+    ∂L_train/∂z⟩`` with ``δz = J_head ∇_head L_probe`` the change of the batch's logits along the
+    probe gradient (a Jacobian-vector product of the head alone): the double-backward stays in the
+    loss. Exact for the head; terms that do not read the logits get no credit.
+
+    ``student`` is the output ``train_loss`` was built from (its logits and embedding); the graph
+    is kept, so the real backward can follow. Returns ``[B, K]``."""
+    names = list(probe_gradient)
+    parameters = dict(head.named_parameters())
+    embedding = student.embedding.detach().to(probe_gradient[names[0]].dtype)
+    _, logit_change = jvp(lambda *values: functional_call(head, dict(zip(names, values)), (embedding,)),
+                          tuple(parameters[name].detach() for name in names),
+                          tuple(probe_gradient[name] for name in names))
+    (logit_gradient,) = torch.autograd.grad(train_loss, student.logits, create_graph=True, retain_graph=True)
+    if not logit_gradient.requires_grad:
+        return torch.zeros_like(weights).detach()
+    return _slope((logit_gradient * logit_change.to(logit_gradient.dtype)).sum(), weights, lr)
+
+
+def _slope(inner: Tensor, weights: Tensor, lr: float) -> Tensor:
+    """``−η ∂inner/∂w`` (zeros where ``inner`` does not depend on a weight)."""
     (slope,) = torch.autograd.grad(inner, weights, retain_graph=True, allow_unused=True)
     return torch.zeros_like(weights).detach() if slope is None else -lr * slope.detach()

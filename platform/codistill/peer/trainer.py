@@ -39,7 +39,7 @@ from codistill.methods import MethodContext
 from codistill.methods.base import TeacherView
 from codistill.models import ModelOutput, PeerNetwork, build_model
 from codistill.peer.batches import Batch, BatchSource, RandomStream
-from codistill.peer.feedback import Probe, dense_credit
+from codistill.peer.feedback import Probe, dense_credit, head_credit
 from codistill.peer.objective import DistillationObjective
 from codistill.peer.optimization import Optimization, select_device
 from codistill.peer.replicas import ReplicaTeachers, uses_replicas
@@ -200,9 +200,7 @@ class PeerTrainer:
         probe = self.probe.batch(progress) if measure or credit_due else None
         probe_before = credit = None
         if credit_due:
-            parameters = list(self.model.parameters())
-            probe_before, probe_gradient = self.probe.gradient(self.model, probe, parameters)
-            credit = dense_credit(loss, weights, parameters, probe_gradient, lr).cpu()
+            credit, probe_before = self._credit(loss, weights, student, probe, lr)
             weights = weights.detach()
         applied = self.optimization.backward(loss, progress)
         if measure and applied and probe_before is None:
@@ -237,6 +235,17 @@ class PeerTrainer:
                 metrics[m.PROBE_LOSS_AFTER] = self.last_feedback.probe_loss_after
             metrics.update(self.policy.feedback(batch, weights, self.last_feedback) or {})
         return metrics
+
+    def _credit(self, loss: Tensor, weights: Tensor, student: ModelOutput, probe: tuple[Tensor, Tensor],
+                lr: float) -> tuple[Tensor, float]:
+        """The dense credit ``[B, K]`` (CPU) of this step's weights for the policy's
+        ``credit_scope``, and the probe loss before the update."""
+        if self.policy.credit_scope == "head":
+            probe_before, head_gradient = self.probe.head_gradient(self.model, probe)
+            return head_credit(loss, weights, student, self.model.classifier, head_gradient, lr).cpu(), probe_before
+        parameters = list(self.model.parameters())
+        probe_before, probe_gradient = self.probe.gradient(self.model, probe, parameters)
+        return dense_credit(loss, weights, parameters, probe_gradient, lr).cpu(), probe_before
 
     # -- codistillation ----------------------------------------------------------------------
 
