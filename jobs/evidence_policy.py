@@ -305,9 +305,12 @@ def record_run(row: dict[str, Any], results: dict[str, Any], learners: list[str]
 
 def learner_curves(history: list[dict[str, Any]], learners: list[str]) -> dict[str, Any]:
     """Per epoch of a run's ``history``: the mean validation top-1 of ``learners`` and the mean
-    weight they gave each teacher (None in an epoch where none of them weighted it)."""
+    weight they gave each teacher (None in an epoch where none of them weighted it, e.g. with
+    distillation gated off); teachers that are peers in the cohort's order."""
     epochs = [[p for p in epoch["peers"] if p["name"] in learners] for epoch in history]
-    teachers = list(dict.fromkeys(t for peers in epochs for p in peers for t in p["teacher_weights"]))
+    order = [p["name"] for p in history[0]["peers"]]
+    teachers = sorted(dict.fromkeys(t for peers in epochs for p in peers for t in p["teacher_weights"]),
+                      key=lambda t: order.index(t) if t in order else len(order))
     weights: dict[str, list[float | None]] = {teacher: [] for teacher in teachers}
     for peers in epochs:
         for teacher in teachers:

@@ -40,6 +40,10 @@ def test_without_matplotlib_the_job_skips_the_plot_and_writes_the_tables(tmp_pat
     assert "poor left out as a teacher (ceiling)" in (out / "summary.md").read_text()
     rows = json.loads((out / "summary.json").read_text())["rows"]["online cohort, poor peer"]
     assert set(rows) == {"uniform", "poor left out as a teacher (ceiling)"}
+    # online, in ensemble mode (the student is a candidate): the others give `poor` weight 0
+    left_out = rows["poor left out as a teacher (ceiling)"]
+    assert all(left_out["weights"][peer]["poor"] == [0.0] for peer in ("mlp", "cnn", "resnet8"))
+    assert left_out["curves"][0]["weights"]["poor"][-1] == 0.0
     assert not list(out.glob("*.png"))
 
 
