@@ -218,7 +218,8 @@ class LearnedPolicy(TeacherWeightingPolicy):
                  update_every: int = 1, probe_batch_size: int = 64, hidden: int = 32, init_std: float = 1.0,
                  lr: float = 1e-2, update_epochs: int = 2, minibatches: int = 1, clip: float = 0.2,
                  entropy_coef: float = 1e-3, max_grad_norm: float = 0.5, baseline_decay: float = 0.9,
-                 estimator: str = "credit", probe_loss: str = "mae", credit_scope: str = "head") -> None:
+                 estimator: str = "credit", probe_loss: str = "mae", credit_scope: str = "head",
+                 uniform_prior: float = 0.0) -> None:
         super().__init__(context)
         saved = load_policy(checkpoint) if checkpoint else None
         with torch.random.fork_rng(devices=[]):  # the same initial network in every peer
@@ -232,6 +233,7 @@ class LearnedPolicy(TeacherWeightingPolicy):
         self.learner_settings = {"lr": lr, "update_epochs": update_epochs, "minibatches": minibatches, "clip": clip,
                                  "entropy_coef": entropy_coef, "max_grad_norm": max_grad_norm,
                                  "baseline_decay": baseline_decay, "seed": mix_seed(context.seed, 0x1EA4)}
+        self.uniform_prior = uniform_prior
         # Each peer explores with its own stream, independent of the peer's training randomness.
         self.generator = torch.Generator().manual_seed(mix_seed(context.seed, context.student_index, 0xAC7))
         self._pending: dict[str, Tensor] | None = None
@@ -251,6 +253,9 @@ class LearnedPolicy(TeacherWeightingPolicy):
                 raise ConfigError(f"{path}.{name}", f"must be a number > 0, got {value!r}")
         if not 0.0 <= params.get("baseline_decay", 0.9) < 1.0:
             raise ConfigError(f"{path}.baseline_decay", "must lie in [0, 1)")
+        prior = params.get("uniform_prior", 0.0)
+        if isinstance(prior, bool) or not isinstance(prior, (int, float)) or not 0.0 <= prior < math.inf:
+            raise ConfigError(f"{path}.uniform_prior", f"must be a number ≥ 0, got {prior!r}")
         for name, known, default in (("estimator", ESTIMATORS, "credit"), ("probe_loss", PROBE_LOSSES, "mae"),
                                      ("credit_scope", CREDIT_SCOPES, "head")):
             if params.get(name, default) not in known:
@@ -339,7 +344,7 @@ class LearnedPolicy(TeacherWeightingPolicy):
         if self.estimator == "credit":
             settings = {key: self.learner_settings[key] for key in ("lr", "update_epochs", "max_grad_norm",
                                                                    "baseline_decay")}
-            return CreditLearner(copy.deepcopy(self.scorer), **settings)
+            return CreditLearner(copy.deepcopy(self.scorer), **settings, uniform_prior=self.uniform_prior)
         return PPOLearner(copy.deepcopy(self.scorer), **self.learner_settings)
 
     def save(self, path: str | Path) -> None:
@@ -437,17 +442,20 @@ class CreditLearner(PolicyLearner):
     To first order, the probe loss after a step with weights ``w'`` near ``w`` is
     ``L(w) + Σ_bk c[b, k] (w'[b, k] − w[b, k])`` (:func:`codistill.peer.feedback.dense_credit`, the
     lookahead of Ren et al. 2018). The learner descends its model of it,
-    ``J(φ) = mean_transitions mean_b Σ_k ĉ[b, k] · softmax_k(μ_φ(o_b))``, with ``ĉ`` the centred
-    credit divided by a running scale (EMA of its mean absolute value) and clipped to ±5, by
+    ``J(φ) = mean_transitions mean_b [Σ_k ĉ[b, k] w_bk + β KL(w_b ‖ uniform)]``, ``w_b =
+    softmax_k(μ_φ(o_b))``, with ``ĉ`` the centred credit divided by a running scale (EMA of its mean
+    absolute value) and clipped to ±5, and ``β`` the ``uniform_prior`` (0: none; for a fixed
+    credit the optimum is ``w ∝ exp(−ĉ/β)``, so β is the temperature of the choice), by
     ``update_epochs`` Adam steps with gradient-norm clipping. No exploration: every peer acts with
     the mean, so no student trains on random weightings.
     """
 
     def __init__(self, scorer: TeacherScorer, *, lr: float, update_epochs: int, max_grad_norm: float,
-                 baseline_decay: float) -> None:
+                 baseline_decay: float, uniform_prior: float = 0.0) -> None:
         self.scorer = scorer
         self.optimizer = torch.optim.Adam(scorer.parameters(), lr=lr, eps=1e-5)
         self.update_epochs, self.max_grad_norm, self.decay = update_epochs, max_grad_norm, baseline_decay
+        self.uniform_prior = uniform_prior
         self.scale = torch.zeros(())  # EMA of mean |credit|
         self.updates = 0
         self.metrics: list[dict[str, float]] = []
@@ -471,7 +479,11 @@ class CreditLearner(PolicyLearner):
             for members in same_shape_groups(batch, list(range(len(batch))), "credit"):
                 observation = torch.stack([batch[i]["observation"] for i in members])  # [n, B, K, F]
                 credit = torch.stack([credits[i] for i in members])  # [n, B, K]
-                losses.append((credit * self.scorer(observation).softmax(-1)).sum(-1).mean(-1).sum())
+                log_weights = self.scorer(observation).log_softmax(-1)
+                modelled = (credit * log_weights.exp()).sum(-1)
+                # KL(w_b ‖ uniform) = Σ_k w log w + log K
+                divergence = (log_weights.exp() * log_weights).sum(-1) + math.log(log_weights.shape[-1])
+                losses.append((modelled + self.uniform_prior * divergence).mean(-1).sum())
             loss = torch.stack(losses).sum() / len(batch)
             clipped_step(self.optimizer, loss, self.scorer, self.max_grad_norm)
         self.updates += 1

@@ -118,6 +118,24 @@ def test_the_credit_learner_moves_weight_to_the_teacher_with_negative_credit():
     assert bool((after[:, 0] > before[:, 0]).all())
 
 
+def test_the_uniform_prior_holds_the_weights_at_the_temperature_of_the_credit():
+    """With β = uniform_prior, a fixed credit's optimum is w ∝ exp(−ĉ/β): many updates on one
+    credit drive the weights towards it, a larger β keeps them nearer uniform, and β = 0 goes to
+    the corner."""
+    features = torch.rand(16, 2, 9, generator=torch.Generator().manual_seed(0))
+    features[:, 0, 0], features[:, 1, 0] = 0.0, 1.0
+    credit = torch.stack([-torch.ones(16), torch.ones(16)], dim=1)
+    final = {}
+    for prior in (0.0, 1.0, 4.0):
+        policy = LearnedPolicy(context_of(2), estimator="credit", uniform_prior=prior, lr=0.05)
+        learner = policy.make_learner()
+        for _ in range(150):
+            policy.record_credit(policy.act(features), credit)
+            policy.load_parameters(learner.learn([policy.collect_transitions()]))
+        final[prior] = float(policy.act(features)[:, 0].mean())
+    assert final[0.0] > 0.97 > final[1.0] > final[4.0] > 0.5, final
+
+
 def context_of(teachers: int):
     from codistill.policy import PolicyContext
     return PolicyContext(teacher_names=tuple(f"t{k}" for k in range(teachers)), num_classes=10,
