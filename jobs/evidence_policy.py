@@ -29,13 +29,14 @@ is oracle − uniform; a policy is judged by the share of it that it closes, (po
 (oracle − uniform), per seed.
 
 The learned policy (``--policy``, default ``policies.learned:LearnedPolicy``) runs once per
-``--learned LABEL=KEY:VALUE,...`` (default: PPO with cross-entropy, credit with cross-entropy and
-with MAE, and credit with MAE every 4 and every 8 steps) with ``{learn: true}`` while it learns during the run,
+``--learned LABEL=KEY:VALUE,...`` (default: PPO with cross-entropy, head credit with cross-entropy
+and with MAE, and network credit with MAE) with ``{learn: true}`` while it learns during the run,
 ``{checkpoint: FILE, learn: false}`` when it starts frozen from ``--pretrained FILE``,
 ``{checkpoint: FILE, learn: true}`` when it starts from it and keeps learning, plus any
 ``--policy-param KEY=VALUE``. Its variants run only when the class can be imported; otherwise
 they are skipped with a message. When they run, every variant, uniform and CA-MKD included, holds
-out the same probe slice (``data.probe_fraction``), so all of them train on the same examples.
+out the same probe slice (``data.probe_fraction``, from ``--probe-source``: the noisy training
+split or the clean validation split), so all of them train and are validated on the same examples.
 
 Prints Markdown tables: the pool (validation top-1; on the training split as the student sees
 it, augmented: accuracy against the noisy and the true labels, and the mean CA-MKD weight of each
@@ -78,7 +79,7 @@ from codistill.evidence import (add_common_arguments, fresh_output, mean_std, pl
                                  run_dir_for, selected, table, write_summary)
 
 from codistill.cohort_base import Cohort
-from codistill.config import RunConfig, apply_override, load_config, parse_config
+from codistill.config import PROBE_SOURCES, RunConfig, apply_override, load_config, parse_config
 from codistill.errors import ConfigError
 from codistill.local import OfflineCohort
 from codistill.offline import load_network
@@ -596,6 +597,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pretrained", type=Path, help="a saved policy to start from (jobs/train_policy.py)")
     parser.add_argument("--probe-fraction", type=float, default=0.1,
                         help="data.probe_fraction of every variant when the learned policy runs (0: none)")
+    parser.add_argument("--probe-source", choices=PROBE_SOURCES, default="train",
+                        help="data.probe_source of every variant when the learned policy runs: train (a noisy "
+                             "slice of the training split) or held_out (a clean slice of validation, no longer "
+                             "counted in it)")
     parser.add_argument("--timing-epochs", type=int, default=10,
                         help="epochs per variant timed side by side, first seed (0: no timing)")
     parser.add_argument("--threads", type=int, default=1,
@@ -611,7 +616,8 @@ def main(argv: list[str] | None = None) -> int:
 
     learned = learned_policy_available(args.policy)
     runs = variants(args, learned)
-    common = [f"data.probe_fraction={args.probe_fraction}"] if learned and args.probe_fraction > 0 else []
+    common = [f"data.probe_fraction={args.probe_fraction}", f"data.probe_source={args.probe_source}"] \
+        if learned and args.probe_fraction > 0 else []
     try:
         validate_everything(args, runs, common)
     except ConfigError as error:

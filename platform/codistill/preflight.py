@@ -1,10 +1,11 @@
 """The front door's checks of what lies outside the config: the run directory, checkpoints, and
-whether the networks and methods the config names can be built for the data (the devices are
-checked by :func:`codistill.config.check_devices`).
+whether the networks and methods the config names can be built for the data, and whether a probe
+carved from the validation split leaves enough of it (the devices are checked by
+:func:`codistill.config.check_devices`).
 
 :mod:`codistill.cli` runs them after the config validated and before Ray starts or anything is
 written; each failure is a one-line :class:`~codistill.errors.ConfigError` naming the field
-(``runtime.device``, ``peers[1].resources.gpus``, ``--run-dir``, ``--resume``).
+(``runtime.device``, ``peers[1].resources.gpus``, ``--run-dir``, ``--resume``, ``data.probe_source``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from codistill.config import RunConfig
 from codistill.data import DataShape
 from codistill.errors import ConfigError
 from codistill.methods import build_method
-from codistill.peer import feature_shapes, method_context
+from codistill.peer import feature_shapes, load_dataset, method_context
 from codistill.peer.teachers import TeacherSlots
 from codistill.runner import holds_a_run
 
@@ -50,6 +51,13 @@ def check_networks(config: RunConfig, shape: DataShape) -> None:
             except (RuntimeError, ValueError, TypeError) as error:
                 raise ConfigError(f"distillation.methods[{j}]", f"{spec.name} cannot teach peer '{peer.name}': "
                                                                f"{_first_line(error)}") from None
+
+
+def check_probe_split(config: RunConfig) -> None:
+    """A probe carved from the validation split (``data.probe_source: held_out``) must leave a
+    validation split to select on: it is carved here once, aside, as every peer will carve it."""
+    if config.data.probe_fraction > 0 and config.data.probe_source == "held_out":
+        load_dataset(config)
 
 
 def _first_line(error: Exception) -> str:

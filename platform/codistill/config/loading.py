@@ -250,6 +250,7 @@ def _parse_data(r: _Reader) -> DataConfig:
         image_size=r.get("image_size", int, d.image_size, at_least_one),
         test_fraction=r.get("test_fraction", float, d.test_fraction),
         probe_fraction=r.get("probe_fraction", float, d.probe_fraction),
+        probe_source=r.get("probe_source", str, d.probe_source),
         val_fraction=r.get("val_fraction", float, d.val_fraction),
         download=r.get("download", bool, d.download),
         shared_batches=r.get("shared_batches", bool, d.shared_batches),

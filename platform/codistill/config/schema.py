@@ -15,6 +15,7 @@ AMP_MODES = ("off", "bf16", "fp16")
 PLACEMENTS = ("pack", "spread")
 DEVICES = ("auto", "cpu", "cuda")
 NONFINITE_ACTIONS = ("stop", "skip")
+PROBE_SOURCES = ("train", "held_out")
 #: Fields ``--resume RUN_DIR --set`` may change: they cannot change what the run computes.
 RESUME_SAFE_FIELDS = ("runtime.progress_every_seconds", "runtime.log_every_steps")
 
@@ -37,6 +38,9 @@ class DataConfig:
     download: bool = False  # fetch missing Fashion-MNIST files into data.root (torchvision's downloader)
     #: Share of the (reduced, noisy) training split held out as a probe, never trained on (0: none).
     probe_fraction: float = 0.0
+    #: Where the probe comes from: ``train`` (the share above of the noisy training split) or
+    #: ``held_out`` (that share of the clean validation split, which then no longer counts it).
+    probe_source: str = "train"
     #: Every peer sees the same batch order; ``false`` (replicas only): each peer draws its own.
     shared_batches: bool = True
     #: Train only on the examples whose (given) label is one of these classes (None: all); the

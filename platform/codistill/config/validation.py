@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from codistill.config.schema import (AMP_MODES, DEVICES, NONFINITE_ACTIONS, PLACEMENTS, TEACHER_MODES,
-                                     TEACHER_SOURCES, DataConfig, PeerConfig, RunConfig)
+from codistill.config.schema import (AMP_MODES, DEVICES, NONFINITE_ACTIONS, PLACEMENTS, PROBE_SOURCES,
+                                     TEACHER_MODES, TEACHER_SOURCES, DataConfig, PeerConfig, RunConfig)
 from codistill.errors import ConfigError
 from codistill.registry import DATASETS, EXCHANGES, METHODS, MODELS, OPTIMIZERS, POLICIES, SCHEDULES, Registry
 from codistill.saved_network import check_teacher_file
@@ -98,6 +98,10 @@ def validate_data(data: DataConfig) -> "DataShape":
         raise ConfigError("data.batch_size", "batch sizes must be ≥ 1")
     if data.probe_fraction != 0.0 and not 0.0 < data.probe_fraction <= 0.5:
         raise ConfigError("data.probe_fraction", f"must be 0 (no probe) or lie in (0, 0.5], got {data.probe_fraction}")
+    one_of(data.probe_source, PROBE_SOURCES, "data.probe_source")
+    if data.probe_source == "held_out" and data.probe_fraction == 0.0:
+        raise ConfigError("data.probe_source", "held_out carves the probe out of the validation split: set "
+                                               "data.probe_fraction > 0, the share of it to carve")
     if data.classes is not None and not factory.selects_classes:
         raise ConfigError("data.classes", f"dataset '{data.dataset}' cannot keep a subset of classes; leave it unset")
     shape = factory.check(data)

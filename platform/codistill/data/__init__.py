@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from codistill.config.validation import check_data_settings, component
 from codistill.data.base import DatasetFactory, DataShape, DatasetInfo, PeerDataset
-from codistill.data.held_out import HeldOutSplit
+from codistill.data.held_out import HeldOutSplit, ValidationProbe
 from codistill.registry import DATASETS
 
 if TYPE_CHECKING:
@@ -32,6 +32,17 @@ def build_dataset(name: str, *, root: str | None, train_fraction: float, label_n
     return HeldOutSplit(dataset, test_fraction) if test_fraction > 0 else dataset
 
 
+def with_probe(dataset: PeerDataset, fraction: float, seed: int, source: str = "train") -> PeerDataset:
+    """``dataset`` with a stratified ``fraction`` probe split seeded by ``seed`` (``data.probe_fraction``),
+    carved from the noisy training split (``source`` ``train``) or from the clean validation split
+    (``held_out``, :class:`~codistill.data.held_out.ValidationProbe`: the clean meta set of Ren et
+    al., ICML 2018, and Shu et al., NeurIPS 2019), which then no longer counts those examples."""
+    if source == "held_out":
+        return ValidationProbe(dataset, fraction, seed)
+    dataset.hold_out_probe(fraction, seed)
+    return dataset
+
+
 def data_shape(data: DataConfig) -> DataShape:
     """The dataset's own check of its files under ``data.root`` and its settings; the data's shape."""
     return _factory(data.dataset).check(data)
@@ -44,8 +55,10 @@ def has_test_split(data: DataConfig) -> bool:
 
 def split_description(data: DataConfig) -> str:
     """Which split each accuracy of a run on ``data`` comes from, for the heading of a table."""
+    probe = ("; val without the probe's examples (data.probe_source: held_out)"
+             if data.probe_fraction > 0 and data.probe_source == "held_out" else "")
     if not has_test_split(data):
-        return "validation top-1 (%)"
+        return "validation top-1 (%)" + probe
     default = _factory(data.dataset).default_val_fraction
     if default is not None:
         share = default if data.val_fraction is None else data.val_fraction
@@ -53,7 +66,7 @@ def split_description(data: DataConfig) -> str:
                     "seed) and never trained on; test = the official test split")
     else:
         held_out = f"val and test = the held-out split, {data.test_fraction:g} of it kept as test"
-    return (f"top-1 (%); {held_out}; 'best' = each run's best validation epoch, test = the final networks, "
+    return (f"top-1 (%); {held_out}{probe}; 'best' = each run's best validation epoch, test = the final networks, "
             "evaluated once after the last epoch")
 
 
@@ -66,7 +79,7 @@ def _factory(name: str) -> type[DatasetFactory]:
 
 
 __all__ = ["DataShape", "DatasetFactory", "DatasetInfo", "PeerDataset", "build_dataset", "data_shape", "dataset_names",
-           "has_test_split", "split_description"]
+           "has_test_split", "split_description", "with_probe"]
 
 # The built-in datasets register themselves (imported last: they import this package's modules).
 from codistill.data import cifar, digits, fashion_mnist, imagefolder  # noqa: E402,F401

@@ -1,8 +1,9 @@
 """The probe: how a learning teacher policy sees the effect of its weights.
 
 A policy that asks for it (``probe_batch_size`` > 0) gets the student's loss on a batch of the
-probe split (``data.probe_fraction`` of the training split, never trained on) just before and just
-after each update, in eval mode (no RNG drawn, no BatchNorm statistics touched), inside the
+probe split (``data.probe_fraction`` of the training split, never trained on, or with
+``data.probe_source: held_out`` of the clean validation split) just before and just after each
+update, in eval mode (no RNG drawn, no BatchNorm statistics touched), inside the
 :class:`~codistill.policy.Feedback` of that step. The loss is the policy's ``probe_loss``
 (:func:`probe_loss`): cross-entropy, or the mean absolute error ``1 − p_y``, which symmetric label
 noise cannot bias (Ghosh, Kumar & Sastry, AAAI 2017).

@@ -33,7 +33,7 @@ from torch import Tensor
 from codistill import metrics as m
 from codistill import safe_io
 from codistill.config import RunConfig
-from codistill.data import build_dataset
+from codistill.data import build_dataset, with_probe
 from codistill.data.base import DataShape, DatasetInfo, PeerDataset, mix_seed
 from codistill.methods import MethodContext
 from codistill.methods.base import TeacherView
@@ -57,7 +57,7 @@ def load_dataset(config: RunConfig) -> PeerDataset:
     if data.classes is not None:
         dataset.keep_classes(data.classes)
     if data.probe_fraction > 0:
-        dataset.hold_out_probe(data.probe_fraction, config.seed)
+        dataset = with_probe(dataset, data.probe_fraction, config.seed, data.probe_source)
     return dataset
 
 
