@@ -36,6 +36,7 @@ evidence: $(STAMP)
 	$(BIN)/python jobs/evidence_policy.py --seeds 0 1 2 --settings offline --probe-source held_out \
 	    --out runs/evidence-policy-memorizer-held-out --only uniform learned oracle --timing-epochs 0 \
 	    --learned "credit, ce=estimator:credit,probe_loss:ce" --learned "credit, mae=estimator:credit,probe_loss:mae"
+	$(BIN)/python jobs/evidence_policy.py --seeds 0 1 2 --settings online-poor-peer --out runs/evidence-policy-poor-peer
 	$(BIN)/python jobs/evidence_curricula.py --seeds 1 2 3
 
 # The same tables on Fashion-MNIST (apt-get install dataset-fashion-mnist; scales and times: docs/datasets.md).

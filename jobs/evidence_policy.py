@@ -425,7 +425,10 @@ class Evidence:
     def learners(self, setting: str) -> list[str]:
         """The peers whose top-1 a setting judges: the student; every peer; all but the poor one."""
         if setting == OFFLINE:
-            return [load_config(self.args.student_config, self.args.overrides, mode="offline").peers[0].name]
+            # without its teachers, which need not be where the config points (--pool)
+            student = load_config(self.args.student_config, self.args.overrides + ["independent=true", "teachers=[]"],
+                                  mode="offline")
+            return [student.peers[0].name]
         peers = [p.name for p in load_config(self.cohort_configs[setting], self.args.overrides).peers]
         return [name for name in peers if setting == ONLINE or name != self.args.poor_peer]
 
@@ -563,8 +566,8 @@ class Evidence:
         if not plotting_available():
             print("plots SKIPPED: matplotlib is not installed (pip install -e '.[evidence]')", flush=True)
             return
-        accuracy = {OFFLINE: "student", ONLINE: "mean of the peers",
-                    POOR_PEER: f"mean of the peers but {self.args.poor_peer}"}
+        accuracy = {OFFLINE: "top-1 of the student", ONLINE: "mean top-1 of the peers",
+                    POOR_PEER: f"mean top-1 of the peers but {self.args.poor_peer}"}
         for setting, rows in self.rows.items():
             if rows:
                 path = self.args.out / f"policy_{SETTING_NAMES[setting].replace('-', '_')}.png"
