@@ -36,7 +36,9 @@ evidence: $(STAMP)
 	$(BIN)/python jobs/evidence_policy.py --seeds 0 1 2 --settings offline --probe-source held_out \
 	    --out runs/evidence-policy-memorizer-held-out --only uniform learned oracle --timing-epochs 0 \
 	    --learned "credit, ce=estimator:credit,probe_loss:ce" --learned "credit, mae=estimator:credit,probe_loss:mae"
-	$(BIN)/python jobs/evidence_policy.py --seeds 0 1 2 --settings online-poor-peer --out runs/evidence-policy-poor-peer
+	$(BIN)/python jobs/evidence_policy.py --seeds 0 1 2 --settings online-poor-peer --out runs/evidence-policy-poor-peer \
+	    --learned "credit, mae=estimator:credit,probe_loss:mae" \
+	    --learned "credit, mae, prior 0.3=estimator:credit,probe_loss:mae,uniform_prior:0.3"
 	$(BIN)/python jobs/evidence_curricula.py --seeds 1 2 3
 
 # The same tables on Fashion-MNIST (apt-get install dataset-fashion-mnist; scales and times: docs/datasets.md).
