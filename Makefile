@@ -12,7 +12,7 @@ ARGS ?=
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,evidence]'
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -25,7 +25,9 @@ test: $(STAMP)
 evidence: $(STAMP)
 	$(BIN)/python jobs/evidence_online.py --seeds 0 1 2
 	$(BIN)/python jobs/evidence_methods.py --seeds 0 1 2
-	$(BIN)/python jobs/train_policy.py --episodes 20 --out runs/teacher-policy.pt
+	$(BIN)/python jobs/train_policy.py --out runs/pretrained-policy.pt
+	$(BIN)/python jobs/evidence_policy.py --seeds 0 1 2 --settings offline --out runs/pretrained-check \
+	    --pretrained runs/pretrained-policy.pt --only uniform "pretrained, frozen" "clean teacher only" --timing-epochs 0
 	$(BIN)/python jobs/evidence_policy.py --seeds 0 1 2 --settings offline --out runs/evidence-policy-memorizer
 	$(BIN)/python jobs/evidence_policy.py --seeds 0 1 2 --pool-kind specialist --settings offline --out runs/evidence-policy-specialist
 	$(BIN)/python jobs/evidence_policy.py --seeds 0 1 2 --settings online --out runs/evidence-policy-online \
@@ -36,6 +38,9 @@ evidence: $(STAMP)
 	$(BIN)/python jobs/evidence_policy.py --seeds 0 1 2 --settings offline --probe-source held_out \
 	    --out runs/evidence-policy-memorizer-held-out --only uniform learned oracle --timing-epochs 0 \
 	    --learned "credit, ce=estimator:credit,probe_loss:ce" --learned "credit, mae=estimator:credit,probe_loss:mae"
+	$(BIN)/python jobs/evidence_policy.py --seeds 0 1 2 --settings online-poor-peer --out runs/evidence-policy-poor-peer \
+	    --learned "credit, mae=estimator:credit,probe_loss:mae" \
+	    --learned "credit, mae, prior 0.3=estimator:credit,probe_loss:mae,uniform_prior:0.3"
 	$(BIN)/python jobs/evidence_curricula.py --seeds 1 2 3
 
 # The same tables on Fashion-MNIST (apt-get install dataset-fashion-mnist; scales and times: docs/datasets.md).

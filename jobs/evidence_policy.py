@@ -1,10 +1,11 @@
 """Teacher selection: uniform weights, CA-MKD, fixed weightings, the learned policy and the label
-oracle, offline with a pool of frozen teachers, and online in the default cohort. The README's
-"Learned teacher policy" tables and docs/policies.md's.
+oracle, offline with a pool of frozen teachers, online in the default cohort and in a cohort with
+one poor teacher. The README's "Learned teacher policy" tables and docs/policies.md's.
 
     python jobs/evidence_policy.py --seeds 0 1 2                            # the memorizer pool
     python jobs/evidence_policy.py --seeds 0 1 2 --pool-kind specialist --settings offline
     python jobs/evidence_policy.py --seeds 0 1 2 --pretrained POLICY_FILE   # adds the pretrained rows
+    python jobs/evidence_policy.py --seeds 0 1 2 --settings online-poor-peer
 
 Two pools (``--pool-kind``): ``memorizer`` (``jobs/configs/pool_{clean,memorizer,weak}.yaml``: a
 teacher trained on the true labels, one that fitted the noisy labels, one trained 3 epochs) and
@@ -45,6 +46,19 @@ and at the best epoch and the mean weight each teacher got over the second half 
 the share of it each policy closes, per seed; the cohort's mean peer and ensemble top-1; the
 median seconds per training epoch of every variant and its ratio to uniform weights, timed on the
 first seed with the variants taking turns epoch by epoch.
+
+``--settings online-poor-peer`` trains the cohort of ``--poor-peer-config`` (default
+``jobs/configs/digits_cohort_poor_peer.yaml``), where one peer (``--poor-peer``, default ``poor``)
+is a poor teacher for the others, with uniform weights, the learned policy at its default
+parameters, and the ceiling that leaves the poor peer out as a teacher (``ConstantPolicy``, weight
+0 for it, 1 for every other candidate). It is judged by the mean top-1 of the *other* peers, with
+the headroom leave-out − uniform and the share of it closed, per seed. The pool is trained only
+for the offline setting.
+
+Every setting that ran is drawn in ``OUT/policy_<setting>.png``: per teacher, the mean weight it
+got per epoch (over the seeds and the peers judged), and their top-1 per epoch, one line per
+policy. It needs matplotlib (``pip install -e '.[evidence]'``); without it the plot is skipped
+with one line, and the tables are written all the same.
 """
 
 from __future__ import annotations
@@ -61,7 +75,8 @@ from typing import Any, Callable
 import _bootstrap  # noqa: F401
 import torch
 import yaml
-from codistill.evidence import add_common_arguments, fresh_output, mean_std, run_dir_for, selected, table, write_summary
+from codistill.evidence import (add_common_arguments, fresh_output, mean_std, plot_curves, plotting_available,
+                                 run_dir_for, selected, table, write_summary)
 
 from codistill.cohort_base import Cohort
 from codistill.config import PROBE_SOURCES, RunConfig, apply_override, load_config, parse_config
@@ -84,6 +99,7 @@ CONSTANT = "policies.constant:ConstantPolicy"
 ORACLE = "policies.oracle:LabelOraclePolicy"
 UNIFORM = "uniform"
 ORACLE_ROW = "label oracle (ceiling)"
+POOR_PEER_CONFIG, POOR_PEER_NAME = "jobs/configs/digits_cohort_poor_peer.yaml", "poor"
 LABELS = "<true labels of the seed>"  # stands for OUT/true-labels/seed<N>.pt in the oracle's overrides
 #: Per pool kind: its teachers' configs, where it is kept, and its fixed weightings (row → weights).
 POOL_KINDS: dict[str, dict[str, Any]] = {
@@ -98,7 +114,12 @@ LEARNED_VARIANTS = ["ppo, ce=estimator:ppo,probe_loss:ce,update_epochs:4,probe_b
                     "credit, mae=estimator:credit,probe_loss:mae",
                     "credit, mae, network=estimator:credit,probe_loss:mae,credit_scope:network,update_epochs:4,"
                     "probe_batch_size:128"]
-OFFLINE, ONLINE = "offline", "online cohort"
+OFFLINE, ONLINE, POOR_PEER = "offline", "online cohort", "online cohort, poor peer"
+#: ``--settings`` name → the setting's key in the tables (its runs go to ``OUT/<name>/``, its plot to
+#: ``OUT/policy_<name>.png``, dashes as underscores).
+SETTINGS = {"offline": OFFLINE, "online": ONLINE, "online-poor-peer": POOR_PEER}
+SETTING_NAMES = {key: name for name, key in SETTINGS.items()}
+LEARNED_DEFAULTS = "learned, default params"
 AUGMENTED_VIEWS = 8
 
 
@@ -133,8 +154,10 @@ def variants(args: argparse.Namespace, learned: bool) -> dict[str, dict[str, lis
     offline.update({name: [policy_override(CONSTANT, {"weights": weights})]
                     for name, weights in POOL_KINDS[args.pool_kind]["constants"].items()})
     online = {UNIFORM: [policy_override(UNIFORM)]}
+    extra = dict(args.policy_params)
+    poor_peer = {UNIFORM: [policy_override(UNIFORM)]}
     if learned:
-        extra = dict(args.policy_params)
+        poor_peer[LEARNED_DEFAULTS] = [policy_override(args.policy, {**extra, "learn": True})]
         for label, params in map(parse_learned, args.learned or LEARNED_VARIANTS):
             during = [policy_override(args.policy, {**params, **extra, "learn": True})]
             offline[f"learned, {label}"] = during
@@ -147,8 +170,15 @@ def variants(args: argparse.Namespace, learned: bool) -> dict[str, dict[str, lis
             print("pretrained-policy variants SKIPPED: pass --pretrained FILE (a policy saved by "
                   "jobs/train_policy.py)", flush=True)
     offline[ORACLE_ROW] = [policy_override(ORACLE, {"labels": LABELS})]
-    return {OFFLINE: selected(offline, args.only) if OFFLINE in args.settings else {},
-            ONLINE: selected(online, args.only) if "online" in args.settings else {}}
+    poor_peer[left_out_row(args.poor_peer)] = [policy_override(CONSTANT, {"weights": {args.poor_peer: 0.0},
+                                                                          "default": 1.0})]
+    every = {OFFLINE: offline, ONLINE: online, POOR_PEER: poor_peer}
+    return {key: selected(every[key], args.only) if name in args.settings else {} for name, key in SETTINGS.items()}
+
+
+def left_out_row(poor_peer: str) -> str:
+    """The poor-peer cohort's ceiling: a fixed weighting that gives ``poor_peer`` weight 0."""
+    return f"{poor_peer} left out as a teacher (ceiling)"
 
 
 def with_labels(overrides: list[str], labels: Path) -> list[str]:
@@ -257,16 +287,37 @@ def right_teacher_weight(config: RunConfig, run_dir: Path, teachers: list[dict[s
 # Students and cohorts
 
 
-def record_run(row: dict[str, Any], results: dict[str, Any]) -> None:
-    """Accumulate one run's accuracies and per-peer teacher weights into ``row``."""
+def record_run(row: dict[str, Any], results: dict[str, Any], learners: list[str]) -> None:
+    """Accumulate one run's accuracies, per-peer teacher weights and, for the peers ``learners``
+    (those whose learning a setting judges), their mean top-1 and their curves into ``row``."""
     peers = results["peers"]
     row.setdefault("peer_last", []).append(statistics.mean(p["last_val_accuracy"] for p in peers))
     row.setdefault("peer_best", []).append(statistics.mean(p["best_val_accuracy"] for p in peers))
+    mine = [p for p in peers if p["name"] in learners]
+    row.setdefault("learners_last", []).append(statistics.mean(p["last_val_accuracy"] for p in mine))
+    row.setdefault("learners_best", []).append(statistics.mean(p["best_val_accuracy"] for p in mine))
+    row.setdefault("curves", []).append(learner_curves(results["history"], learners))
     row.setdefault("ens_last", []).append(results["ensemble"]["last_val_accuracy"])
     row.setdefault("ens_best", []).append(results["ensemble"]["best_val_accuracy"])
     for p in peers:
         for teacher, weight in (p.get("teacher_weights") or {}).items():
             row.setdefault("weights", {}).setdefault(p["name"], {}).setdefault(teacher, []).append(weight)
+
+
+def learner_curves(history: list[dict[str, Any]], learners: list[str]) -> dict[str, Any]:
+    """Per epoch of a run's ``history``: the mean validation top-1 of ``learners`` and the mean
+    weight they gave each teacher (None in an epoch where none of them weighted it, e.g. with
+    distillation gated off); teachers that are peers in the cohort's order."""
+    epochs = [[p for p in epoch["peers"] if p["name"] in learners] for epoch in history]
+    order = [p["name"] for p in history[0]["peers"]]
+    teachers = sorted(dict.fromkeys(t for peers in epochs for p in peers for t in p["teacher_weights"]),
+                      key=lambda t: order.index(t) if t in order else len(order))
+    weights: dict[str, list[float | None]] = {teacher: [] for teacher in teachers}
+    for peers in epochs:
+        for teacher in teachers:
+            values = [p["teacher_weights"][teacher] for p in peers if teacher in p["teacher_weights"]]
+            weights[teacher].append(statistics.mean(values) if values else None)
+    return {"accuracy": [statistics.mean(p["val_accuracy"] for p in peers) for peers in epochs], "weights": weights}
 
 
 def interleaved_epoch_seconds(configs: dict[str, RunConfig], make_cohort: Callable[[RunConfig], Cohort],
@@ -305,10 +356,31 @@ def weight_cell(row: dict[str, Any], peer: str, teacher: str) -> str:
     return weight_mean_std(row.get("weights", {}).get(peer, {}).get(teacher))
 
 
+def headroom_table(title: str, seeds: list[int], gains: dict[str, list[float]], ceilings: dict[str, list[float]],
+                   labels: dict[str, str]) -> str:
+    """Per seed, each ceiling's headroom over uniform (``gains`` of the ceiling rows, points of last
+    top-1) and the share of the first one each row of ``labels`` (row → label) closes, (row −
+    uniform) / (ceiling − uniform); then the same from the means, of every ceiling."""
+    first = next(iter(ceilings.values()))
+    lines = [[f"headroom: {label} − uniform (points)"] + [f"{100 * h:+.2f}" for h in headroom] + [""] * len(ceilings)
+             for label, headroom in ceilings.items()]
+    lines += [[label] + [share(gain, ceiling) for gain, ceiling in zip(gains[name], first)]
+              + [share(statistics.mean(gains[name]), statistics.mean(h)) for h in ceilings.values()]
+              for name, label in labels.items()]
+    return table([title] + [f"seed {s}" for s in seeds] + [f"of {label} − uniform, means" for label in ceilings], lines)
+
+
+def gains_over_uniform(rows: dict[str, dict[str, Any]], key: str) -> dict[str, list[float]]:
+    """Per row, per seed: its ``key`` (a last top-1) minus uniform's."""
+    uniform = rows[UNIFORM][key]
+    return {name: [value - u for value, u in zip(row[key], uniform)] for name, row in rows.items()}
+
+
 def validate_everything(args: argparse.Namespace, runs: dict[str, dict[str, list[str]]], common: list[str]) -> None:
     """Load every config before anything is trained, so a bad override fails first (the
     offline student without its teachers, which do not exist yet; the oracle with stand-in labels)."""
-    pool_configs(args.pool_configs, args.seeds[0])
+    if runs[OFFLINE]:
+        pool_configs(args.pool_configs, args.seeds[0])
     with tempfile.TemporaryDirectory() as scratch:
         labels = Path(scratch) / "labels.pt"
         torch.save(torch.zeros(1, dtype=torch.long), labels)
@@ -317,6 +389,13 @@ def validate_everything(args: argparse.Namespace, runs: dict[str, dict[str, list
                         + ["independent=true", "teachers=[]"], mode="offline")
     for overrides in runs[ONLINE].values():
         load_config(args.cohort_config, args.overrides + common + overrides)
+    if runs[POOR_PEER]:
+        peers = [p.name for p in load_config(args.poor_peer_config, args.overrides, field="--poor-peer-config").peers]
+        if args.poor_peer not in peers:
+            raise ConfigError("--poor-peer", f"no peer '{args.poor_peer}' in {args.poor_peer_config} "
+                                             f"(peers: {', '.join(peers)})")
+        for overrides in runs[POOR_PEER].values():
+            load_config(args.poor_peer_config, args.overrides + common + overrides, field="--poor-peer-config")
 
 
 def parse_policy_params(pairs: list[str]) -> dict[str, Any]:
@@ -331,37 +410,58 @@ class Evidence:
 
     def __init__(self, args: argparse.Namespace, runs: dict[str, dict[str, list[str]]], common: list[str]) -> None:
         self.args, self.runs, self.common = args, runs, common
-        self.rows: dict[str, dict[str, dict[str, Any]]] = {OFFLINE: {}, ONLINE: {}}
+        self.rows: dict[str, dict[str, dict[str, Any]]] = {key: {} for key in SETTINGS.values()}
         self.pool: dict[str, dict[str, list[float]]] = {}
         self.seconds: dict[str, dict[str, list[float]]] = {}
+        self.cohort_configs = {ONLINE: args.cohort_config, POOR_PEER: args.poor_peer_config}
 
     def student(self, overrides: list[str], seed: int, teachers: list[dict[str, str]], probe: bool = True) -> RunConfig:
         return load_config(self.args.student_config, self.args.overrides + (self.common if probe else []) + overrides +
                            [f"seed={seed}", "teachers=" + json.dumps(teachers)], mode="offline")
 
-    def cohort(self, overrides: list[str], seed: int) -> RunConfig:
-        return load_config(self.args.cohort_config, self.args.overrides + self.common + overrides + [f"seed={seed}"])
+    def cohort(self, setting: str, overrides: list[str], seed: int) -> RunConfig:
+        return load_config(self.cohort_configs[setting], self.args.overrides + self.common + overrides + [f"seed={seed}"])
+
+    def learners(self, setting: str) -> list[str]:
+        """The peers whose top-1 a setting judges: the student; every peer; all but the poor one."""
+        if setting == OFFLINE:
+            # without its teachers, which need not be where the config points (--pool)
+            student = load_config(self.args.student_config, self.args.overrides + ["independent=true", "teachers=[]"],
+                                  mode="offline")
+            return [student.peers[0].name]
+        peers = [p.name for p in load_config(self.cohort_configs[setting], self.args.overrides).peers]
+        return [name for name in peers if setting == ONLINE or name != self.args.poor_peer]
 
     def run_seed(self, seed: int) -> list[dict[str, str]]:
-        """The pool of ``seed``, every variant trained on it, the pool's statistics; the pool."""
+        """Every variant of ``seed``: offline, the pool of ``seed`` first and its statistics after;
+        the pool (empty without offline variants)."""
+        out = self.args.out
+        teachers = self.run_offline(seed) if self.runs[OFFLINE] else []
+        for setting in (ONLINE, POOR_PEER):
+            learners = self.learners(setting)
+            for name, overrides in self.runs[setting].items():
+                run_dir = run_dir_for(out / SETTING_NAMES[setting], name, seed)
+                config = self.cohort(setting, overrides, seed)
+                prepare_run_dir(run_dir, config)
+                record_run(self.rows[setting].setdefault(name, {}), run_cohort(config, run_dir, SequentialCohort),
+                           learners)
+        return teachers
+
+    def run_offline(self, seed: int) -> list[dict[str, str]]:
+        """The pool of ``seed``, every offline variant trained on it, the pool's statistics; the pool."""
         configs = pool_configs(self.args.pool_configs, seed)
         teachers = train_pool(self.args.pool, configs)
         out = self.args.out
         labels = out / "true-labels" / f"seed{seed}.pt"
-        if self.runs[OFFLINE]:
-            write_true_labels(self.student([policy_override(UNIFORM)], seed, teachers), labels)
+        write_true_labels(self.student([policy_override(UNIFORM)], seed, teachers), labels)
+        learners = self.learners(OFFLINE)
         for name, overrides in self.runs[OFFLINE].items():
             run_dir = run_dir_for(out / "offline", name, seed)
             config = self.student(with_labels(overrides, labels), seed, teachers)
             prepare_run_dir(run_dir, config)
             row = self.rows[OFFLINE].setdefault(name, {})
-            record_run(row, run_cohort(config, run_dir, OfflineCohort))
+            record_run(row, run_cohort(config, run_dir, OfflineCohort), learners)
             row.setdefault("right_weight", []).append(right_teacher_weight(config, run_dir, teachers))
-        for name, overrides in self.runs[ONLINE].items():
-            run_dir = run_dir_for(out / "online", name, seed)
-            config = self.cohort(overrides, seed)
-            prepare_run_dir(run_dir, config)
-            record_run(self.rows[ONLINE].setdefault(name, {}), run_cohort(config, run_dir, SequentialCohort))
 
         # Without the probe slice: the statistics cover every training example of the seed.
         camkd = run_dir_for(out / "offline", "CA-MKD", seed) / "models" / "student.pt"
@@ -383,10 +483,11 @@ class Evidence:
             self.seconds[OFFLINE] = interleaved_epoch_seconds(
                 {name: self.student(with_labels(overrides, labels), seed, teachers)
                  for name, overrides in timed.items()}, OfflineCohort, epochs)
-        if self.runs[ONLINE]:
-            self.seconds[ONLINE] = interleaved_epoch_seconds(
-                {name: self.cohort(overrides, seed) for name, overrides in self.runs[ONLINE].items()},
-                SequentialCohort, epochs)
+        for setting in (ONLINE, POOR_PEER):
+            if self.runs[setting]:
+                self.seconds[setting] = interleaved_epoch_seconds(
+                    {name: self.cohort(setting, overrides, seed) for name, overrides in self.runs[setting].items()},
+                    SequentialCohort, epochs)
 
     def best_constant(self) -> str | None:
         """The fixed weighting (uniform included) with the best mean last top-1."""
@@ -394,35 +495,50 @@ class Evidence:
         rows = {name: self.rows[OFFLINE][name] for name in names if name in self.rows[OFFLINE]}
         return max(rows, key=lambda name: statistics.mean(rows[name]["peer_last"])) if rows else None
 
-    def headroom_table(self) -> str:
-        """Per seed, the headroom oracle − uniform (points of last top-1) and the share of it each
-        policy closes, (policy − uniform) / (oracle − uniform); then the same from the means, and
-        of the best constant's headroom (the best fixed weighting can beat the oracle)."""
-        rows, seeds = self.rows[OFFLINE], range(len(self.args.seeds))
-        uniform = rows[UNIFORM]["peer_last"]
-        gain = {name: [p - u for p, u in zip(row["peer_last"], uniform)] for name, row in rows.items()}
+    def offline_headroom_table(self) -> str:
+        """The share of the oracle's headroom each offline policy closes; also of the best
+        constant's headroom (the best fixed weighting can beat the oracle)."""
+        rows = self.rows[OFFLINE]
+        gains = gains_over_uniform(rows, "peer_last")
         best = self.best_constant()
-        ceilings = {"oracle": gain[ORACLE_ROW], "best constant": gain[best] if best else [0.0 for _ in seeds]}
-        lines = [[f"headroom: {label} − uniform (points)"] + [f"{100 * h:+.2f}" for h in headroom] + ["", ""]
-                 for label, headroom in ceilings.items()]
-        for name in rows:
-            if name == UNIFORM:
-                continue
-            label = f"{name} (best constant)" if name == best else name
-            lines.append([label] + [share(gain[name][s], ceilings["oracle"][s]) for s in seeds]
-                         + [share(statistics.mean(gain[name]), statistics.mean(h)) for h in ceilings.values()])
-        return table(["share of the headroom closed"] + [f"seed {s}" for s in self.args.seeds]
-                     + ["of oracle − uniform, means", "of best constant − uniform, means"], lines)
+        ceilings = {"oracle": gains[ORACLE_ROW], "best constant": gains[best] if best else [0.0 for _ in self.args.seeds]}
+        labels = {name: f"{name} (best constant)" if name == best else name for name in rows if name != UNIFORM}
+        return headroom_table("share of the headroom closed", self.args.seeds, gains, ceilings, labels)
+
+    def online_tables(self, setting: str) -> list[str]:
+        """The cohort's top-1 per policy and each peer's mean weight per candidate; for the poor-peer
+        cohort the other peers' top-1 first, and the share of the leave-out headroom closed."""
+        rows, poor = self.rows[setting], setting == POOR_PEER
+        others = ["other peers' mean top-1, last", "other peers' mean top-1, best"] if poor else []
+        sections = [table([f"{setting}: policy", *others, "mean peer top-1, last", "mean peer top-1, best",
+                           "ensemble top-1, last", "ensemble top-1, best"],
+                          [[name] + ([mean_std(r["learners_last"]), mean_std(r["learners_best"])] if poor else [])
+                           + [mean_std(r["peer_last"]), mean_std(r["peer_best"]), mean_std(r["ens_last"]),
+                              mean_std(r["ens_best"])] for name, r in rows.items()])]
+        peers = [p.name for p in load_config(self.cohort_configs[setting], self.args.overrides).peers]
+        sections.append(table([f"{setting}: policy", "peer"] + [f"weight {t}, 2nd half" for t in peers],
+                              [[name, peer] + [weight_cell(r, peer, t) for t in peers]
+                               for name, r in rows.items() for peer in peers]))
+        ceiling = left_out_row(self.args.poor_peer)
+        if poor and UNIFORM in rows and ceiling in rows:
+            gains = gains_over_uniform(rows, "learners_last")
+            sections.append(headroom_table("other peers: share of the headroom closed", self.args.seeds, gains,
+                                           {f"{self.args.poor_peer} left out": gains[ceiling]},
+                                           {name: name for name in rows if name != UNIFORM}))
+        return sections
 
     def tables(self) -> str:
-        sections = [table(["teacher", "val top-1, last", "train top-1 vs noisy labels", "train top-1 vs true labels",
-                           "CA-MKD weight, all training examples", "CA-MKD weight, flipped labels"],
-                          [[name, mean_std(v["val"]), mean_std(v["train_noisy"]), mean_std(v["train_true"]),
-                            weight_mean_std(v.get("camkd_all")), weight_mean_std(v.get("camkd_flipped"))]
-                           for name, v in self.pool.items()])]
+        sections = []
+        if self.pool:
+            sections.append(table(["teacher", "val top-1, last", "train top-1 vs noisy labels",
+                                   "train top-1 vs true labels", "CA-MKD weight, all training examples",
+                                   "CA-MKD weight, flipped labels"],
+                                  [[name, mean_std(v["val"]), mean_std(v["train_noisy"]), mean_std(v["train_true"]),
+                                    weight_mean_std(v.get("camkd_all")), weight_mean_std(v.get("camkd_flipped"))]
+                                   for name, v in self.pool.items()]))
         if self.rows[OFFLINE]:
             names = list(self.pool)
-            student = load_config(self.args.student_config, self.args.overrides, mode="offline").peers[0].name
+            student = self.learners(OFFLINE)[0]
             sections.append(table(["offline: policy", "student top-1, last", "student top-1, best"]
                                   + [f"weight {t}, 2nd half" for t in names] + ["weight on right teachers, end"],
                                   [[name, mean_std(r["peer_last"]), mean_std(r["peer_best"])]
@@ -430,16 +546,10 @@ class Evidence:
                                    + [weight_mean_std(r.get("right_weight"))]
                                    for name, r in self.rows[OFFLINE].items()]))
             if ORACLE_ROW in self.rows[OFFLINE] and UNIFORM in self.rows[OFFLINE]:
-                sections.append(self.headroom_table())
-        if self.rows[ONLINE]:
-            sections.append(table(["online cohort: policy", "mean peer top-1, last", "mean peer top-1, best",
-                                   "ensemble top-1, last", "ensemble top-1, best"],
-                                  [[name, mean_std(r["peer_last"]), mean_std(r["peer_best"]), mean_std(r["ens_last"]),
-                                    mean_std(r["ens_best"])] for name, r in self.rows[ONLINE].items()]))
-            peers = [p.name for p in load_config(self.args.cohort_config, self.args.overrides).peers]
-            sections.append(table(["online cohort: policy", "peer"] + [f"weight {t}, 2nd half" for t in peers],
-                                  [[name, peer] + [weight_cell(r, peer, t) for t in peers]
-                                   for name, r in self.rows[ONLINE].items() for peer in peers]))
+                sections.append(self.offline_headroom_table())
+        for setting in (ONLINE, POOR_PEER):
+            if self.rows[setting]:
+                sections += self.online_tables(setting)
         timing = []
         for setting, measured in self.seconds.items():
             reference = statistics.median(measured[UNIFORM]) if UNIFORM in measured else None
@@ -450,6 +560,22 @@ class Evidence:
             sections.append(table(["setting", "policy", "s / training epoch (median)", "× uniform"], timing))
         return "\n\n".join(sections)
 
+    def plot(self) -> None:
+        """``OUT/policy_<setting>.png`` per setting that ran: the teacher weights and the learners'
+        top-1 per epoch (mean over seeds); one line instead when matplotlib is missing."""
+        if not plotting_available():
+            print("plots SKIPPED: matplotlib is not installed (pip install -e '.[evidence]')", flush=True)
+            return
+        accuracy = {OFFLINE: "top-1 of the student", ONLINE: "mean top-1 of the peers",
+                    POOR_PEER: f"mean top-1 of the peers but {self.args.poor_peer}"}
+        for setting, rows in self.rows.items():
+            if rows:
+                path = self.args.out / f"policy_{SETTING_NAMES[setting].replace('-', '_')}.png"
+                plot_curves(path, f"{setting}: mean weight per teacher and top-1 per epoch, "
+                                  f"{len(self.args.seeds)} seed(s)",
+                            {name: row["curves"] for name, row in rows.items()}, accuracy[setting])
+                print(f"plot: {path}", flush=True)
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -459,7 +585,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="the pool: its teachers, where it is kept, its fixed weightings")
     parser.add_argument("--pool-configs", nargs="+", help="one teacher each, trained alone (default: the kind's)")
     parser.add_argument("--pool", type=Path, help="where the pool is kept and reused (default: the kind's)")
-    parser.add_argument("--settings", nargs="+", choices=["offline", "online"], default=["offline", "online"])
+    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=["offline", "online"],
+                        help="offline (the pool), online (--cohort-config), online-poor-peer (--poor-peer-config)")
+    parser.add_argument("--poor-peer-config", default=POOR_PEER_CONFIG,
+                        help="the cohort of the online-poor-peer setting")
+    parser.add_argument("--poor-peer", default=POOR_PEER_NAME,
+                        help="the peer of --poor-peer-config that is a poor teacher for the others")
     parser.add_argument("--learned", action="append", metavar="LABEL=KEY:VALUE,...",
                         help="a learned-policy row and its parameters (repeatable; default: "
                              + "; ".join(LEARNED_VARIANTS) + ")")
@@ -502,12 +633,14 @@ def main(argv: list[str] | None = None) -> int:
     pools = [evidence.run_seed(seed) for seed in args.seeds]
     if args.timing_epochs > 0:
         evidence.time_epochs(args.seeds[0], pools[0], args.timing_epochs)
-    heading = (f"; pool kept in {args.pool}; learned policy {'run' if learned else 'skipped'}"
+    heading = ((f"; pool kept in {args.pool}" if runs[OFFLINE] else "")
+               + f"; learned policy {'run' if learned else 'skipped'}"
                + "".join(f"; every variant with {override}" for override in common)
                + (f"; timing: {args.timing_epochs} epochs per variant after a warm-up, taking turns, "
                   f"seed {args.seeds[0]}, {args.threads} torch thread(s)" if args.timing_epochs > 0 else ""))
     write_summary(args.out, args.seeds, heading, evidence.tables(),
                   {"pool": evidence.pool, "rows": evidence.rows, "epoch_seconds": evidence.seconds})
+    evidence.plot()
     return 0
 
 
