@@ -26,7 +26,7 @@ evidence: $(STAMP)
 	$(BIN)/python jobs/evidence_online.py --seeds 0 1 2
 	$(BIN)/python jobs/evidence_methods.py --seeds 0 1 2
 	$(BIN)/python jobs/train_policy.py --out runs/pretrained-policy.pt
-	$(BIN)/python jobs/evidence_policy.py --seeds 0 1 2 --settings offline --out runs/pretrained-check \
+	$(BIN)/python jobs/evidence_policy.py --seeds 0 1 2 --settings offline --out runs/evidence-policy-pretrained \
 	    --pretrained runs/pretrained-policy.pt --only uniform "pretrained, frozen" "clean teacher only" --timing-epochs 0
 	$(BIN)/python jobs/evidence_policy.py --seeds 0 1 2 --settings offline --out runs/evidence-policy-memorizer
 	$(BIN)/python jobs/evidence_policy.py --seeds 0 1 2 --pool-kind specialist --settings offline --out runs/evidence-policy-specialist
