@@ -90,6 +90,10 @@ FEATURES = ("teacher_ce", "teacher_confidence", "teacher_entropy", "kl_teacher_s
 SAVED_FORMAT = "codistill-learned-teacher-policy/1"
 ESTIMATORS = ("credit", "ppo")
 FEATURE_CLIP = 10.0
+#: ``uniform_prior`` online when it is not set (offline: 0). Online the candidates are peers of the
+#: same run, none bad by construction; without the prior the head credit moved most of the weight
+#: to the best peer and to the student itself and lost 0.4–1.6 points to uniform (docs/policies.md).
+ONLINE_UNIFORM_PRIOR = 0.3
 
 
 # ---------------------------------------------------------------------------------------------
@@ -207,7 +211,8 @@ class LearnedPolicy(TeacherWeightingPolicy):
 
     Parameters (``distillation.policy.params``): ``checkpoint`` a saved policy to start from;
     ``learn``; ``estimator`` (``credit`` | ``ppo``); ``probe_loss`` (``ce`` | ``mae``); ``credit_scope``
-    (``head`` | ``network``: the parameters the credit's virtual step moves);
+    (``head`` | ``network``: the parameters the credit's virtual step moves); ``uniform_prior`` β of
+    :class:`CreditLearner` (default :data:`ONLINE_UNIFORM_PRIOR` online, 0 offline);
     ``update_every`` steps between learner updates (and, with ``credit``, between credits);
     ``probe_batch_size``; ``hidden`` width of the scorer; ``init_std`` initial exploration σ (PPO);
     the learners' ``lr``, ``update_epochs``, ``max_grad_norm``; PPO's ``minibatches``, ``clip``,
@@ -219,7 +224,7 @@ class LearnedPolicy(TeacherWeightingPolicy):
                  lr: float = 1e-2, update_epochs: int = 2, minibatches: int = 1, clip: float = 0.2,
                  entropy_coef: float = 1e-3, max_grad_norm: float = 0.5, baseline_decay: float = 0.9,
                  estimator: str = "credit", probe_loss: str = "mae", credit_scope: str = "head",
-                 uniform_prior: float = 0.0) -> None:
+                 uniform_prior: float | None = None) -> None:
         super().__init__(context)
         saved = load_policy(checkpoint) if checkpoint else None
         with torch.random.fork_rng(devices=[]):  # the same initial network in every peer
@@ -233,6 +238,8 @@ class LearnedPolicy(TeacherWeightingPolicy):
         self.learner_settings = {"lr": lr, "update_epochs": update_epochs, "minibatches": minibatches, "clip": clip,
                                  "entropy_coef": entropy_coef, "max_grad_norm": max_grad_norm,
                                  "baseline_decay": baseline_decay, "seed": mix_seed(context.seed, 0x1EA4)}
+        if uniform_prior is None:
+            uniform_prior = ONLINE_UNIFORM_PRIOR if context.online else 0.0
         self.uniform_prior = uniform_prior
         # Each peer explores with its own stream, independent of the peer's training randomness.
         self.generator = torch.Generator().manual_seed(mix_seed(context.seed, context.student_index, 0xAC7))
@@ -253,8 +260,9 @@ class LearnedPolicy(TeacherWeightingPolicy):
                 raise ConfigError(f"{path}.{name}", f"must be a number > 0, got {value!r}")
         if not 0.0 <= params.get("baseline_decay", 0.9) < 1.0:
             raise ConfigError(f"{path}.baseline_decay", "must lie in [0, 1)")
-        prior = params.get("uniform_prior", 0.0)
-        if isinstance(prior, bool) or not isinstance(prior, (int, float)) or not 0.0 <= prior < math.inf:
+        prior = params.get("uniform_prior")
+        if prior is not None and (isinstance(prior, bool) or not isinstance(prior, (int, float))
+                                  or not 0.0 <= prior < math.inf):
             raise ConfigError(f"{path}.uniform_prior", f"must be a number ≥ 0, got {prior!r}")
         for name, known, default in (("estimator", ESTIMATORS, "credit"), ("probe_loss", PROBE_LOSSES, "mae"),
                                      ("credit_scope", CREDIT_SCOPES, "head")):
@@ -455,6 +463,8 @@ class CreditLearner(PolicyLearner):
         self.scorer = scorer
         self.optimizer = torch.optim.Adam(scorer.parameters(), lr=lr, eps=1e-5)
         self.update_epochs, self.max_grad_norm, self.decay = update_epochs, max_grad_norm, baseline_decay
+        if uniform_prior is None:
+            uniform_prior = ONLINE_UNIFORM_PRIOR if context.online else 0.0
         self.uniform_prior = uniform_prior
         self.scale = torch.zeros(())  # EMA of mean |credit|
         self.updates = 0

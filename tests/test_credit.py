@@ -136,10 +136,17 @@ def test_the_uniform_prior_holds_the_weights_at_the_temperature_of_the_credit():
     assert final[0.0] > 0.97 > final[1.0] > final[4.0] > 0.5, final
 
 
-def context_of(teachers: int):
+def test_the_uniform_prior_defaults_to_its_online_value_online_and_to_none_offline():
+    from policies.learned import ONLINE_UNIFORM_PRIOR
+    assert LearnedPolicy(context_of(2, online=True)).make_learner().uniform_prior == ONLINE_UNIFORM_PRIOR > 0
+    assert LearnedPolicy(context_of(2)).make_learner().uniform_prior == 0.0
+    assert LearnedPolicy(context_of(2, online=True), uniform_prior=0.0).make_learner().uniform_prior == 0.0
+
+
+def context_of(teachers: int, online: bool = False):
     from codistill.policy import PolicyContext
     return PolicyContext(teacher_names=tuple(f"t{k}" for k in range(teachers)), num_classes=10,
-                         device=torch.device("cpu"), online=False, student_index=0, student_name="s", total_epochs=2,
+                         device=torch.device("cpu"), online=online, student_index=0, student_name="s", total_epochs=2,
                          steps_per_epoch=5, seed=0, probe_available=True)
 
 
