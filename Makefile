@@ -32,15 +32,13 @@ evidence: $(STAMP)
 	$(BIN)/python jobs/evidence_policy.py --seeds 0 1 2 --pool-kind specialist --settings offline --out runs/evidence-policy-specialist
 	$(BIN)/python jobs/evidence_policy.py --seeds 0 1 2 --settings online --out runs/evidence-policy-online \
 	    --learned "ppo, ce=estimator:ppo,probe_loss:ce,update_epochs:4,probe_batch_size:128" \
-	    --learned "credit, mae=estimator:credit,probe_loss:mae" \
+	    --learned "credit, mae, prior 0=estimator:credit,probe_loss:mae,uniform_prior:0.0" \
 	    --learned "credit, mae, prior 0.3=estimator:credit,probe_loss:mae,uniform_prior:0.3" \
 	    --learned "credit, mae, network=estimator:credit,probe_loss:mae,credit_scope:network,update_epochs:4,probe_batch_size:128"
 	$(BIN)/python jobs/evidence_policy.py --seeds 0 1 2 --settings offline --probe-source held_out \
 	    --out runs/evidence-policy-memorizer-held-out --only uniform learned oracle --timing-epochs 0 \
 	    --learned "credit, ce=estimator:credit,probe_loss:ce" --learned "credit, mae=estimator:credit,probe_loss:mae"
-	$(BIN)/python jobs/evidence_policy.py --seeds 0 1 2 --settings online-poor-peer --out runs/evidence-policy-poor-peer \
-	    --learned "credit, mae=estimator:credit,probe_loss:mae" \
-	    --learned "credit, mae, prior 0.3=estimator:credit,probe_loss:mae,uniform_prior:0.3"
+	$(BIN)/python jobs/evidence_policy.py --seeds 0 1 2 --settings online-poor-peer --out runs/evidence-policy-poor-peer
 	$(BIN)/python jobs/evidence_curricula.py --seeds 1 2 3
 
 # The same tables on Fashion-MNIST (apt-get install dataset-fashion-mnist; scales and times: docs/datasets.md).
