@@ -463,8 +463,6 @@ class CreditLearner(PolicyLearner):
         self.scorer = scorer
         self.optimizer = torch.optim.Adam(scorer.parameters(), lr=lr, eps=1e-5)
         self.update_epochs, self.max_grad_norm, self.decay = update_epochs, max_grad_norm, baseline_decay
-        if uniform_prior is None:
-            uniform_prior = ONLINE_UNIFORM_PRIOR if context.online else 0.0
         self.uniform_prior = uniform_prior
         self.scale = torch.zeros(())  # EMA of mean |credit|
         self.updates = 0
@@ -490,9 +488,10 @@ class CreditLearner(PolicyLearner):
                 observation = torch.stack([batch[i]["observation"] for i in members])  # [n, B, K, F]
                 credit = torch.stack([credits[i] for i in members])  # [n, B, K]
                 log_weights = self.scorer(observation).log_softmax(-1)
-                modelled = (credit * log_weights.exp()).sum(-1)
+                weights = log_weights.exp()
+                modelled = (credit * weights).sum(-1)
                 # KL(w_b ‖ uniform) = Σ_k w log w + log K
-                divergence = (log_weights.exp() * log_weights).sum(-1) + math.log(log_weights.shape[-1])
+                divergence = (weights * log_weights).sum(-1) + math.log(log_weights.shape[-1])
                 losses.append((modelled + self.uniform_prior * divergence).mean(-1).sum())
             loss = torch.stack(losses).sum() / len(batch)
             clipped_step(self.optimizer, loss, self.scorer, self.max_grad_norm)
