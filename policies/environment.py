@@ -3,18 +3,24 @@
 An episode trains one student for ``episode_steps`` steps (full batches of ``data.batch_size``)
 with a pool of frozen teachers, exactly as ``jobs/offline.py`` does; the agent chooses the teacher
 weights of every step. Observation, action and reward are those of
-:class:`policies.learned.LearnedPolicy`, so a policy trained here runs unchanged in a cohort:
+:class:`policies.learned.LearnedPolicy`, so a policy trained here runs unchanged in a cohort. The
+spaces follow the RL libraries' conventions (a flat observation, which no library takes for an
+image; a symmetric action normalized to [−1, 1], scaled inside):
 
-- observation: ``float32 [B, K, F]``, the features of :func:`policies.learned.observation` for
-  every example of the step's batch and every teacher (``F = len(FEATURES)``);
-- action: ``float32 [B, K]`` logits in [−10, 10]; the weights are ``softmax`` over teachers;
-- reward: :func:`policies.learned.probe_reward`, the relative change of the student's loss on a
+- observation: ``float32 [B·K·F]``, the features of :func:`policies.features.observation` for
+  every example of the step's batch and every teacher (``F = len(FEATURES)``), flattened;
+  :func:`features_of` gives them back as ``[B, K, F]``;
+- action: ``float32 [B, K]`` in [−1, 1], the teacher logits divided by :data:`ACTION_SCALE`
+  (:func:`action_of` maps weights to it); the weights are ``softmax`` over teachers of the logits;
+- reward: :func:`policies.ppo.probe_reward`, the relative change of the student's loss on a
   probe batch through the update those weights produced;
 - the episode ends (``terminated``) after ``episode_steps`` steps; ``info`` holds the probe losses
   (``probe_loss``: ``mae`` by default, as the learned policy's, or ``ce``), the mean weight each
-  teacher received, and ``credit``, ``float32 [B, K]``: the dense credit of the weights the agent
+  teacher received, ``credit``, ``float32 [B, K]``: the dense credit of the weights the agent
   gave (:func:`codistill.peer.feedback.dense_credit`, the first-order effect of ``w[b, k]`` on the
-  probe loss after a virtual SGD step; negative helps), for learners that use more than the reward.
+  probe loss after a virtual SGD step; negative helps), for learners that use more than the reward,
+  and the student's ``loss_total`` and ``loss_ce``; :func:`feedback_of` makes of it the step's
+  :class:`codistill.policy.Feedback` (what a learned policy's ``record`` takes).
 
 ``K`` is fixed per environment instance (its pool); the policy itself takes any ``K``. With
 ``pools`` (a :class:`policies.pool_distribution.PoolDistribution`) every ``reset`` draws a new
@@ -45,14 +51,16 @@ import torch
 from codistill.config import PolicyConfig, RunConfig, parse_config
 from codistill.local import OfflineCohort
 from codistill.peer import PeerTrainer, load_dataset
-from codistill.peer.feedback import PROBE_LOSSES
-from codistill.policy import PolicyContext, TeacherBatch, TeacherWeightingPolicy
+from codistill.policy import (PROBE_LOSSES, Feedback, FeedbackRequest, PolicyContext, TeacherBatch,
+                              TeacherWeightingPolicy)
 from codistill.progress import Progress
-from policies.learned import FEATURE_CLIP, FEATURES, observation, probe_reward
+from policies.features import FEATURE_CLIP, FEATURES, observation
 from policies.pool_distribution import PoolDistribution, train_teacher
+from policies.ppo import probe_reward
+from policies.scorer import weights_from_scores
 
 ENV_ID = "codistill/TeacherSelection-v0"  # gymnasium.make(ENV_ID) once this module is imported
-ACTION_BOUND = 10.0
+ACTION_SCALE = 10.0  # the teacher logits of the action's bounds, ±1
 DEFAULT_DATA = {"dataset": "digits", "train_fraction": 1.0, "label_noise": 0.0, "batch_size": 64,
                 "probe_fraction": 0.1}
 DEFAULT_POOL = (("trained", 8), ("weak", 1), ("random", 0))
@@ -60,15 +68,15 @@ DEFAULT_POOL = (("trained", 8), ("weak", 1), ("random", 0))
 
 class ActionWeights(TeacherWeightingPolicy):
     """The environment's hook into the student's step: returns the weights the agent chose, and
-    asks the peer for the probe losses and the dense credit of every step."""
+    asks the peer for the probe losses and the dense credit (of the whole network) of every step."""
 
     def __init__(self, context: PolicyContext, probe_batch_size: int = 128, probe_loss: str = "mae") -> None:
         super().__init__(context)
-        self.probe_batch_size, self.probe_loss = probe_batch_size, probe_loss
+        self.request = FeedbackRequest(probe_batch_size, probe_loss, probe_losses=True, credit_scope="network")
         self.chosen: torch.Tensor | None = None
 
-    def wants_credit(self, progress: Progress) -> bool:
-        return True
+    def feedback_request(self, progress: Progress) -> FeedbackRequest:
+        return self.request
 
     def choose(self, weights: torch.Tensor) -> None:
         """The weights ``[B, K]`` of the next step (the agent's action)."""
@@ -107,8 +115,9 @@ class TeacherSelectionEnv(gym.Env):
         self.config = self.episode_config(config)
         self.teacher_names = [t.name for t in self.config.teachers]
         size, count = self.config.data.batch_size, len(self.teacher_names)
-        self.observation_space = gym.spaces.Box(-FEATURE_CLIP, FEATURE_CLIP, (size, count, len(FEATURES)), np.float32)
-        self.action_space = gym.spaces.Box(-ACTION_BOUND, ACTION_BOUND, (size, count), np.float32)
+        self.observation_space = gym.spaces.Box(-FEATURE_CLIP, FEATURE_CLIP, (size * count * len(FEATURES),),
+                                                np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (size, count), np.float32)
         self.cohort: OfflineCohort | None = None
         self._schedule: list[tuple[int, int]] = []
         self._views: list[Any] = []
@@ -139,8 +148,8 @@ class TeacherSelectionEnv(gym.Env):
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         if self.cohort is None:
             raise RuntimeError("call reset() first")
-        logits = torch.as_tensor(np.asarray(action, dtype=np.float32)).clamp(-ACTION_BOUND, ACTION_BOUND)
-        weights = logits.softmax(-1)
+        logits = ACTION_SCALE * torch.as_tensor(np.asarray(action, dtype=np.float32)).clamp(-1.0, 1.0)
+        weights = weights_from_scores(logits)
         student = self.cohort.student
         student.policy.choose(weights)
         student.update(self._views)
@@ -152,7 +161,8 @@ class TeacherSelectionEnv(gym.Env):
         terminated = self._t >= self.episode_steps
         info = {"probe_loss_before": feedback.probe_loss_before, "probe_loss_after": feedback.probe_loss_after,
                 "teacher_weights": dict(zip(self.teacher_names, weights.mean(0).tolist())),
-                "credit": feedback.credit.float().numpy()}
+                "credit": feedback.credit.float().numpy(), "loss_total": feedback.loss_total,
+                "loss_ce": feedback.loss_ce}
         observation_next = self._observe() if not terminated else np.zeros(self.observation_space.shape, np.float32)
         return observation_next, float(reward), terminated, False, info
 
@@ -172,7 +182,25 @@ class TeacherSelectionEnv(gym.Env):
         teacher_logits = torch.stack([view.logits.float().cpu() for view in self._views])
         features = observation(payload.logits, teacher_logits, batch.targets.cpu(),
                                self._t / self.episode_steps)
-        return features.numpy().astype(np.float32)
+        return features.numpy().astype(np.float32).reshape(-1)
+
+
+def features_of(observation: np.ndarray, teachers: int) -> torch.Tensor:
+    """The environment's flat observation as features ``[B, K, F]`` (what a policy's ``act`` takes)."""
+    return torch.from_numpy(np.asarray(observation, dtype=np.float32)).view(-1, teachers, len(FEATURES))
+
+
+def feedback_of(info: dict[str, Any]) -> Feedback:
+    """The :class:`~codistill.policy.Feedback` of a step, from its ``info``."""
+    return Feedback(loss_total=info["loss_total"], loss_ce=info["loss_ce"], probe_loss_before=info["probe_loss_before"],
+                    probe_loss_after=info["probe_loss_after"], credit=torch.from_numpy(info["credit"]))
+
+
+def action_of(weights: torch.Tensor) -> np.ndarray:
+    """The action in [−1, 1] whose teacher weights are ``weights`` ``[B, K]`` (each row's log-weights
+    centred, scaled by :data:`ACTION_SCALE`; weights below ``e^−20`` of a row's geometric mean clip)."""
+    logits = weights.clamp_min(1e-30).log()
+    return ((logits - logits.mean(-1, keepdim=True)) / ACTION_SCALE).clamp(-1.0, 1.0).numpy()
 
 
 def full_batches(student: PeerTrainer, steps: int) -> list[tuple[int, int]]:

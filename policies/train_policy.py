@@ -12,9 +12,9 @@ offline config's pool (one student, ``teachers``, ``data.probe_fraction`` > 0).
 
 Each episode trains a fresh student for ``--episode-steps`` steps, the pool drawn with seed
 ``--seed`` + episode. The estimator (``--estimator``) is the learned policy's: ``credit`` (the
-default) acts with the mean and feeds :class:`policies.learned.CreditLearner` the observation and
-the step's dense credit (``info["credit"]``, centred by :meth:`LearnedPolicy.record_credit`);
-``ppo`` samples its weights and learns from the probe reward. The learner updates the policy every
+default) acts with the mean and feeds :class:`policies.credit.CreditLearner` the observation and
+the step's dense credit; ``ppo`` samples its weights and learns from the probe reward (both from
+the step's ``info``, through :meth:`LearnedPolicy.record`). The learner updates the policy every
 ``--update-every`` steps (default 4, at ``--lr`` 3·10⁻³: slower than in a run, so that the policy
 averages over the pools instead of following the last one). The saved file (``torch.load(weights_only=True)``) is what
 ``distillation.policy.params.checkpoint`` takes in a cohort or offline run.
@@ -35,9 +35,8 @@ import torch
 
 from codistill.config import load_config
 from codistill.errors import ConfigError
-from codistill.peer.feedback import PROBE_LOSSES
-from codistill.policy import PolicyContext
-from policies.environment import TeacherSelectionEnv
+from codistill.policy import PROBE_LOSSES, PolicyContext
+from policies.environment import TeacherSelectionEnv, action_of, feedback_of, features_of
 from policies.learned import ESTIMATORS, LearnedPolicy
 from policies.pool_distribution import RECIPES, PoolDistribution
 
@@ -74,13 +73,9 @@ def train(envs: Sequence[TeacherSelectionEnv], policy: LearnedPolicy, *, episode
         pool = reset_info["pool"].describe() if "pool" in reset_info else "the config's pool"
         total, weights_sum, done = 0.0, torch.zeros(len(env.teacher_names)), False
         while not done:
-            weights = policy.act(torch.from_numpy(features))
-            logits = weights.clamp_min(1e-30).log()
-            features, reward, terminated, truncated, info = env.step((logits - logits.mean(-1, keepdim=True)).numpy())
-            if policy.estimator == "credit":
-                policy.record_credit(weights, torch.from_numpy(info["credit"]))
-            else:
-                policy.record(reward)
+            weights = policy.act(features_of(features, len(env.teacher_names)))
+            features, reward, terminated, truncated, info = env.step(action_of(weights))
+            policy.record(weights, feedback_of(info))
             total += reward
             weights_sum += weights.mean(0)
             steps += 1

@@ -12,7 +12,10 @@ from codistill.methods.base import TeacherView
 from codistill.peer import PeerTrainer
 from codistill.peer.feedback import Probe, dense_credit, head_credit, probe_loss
 from conftest import tiny_raw
-from policies.learned import CreditLearner, LearnedPolicy, TeacherScorer
+from codistill.policy import Feedback
+from policies.credit import CreditLearner
+from policies.learned import LearnedPolicy
+from policies.scorer import TeacherScorer
 
 LR = 0.05
 
@@ -110,7 +113,7 @@ def test_the_credit_learner_moves_weight_to_the_teacher_with_negative_credit():
     features[:, 0, 0], features[:, 1, 0] = 0.0, 1.0  # what tells the two teachers apart: their loss
     before = policy.act(features)
     credit = torch.stack([-torch.ones(16), torch.ones(16)], dim=1)
-    policy.record_credit(before, credit)
+    policy.record(before, Feedback(loss_total=0.0, loss_ce=0.0, credit=credit))
     learner = policy.make_learner()
     assert isinstance(learner, CreditLearner)
     policy.load_parameters(learner.learn([policy.collect_transitions()]))
@@ -130,14 +133,14 @@ def test_the_uniform_prior_holds_the_weights_at_the_temperature_of_the_credit():
         policy = LearnedPolicy(context_of(2), estimator="credit", uniform_prior=prior, lr=0.05)
         learner = policy.make_learner()
         for _ in range(150):
-            policy.record_credit(policy.act(features), credit)
+            policy.record(policy.act(features), Feedback(loss_total=0.0, loss_ce=0.0, credit=credit))
             policy.load_parameters(learner.learn([policy.collect_transitions()]))
         final[prior] = float(policy.act(features)[:, 0].mean())
     assert final[0.0] > 0.97 > final[1.0] > final[4.0] > 0.5, final
 
 
 def test_the_uniform_prior_defaults_to_its_online_value_online_and_to_none_offline():
-    from policies.learned import ONLINE_UNIFORM_PRIOR
+    from policies.credit import ONLINE_UNIFORM_PRIOR
     assert LearnedPolicy(context_of(2, online=True)).make_learner().uniform_prior == ONLINE_UNIFORM_PRIOR > 0
     assert LearnedPolicy(context_of(2)).make_learner().uniform_prior == 0.0
     assert LearnedPolicy(context_of(2, online=True), uniform_prior=0.0).make_learner().uniform_prior == 0.0

@@ -1,6 +1,7 @@
 """The learned teacher-selection policy: observation, learner, environment, engine integration."""
 
 import json
+import warnings
 
 import pytest
 import torch
@@ -14,7 +15,9 @@ from codistill.runner import RESULTS_FILE, prepare_run_dir, run_cohort
 from codistill.local import SequentialCohort
 from codistill.policy import PolicyContext, TeacherBatch
 from conftest import tiny_raw
-from policies.learned import FEATURES, LearnedPolicy, save_policy
+from policies.checkpoint import save_policy
+from policies.features import FEATURES
+from policies.learned import LearnedPolicy
 
 LEARNED = "policies.learned:LearnedPolicy"
 
@@ -44,14 +47,18 @@ def test_environment_passes_gymnasiums_checker():
 
     import gymnasium
 
-    from policies.environment import ENV_ID
+    from policies.environment import ENV_ID, features_of
 
     assert gymnasium.spec(ENV_ID).entry_point == "policies.environment:TeacherSelectionEnv"
     env = TeacherSelectionEnv(episode_steps=4)
     try:
-        check_env(env, skip_render_check=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # the RL libraries' conventions: no warning either
+            check_env(env, skip_render_check=True)
+        assert len(env.observation_space.shape) == 1  # flat: no library takes it for an image
+        assert env.action_space.low.min() == -1.0 and env.action_space.high.max() == 1.0  # symmetric, normalized
         features, _ = env.reset(seed=3)
-        assert features.shape == (64, 3, len(FEATURES))
+        assert features_of(features, 3).shape == (64, 3, len(FEATURES))
         for _ in range(4):
             features, reward, terminated, truncated, info = env.step(env.action_space.sample())
         assert terminated and not truncated and set(info["teacher_weights"]) == {"trained", "weak", "random"}
@@ -194,7 +201,7 @@ def test_a_saved_policy_starts_a_frozen_run(tmp_path):
     source.save(tmp_path / "policy.pt")
     cohort = SequentialCohort(parse_config(learned_raw({"checkpoint": str(tmp_path / "policy.pt"), "learn": False},
                                                        probe_fraction=0.0)))
-    assert cohort.learner is None and cohort.peers[0].policy.probe_batch_size == 0
+    assert cohort.learner is None and cohort.peers[0].policy.feedback_request(Progress(0, 0, 5, 1)) is None
     assert all(torch.equal(a, b) for a, b in zip(cohort.peers[0].policy.scorer.state_dict().values(),
                                                  source.scorer.state_dict().values()))
     metrics = cohort.train_epoch(0)

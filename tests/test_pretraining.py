@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from policies.environment import TeacherSelectionEnv
+from policies.environment import TeacherSelectionEnv, action_of, features_of
 from policies.learned import LearnedPolicy
 from policies.pool_distribution import Pool, PoolDistribution
 from policies.train_policy import learned_policy, train
@@ -29,7 +29,7 @@ def test_the_environment_gives_the_dense_credit_of_the_agents_weights(pools):
     env = TeacherSelectionEnv(pools=pools, pool_size=3, episode_steps=3)
     check_env(env, skip_render_check=True)
     features, info = env.reset(seed=0)
-    assert features.shape == (64, 3, 9) and isinstance(info["pool"], Pool)
+    assert features_of(features, 3).shape == (64, 3, 9) and isinstance(info["pool"], Pool)
     for _ in range(3):
         _, _, terminated, _, info = env.step(env.action_space.sample())
         credit = info["credit"]
@@ -69,8 +69,8 @@ def test_a_short_pretraining_leaves_a_random_teacher_out_once_frozen(pools, tmp_
     features, _ = env.reset(seed=1)
     random_weights = []
     for _ in range(20):
-        weights = frozen.act(torch.from_numpy(features))
+        weights = frozen.act(features_of(features, 2))
         random_weights.append(float(weights[:, 0].mean()))
-        features, *_ = env.step(weights.clamp_min(1e-30).log().numpy())
+        features, *_ = env.step(action_of(weights))
     print(f"frozen weight of the random teacher: {np.mean(random_weights):.3f}")
     assert np.mean(random_weights) < 0.15, random_weights

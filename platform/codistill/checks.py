@@ -88,3 +88,32 @@ def epoch_boundaries(value: Any) -> str | None:
                                                 for v in value) and list(value) == sorted(value):
         return None
     return f"must be a non-decreasing list of epochs ≥ 0, got {value!r}"
+
+
+def numeric(check: Check) -> Check:
+    """``check`` for a number: anything else is refused before ``check`` sees it."""
+    def checked(value: Any) -> str | None:
+        return check(value) if is_number(value) else f"expected a number, got {value!r}"
+    return checked
+
+
+def optional(check: Check) -> Check:
+    """``check``, or ``None`` (the parameter's default chosen elsewhere)."""
+    return lambda value: None if value is None else check(value)
+
+
+def one_of(choices: tuple[str, ...]) -> Check:
+    return lambda value: None if value in choices else f"must be one of {', '.join(choices)}, got {value!r}"
+
+
+def boolean(value: Any) -> str | None:
+    return None if isinstance(value, bool) else f"must be true or false, got {value!r}"
+
+
+def check_declared_params(params: dict[str, Any], checks: dict[str, Check], field: str) -> None:
+    """Run each declared check on the parameter it names, when given; a complaint names ``field.<param>``."""
+    for key, check in checks.items():
+        if key in params:
+            complaint = check(params[key])
+            if complaint:
+                raise ConfigError(f"{field}.{key}", complaint)

@@ -1,8 +1,9 @@
 """The teacher-weighting policy interface: per batch, a weight per candidate teacher and example.
 
 The engine only knows this interface. A policy is asked once per batch (:meth:`TeacherWeightingPolicy.weights`)
-with a :class:`TeacherBatch` and told the outcome of the update through a typed :class:`Feedback`;
-learning policies also hand transitions to one :class:`PolicyLearner` per cohort. Built-in: ``uniform``;
+with a :class:`TeacherBatch` and told the outcome of the update through a typed :class:`Feedback`; a
+policy that learns from more than the losses says, step by step, what the engine measures for it
+(:class:`FeedbackRequest`). Learning policies also hand transitions to one :class:`PolicyLearner` per cohort. Built-in: ``uniform``;
 learned policies live in the top-level ``policies`` package and are named in a config as
 ``module:Class`` (e.g. ``policies.confidence:ConfidenceAwarePolicy``), built as
 ``PolicyClass(context, **params)`` from a :class:`PolicyContext`.
@@ -12,12 +13,12 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from codistill.checks import check_keyword_params
+from codistill.checks import Check, check_declared_params, check_keyword_params
 from codistill.progress import Progress
 from codistill.registry import POLICIES
 
@@ -58,13 +59,44 @@ class PolicyContext:
         return len(self.teacher_names)
 
 
+#: Losses a probe can measure (:func:`codistill.peer.feedback.probe_loss`).
+PROBE_LOSSES = ("ce", "mae")
+#: Parameters a credit's virtual step can move: the classifier head, or the whole network.
+CREDIT_SCOPES = ("head", "network")
+
+
+@dataclass(frozen=True)
+class FeedbackRequest:
+    """What the engine measures around one update for a policy that asks for it
+    (:meth:`TeacherWeightingPolicy.feedback_request`), on a batch of ``probe_batch_size`` examples
+    of the probe split scored by ``probe_loss`` (one of :data:`PROBE_LOSSES`):
+
+    - ``probe_losses``: the probe loss before and after the update;
+    - ``credit_scope`` (one of :data:`CREDIT_SCOPES`; ``None``: none): the dense credit of every
+      weight, ``c[b, k]``, with the virtual step moving the classifier ``head`` or the ``network``.
+    """
+
+    probe_batch_size: int
+    probe_loss: str = "ce"
+    probe_losses: bool = False
+    credit_scope: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.probe_batch_size < 1:
+            raise ValueError(f"a probe batch needs at least one example, got {self.probe_batch_size}")
+        if self.probe_loss not in PROBE_LOSSES:
+            raise ValueError(f"unknown probe loss {self.probe_loss!r} (known: {', '.join(PROBE_LOSSES)})")
+        if self.credit_scope is not None and self.credit_scope not in CREDIT_SCOPES:
+            raise ValueError(f"unknown credit scope {self.credit_scope!r} (known: {', '.join(CREDIT_SCOPES)})")
+
+
 @dataclass(frozen=True)
 class Feedback:
-    """What a policy learns from one update: the student's losses, and on a probe batch (when the
-    policy asked for one with ``probe_batch_size``) its loss before and after the update, and the
-    dense credit of every weight (when :meth:`TeacherWeightingPolicy.wants_credit`; see
-    :func:`codistill.peer.feedback.dense_credit`): ``credit[b, k]`` is the first-order change of
-    the probe loss after a virtual plain-SGD step per unit of ``w[b, k]``; negative helps."""
+    """What a policy learns from one update: the student's losses, and what its
+    :class:`FeedbackRequest` asked for: the probe loss before and after the update, and the dense
+    credit of every weight (see :func:`codistill.peer.feedback.dense_credit`): ``credit[b, k]`` is
+    the first-order change of the probe loss after a virtual plain-SGD step per unit of
+    ``w[b, k]``; negative helps."""
 
     loss_total: float
     loss_ce: float
@@ -102,22 +134,16 @@ class TeacherWeightingPolicy:
     policies) and may return scalars to log; ``state_dict``/``load_state_dict`` let a policy
     resume with the run.
 
-    Learning policies set the optional members: ``probe_batch_size`` > 0 makes the peer measure
-    the student's loss on that many probe examples before and after each update
-    (:attr:`Feedback.probe_loss_before`/``after``); ``update_every`` > 0 makes
-    the cohort gather every peer's :meth:`collect_transitions` after each step ``s`` with
-    ``(global step + 1) % update_every == 0``, run the :meth:`make_learner` learner once on them
-    (peer-index order) and :meth:`load_parameters` the result into every peer before step ``s + 1``.
-    ``probe_loss`` names the loss the probe measures (:data:`codistill.peer.feedback.PROBE_LOSSES`),
-    ``credit_scope`` which parameters the credit's virtual step moves (``network`` or ``head``,
-    :data:`codistill.peer.feedback.CREDIT_SCOPES`);
-    :meth:`wants_probe_losses` and :meth:`wants_credit` say, step by step, what the peer measures.
+    Learning policies override :meth:`feedback_request` (what the peer measures for this step's
+    :class:`Feedback`) and set ``update_every`` > 0, which makes the cohort gather every peer's
+    :meth:`collect_transitions` after each step ``s`` with ``(global step + 1) % update_every == 0``,
+    run the :meth:`make_learner` learner once on them (peer-index order) and :meth:`load_parameters`
+    the result into every peer before step ``s + 1``. ``param_checks`` declares range checks of
+    parameters by name (see :mod:`codistill.checks`), run by :meth:`check_params`.
     """
 
-    probe_batch_size: int = 0
     update_every: int = 0
-    probe_loss: str = "ce"
-    credit_scope: str = "network"
+    param_checks: ClassVar[dict[str, Check]] = {}
 
     def __init__(self, context: PolicyContext) -> None:
         self.context = context
@@ -126,20 +152,19 @@ class TeacherWeightingPolicy:
     def check_params(cls, params: dict[str, Any], config: "RunConfig") -> None:
         """Validate ``distillation.policy.params`` before anything runs; errors name
         ``distillation.policy.params.<param>``. By default: parameters ``__init__`` does not take,
-        and NaN or infinity. Policies with further constraints extend this."""
+        NaN or infinity, and values failing ``param_checks``. Policies with constraints across
+        parameters or on the rest of the config extend this."""
         check_keyword_params(cls.__init__, params, "distillation.policy.params", f"policy '{cls.__name__}'",
                              skip=("self", "context"))
+        check_declared_params(params, cls.param_checks, "distillation.policy.params")
 
     def weights(self, batch: TeacherBatch) -> Tensor:  # pragma: no cover - interface
         raise NotImplementedError
 
-    def wants_probe_losses(self, progress: Progress) -> bool:
-        """Whether the peer measures the probe loss before and after this step's update."""
-        return self.probe_batch_size > 0
-
-    def wants_credit(self, progress: Progress) -> bool:
-        """Whether the peer computes this step's dense credit (:attr:`Feedback.credit`; needs a probe)."""
-        return False
+    def feedback_request(self, progress: Progress) -> FeedbackRequest | None:
+        """What the peer measures around this step's update for its :class:`Feedback` (``None``:
+        only the losses); asked once per distilling step, after :meth:`weights`."""
+        return None
 
     def feedback(self, batch: TeacherBatch, weights: Tensor, feedback: Feedback) -> dict[str, float] | None:
         """Called after each update with the weights used and its outcome; returns scalars to log."""

@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from codistill.checks import Check, check_keyword_params, is_number
+from codistill.checks import Check, check_declared_params, check_keyword_params, numeric
 from codistill.errors import ConfigError
 from codistill.models.base import ModelOutput, PeerNetwork
 from codistill.progress import Progress
@@ -101,13 +101,7 @@ class DistillationMethod(nn.Module):
                 low = minimum_over(as_schedule(params[key], f"{field}.{key}"), total_epochs)
                 if not low > 0:
                     raise ConfigError(f"{field}.{key}", f"must be > 0 throughout training, got {low}")
-        for key, check in cls.param_checks.items():
-            if key in params:
-                if not is_number(params[key]):
-                    raise ConfigError(f"{field}.{key}", f"expected a number, got {params[key]!r}")
-                complaint = check(params[key])
-                if complaint:
-                    raise ConfigError(f"{field}.{key}", complaint)
+        check_declared_params(params, {key: numeric(check) for key, check in cls.param_checks.items()}, field)
 
     def __init__(self, context: MethodContext) -> None:
         super().__init__()

@@ -1,14 +1,15 @@
 """The probe: how a learning teacher policy sees the effect of its weights.
 
-A policy that asks for it (``probe_batch_size`` > 0) gets the student's loss on a batch of the
+What is measured is what the policy's :class:`~codistill.policy.FeedbackRequest` of the step asks
+for. With ``probe_losses`` it gets the student's loss on a batch of the
 probe split (``data.probe_fraction`` of the training split, never trained on, or with
 ``data.probe_source: held_out`` of the clean validation split) just before and just after each
 update, in eval mode (no RNG drawn, no BatchNorm statistics touched), inside the
-:class:`~codistill.policy.Feedback` of that step. The loss is the policy's ``probe_loss``
+:class:`~codistill.policy.Feedback` of that step. The loss is the request's ``probe_loss``
 (:func:`probe_loss`): cross-entropy, or the mean absolute error ``1 − p_y``, which symmetric label
 noise cannot bias (Ghosh, Kumar & Sastry, AAAI 2017).
 
-On the steps it asks for (``wants_credit``), the policy also gets the **dense credit** of every
+With a ``credit_scope``, the policy gets the **dense credit** of every
 weight: the exact first-order effect of ``w[b, k]`` on the probe loss after a virtual plain-SGD
 step, the one-step lookahead of Learning to Reweight (Ren et al., ICML 2018) and Meta-Weight-Net
 (Shu et al., NeurIPS 2019), here per example and teacher. The step moves either every parameter
@@ -31,10 +32,8 @@ from torch.func import functional_call, jvp
 
 from codistill.data.base import PeerDataset
 from codistill.models import ModelOutput, PeerNetwork
+from codistill.policy import PROBE_LOSSES
 from codistill.progress import Progress
-
-PROBE_LOSSES = ("ce", "mae")
-CREDIT_SCOPES = ("head", "network")
 
 
 def probe_loss(logits: Tensor, labels: Tensor, kind: str) -> Tensor:

@@ -44,7 +44,7 @@ from codistill.peer.objective import DistillationObjective
 from codistill.peer.optimization import Optimization, select_device
 from codistill.peer.replicas import ReplicaTeachers, uses_replicas
 from codistill.peer.teachers import TeacherSlots, normalized_weights, payload_bytes
-from codistill.policy import Feedback, PolicyContext, TeacherWeightingPolicy
+from codistill.policy import Feedback, FeedbackRequest, PolicyContext, TeacherWeightingPolicy
 from codistill.pruning import GradualPruner, effective_state_dict
 from codistill.registry import POLICIES
 
@@ -110,8 +110,6 @@ class PeerTrainer:
         self.optimization = Optimization(config, self.peer, list(self.model.parameters())
                                          + list(self.objective.parameters()), self.device)
         self.policy = self._build_policy()
-        self.probe = Probe(self.dataset, config.seed, self.policy.probe_batch_size, self.device,
-                           self.optimization.autocast, self.policy.probe_loss)
         #: Progress of the last update (the cohort's policy synchronization looks at it).
         self.last_progress = None
         #: The policy's feedback of the last update (``None`` when no teacher was weighted).
@@ -179,7 +177,7 @@ class PeerTrainer:
         kept = self.slots.finite(payloads, self.config.runtime.on_nonfinite == "stop", self.peer.name, progress)
         strength = self.objective.strength(progress)
         distilling = self.objective.active and strength != 0.0 and bool(kept)
-        batch = weights = None
+        batch = weights = request = None
         credit_due = False
         terms: dict[str, Tensor] = {}
         with self.optimization.autocast():
@@ -190,21 +188,23 @@ class PeerTrainer:
                 batch = self.slots.batch(teachers, student.logits.detach().float(), targets, self.index, progress,
                                          pending.batch.indices)
                 weights = normalized_weights(self.policy.weights(batch), len(batch.teacher_indices), targets.numel())
-                credit_due = self.policy.probe_batch_size > 0 and self.policy.wants_credit(progress)
+                request = self.policy.feedback_request(progress)
+                credit_due = request is not None and request.credit_scope is not None
                 if credit_due:  # the loss as a function of the weights, for their credit
                     weights = weights.detach().requires_grad_(True)
                 terms = self.objective.terms(student, teachers, weights, self.slots.includes_self, targets, progress)
             loss = ce + strength * (sum(terms.values()) if terms else torch.zeros((), device=self.device))
 
-        measure = batch is not None and self.policy.probe_batch_size > 0 and self.policy.wants_probe_losses(progress)
-        probe = self.probe.batch(progress) if measure or credit_due else None
+        measure = request is not None and request.probe_losses
+        prober = self._probe(request) if measure or credit_due else None
+        probe = prober.batch(progress) if prober is not None else None
         probe_before = credit = None
         if credit_due:
-            credit, probe_before = self._credit(loss, weights, student, probe, lr)
+            credit, probe_before = self._credit(loss, weights, student, prober, probe, request.credit_scope, lr)
             weights = weights.detach()
         applied = self.optimization.backward(loss, progress)
         if measure and applied and probe_before is None:
-            probe_before = self.probe.loss(self.model, probe)
+            probe_before = prober.loss(self.model, probe)
         if applied:
             self.optimization.step()
         if self.pruner is not None:
@@ -227,7 +227,7 @@ class PeerTrainer:
             metrics.update({m.teacher_weight(name): float(weight) for name, weight in zip(names, weights.mean(0))})
             self.last_feedback = Feedback(loss_total=metrics[m.LOSS_TOTAL], loss_ce=metrics[m.LOSS_CE],
                                           probe_loss_before=probe_before,
-                                          probe_loss_after=self.probe.loss(self.model, probe) if measure else None,
+                                          probe_loss_after=prober.loss(self.model, probe) if measure else None,
                                           credit=credit)
             if probe_before is not None:
                 metrics[m.PROBE_LOSS_BEFORE] = probe_before
@@ -236,15 +236,20 @@ class PeerTrainer:
             metrics.update(self.policy.feedback(batch, weights, self.last_feedback) or {})
         return metrics
 
-    def _credit(self, loss: Tensor, weights: Tensor, student: ModelOutput, probe: tuple[Tensor, Tensor],
-                lr: float) -> tuple[Tensor, float]:
-        """The dense credit ``[B, K]`` (CPU) of this step's weights for the policy's
-        ``credit_scope``, and the probe loss before the update."""
-        if self.policy.credit_scope == "head":
-            probe_before, head_gradient = self.probe.head_gradient(self.model, probe)
+    def _probe(self, request: FeedbackRequest) -> Probe:
+        """The probe batches and loss a policy's request asks for."""
+        return Probe(self.dataset, self.config.seed, request.probe_batch_size, self.device, self.optimization.autocast,
+                     request.probe_loss)
+
+    def _credit(self, loss: Tensor, weights: Tensor, student: ModelOutput, prober: Probe, probe: tuple[Tensor, Tensor],
+                scope: str, lr: float) -> tuple[Tensor, float]:
+        """The dense credit ``[B, K]`` (CPU) of this step's weights with a virtual step over
+        ``scope`` (head or network), and the probe loss before the update."""
+        if scope == "head":
+            probe_before, head_gradient = prober.head_gradient(self.model, probe)
             return head_credit(loss, weights, student, self.model.classifier, head_gradient, lr).cpu(), probe_before
         parameters = list(self.model.parameters())
-        probe_before, probe_gradient = self.probe.gradient(self.model, probe, parameters)
+        probe_before, probe_gradient = prober.gradient(self.model, probe, parameters)
         return dense_credit(loss, weights, parameters, probe_gradient, lr).cpu(), probe_before
 
     # -- codistillation ----------------------------------------------------------------------
