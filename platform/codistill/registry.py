@@ -1,9 +1,13 @@
 """Name → component registries: one way to name every kind of component in a config.
 
-A built-in component registers itself where it is defined, with its key written once::
+A built-in component registers itself where it is defined, with its key written once: a class
+that names itself is registered under its ``name``, anything else under the key given::
 
-    @METHODS.register("kd")
-    class KD(DistillationMethod): ...
+    @METHODS.register_named
+    class KD(DistillationMethod):
+        name = "kd"
+
+    MODELS.register("mlp")(MLP)
 
 and user code is named ``package.module:Name`` wherever a built-in name is accepted
 (``model: mylab.nets:TinyNet``, ``policy: {name: policies.learned:LearnedPolicy}``). The
@@ -42,6 +46,10 @@ class Registry(Generic[T]):
             return component
 
         return decorate
+
+    def register_named(self, component: T) -> T:
+        """Decorator registering a built-in component under its own ``name`` attribute."""
+        return self.register(component.name)(component)
 
     def get(self, name: str) -> T:
         """The component called ``name``: a built-in, or ``package.module:Name`` of user code.

@@ -40,7 +40,7 @@ from codistill.progress import Progress
 from codistill.schedules import as_schedule
 
 
-@METHODS.register("dckd")
+@METHODS.register_named
 class DCKD(DistillationMethod):
     name = "dckd"
     positive_schedules = ("temperature",)
@@ -50,7 +50,7 @@ class DCKD(DistillationMethod):
     def __init__(self, context: MethodContext, temperature: Any = 4.0, alpha: float = 1.0, beta: float = 8.0,
                  warmup_epochs: float = 20.0, joint_target_share: float = 0.5, kept_student_share: float = 0.5) -> None:
         super().__init__(context)
-        self.temperature = as_schedule(temperature, "dckd.temperature")
+        self.temperature = as_schedule(temperature, f"{self.name}.temperature")
         self.alpha, self.beta, self.warmup_epochs = alpha, beta, warmup_epochs
         self.gamma, self.kappa = joint_target_share, kept_student_share
 

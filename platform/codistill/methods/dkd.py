@@ -49,7 +49,7 @@ def warmup_factor(progress: Progress, warmup_epochs: float) -> float:
     return min((progress.epoch + 1) / warmup_epochs, 1.0) if warmup_epochs > 0 else 1.0
 
 
-@METHODS.register("dkd")
+@METHODS.register_named
 class DKD(DistillationMethod):
     name = "dkd"
     positive_schedules = ("temperature",)
@@ -58,7 +58,7 @@ class DKD(DistillationMethod):
     def __init__(self, context: MethodContext, temperature: Any = 4.0, alpha: float = 1.0, beta: float = 8.0,
                  warmup_epochs: float = 20.0) -> None:
         super().__init__(context)
-        self.temperature = as_schedule(temperature, "dkd.temperature")
+        self.temperature = as_schedule(temperature, f"{self.name}.temperature")
         self.alpha, self.beta, self.warmup_epochs = alpha, beta, warmup_epochs
 
     def forward(self, student: ModelOutput, teacher: TeacherView | None, targets: Tensor,

@@ -46,7 +46,7 @@ def _per_example_mse(student: Tensor, target: Tensor) -> Tensor:
     return (student - target).pow(2).flatten(1).mean(1)
 
 
-@METHODS.register("feature_decoupled")
+@METHODS.register_named
 class FeatureDecoupled(DistillationMethod):
     name = "feature_decoupled"
     uses_teacher_features = True

@@ -78,7 +78,7 @@ def prune_channels(feature: Tensor, scores: Tensor, keep: int) -> Tensor:
     return feature.index_select(1, kept)
 
 
-@METHODS.register("indistill")
+@METHODS.register_named
 class InDistill(DistillationMethod):
     name = "indistill"
     uses_teacher_features = True
@@ -95,7 +95,7 @@ class InDistill(DistillationMethod):
                  temperature: Any = 4.0) -> None:
         super().__init__(context)
         self.boundaries = tuple(int(b) for b in curriculum_epochs)
-        self.temperature = as_schedule(temperature, "indistill.temperature")
+        self.temperature = as_schedule(temperature, f"{self.name}.temperature")
         student = context.student_feature_shapes
         for index, shapes in enumerate(context.teacher_feature_shapes):
             for stage in range(min(len(self.boundaries), len(student), len(shapes))):

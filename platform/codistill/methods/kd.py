@@ -25,15 +25,15 @@ from codistill.progress import Progress
 from codistill.schedules import as_schedule
 
 
-@METHODS.register("kd")
+@METHODS.register_named
 class KD(DistillationMethod):
     name = "kd"
     positive_schedules = ("temperature",)
 
     def __init__(self, context: MethodContext, temperature: Any = 4.0) -> None:
         super().__init__(context)
-        self.temperature = as_schedule(temperature, "kd.temperature")
+        self.temperature = as_schedule(temperature, f"{self.name}.temperature")
 
     def forward(self, student: ModelOutput, teacher: TeacherView | None, targets: Tensor,
                 progress: Progress) -> dict[str, Tensor]:
-        return {"kd": softened_kl(teacher_logits(teacher), student.logits, self.temperature(progress))}
+        return {self.name: softened_kl(teacher_logits(teacher), student.logits, self.temperature(progress))}

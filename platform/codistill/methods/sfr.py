@@ -64,7 +64,7 @@ def as_maps(feature: Tensor) -> Tensor:
     return feature if feature.dim() == 4 else feature[:, :, None, None]
 
 
-@METHODS.register("sfr")
+@METHODS.register_named
 class SelfFeatureRegularization(DistillationMethod):
     name = "sfr"
     uses_teacher = False
