@@ -196,15 +196,15 @@ class PeerTrainer:
             loss = ce + strength * (sum(terms.values()) if terms else torch.zeros((), device=self.device))
 
         measure = request is not None and request.probe_losses
-        prober = self._probe(request) if measure or credit_due else None
-        probe = prober.batch(progress) if prober is not None else None
+        probe = self._probe(request) if measure or credit_due else None
+        probe_batch = probe.batch(progress) if probe is not None else None
         probe_before = credit = None
         if credit_due:
-            credit, probe_before = self._credit(loss, weights, student, prober, probe, request.credit_scope, lr)
+            credit, probe_before = self._credit(loss, weights, student, probe, probe_batch, request.credit_scope, lr)
             weights = weights.detach()
         applied = self.optimization.backward(loss, progress)
         if measure and applied and probe_before is None:
-            probe_before = prober.loss(self.model, probe)
+            probe_before = probe.loss(self.model, probe_batch)
         if applied:
             self.optimization.step()
         if self.pruner is not None:
@@ -227,7 +227,7 @@ class PeerTrainer:
             metrics.update({m.teacher_weight(name): float(weight) for name, weight in zip(names, weights.mean(0))})
             self.last_feedback = Feedback(loss_total=metrics[m.LOSS_TOTAL], loss_ce=metrics[m.LOSS_CE],
                                           probe_loss_before=probe_before,
-                                          probe_loss_after=prober.loss(self.model, probe) if measure else None,
+                                          probe_loss_after=probe.loss(self.model, probe_batch) if measure else None,
                                           credit=credit)
             if probe_before is not None:
                 metrics[m.PROBE_LOSS_BEFORE] = probe_before
@@ -241,15 +241,15 @@ class PeerTrainer:
         return Probe(self.dataset, self.config.seed, request.probe_batch_size, self.device, self.optimization.autocast,
                      request.probe_loss)
 
-    def _credit(self, loss: Tensor, weights: Tensor, student: ModelOutput, prober: Probe, probe: tuple[Tensor, Tensor],
-                scope: str, lr: float) -> tuple[Tensor, float]:
+    def _credit(self, loss: Tensor, weights: Tensor, student: ModelOutput, probe: Probe,
+                probe_batch: tuple[Tensor, Tensor], scope: str, lr: float) -> tuple[Tensor, float]:
         """The dense credit ``[B, K]`` (CPU) of this step's weights with a virtual step over
         ``scope`` (head or network), and the probe loss before the update."""
         if scope == "head":
-            probe_before, head_gradient = prober.head_gradient(self.model, probe)
+            probe_before, head_gradient = probe.head_gradient(self.model, probe_batch)
             return head_credit(loss, weights, student, self.model.classifier, head_gradient, lr).cpu(), probe_before
         parameters = list(self.model.parameters())
-        probe_before, probe_gradient = prober.gradient(self.model, probe, parameters)
+        probe_before, probe_gradient = probe.gradient(self.model, probe_batch, parameters)
         return dense_credit(loss, weights, parameters, probe_gradient, lr).cpu(), probe_before
 
     # -- codistillation ----------------------------------------------------------------------
