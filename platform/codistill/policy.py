@@ -3,7 +3,8 @@
 The engine only knows this interface. A policy is asked once per batch (:meth:`TeacherWeightingPolicy.weights`)
 with a :class:`TeacherBatch` and told the outcome of the update through a typed :class:`Feedback`; a
 policy that learns from more than the losses says, step by step, what the engine measures for it
-(:class:`FeedbackRequest`). Learning policies also hand transitions to one :class:`PolicyLearner` per cohort. Built-in: ``uniform``;
+(:class:`FeedbackRequest`). Learning policies also hand transitions to one :class:`PolicyLearner`
+per cohort. Built-in: ``uniform``;
 learned policies live in the top-level ``policies`` package and are named in a config as
 ``module:Class`` (e.g. ``policies.confidence:ConfidenceAwarePolicy``), built as
 ``PolicyClass(context, **params)`` from a :class:`PolicyContext`.
