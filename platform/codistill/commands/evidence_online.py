@@ -18,8 +18,7 @@ where there is one, else last-epoch validation). Raw runs stay in ``--out``.
 
 Fashion-MNIST, as above: the MLP + CNN + ResNet-8 cohort of ``fashion_cohort.yaml`` on 1,180
 training images (a stratified 2% of the 59,000 left after 1,000 validation images), 10 epochs;
-test: the official 10,000. 18 runs (6 variants × seeds 0–2), sized for about 20 minutes on 2 cores
-(docs/datasets.md).
+test: the official 10,000. 18 runs (6 variants × seeds 0–2); their time: docs/datasets.md.
 
 ``--epoch-seconds`` measures instead, so users can size their runs: seconds per training epoch
 (median of ``--timed-epochs`` after a warm-up epoch) and per evaluation pass of each peer alone

@@ -1,6 +1,6 @@
 """Teacher selection: uniform weights, CA-MKD, fixed weightings, the learned policy and the label
 oracle, offline with a pool of frozen teachers, online in the default cohort and in a cohort with
-one poor teacher. The README's "Learned teacher policy" tables and docs/policies.md's.
+one poor teacher. The README's "Learned teacher policy" table and docs/policy-measurements*.md.
 
     python jobs/evidence_policy.py --seeds 0 1 2                            # the memorizer pool
     python jobs/evidence_policy.py --seeds 0 1 2 --pool-kind specialist --settings offline
