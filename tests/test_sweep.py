@@ -197,7 +197,8 @@ def test_a_seeded_population_scheduler_draws_from_its_own_streams():
 
     def draws(seed: int) -> list:
         scheduler = build_scheduler("pbt", dimensions, epochs=4, interval=1, grace_epochs=1, seed=seed)
-        clone = SimpleNamespace(config={"distillation.weight.value": 1.0, "distillation.methods.0.params.temperature": 3.0})
+        clone = SimpleNamespace(config={"distillation.weight.value": 1.0,
+                                        "distillation.methods.0.params.temperature": 3.0})
         found = []
         for _ in range(20):
             with scheduler.own_random_streams():

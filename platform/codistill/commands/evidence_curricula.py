@@ -67,10 +67,12 @@ def main(argv: list[str] | None = None, jobs_dir: Path = JOBS) -> int:
     overrides = c.held_out_test_split(load_config(args.config, args.overrides)) + args.overrides
     common = ["--config", args.config, "--space", args.space, "--backend", args.backend]
     sweeps = {"asha": common + ["--num-samples", str(args.asha_samples), "--grace-epochs", "2", "--cpus", "6"],
-              "pbt": common + ["--num-samples", str(args.pbt_samples), "--perturbation-interval", str(args.pbt_interval),
+              "pbt": common + ["--num-samples", str(args.pbt_samples),
+                               "--perturbation-interval", str(args.pbt_interval),
                                "--cpus", str(3 * args.pbt_samples)]}
     if args.reuse_sweeps:
-        done = {name: (args.out / c.SWEEPS_DIR / name, c.sweep_summary(args.out / c.SWEEPS_DIR / name)) for name in sweeps}
+        done = {name: (args.out / c.SWEEPS_DIR / name, c.sweep_summary(args.out / c.SWEEPS_DIR / name))
+                for name in sweeps}
         shutil.rmtree(args.out / c.REPLAYS_DIR, ignore_errors=True)
     else:
         fresh_output(args.out)

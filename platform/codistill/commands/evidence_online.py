@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="jobs/configs/digits_cohort.yaml")
     parser.add_argument("--epoch-seconds", action="store_true",
                         help="instead of the table: seconds per epoch of each peer alone and of the cohort")
-    parser.add_argument("--timed-epochs", type=int, default=2, help="with --epoch-seconds: epochs timed after a warm-up")
+    parser.add_argument("--timed-epochs", type=int, default=2,
+                        help="with --epoch-seconds: epochs timed after a warm-up")
     add_common_arguments(parser, "runs/evidence-online")
     args = parser.parse_args(argv)
     fresh_output(args.out)
@@ -128,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
                 row["ens_last"].append(results["ensemble"]["last_val_accuracy"])
                 row["ens_best"].append(results["ensemble"]["best_val_accuracy"])
                 if "test_accuracy" in results["ensemble"]:
-                    row.setdefault("peer_test", []).append(statistics.mean(p["test_accuracy"] for p in results["peers"]))
+                    row.setdefault("peer_test", []).append(
+                        statistics.mean(p["test_accuracy"] for p in results["peers"]))
                     row.setdefault("ens_test", []).append(results["ensemble"]["test_accuracy"])
                 for p in results["peers"]:
                     per_peer.setdefault(name, {}).setdefault(p["name"], []).append(

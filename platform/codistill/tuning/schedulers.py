@@ -111,7 +111,8 @@ def build_scheduler(name: str, dimensions: Sequence[Dimension], *, epochs: int, 
     changing = mutated(dimensions, name)
     if name == "pbt":
         return ConstrainedPBT(changing, epochs, seed, perturbation_interval=interval, quantile_fraction=0.25,
-                              synch=True, resample_probability=0.25, hyperparam_mutations={d.key: d.to_tune() for d in changing},
+                              synch=True, resample_probability=0.25,
+                              hyperparam_mutations={d.key: d.to_tune() for d in changing},
                               **common)
     return ConstrainedPB2(changing, epochs, seed, perturbation_interval=interval, quantile_fraction=0.25, synch=True,
                           hyperparam_bounds={d.key: list(d.bounds) for d in changing}, **common)

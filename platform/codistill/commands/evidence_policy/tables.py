@@ -47,7 +47,8 @@ def headroom_table(title: str, seeds: list[int], gains: dict[str, list[float]], 
     lines += [[label] + [share(gain, ceiling) for gain, ceiling in zip(gains[name], first)]
               + [share(statistics.mean(gains[name]), statistics.mean(h)) for h in ceilings.values()]
               for name, label in labels.items()]
-    return table([title] + [f"seed {s}" for s in seeds] + [f"of {label} − uniform, means" for label in ceilings], lines)
+    return table([title] + [f"seed {s}" for s in seeds] + [f"of {label} − uniform, means" for label in ceilings],
+                 lines)
 
 
 def gains_over_uniform(rows: dict[str, dict[str, Any]], key: str) -> dict[str, list[float]]:
