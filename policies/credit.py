@@ -23,7 +23,7 @@ from policies.scorer import TeacherScorer, clipped_step, same_shape_groups, scor
 
 #: ``uniform_prior`` online when it is not set (offline: 0). Online the candidates are peers of the
 #: same run, none bad by construction; without the prior the head credit moved most of the weight
-#: to the best peer and to the student itself and lost to uniform (docs/policies.md).
+#: to the best peer and to the student itself and lost to uniform (docs/policy-measurements-online.md).
 ONLINE_UNIFORM_PRIOR = 0.3
 
 

@@ -22,6 +22,14 @@ ROOT = Path(__file__).resolve().parent.parent
 import numpy as np  # noqa: E402
 
 from codistill.config import RunConfig, parse_config  # noqa: E402
+from codistill.data import fashion_mnist  # noqa: E402
+
+#: Whether the real Fashion-MNIST files are installed (``make test`` installs them where it can).
+FASHION_MNIST_INSTALLED = not fashion_mnist.missing_files(Path(fashion_mnist.DEFAULT_ROOT))
+FASHION_MNIST_MISSING = (f"the Debian package {fashion_mnist.PACKAGE} is not installed ({fashion_mnist.DEFAULT_ROOT}); "
+                         "`make test` installs it when run as root")
+#: Marks a test that reads the real Fashion-MNIST files: skipped, naming the package, without them.
+needs_fashion_mnist = pytest.mark.skipif(not FASHION_MNIST_INSTALLED, reason=FASHION_MNIST_MISSING)
 
 TINY: dict[str, Any] = {
     "name": "tiny",

@@ -27,7 +27,7 @@ class FullDisk:
 
         def open_(path: pathlib.Path, mode: str = "r", *args, **kwargs):
             handle = real_open(path, mode, *args, **kwargs)
-            if "w" in mode and str(path).endswith(suffix):
+            if ("w" in mode or "a" in mode) and str(path).endswith(suffix):
                 self.hits += 1
                 handle.write = self.fail
             return handle
@@ -86,3 +86,50 @@ def test_full_disk_stops_with_one_line_and_resume_finishes(straight, tmp_path, c
     monkeypatch.undo()  # space is back
     assert train(["--resume", str(run_dir)]) == 0
     assert outcome(json.loads((run_dir / "results.json").read_text()), run_dir) == uninterrupted
+
+
+def test_full_disk_when_preparing_the_run_directory_stops_with_one_line(straight, tmp_path, capsys, monkeypatch):
+    config_file, _ = straight
+    run_dir = tmp_path / "run"
+    disk = FullDisk(monkeypatch, "run/config.yaml")
+    capsys.readouterr()
+    assert train(["--config", str(config_file), "--run-dir", str(run_dir)]) == 1
+    assert disk.hits == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [f"codistill: cannot write {run_dir / 'config.yaml'}: No space left on device; nothing was trained"]
+
+
+def test_full_disk_when_recording_a_resume_stops_with_one_line(straight, tmp_path, capsys, monkeypatch):
+    config_file, _ = straight
+    run_dir = tmp_path / "run"
+    assert train(["--config", str(config_file), "--run-dir", str(run_dir), "--stop-after-epochs", "1"]) == 0
+    disk = FullDisk(monkeypatch, "run/resume.log")
+    capsys.readouterr()
+    assert train(["--resume", str(run_dir)]) == 1
+    assert disk.hits == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [f"codistill: cannot write {run_dir / 'resume.log'}: No space left on device; nothing was trained"]
+
+
+def test_full_disk_under_tensorboard_stops_the_run_naming_the_event_file(straight, tmp_path, capsys, monkeypatch):
+    """TensorBoard's writer thread fails; its writer reports it on its next call, naming the file."""
+    from tensorboard.compat.tensorflow_stub.io import gfile
+
+    config_file, _ = straight
+    run_dir = tmp_path / "run"
+    real_write, calls = gfile.GFile.write, []
+
+    def write(self, content):
+        if b"tensorboard/mlp/" in self.filename:
+            calls.append(self.filename)
+            if len(calls) > 2:  # the header and a first flush went through
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, content)
+
+    monkeypatch.setattr(gfile.GFile, "write", write)
+    capsys.readouterr()
+    assert train(["--config", str(config_file), "--run-dir", str(run_dir)]) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(f"codistill: cannot write {run_dir / 'tensorboard' / 'mlp' / 'events.out.tfevents.'}")
+    assert last.endswith("No space left on device; the run stopped, no epoch was complete") or \
+        "its last complete checkpoint stays in" in last

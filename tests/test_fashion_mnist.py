@@ -1,6 +1,6 @@
 """fashion_mnist: the IDX loader on tiny files written here (gzipped and raw, damaged ones), the
 download path (torchvision's downloader replaced), the official test split end to end, and, where
-the Debian package is installed (it is in CI), the real files."""
+the Debian package is installed (``make test`` installs it as root), the real files."""
 
 from __future__ import annotations
 
@@ -21,11 +21,10 @@ from codistill.data.splits import carve_validation
 from codistill.errors import ConfigError
 from codistill.runner import RESULTS_FILE, prepare_run_dir, run_cohort
 from codistill.local import SequentialCohort
-from conftest import tiny_raw, write_fashion_mnist, write_idx
+from conftest import needs_fashion_mnist, tiny_raw, write_fashion_mnist, write_idx
 
 TRAIN_IMAGES, TRAIN_LABELS = "train-images-idx3-ubyte", "train-labels-idx1-ubyte"
 TEST_IMAGES, TEST_LABELS = "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"
-INSTALLED = all((Path(fm.DEFAULT_ROOT) / f"{file.name}.gz").is_file() for file in fm.FILES.values())
 
 
 def load(root: Path | None, **settings) -> fm.InMemoryDataset:
@@ -203,16 +202,12 @@ def test_the_official_test_split_is_evaluated_after_the_last_epoch(tmp_path):
 
 # -- the real files (the Debian package dataset-fashion-mnist) -----------------------------------
 
-real = pytest.mark.skipif(not INSTALLED, reason=f"the Debian package dataset-fashion-mnist is not installed "
-                                                f"({fm.DEFAULT_ROOT})")
-
-
 @pytest.fixture(scope="module")
 def official():
     return load(None), load(None, seed=1, train_fraction=0.1, label_noise=0.2)
 
 
-@real
+@needs_fashion_mnist
 def test_the_real_files_hold_60000_and_10000_balanced_images(official):
     check(None)
     images, labels = fm.read_split(Path(fm.DEFAULT_ROOT), "train", None)
@@ -226,7 +221,7 @@ def test_the_real_files_hold_60000_and_10000_balanced_images(official):
     assert torch.equal(all_of(full, "test")[1], test_labels)
 
 
-@real
+@needs_fashion_mnist
 def test_the_real_splits_are_disjoint_and_the_same_for_every_run_seed(official):
     full, reduced = official
     _, labels = fm.read_split(Path(fm.DEFAULT_ROOT), "train", None)

@@ -190,6 +190,48 @@ def test_pbt_exploit_continues_a_clone_and_its_replay_reproduces_the_trial(ray_r
         [[p["val_accuracy"] for p in h["peers"]] for h in history]
 
 
+def test_a_seeded_population_scheduler_draws_from_its_own_streams():
+    from codistill.tuning.schedulers import build_scheduler
+
+    dimensions = [parse_dimension(key, spec, key) for key, spec in SPACE.items()]
+
+    def draws(seed: int) -> list:
+        scheduler = build_scheduler("pbt", dimensions, epochs=4, interval=1, grace_epochs=1, seed=seed)
+        clone = SimpleNamespace(config={"distillation.weight.value": 1.0,
+                                        "distillation.methods.0.params.temperature": 3.0})
+        found = []
+        for _ in range(20):
+            with scheduler.own_random_streams():
+                found.append(scheduler._get_new_config(SimpleNamespace(config={}), clone)[0])
+        return found
+
+    random.seed(1)
+    before = random.random()
+    random.seed(1)
+    assert draws(7) == draws(7) != draws(8)
+    assert random.random() == before  # the driver's stream is left as it was
+
+
+def exploit_decisions(directory: Path) -> list[tuple[int, int, dict]]:
+    """(target trial index, clone trial index, new config) of every exploit (not the logged clone
+    epoch: synchronous PBT's may lag the checkpoint it hands over, by timing)."""
+    return [(int(target.split("_")[0]), int(clone.split("_")[0]), new_config)
+            for target, clone, _, _, _, new_config
+            in map(json.loads, (directory / "pbt_global.txt").read_text().splitlines())]
+
+
+@pytest.mark.ray
+def test_two_pbt_sweeps_with_the_same_seed_make_the_same_decisions(ray_runtime, tmp_path):
+    decisions = []
+    for name in ("first", "second"):
+        arguments = sweep_args(tmp_path, "--scheduler", "pbt", "--num-samples", "2", "--perturbation-interval", "1",
+                               "--backend", "sequential", "--set", "epochs=3")
+        arguments[arguments.index("--name") + 1] = name
+        assert sweep.main(arguments) == 0
+        decisions.append(exploit_decisions(tmp_path / "sweeps" / name))
+    assert decisions[0] and decisions[0] == decisions[1]
+
+
 @pytest.mark.ray
 def test_resume_does_not_rerun_finished_trials(ray_runtime, tmp_path, capsys):
     """One trial on the Ray backend (peers in the trial's bundles); resuming the sweep reruns nothing."""

@@ -99,10 +99,14 @@ def main(argv: list[str] | None, *, mode: str, description: str, backends: tuple
         return 2
     for warning in warnings:
         print(f"codistill: warning: {warning}", file=sys.stderr)
-    if args.resume is None:
-        prepare_run_dir(run_dir, config)
-    else:
-        record_resume(run_dir, config, args.overrides)
+    try:
+        if args.resume is None:
+            prepare_run_dir(run_dir, config)
+        else:
+            record_resume(run_dir, config, args.overrides)
+    except WriteFailed as error:
+        print(f"codistill: {error}; nothing was trained", file=sys.stderr)
+        return 1
     print(f"run directory: {run_dir}   (tensorboard --logdir {run_dir / 'tensorboard'})", flush=True)
     started_ray = start_ray(config) if start_ray is not None and args.backend == "ray" else False
     try:

@@ -15,19 +15,58 @@ from __future__ import annotations
 import sys
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
+from typing import Iterator, TextIO
 
 from torch.utils.tensorboard import SummaryWriter
 
 from codistill import metrics as m
+from codistill.errors import WriteFailed
+from codistill.safe_io import failed_writes_named
+
+
+def event_file(writer: SummaryWriter) -> Path:
+    """The event file ``writer`` writes (its directory before it has one)."""
+    directory = Path(writer.get_logdir())
+    return max(directory.glob("events.out.tfevents.*"), key=lambda path: path.stat().st_mtime, default=directory)
+
+
+@contextmanager
+def failures_named(writer: SummaryWriter) -> Iterator[None]:
+    """Within: a failed write of ``writer`` raises ``WriteFailed`` naming its event file."""
+    try:
+        yield
+    except WriteFailed:
+        raise
+    except OSError as error:
+        raise WriteFailed(error.errno, error.strerror, str(event_file(writer))) from error
 
 
 class TensorBoardLog:
+    """The run's event files; a failed write (a full disk) raises
+    :class:`~codistill.errors.WriteFailed` naming the event file (a writer reports a failure of its
+    background thread on its next call)."""
+
     def __init__(self, directory: Path, peer_names: list[str], log_every_steps: int) -> None:
-        self.writers = {name: SummaryWriter(str(directory / name)) for name in peer_names}
-        self.cohort = SummaryWriter(str(directory / "cohort"))
+        self.writers: dict[str, SummaryWriter] = {}
+        for name in [*peer_names, "cohort"]:
+            with failed_writes_named(directory / name):
+                self.writers[name] = SummaryWriter(str(directory / name))
+        self.cohort = self.writers.pop("cohort")
         self.peer_names, self.every = peer_names, max(1, log_every_steps)
+
+    def add(self, writer: SummaryWriter, key: str, value: float, step: int) -> None:
+        with failures_named(writer):
+            writer.add_scalar(key, value, step)
+
+    def flush(self, close: bool = False) -> None:
+        for writer in [*self.writers.values(), self.cohort]:
+            with failures_named(writer):
+                if close:
+                    writer.close()
+                else:
+                    writer.flush()
 
     def steps(self, epoch_metrics: list[list[dict[str, float]]], first_global_step: int) -> None:
         """Per-step metrics ``[step][peer]``, averaged over windows of ``log_every_steps``."""
@@ -44,27 +83,26 @@ class TensorBoardLog:
                 examples = sums.pop(m.TRAIN_EXAMPLES)
                 correct = sums.pop(m.TRAIN_CORRECT)
                 writer = self.writers[name]
-                writer.add_scalar(m.TRAIN_ACCURACY_STEP, correct / max(examples, 1.0), step)
+                self.add(writer, m.TRAIN_ACCURACY_STEP, correct / max(examples, 1.0), step)
                 for key, value in sums.items():
-                    writer.add_scalar(key, value / counts[key], step)
+                    self.add(writer, key, value / counts[key], step)
 
     def epoch(self, epoch: int, peer_scalars: list[dict[str, float]], cohort_scalars: dict[str, float]) -> None:
         for name, scalars in zip(self.peer_names, peer_scalars):
             for key, value in scalars.items():
-                self.writers[name].add_scalar(key, value, epoch)
+                self.add(self.writers[name], key, value, epoch)
         for key, value in cohort_scalars.items():
-            self.cohort.add_scalar(key, value, epoch)
-        for writer in [*self.writers.values(), self.cohort]:
-            writer.flush()
+            self.add(self.cohort, key, value, epoch)
+        self.flush()
 
     def recovery(self, epoch: int, recoveries: int) -> None:
         """A lost peer was recovered: the count so far, at the epoch replayed from."""
-        self.cohort.add_scalar(m.RECOVERIES, recoveries, epoch)
-        self.cohort.flush()
+        self.add(self.cohort, m.RECOVERIES, recoveries, epoch)
+        with failures_named(self.cohort):
+            self.cohort.flush()
 
     def close(self) -> None:
-        for writer in [*self.writers.values(), self.cohort]:
-            writer.close()
+        self.flush(close=True)
 
 
 class ConsoleProgress:

@@ -37,7 +37,7 @@ from codistill.errors import NonFiniteLoss
 from codistill.evaluation import cohort_metrics, finite_rows
 from codistill.monitoring import ConsoleProgress, TensorBoardLog
 from codistill.records import EpochRecord, epoch_record, second_half_weights, summary_line
-from codistill.safe_io import write_atomic, write_directory_atomic
+from codistill.safe_io import failed_writes_named, write_atomic, write_directory_atomic
 
 CONFIG_FILE = "config.yaml"
 RESULTS_FILE = "results.json"
@@ -79,9 +79,11 @@ def prepare_run_dir(run_dir: Path, config: RunConfig) -> None:
 
 
 def write_config(run_dir: Path, config: RunConfig) -> None:
-    """Write ``config`` as the run's ``config.yaml`` (creating the directory)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    """Write ``config`` as the run's ``config.yaml`` (creating the directory); a failed write raises
+    :class:`~codistill.errors.WriteFailed` naming it."""
+    with failed_writes_named(run_dir / CONFIG_FILE):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
 def record_resume(run_dir: Path, config: RunConfig, overrides: list[str]) -> None:
@@ -89,7 +91,7 @@ def record_resume(run_dir: Path, config: RunConfig, overrides: list[str]) -> Non
     the front door) also update ``config.yaml``, so it always holds the config in use."""
     if overrides:
         write_atomic(run_dir / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False).encode())
-    with (run_dir / RESUME_LOG).open("a") as log:
+    with failed_writes_named(run_dir / RESUME_LOG), (run_dir / RESUME_LOG).open("a") as log:
         log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')} resumed{' with --set ' if overrides else ''}"
                   f"{' --set '.join(overrides)}\n")
 

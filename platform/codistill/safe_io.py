@@ -19,8 +19,9 @@ import pickle
 import shutil
 import warnings
 from collections import OrderedDict
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -101,6 +102,18 @@ def load(path: str | os.PathLike, map_location: Any = None) -> Any:
     except OSError as error:
         raise UnreadableFileError(f"cannot read {path}: {error.strerror or error}") from None
     return loads(blob, map_location, source=str(path))
+
+
+@contextmanager
+def failed_writes_named(path: Path) -> Iterator[None]:
+    """Within: an ``OSError`` (a full disk: ``ENOSPC``) becomes :class:`~codistill.errors.WriteFailed`
+    naming ``path`` (the file being written), as every write of a run reports it."""
+    try:
+        yield
+    except WriteFailed:
+        raise
+    except OSError as error:
+        raise WriteFailed(error.errno, error.strerror, str(path)) from error
 
 
 def write_atomic(path: Path, data: bytes) -> None:

@@ -14,14 +14,28 @@ from __future__ import annotations
 import statistics
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
+from codistill.cohort_base import Cohort
 from codistill.config import load_config
 from codistill.local import SequentialCohort
 
 LEARNED = "policies.learned:LearnedPolicy"
+
+
+def interleaved_epoch_seconds(cohorts: Mapping[str, Cohort], epochs: int) -> dict[str, list[float]]:
+    """Seconds of ``epochs`` training epochs of every cohort, after one warm-up epoch each, the
+    cohorts taking turns epoch by epoch so that they share the machine's load alike."""
+    seconds: dict[str, list[float]] = {name: [] for name in cohorts}
+    for epoch in range(epochs + 1):
+        for name, cohort in cohorts.items():
+            started = time.perf_counter()
+            cohort.train_epoch(epoch)
+            if epoch > 0:
+                seconds[name].append(time.perf_counter() - started)
+    return seconds
 
 
 def time_policies(config_file: str | Path, overrides: Sequence[str], *, probe_fraction: float, epochs: int,
@@ -30,15 +44,10 @@ def time_policies(config_file: str | Path, overrides: Sequence[str], *, probe_fr
     the ``steps`` per epoch and the number of ``peers``."""
     torch.set_num_threads(threads)
     common = [*overrides, f"data.probe_fraction={probe_fraction}"]
-    cohorts = {"uniform": SequentialCohort(load_config(config_file, common + ["distillation.policy=uniform"])),
-               "learned": SequentialCohort(load_config(config_file, common + [f"distillation.policy={{name: '{LEARNED}'}}"]))}
-    seconds: dict[str, list[float]] = {name: [] for name in cohorts}
-    for epoch in range(epochs + 1):
-        for name, cohort in cohorts.items():
-            started = time.perf_counter()
-            cohort.train_epoch(epoch)
-            if epoch > 0:
-                seconds[name].append(time.perf_counter() - started)
+    policies = {"uniform": "uniform", "learned": f"{{name: '{LEARNED}'}}"}
+    cohorts = {name: SequentialCohort(load_config(config_file, common + [f"distillation.policy={policy}"]))
+               for name, policy in policies.items()}
+    seconds = interleaved_epoch_seconds(cohorts, epochs)
     median = {name: statistics.median(times) for name, times in seconds.items()}
     return {"seconds": seconds, "median": median, "ratio": median["learned"] / median["uniform"],
             "steps": cohorts["uniform"].steps_per_epoch(), "peers": len(cohorts["uniform"].peers)}

@@ -18,8 +18,7 @@ for a dataset with a test split, of the final student on it; raw runs stay in ``
 Fashion-MNIST: the WRN-16-2 teacher of ``fashion_teacher.yaml`` (5,500 training images, 6
 epochs; train it once with ``jobs/offline.py`` and pass its run as ``--teacher-run``), then 14
 students × seeds 0–2 of ``fashion_offline.yaml`` (ResNet-8 on 880 training images, 6 epochs,
-1,000 validation images); test: the official 10,000. Sized for about 20 minutes on 2 cores
-(docs/datasets.md).
+1,000 validation images); test: the official 10,000; its time: docs/datasets.md.
 """
 
 from __future__ import annotations

@@ -16,8 +16,8 @@ from codistill.tuning.trainable import RunningTrials, train_cohort, trial_resour
 
 def build_tuner(settings: SweepSettings, resume: bool) -> tune.Tuner:
     """A new Tuner for ``settings``, or (``resume``) the one restored from its directory, which
-    continues unfinished and errored trials. The trials' values are sampled with the config's seed,
-    so a sweep's trials are the same on every run of it."""
+    continues unfinished and errored trials. The trials' values, and PBT's and PB2's choices, are
+    drawn with the config's seed, so a sweep's trials are the same on every run of it."""
     config, directory, options = settings.config, settings.directory, settings.options
     trainable = tune.with_resources(
         tune.with_parameters(train_cohort, base_raw=settings.base_raw, backend=options.backend,
@@ -26,7 +26,8 @@ def build_tuner(settings: SweepSettings, resume: bool) -> tune.Tuner:
     if resume:
         return tune.Tuner.restore(str(directory), trainable=trainable, resume_unfinished=True, resume_errored=True)
     scheduler = build_scheduler(options.scheduler, list(settings.dimensions), epochs=config.epochs,
-                                interval=options.perturbation_interval, grace_epochs=options.grace_epochs)
+                                interval=options.perturbation_interval, grace_epochs=options.grace_epochs,
+                                seed=config.seed)
     return tune.Tuner(
         trainable, param_space={d.key: d.to_tune() for d in settings.dimensions},
         tune_config=tune.TuneConfig(metric=options.metric, mode="max", scheduler=scheduler,
