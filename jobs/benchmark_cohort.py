@@ -18,7 +18,7 @@ from pathlib import Path
 import _bootstrap  # noqa: F401  (puts platform/ on sys.path when codistill is not installed)
 
 from codistill.benchmarks.cohort import benchmark_cohorts
-from codistill.config import load_config
+from codistill.validation import load_config
 from codistill.registry import EXCHANGES
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import _bootstrap  # noqa: F401  (puts platform/ on sys.path when codistill is not installed)
 
 from codistill.benchmarks.recovery import benchmark_recovery
-from codistill.config import load_config
+from codistill.validation import load_config
 
 
 def main(argv: list[str] | None = None) -> int:

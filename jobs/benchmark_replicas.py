@@ -22,7 +22,7 @@ from pathlib import Path
 import _bootstrap  # noqa: F401  (puts platform/ on sys.path when codistill is not installed)
 
 from codistill.benchmarks.replicas import DISTILL_EVERY_STEP, LINKS, benchmark_replicas, estimates
-from codistill.config import load_config
+from codistill.validation import load_config
 
 
 def print_tables(rows: list[dict], table: list[dict], intervals: list[int]) -> None:

@@ -79,7 +79,8 @@ from codistill.evidence import (add_common_arguments, fresh_output, mean_std, pl
                                  run_dir_for, selected, table, write_summary)
 
 from codistill.cohort_base import Cohort
-from codistill.config import PROBE_SOURCES, RunConfig, apply_override, load_config, parse_config
+from codistill.config import PROBE_SOURCES, RunConfig, apply_override
+from codistill.validation import load_config, parse_config
 from codistill.errors import ConfigError
 from codistill.local import OfflineCohort
 from codistill.offline import load_network

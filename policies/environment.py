@@ -42,7 +42,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from codistill.config import PolicyConfig, RunConfig, parse_config
+from codistill.config import PolicyConfig, RunConfig
+from codistill.validation import parse_config
 from codistill.local import OfflineCohort
 from codistill.peer import PeerTrainer, load_dataset
 from codistill.peer.feedback import PROBE_LOSSES

@@ -49,7 +49,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from codistill.config import RunConfig, parse_config
+from codistill.config import RunConfig
+from codistill.validation import parse_config
 from codistill.local import OfflineCohort
 
 FIRST_DATA_SEED = 1000  # worlds use data seeds 1000, 1001, …: never the evaluation's 0–2

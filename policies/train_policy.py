@@ -33,7 +33,7 @@ from typing import Iterator, Sequence
 
 import torch
 
-from codistill.config import load_config
+from codistill.validation import load_config
 from codistill.errors import ConfigError
 from codistill.peer.feedback import PROBE_LOSSES
 from codistill.policy import PolicyContext

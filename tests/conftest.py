@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 import numpy as np  # noqa: E402
 
-from codistill.config import RunConfig, parse_config  # noqa: E402
+from codistill.config import RunConfig  # noqa: E402
+from codistill.validation import parse_config  # noqa: E402
 
 TINY: dict[str, Any] = {
     "name": "tiny",

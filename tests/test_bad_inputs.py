@@ -19,7 +19,7 @@ import yaml
 
 from codistill.commands import offline, online
 from codistill import safe_io
-from codistill.config import parse_config
+from codistill.validation import parse_config
 from codistill.data import fashion_mnist
 from codistill.peer import PeerTrainer
 from conftest import tiny_raw, write_fashion_mnist

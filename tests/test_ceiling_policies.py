@@ -3,7 +3,7 @@
 
 import torch
 
-from codistill.config import parse_config
+from codistill.validation import parse_config
 from codistill.peer import PeerTrainer, load_dataset
 from codistill.policy import PolicyContext, TeacherBatch
 from codistill.progress import Progress

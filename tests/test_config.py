@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from codistill.config import apply_override, load_config, parse_config
+from codistill.config import apply_override
+from codistill.validation import load_config, parse_config
 from codistill.errors import ConfigError
 from conftest import tiny_raw
 

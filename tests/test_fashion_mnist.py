@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from codistill.config import parse_config
+from codistill.validation import parse_config
 from codistill.data import build_dataset, data_shape
 from codistill.data import fashion_mnist as fm
 from codistill.data.splits import carve_validation

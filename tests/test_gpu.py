@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from codistill.benchmarks.gpu import cohort_raw
-from codistill.config import parse_config
+from codistill.validation import parse_config
 from codistill.data.synthetic_cifar import write_synthetic_cifar10
 from codistill.local import OfflineCohort
 from codistill.offline import load_network

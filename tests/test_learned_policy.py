@@ -7,7 +7,7 @@ import torch
 import yaml
 
 from codistill.commands import online
-from codistill.config import parse_config
+from codistill.validation import parse_config
 from codistill.local import OfflineCohort
 from codistill.progress import Progress
 from codistill.runner import RESULTS_FILE, prepare_run_dir, run_cohort

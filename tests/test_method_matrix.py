@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from codistill.cohort_base import others
-from codistill.config import parse_config
+from codistill.validation import parse_config
 from codistill.methods import method_names
 from codistill.local import OfflineCohort
 from codistill.peer import PeerTrainer, load_dataset

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from codistill.config import parse_config
+from codistill.validation import parse_config
 from codistill.methods.base import TeacherView
 from codistill.progress import Progress
 from codistill.schedules import learning_rate_factor

@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from codistill.commands import online
-from codistill.config import parse_config
+from codistill.validation import parse_config
 from codistill.data import build_dataset
 from codistill.peer import PeerTrainer, load_dataset
 from conftest import tiny_config, tiny_raw, write_fashion_mnist

@@ -16,7 +16,7 @@ from codistill import safe_io
 from codistill.checkpoint import find_checkpoint
 from codistill.cohort_base import others
 from codistill.commands import online
-from codistill.config import parse_config
+from codistill.validation import parse_config
 from codistill.local import SequentialCohort
 from codistill.peer.replicas import RefreshSchedule, ReplicaTeachers
 from conftest import tiny_config, tiny_raw

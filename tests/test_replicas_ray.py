@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from codistill.cohort import RayCohort
-from codistill.config import parse_config
+from codistill.validation import parse_config
 from codistill.local import SequentialCohort
 from codistill.monitoring import ConsoleProgress
 from codistill.runner import prepare_run_dir, run_cohort

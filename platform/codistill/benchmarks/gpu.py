@@ -42,7 +42,8 @@ from typing import Any, Callable, Sequence
 import torch
 
 from codistill import metrics as m
-from codistill.config import RunConfig, parse_config
+from codistill.config import RunConfig
+from codistill.validation import parse_config
 from codistill.data.synthetic_cifar import VAL_FRACTION
 from codistill.local import SequentialCohort
 from codistill.peer import PeerTrainer

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import torch
 
-from codistill.config import load_config
+from codistill.validation import load_config
 from codistill.local import SequentialCohort
 
 LEARNED = "policies.learned:LearnedPolicy"

@@ -13,15 +13,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 import torch
 from torch import Tensor
 
+from codistill.config import DataConfig
 from codistill.errors import ConfigError
-
-if TYPE_CHECKING:
-    from codistill.config import DataConfig
+from codistill.shapes import DataShape
 
 
 @dataclass(frozen=True)
@@ -36,15 +35,6 @@ class DatasetInfo:
 PROBE_SEED = 0x9B0BE  # mixed into the seeds of the probe split and of its batches
 ORDER_SEED = 0x0D3E5  # mixed into the seed of a peer's own batch order (data.shared_batches: false)
 SPLIT_SEED = 0  # of the fixed splits carved for evaluation: the same for every run seed
-
-
-@dataclass(frozen=True)
-class DataShape:
-    """What a network for a dataset takes and predicts, known before the data are read."""
-
-    num_classes: int
-    in_channels: int
-    image_size: int
 
 
 class PeerDataset(ABC):
@@ -116,7 +106,7 @@ class DatasetFactory(ABC):
 
     @classmethod
     @abstractmethod
-    def check(cls, data: "DataConfig") -> DataShape:
+    def check(cls, data: DataConfig) -> DataShape:
         """The data's shape, or a :class:`ConfigError` naming the ``data.*`` field at fault."""
 
     @classmethod

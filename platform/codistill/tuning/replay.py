@@ -20,7 +20,8 @@ from typing import Any
 import yaml
 
 from codistill.checkpoint import load_latest_checkpoint
-from codistill.config import parse_config, set_field
+from codistill.config import set_field
+from codistill.validation import parse_config
 from codistill.curriculum import is_schedule_field
 from codistill.runner import CONFIG_FILE
 from codistill.safe_io import write_atomic

@@ -17,7 +17,8 @@ from typing import Any, Sequence
 import yaml
 
 from codistill import metrics as m
-from codistill.config import RunConfig, load_config, parse_config
+from codistill.config import RunConfig
+from codistill.validation import load_config, parse_config
 from codistill.curriculum import NUMBER_FIELDS, SCHEDULE_FIELDS, curriculum_field_of
 from codistill.errors import ConfigError
 from codistill.safe_io import write_atomic

@@ -25,7 +25,8 @@ from typing import Any
 
 import yaml
 
-from codistill.config import parse_config, set_field
+from codistill.config import set_field
+from codistill.validation import parse_config
 from codistill.errors import ConfigError
 
 RANGE_DOMAINS = ("uniform", "loguniform", "randint")
