@@ -18,8 +18,8 @@ from pathlib import Path
 import _bootstrap  # noqa: F401  (puts platform/ on sys.path when codistill is not installed)
 
 from codistill.benchmarks.cohort import benchmark_cohorts
-from codistill.validation import load_config
 from codistill.registry import EXCHANGES
+from codistill.validation import load_config
 
 
 def print_table(rows: list[dict], epochs: int, threads: int) -> None:

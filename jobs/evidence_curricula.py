@@ -39,11 +39,11 @@ import yaml
 
 import _bootstrap  # noqa: F401  (puts platform/ on sys.path when codistill is not installed)
 
-from codistill.validation import load_config
 from codistill.data import split_description
 from codistill.evidence import add_common_arguments, fresh_output, mean_std, table, write_summary
 from codistill.tuning import curricula as c
 from codistill.tuning.layout import BEST_FILE
+from codistill.validation import load_config
 
 JOBS = Path(__file__).resolve().parent
 

@@ -80,7 +80,6 @@ from codistill.evidence import (add_common_arguments, fresh_output, mean_std, pl
 
 from codistill.cohort_base import Cohort
 from codistill.config import PROBE_SOURCES, RunConfig, apply_override
-from codistill.validation import load_config, parse_config
 from codistill.errors import ConfigError
 from codistill.local import OfflineCohort
 from codistill.offline import load_network
@@ -92,6 +91,7 @@ from codistill.runner import CONFIG_FILE, RESULTS_FILE, prepare_run_dir, run_coh
 from codistill.local import SequentialCohort
 from codistill.policy import TeacherBatch
 from codistill.registry import POLICIES
+from codistill.validation import load_config, parse_config
 
 POOL_CONFIGS = ["jobs/configs/pool_clean.yaml", "jobs/configs/pool_memorizer.yaml", "jobs/configs/pool_weak.yaml"]
 SPECIALIST_CONFIGS = ["jobs/configs/pool_specialist_low.yaml", "jobs/configs/pool_specialist_high.yaml"]

@@ -29,12 +29,12 @@ import _bootstrap  # noqa: F401
 from codistill.evidence import add_common_arguments, fresh_output, mean_std, run_dir_for, selected, table, write_summary
 
 from codistill.config import RunConfig
-from codistill.validation import load_config
 from codistill.data import split_description
 from codistill.local import SequentialCohort
 from codistill.monitoring import ConsoleProgress
 from codistill.peer.replicas import RefreshSchedule
 from codistill.runner import prepare_run_dir, run_cohort
+from codistill.validation import load_config
 
 LIVE = "live (every step)"
 

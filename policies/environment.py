@@ -43,12 +43,12 @@ import numpy as np
 import torch
 
 from codistill.config import PolicyConfig, RunConfig
-from codistill.validation import parse_config
 from codistill.local import OfflineCohort
 from codistill.peer import PeerTrainer, load_dataset
 from codistill.peer.feedback import PROBE_LOSSES
 from codistill.policy import PolicyContext, TeacherBatch, TeacherWeightingPolicy
 from codistill.progress import Progress
+from codistill.validation import parse_config
 from policies.learned import FEATURE_CLIP, FEATURES, observation, probe_reward
 from policies.pool_distribution import PoolDistribution, train_teacher
 

@@ -33,10 +33,10 @@ from typing import Iterator, Sequence
 
 import torch
 
-from codistill.validation import load_config
 from codistill.errors import ConfigError
 from codistill.peer.feedback import PROBE_LOSSES
 from codistill.policy import PolicyContext
+from codistill.validation import load_config
 from policies.environment import TeacherSelectionEnv
 from policies.learned import ESTIMATORS, LearnedPolicy
 from policies.pool_distribution import RECIPES, PoolDistribution

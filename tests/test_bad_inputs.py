@@ -19,9 +19,9 @@ import yaml
 
 from codistill.commands import offline, online
 from codistill import safe_io
-from codistill.validation import parse_config
 from codistill.data import fashion_mnist
 from codistill.peer import PeerTrainer
+from codistill.validation import parse_config
 from conftest import tiny_raw, write_fashion_mnist
 
 Setup = Callable[[Path], tuple[Callable[[list[str]], int], list[str]]]
@@ -469,3 +469,14 @@ def test_gpus_pass_the_device_check_where_cuda_is_available():
     check_devices(config, cuda_available=True)
     with pytest.raises(Exception, match="no CUDA device"):
         check_devices(config, cuda_available=False)
+
+
+def test_a_split_leaving_one_example_over_trains_on_every_batch(tmp_path):
+    """337 training examples in batches of 16 leave one over; it joins the last batch instead of
+    reaching BatchNorm alone (which raised inside the run)."""
+    path = tmp_path / "c.yaml"
+    raw = tiny_raw()
+    raw["data"]["batch_size"] = 16
+    path.write_text(yaml.safe_dump(raw))
+    assert online.main(["--config", str(path), "--run-dir", str(tmp_path / "run"), "--backend", "sequential",
+                        "--stop-after-epochs", "1"]) == 0

@@ -1,11 +1,14 @@
+import dataclasses
+import re
+import typing
 from pathlib import Path
 
 import pytest
 import yaml
 
-from codistill.config import apply_override
-from codistill.validation import load_config, parse_config
+from codistill.config import RunConfig, apply_override
 from codistill.errors import ConfigError
+from codistill.validation import load_config, parse_config
 from conftest import tiny_raw
 
 
@@ -122,3 +125,42 @@ def test_numbers_are_read_as_users_type_them(tmp_path):
 ])
 def test_component_hooks_name_their_parameters(change, field):
     assert field_of(tiny_raw(**change)) == field
+
+
+DOC_SECTIONS = {"": "## Top level", "data": "## `data`", "peers": "## `peers[k]`",
+                "teachers": "## `teachers[i]` (offline)", "distillation": "## `distillation`", "runtime": "## `runtime`"}
+
+
+def declared_fields(cls: type, section: str = "") -> dict[str, set[str]]:
+    """Each section of docs/configuration.md → the fields declared in it (nested ones included)."""
+    found: dict[str, set[str]] = {}
+    for spec in dataclasses.fields(cls):
+        found.setdefault(section, set()).add(spec.name)
+        kind = typing.get_type_hints(cls)[spec.name]
+        nested = [arg for arg in (kind, *typing.get_args(kind)) if dataclasses.is_dataclass(arg)]
+        for inner in nested:
+            for key, names in declared_fields(inner, section or spec.name).items():
+                found.setdefault(key, set()).update(names)
+    return found
+
+
+def test_every_declared_field_is_documented_and_every_documented_field_declared():
+    text = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text()
+    for section, names in declared_fields(RunConfig).items():
+        body = re.split(r"\n##+ ", text.split(DOC_SECTIONS[section] + "\n", 1)[1], maxsplit=1)[0]
+        documented = set(re.findall(r"^\| `([a-z_]+)` \|", body, flags=re.MULTILINE))
+        assert names - documented == set(), f"declared but not documented under {DOC_SECTIONS[section]}"
+        assert documented - names == set(), f"documented under {DOC_SECTIONS[section]} but not declared"
+
+
+def schema_classes(cls: type) -> set[type]:
+    """``cls`` and every schema dataclass reachable from its fields."""
+    inner = {arg for kind in typing.get_type_hints(cls).values() for arg in (kind, *typing.get_args(kind))
+             if dataclasses.is_dataclass(arg)}
+    return {cls}.union(*(schema_classes(kind) for kind in inner))
+
+
+def test_every_declared_field_says_what_it_means():
+    undocumented = [f"{cls.__name__}.{spec.name}" for cls in schema_classes(RunConfig)
+                    for spec in dataclasses.fields(cls) if not spec.metadata.get("doc")]
+    assert undocumented == []

@@ -19,12 +19,12 @@ import torch
 from codistill.checkpoint import LATEST
 from codistill.cohort_base import PeerLost
 from codistill.config import RESUME_SAFE_FIELDS, RunConfig, changed_fields, check_devices
-from codistill.validation import load_config
 from codistill.data import data_shape
 from codistill.errors import ConfigError, NonFiniteLoss, WriteFailed
 from codistill.preflight import check_networks, check_new_run_dir, check_probe_split, check_resume
 from codistill.registry import BACKENDS
 from codistill.runner import CONFIG_FILE, prepare_run_dir, record_resume, run_cohort
+from codistill.validation import load_config
 
 
 class _ArgumentParser(argparse.ArgumentParser):

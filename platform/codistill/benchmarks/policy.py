@@ -18,8 +18,8 @@ from typing import Any, Sequence
 
 import torch
 
-from codistill.validation import load_config
 from codistill.local import SequentialCohort
+from codistill.validation import load_config
 
 LEARNED = "policies.learned:LearnedPolicy"
 

@@ -26,8 +26,8 @@ from typing import Any
 import yaml
 
 from codistill.config import set_field
-from codistill.validation import parse_config
 from codistill.errors import ConfigError
+from codistill.validation import parse_config
 
 RANGE_DOMAINS = ("uniform", "loguniform", "randint")
 LIST_DOMAINS = ("choice", "grid")
