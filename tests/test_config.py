@@ -8,7 +8,7 @@ import yaml
 
 from codistill.config import RunConfig, apply_override
 from codistill.errors import ConfigError
-from codistill.validation import load_config, parse_config
+from codistill.validation import load_config, parse_config, validate
 from conftest import tiny_raw
 
 
@@ -127,8 +127,8 @@ def test_component_hooks_name_their_parameters(change, field):
     assert field_of(tiny_raw(**change)) == field
 
 
-DOC_SECTIONS = {"": "## Top level", "data": "## `data`", "peers": "## `peers[k]`",
-                "teachers": "## `teachers[i]` (offline)", "distillation": "## `distillation`", "runtime": "## `runtime`"}
+DOC_SECTIONS = {"": "## Top level", "data": "## `data`", "peers": "## `peers[k]`", "teachers": "## `teachers[i]` (offline)",
+                "distillation": "## `distillation`", "runtime": "## `runtime`"}
 
 
 def declared_fields(cls: type, section: str = "") -> dict[str, set[str]]:
@@ -164,3 +164,41 @@ def test_every_declared_field_says_what_it_means():
     undocumented = [f"{cls.__name__}.{spec.name}" for cls in schema_classes(RunConfig)
                     for spec in dataclasses.fields(cls) if not spec.metadata.get("doc")]
     assert undocumented == []
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"data": {"eval_batch_size": 0}}, "data.eval_batch_size"),
+    ({"data": {"probe_fraction": 0.7}}, "data.probe_fraction"),
+    ({"data": {"classes": [1, 1]}}, "data.classes"),
+    ({"data": {"classes": [1, "two"]}}, "data.classes"),
+    ({"peers": [{"model": "mlp", "optimizer": {"lr": 0}}, {"model": "cnn"}]}, "peers[0].optimizer.lr"),
+    ({"peers": [{"model": "mlp", "lr_schedule": {"milestones": [-1]}}, {"model": "cnn"}]},
+     "peers[0].lr_schedule.milestones"),
+    ({"peers": [{"model": "mlp", "sparsity": {"target": 1.0}}, {"model": "cnn"}]}, "peers[0].sparsity.target"),
+    ({"peers": [{"model": "mlp"}, {"name": "b"}]}, "peers[1].model"),
+    ({"peers": [{"model": "mlp"}, {"model": None}]}, "peers[1].model"),
+    ({"distillation": {"methods": [{"params": {}}]}}, "distillation.methods[0].name"),
+    ({"distillation": {"methods": [{"name": "kd", "weight": -1}]}}, "distillation.methods[0].weight"),
+    ({"runtime": {"placement": "anywhere"}}, "runtime.placement"),
+    ({"runtime": {"log_every_steps": None}}, "runtime.log_every_steps"),
+    ({"epochs": 0}, "epochs"),
+])
+def test_each_field_is_checked_where_it_is_declared(change, field):
+    assert field_of(tiny_raw(**change)) == field
+
+
+def test_fields_read_their_short_forms_and_keep_their_types():
+    config = parse_config(tiny_raw(data={"classes": [3, 1], "batch_size": 16}, runtime={"amp": False},
+                                   distillation={"policy": "uniform", "methods": [{"name": "kd"}]}))
+    assert config.data.classes == (1, 3) and config.runtime.amp == "off"
+    assert config.distillation.policy.name == "uniform" and config.distillation.policy.params == {}
+    assert [peer.name for peer in config.peers] == ["mlp", "cnn"] and isinstance(config.peers, tuple)
+    unnamed = parse_config(tiny_raw(peers=[{"model": "mlp"}, {"model": "cnn"}]))
+    assert [peer.name for peer in unnamed.peers] == ["mlp-0", "cnn-1"]
+
+
+def test_a_config_built_in_code_meets_the_same_ranges():
+    config = parse_config(tiny_raw())
+    with pytest.raises(ConfigError) as error:
+        validate(dataclasses.replace(config, data=dataclasses.replace(config.data, label_noise=1.5)))
+    assert error.value.field == "data.label_noise"

@@ -69,7 +69,8 @@ def _validate_peer(peer: PeerConfig, path: str) -> None:
     component(OPTIMIZERS, peer.optimizer.name, f"{path}.optimizer.name")
     kinds = [name for name in SCHEDULES.names() if hasattr(SCHEDULES.get(name), "learning_rate")]
     if not hasattr(component(SCHEDULES, peer.lr_schedule.name, f"{path}.lr_schedule.name"), "learning_rate"):
-        raise ConfigError(f"{path}.lr_schedule.name", f"must be one of {', '.join(kinds)}, got '{peer.lr_schedule.name}'")
+        raise ConfigError(f"{path}.lr_schedule.name",
+                          f"must be one of {', '.join(kinds)}, got '{peer.lr_schedule.name}'")
 
 
 def _validate_distillation(config: RunConfig) -> None:

@@ -62,7 +62,8 @@ def _check_teacher_source(config: RunConfig, mode: str) -> None:
     if replicas and config.runtime.exchange != REPLICAS_EXCHANGE:
         raise ConfigError("runtime.exchange", f"'{config.runtime.exchange}' does not apply with "
                                               "distillation.teacher_source: replicas (peers exchange parameters "
-                                              f"through the object store, not predictions); leave it {REPLICAS_EXCHANGE}")
+                                              "through the object store, not predictions); leave it "
+                                              f"{REPLICAS_EXCHANGE}")
     if not replicas and not config.data.shared_batches:
         raise ConfigError("data.shared_batches", "false needs distillation.teacher_source: replicas (live "
                                                  "teachers predict on the student's batch only if it is theirs too)")
