@@ -36,11 +36,6 @@ def setting(default: Any = dataclasses.MISSING, doc: str = "", check: Check | No
     return dataclasses.field(default=default, default_factory=factory, metadata=metadata)
 
 
-def doc(cls: type, name: str) -> str:
-    """What the field ``name`` of the schema class ``cls`` means."""
-    return next(f.metadata.get("doc", "") for f in dataclasses.fields(cls) if f.name == name)
-
-
 def read_section(cls: type[T], raw: Any, path: str, index: int = 0) -> T:
     """The schema dataclass ``cls`` read from the mapping ``raw`` found at ``path`` (``""``: the
     top level); ``index``: the entry's place in its list. Unknown keys are errors."""
