@@ -202,3 +202,10 @@ def test_a_config_built_in_code_meets_the_same_ranges():
     with pytest.raises(ConfigError) as error:
         validate(dataclasses.replace(config, data=dataclasses.replace(config.data, label_noise=1.5)))
     assert error.value.field == "data.label_noise"
+
+
+def test_the_exchange_names_a_config_accepts_are_the_registered_exchanges():
+    from codistill.config import EXCHANGE_NAMES
+    from codistill.registry import EXCHANGES
+
+    assert sorted(EXCHANGE_NAMES) == EXCHANGES.names()
