@@ -67,8 +67,8 @@ class LearnedPolicy(TeacherWeightingPolicy):
                                                        "minibatches")},
                     **{name: numeric(positive) for name in ("init_std", "lr", "clip", "max_grad_norm")},
                     "baseline_decay": numeric(rate), "uniform_prior": optional(numeric(non_negative)),
-                    "estimator": one_of(ESTIMATORS), "probe_loss": one_of(PROBE_LOSSES),
-                    "credit_scope": one_of(CREDIT_SCOPES), "learn": boolean}
+                    "estimator": one_of(*ESTIMATORS), "probe_loss": one_of(*PROBE_LOSSES),
+                    "credit_scope": one_of(*CREDIT_SCOPES), "learn": boolean}
 
     def __init__(self, context: PolicyContext, checkpoint: str | None = None, learn: bool = True,
                  update_every: int = 1, probe_batch_size: int = 64, hidden: int = 32, init_std: float = 1.0,

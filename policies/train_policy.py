@@ -33,9 +33,9 @@ from typing import Iterator, Sequence
 
 import torch
 
-from codistill.config import load_config
 from codistill.errors import ConfigError
 from codistill.policy import PROBE_LOSSES, PolicyContext
+from codistill.validation import load_config
 from policies.environment import TeacherSelectionEnv, action_of, feedback_of, features_of
 from policies.learned import ESTIMATORS, LearnedPolicy
 from policies.pool_distribution import RECIPES, PoolDistribution

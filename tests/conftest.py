@@ -21,8 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 import numpy as np  # noqa: E402
 
-from codistill.config import RunConfig, parse_config  # noqa: E402
+from codistill.config import RunConfig  # noqa: E402
 from codistill.data import fashion_mnist  # noqa: E402
+from codistill.validation import parse_config  # noqa: E402
 
 #: Whether the real Fashion-MNIST files are installed (``make test`` installs them where it can).
 FASHION_MNIST_INSTALLED = not fashion_mnist.missing_files(Path(fashion_mnist.DEFAULT_ROOT))

@@ -7,7 +7,7 @@ import os
 import sys
 
 from codistill.cohort import RayCohort, start_ray
-from codistill.config import load_config
+from codistill.validation import load_config
 from ray_head import listening_addresses, process_tree
 
 config = load_config(sys.argv[1], ["data.train_fraction=0.1", "epochs=1"])

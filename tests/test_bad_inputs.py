@@ -19,9 +19,9 @@ import yaml
 
 from codistill.commands import offline, online
 from codistill import safe_io
-from codistill.config import parse_config
 from codistill.data import fashion_mnist
 from codistill.peer import PeerTrainer
+from codistill.validation import parse_config
 from conftest import tiny_raw, write_fashion_mnist
 
 Setup = Callable[[Path], tuple[Callable[[list[str]], int], list[str]]]
@@ -329,6 +329,10 @@ CASES = [
     pytest.param(config(replicas(burn_in_epochs=-1)), "distillation.burn_in_epochs", id="negative-burn-in"),
     pytest.param(config({**replicas(), "runtime": {"exchange": "collective"}}), "runtime.exchange",
                  id="replicas-with-collective-exchange"),
+    pytest.param(config({"runtime": {"exchange": "nowhere.module:Exchange"}}), "runtime.exchange",
+                 id="user-exchange-missing"),
+    pytest.param(config({"runtime": {"exchange": "codistill.config:RunConfig"}}), "runtime.exchange",
+                 id="user-exchange-not-an-exchange"),
     pytest.param(config({"data": {**tiny_raw()["data"], "shared_batches": False}}), "data.shared_batches",
                  id="own-batches-with-live-teachers"),
     pytest.param(offline_replicas, "distillation.teacher_source", id="replicas-offline"),
@@ -473,3 +477,14 @@ def test_gpus_pass_the_device_check_where_cuda_is_available():
     check_devices(config, cuda_available=True)
     with pytest.raises(Exception, match="no CUDA device"):
         check_devices(config, cuda_available=False)
+
+
+def test_a_split_leaving_one_example_over_trains_on_every_batch(tmp_path):
+    """337 training examples in batches of 16 leave one over; it joins the last batch instead of
+    reaching BatchNorm alone (which raised inside the run)."""
+    path = tmp_path / "c.yaml"
+    raw = tiny_raw()
+    raw["data"]["batch_size"] = 16
+    path.write_text(yaml.safe_dump(raw))
+    assert online.main(["--config", str(path), "--run-dir", str(tmp_path / "run"), "--backend", "sequential",
+                        "--stop-after-epochs", "1"]) == 0

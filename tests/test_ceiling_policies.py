@@ -3,10 +3,10 @@
 
 import torch
 
-from codistill.config import parse_config
 from codistill.peer import PeerTrainer, load_dataset
 from codistill.policy import PolicyContext, TeacherBatch
 from codistill.progress import Progress
+from codistill.validation import parse_config
 from conftest import tiny_raw
 from policies.constant import ConstantPolicy
 from policies.oracle import LabelOraclePolicy

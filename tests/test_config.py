@@ -1,10 +1,14 @@
+import dataclasses
+import re
+import typing
 from pathlib import Path
 
 import pytest
 import yaml
 
-from codistill.config import apply_override, load_config, parse_config
+from codistill.config import RunConfig, apply_override
 from codistill.errors import ConfigError
+from codistill.validation import load_config, parse_config, validate
 from conftest import FASHION_MNIST_INSTALLED, FASHION_MNIST_MISSING, tiny_raw
 
 
@@ -129,3 +133,87 @@ def test_numbers_are_read_as_users_type_them(tmp_path):
 ])
 def test_component_hooks_name_their_parameters(change, field):
     assert field_of(tiny_raw(**change)) == field
+
+
+DOC_SECTIONS = {"": "## Top level", "data": "## `data`", "peers": "## `peers[k]`", "teachers": "## `teachers[i]` (offline)",
+                "distillation": "## `distillation`", "runtime": "## `runtime`"}
+
+
+def declared_fields(cls: type, section: str = "") -> dict[str, set[str]]:
+    """Each section of docs/configuration.md → the fields declared in it (nested ones included)."""
+    found: dict[str, set[str]] = {}
+    for spec in dataclasses.fields(cls):
+        found.setdefault(section, set()).add(spec.name)
+        kind = typing.get_type_hints(cls)[spec.name]
+        nested = [arg for arg in (kind, *typing.get_args(kind)) if dataclasses.is_dataclass(arg)]
+        for inner in nested:
+            for key, names in declared_fields(inner, section or spec.name).items():
+                found.setdefault(key, set()).update(names)
+    return found
+
+
+def test_every_declared_field_is_documented_and_every_documented_field_declared():
+    text = (Path(__file__).resolve().parent.parent / "docs" / "configuration.md").read_text()
+    for section, names in declared_fields(RunConfig).items():
+        body = re.split(r"\n##+ ", text.split(DOC_SECTIONS[section] + "\n", 1)[1], maxsplit=1)[0]
+        documented = set(re.findall(r"^\| `([a-z_]+)` \|", body, flags=re.MULTILINE))
+        assert names - documented == set(), f"declared but not documented under {DOC_SECTIONS[section]}"
+        assert documented - names == set(), f"documented under {DOC_SECTIONS[section]} but not declared"
+
+
+def schema_classes(cls: type) -> set[type]:
+    """``cls`` and every schema dataclass reachable from its fields."""
+    inner = {arg for kind in typing.get_type_hints(cls).values() for arg in (kind, *typing.get_args(kind))
+             if dataclasses.is_dataclass(arg)}
+    return {cls}.union(*(schema_classes(kind) for kind in inner))
+
+
+def test_every_declared_field_says_what_it_means():
+    undocumented = [f"{cls.__name__}.{spec.name}" for cls in schema_classes(RunConfig)
+                    for spec in dataclasses.fields(cls) if not spec.metadata.get("doc")]
+    assert undocumented == []
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"data": {"eval_batch_size": 0}}, "data.eval_batch_size"),
+    ({"data": {"probe_fraction": 0.7}}, "data.probe_fraction"),
+    ({"data": {"classes": [1, 1]}}, "data.classes"),
+    ({"data": {"classes": [1, "two"]}}, "data.classes"),
+    ({"peers": [{"model": "mlp", "optimizer": {"lr": 0}}, {"model": "cnn"}]}, "peers[0].optimizer.lr"),
+    ({"peers": [{"model": "mlp", "lr_schedule": {"milestones": [-1]}}, {"model": "cnn"}]},
+     "peers[0].lr_schedule.milestones"),
+    ({"peers": [{"model": "mlp", "sparsity": {"target": 1.0}}, {"model": "cnn"}]}, "peers[0].sparsity.target"),
+    ({"peers": [{"model": "mlp"}, {"name": "b"}]}, "peers[1].model"),
+    ({"peers": [{"model": "mlp"}, {"model": None}]}, "peers[1].model"),
+    ({"distillation": {"methods": [{"params": {}}]}}, "distillation.methods[0].name"),
+    ({"distillation": {"methods": [{"name": "kd", "weight": -1}]}}, "distillation.methods[0].weight"),
+    ({"runtime": {"placement": "anywhere"}}, "runtime.placement"),
+    ({"runtime": {"log_every_steps": None}}, "runtime.log_every_steps"),
+    ({"epochs": 0}, "epochs"),
+])
+def test_each_field_is_checked_where_it_is_declared(change, field):
+    assert field_of(tiny_raw(**change)) == field
+
+
+def test_fields_read_their_short_forms_and_keep_their_types():
+    config = parse_config(tiny_raw(data={"classes": [3, 1], "batch_size": 16}, runtime={"amp": False},
+                                   distillation={"policy": "uniform", "methods": [{"name": "kd"}]}))
+    assert config.data.classes == (1, 3) and config.runtime.amp == "off"
+    assert config.distillation.policy.name == "uniform" and config.distillation.policy.params == {}
+    assert [peer.name for peer in config.peers] == ["mlp", "cnn"] and isinstance(config.peers, tuple)
+    unnamed = parse_config(tiny_raw(peers=[{"model": "mlp"}, {"model": "cnn"}]))
+    assert [peer.name for peer in unnamed.peers] == ["mlp-0", "cnn-1"]
+
+
+def test_a_config_built_in_code_meets_the_same_ranges():
+    config = parse_config(tiny_raw())
+    with pytest.raises(ConfigError) as error:
+        validate(dataclasses.replace(config, data=dataclasses.replace(config.data, label_noise=1.5)))
+    assert error.value.field == "data.label_noise"
+
+
+def test_the_exchange_names_a_config_accepts_are_the_registered_exchanges():
+    from codistill.config import EXCHANGE_NAMES
+    from codistill.registry import EXCHANGES
+
+    assert sorted(EXCHANGE_NAMES) == EXCHANGES.names()

@@ -5,12 +5,12 @@ import pytest
 import torch
 from torch.func import functional_call
 
-from codistill.config import parse_config
 from codistill.local import SequentialCohort
 from codistill.runner import prepare_run_dir, run_cohort
 from codistill.methods.base import TeacherView
 from codistill.peer import PeerTrainer
 from codistill.peer.feedback import Probe, dense_credit, head_credit, probe_loss
+from codistill.validation import parse_config
 from conftest import tiny_raw
 from codistill.policy import Feedback
 from policies.credit import CreditLearner

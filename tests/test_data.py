@@ -12,6 +12,7 @@ from PIL import Image
 
 from codistill.data import build_dataset, dataset_names
 from codistill.data.augment import Augmentation
+from codistill.data.base import batch_sizes
 from codistill.data.cifar import MEAN_STD
 from codistill.data.imagefolder import random_resized_box
 from codistill.data.noise import stratified_subset, symmetric_noise
@@ -49,6 +50,18 @@ def test_digits_validation_split_is_the_same_for_every_seed(digits) -> None:
     other = make_digits(train_fraction=0.5, label_noise=0.3, seed=7)
     for (images, labels), (other_images, other_labels) in zip(digits.val_batches(512), other.val_batches(512)):
         assert torch.equal(images, other_images) and torch.equal(labels, other_labels)
+
+
+def test_a_last_batch_of_one_example_joins_the_one_before() -> None:
+    """BatchNorm cannot train on one example: 337 examples in batches of 16 are 20 of 16 and one of 17."""
+    assert batch_sizes(337, 16) == [16] * 20 + [17]
+    assert batch_sizes(336, 16) == [16] * 21 and batch_sizes(338, 16) == [16] * 21 + [2]
+    assert batch_sizes(17, 16) == [17] and batch_sizes(5, 16) == [5]
+    subset = make_digits(train_fraction=0.25)
+    assert subset.info.train_size == 337
+    batches = subset.batch_indices(seed=0, epoch=0, batch_size=16)
+    assert len(batches) == subset.steps_per_epoch(16) == 21 and len(batches[-1]) == 17
+    assert torch.equal(torch.cat(batches).sort().values, torch.arange(337))
 
 
 def test_batch_order_is_shared_per_epoch_and_covers_every_index_once(digits) -> None:

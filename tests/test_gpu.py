@@ -21,13 +21,13 @@ import pytest
 import torch
 
 from codistill.benchmarks.gpu import cohort_raw
-from codistill.config import parse_config
 from codistill.data.synthetic_cifar import write_synthetic_cifar10
 from codistill.local import OfflineCohort
 from codistill.offline import load_network
 from codistill.process_cohort import ProcessCohort, probe_mismatches, probe_payload_group
 from codistill.runner import prepare_run_dir, run_cohort
 from codistill.local import SequentialCohort
+from codistill.validation import parse_config
 from conftest import ROOT, tiny_config
 
 CUDA = torch.cuda.is_available()

@@ -1,9 +1,11 @@
 """The house's layers: no import cycle, no import from a lower layer up, ``policies`` above ``codistill``.
 
 Imports are read from the source (``ast``), including those inside functions (an import at call
-time is still an arrow) and excluding ``if TYPE_CHECKING:`` blocks (type hints only). A registry's
-lazy import of its built-ins (:mod:`codistill.registry`) is a lookup by name, not an arrow. Each
-layer is also imported alone in a fresh interpreter, which must not load a module of a layer above.
+time is still an arrow) and those under ``if TYPE_CHECKING:`` (a type hint names the module it
+needs). A registry of :mod:`codistill.registry` imports its built-ins (and its base class) on the
+first lookup, so a module that asks a registry has an arrow to each of those modules, unless it is
+one of them (it registers itself). Each layer is also imported alone in a fresh interpreter, which
+must not load a module of a layer above.
 """
 
 from __future__ import annotations
@@ -15,17 +17,20 @@ from pathlib import Path
 
 import pytest
 
+from codistill import registry
+
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = [*sorted((ROOT / "platform").rglob("codistill/**/*.py")), *sorted((ROOT / "policies").glob("*.py"))]
 
 #: Lowest first; a module may import its own layer and those below. Names match a module or a package.
 LAYERS: list[tuple[str, ...]] = [
     ("codistill.errors", "codistill.checks", "codistill.progress", "codistill.registry", "codistill.metrics",
-     "codistill.safe_io", "codistill.evaluation", "codistill.private_apis", "codistill.evidence"),
-    ("codistill.schedules", "codistill.saved_network"),
+     "codistill.safe_io", "codistill.evaluation", "codistill.private_apis", "codistill.evidence", "codistill.shapes"),
+    ("codistill.saved_network",),
     ("codistill.config",),
     ("codistill.data", "codistill.models", "codistill.methods", "codistill.policy", "codistill.pruning",
-     "codistill.optimizers", "codistill.curriculum"),
+     "codistill.optimizers", "codistill.curriculum", "codistill.schedules"),
+    ("codistill.validation",),
     ("codistill.peer",),
     ("codistill.cohort_base", "codistill.exchanges", "codistill.offline", "codistill.local", "codistill.checkpoint",
      "codistill.monitoring", "codistill.records"),
@@ -50,21 +55,33 @@ def layer_of(module: str) -> int | None:
     return None
 
 
+#: Each registry's name in :mod:`codistill.registry` → the modules its first lookup imports.
+REGISTRY_LOADS = {name: {*value.builtins, *([value.base.partition(":")[0]] if value.base else [])}
+                  for name, value in vars(registry).items() if isinstance(value, registry.Registry)}
+
+
 def imports(path: Path) -> set[str]:
-    """The ``codistill``/``policies`` modules ``path`` imports, outside ``if TYPE_CHECKING:``."""
-    tree = ast.parse(path.read_text())
-    type_only = {id(node) for block in ast.walk(tree) if isinstance(block, ast.If)
-                 and getattr(block.test, "id", getattr(block.test, "attr", None)) == "TYPE_CHECKING"
-                 for node in ast.walk(block)}
+    """The ``codistill``/``policies`` modules ``path`` imports (``TYPE_CHECKING`` ones too) or loads
+    through a registry it asks."""
+    module = module_name(path)
     found = set()
-    for node in ast.walk(tree):
-        if id(node) in type_only:
-            continue
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
-    return {name for name in found if layer_of(name) is not None and _is_module(name)}
+            if node.module == "codistill.registry":
+                found |= {loaded for alias in node.names for loaded in registry_loads(alias.name, module)}
+    return {name for name in found if name != module and layer_of(name) is not None and _is_module(name)}
+
+
+def registry_loads(name: str, module: str) -> set[str]:
+    """What asking the registry ``name`` loads, for ``module``: nothing if it is a built-in of it."""
+    loads = REGISTRY_LOADS.get(name, set())
+    builtins = getattr(registry, name).builtins if name in REGISTRY_LOADS else ()
+    if any(module == builtin or module.startswith(builtin + ".") for builtin in builtins):
+        return set()
+    return loads
 
 
 def _is_module(name: str) -> bool:

@@ -8,12 +8,12 @@ import torch
 import yaml
 
 from codistill.commands import online
-from codistill.config import parse_config
 from codistill.local import OfflineCohort
 from codistill.progress import Progress
 from codistill.runner import RESULTS_FILE, prepare_run_dir, run_cohort
 from codistill.local import SequentialCohort
 from codistill.policy import PolicyContext, TeacherBatch
+from codistill.validation import parse_config
 from conftest import tiny_raw
 from policies.checkpoint import save_policy
 from policies.features import FEATURES

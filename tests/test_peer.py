@@ -4,7 +4,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from codistill.config import parse_config
 from codistill.methods.base import TeacherView
 from codistill.progress import Progress
 from codistill.schedules import learning_rate_factor
@@ -12,6 +11,7 @@ from codistill.cohort_base import others
 from codistill.local import SequentialCohort
 from codistill.peer.teachers import normalized_weights
 from codistill.policy import TeacherBatch, TeacherWeightingPolicy
+from codistill.validation import parse_config
 from conftest import tiny_config, tiny_raw
 
 

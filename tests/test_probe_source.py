@@ -14,9 +14,9 @@ import torch
 import yaml
 
 from codistill.commands import online
-from codistill.config import parse_config
 from codistill.data import build_dataset
 from codistill.peer import PeerTrainer, load_dataset
+from codistill.validation import parse_config
 from conftest import tiny_config, tiny_raw, write_fashion_mnist
 
 LEARNED = "policies.learned:LearnedPolicy"

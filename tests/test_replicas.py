@@ -16,9 +16,9 @@ from codistill import safe_io
 from codistill.checkpoint import find_checkpoint
 from codistill.cohort_base import others
 from codistill.commands import online
-from codistill.config import parse_config
 from codistill.local import SequentialCohort
 from codistill.peer.replicas import RefreshSchedule, ReplicaTeachers
+from codistill.validation import parse_config
 from conftest import tiny_config, tiny_raw
 
 PLAIN = [{"name": "a", "model": "plain_network:PlainMLP"}, {"name": "b", "model": "plain_network:PlainMLP"},

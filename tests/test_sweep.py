@@ -12,7 +12,6 @@ import yaml
 
 from codistill.checkpoint import load_latest_checkpoint
 from codistill.commands import sweep
-from codistill.config import parse_config
 from codistill.progress import Progress
 from codistill.runner import run_cohort
 from codistill.schedules import as_schedule
@@ -21,6 +20,7 @@ from codistill.tuning.layout import BEST_FILE, TRIALS_FILE
 from codistill.tuning.monotone import constrain, loosened
 from codistill.tuning.space import parse_dimension
 from codistill.tuning.trainable import trial_run_dir
+from codistill.validation import parse_config
 from conftest import tiny_raw
 
 SPACE = {"distillation.weight.value": {"uniform": [0.25, 2.0], "tightens": "up"},
@@ -67,7 +67,7 @@ def test_bad_space_file_is_refused_before_ray_naming_the_entry(tmp_path, capsys,
 
 
 def test_the_shipped_space_file_fits_its_config():
-    from codistill.config import load_config
+    from codistill.validation import load_config
     from codistill.tuning.space import load_space
 
     root = Path(__file__).resolve().parent.parent / "jobs" / "configs"

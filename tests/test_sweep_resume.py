@@ -26,9 +26,9 @@ import yaml
 
 from codistill.checkpoint import load_latest_checkpoint
 from codistill.commands import sweep
-from codistill.config import parse_config
 from codistill.runner import RESULTS_FILE
 from codistill.tuning.layout import BEST_FILE, COHORTS_DIR, SUMMARY_FILE, TRIALS_FILE, trial_id_of
+from codistill.validation import parse_config
 from ray_head import process_tree, ray_env
 from test_sweep import sweep_args
 

@@ -1,7 +1,8 @@
 """Small, reusable checks of user-supplied values; each failure is a :class:`ConfigError` naming the field.
 
 Range checks are values of type :data:`Check` — a function returning a complaint or ``None`` —
-so a config field declares its range where it is read: ``r.get("lr", float, 0.05, positive)``.
+so a config field declares its range where it is declared:
+``lr: float = setting(0.05, "the base learning rate", positive)`` (:mod:`codistill.config.fields`).
 Components (datasets, methods, policies) check their own parameters with
 :func:`check_keyword_params` and :func:`check_finite`.
 """
@@ -36,6 +37,62 @@ def rate(value: float) -> str | None:
 
 def unit_interval(value: float) -> str | None:
     return None if 0.0 <= value <= 1.0 else f"must lie in [0, 1], got {value}"
+
+
+def interval(low: float, high: float, *, low_open: bool = False, high_open: bool = False) -> Check:
+    """A number in the interval from ``low`` to ``high``, each end closed unless said open."""
+    text = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+    def check(value: float) -> str | None:
+        above = value > low if low_open else value >= low
+        below = value < high if high_open else value <= high
+        return None if above and below else f"must lie in {text}, got {value}"
+
+    return check
+
+
+def off_or(check: Check) -> Check:
+    """0 (the feature is off) or a value ``check`` accepts."""
+    def either(value: float) -> str | None:
+        complaint = check(value) if value != 0 else None
+        return f"must be 0 (off) or {complaint.removeprefix('must ')}" if complaint else None
+
+    return either
+
+
+def one_of(*allowed: str) -> Check:
+    """One of the names ``allowed``."""
+    def check(value: str) -> str | None:
+        return None if value in allowed else f"must be one of {', '.join(allowed)}, got {value!r}"
+
+    return check
+
+
+def each(check: Check) -> Check:
+    """Every item of a list passes ``check``."""
+    def check_all(values: tuple) -> str | None:
+        return next((f"{complaint} (in {list(values)})" for complaint in map(check, values) if complaint), None)
+
+    return check_all
+
+
+def distinct(values: tuple) -> str | None:
+    return None if values and len(set(values)) == len(values) else f"must be distinct and not empty, got {list(values)}"
+
+
+def all_of(*checks: Check) -> Check:
+    def check_all(value: Any) -> str | None:
+        return next((complaint for complaint in (check(value) for check in checks) if complaint), None)
+
+    return check_all
+
+
+def component(registry: Any, name: str, field: str) -> Any:
+    """The component ``name`` of a :class:`~codistill.registry.Registry`, or a :class:`ConfigError` naming ``field``."""
+    try:
+        return registry.get(name)
+    except (KeyError, ImportError, ValueError) as error:
+        raise ConfigError(field, str(error).strip("'\"")) from None
 
 
 def is_number(value: Any) -> bool:
@@ -100,10 +157,6 @@ def numeric(check: Check) -> Check:
 def optional(check: Check) -> Check:
     """``check``, or ``None`` (the parameter's default chosen elsewhere)."""
     return lambda value: None if value is None else check(value)
-
-
-def one_of(choices: tuple[str, ...]) -> Check:
-    return lambda value: None if value in choices else f"must be one of {', '.join(choices)}, got {value!r}"
 
 
 def boolean(value: Any) -> str | None:

@@ -5,7 +5,8 @@ carved from the validation split leaves enough of it (the devices are checked by
 
 :mod:`codistill.cli` runs them after the config validated and before Ray starts or anything is
 written; each failure is a one-line :class:`~codistill.errors.ConfigError` naming the field
-(``runtime.device``, ``peers[1].resources.gpus``, ``--run-dir``, ``--resume``, ``data.probe_source``).
+(``runtime.device``, ``peers[1].resources.gpus``, ``runtime.exchange``, ``--run-dir``, ``--resume``,
+``data.probe_source``).
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from pathlib import Path
 import torch
 
 from codistill.checkpoint import CheckpointError, find_checkpoint
+from codistill.checks import component
 from codistill.config import RunConfig
 from codistill.data import DataShape
 from codistill.errors import ConfigError
 from codistill.methods import build_method
 from codistill.peer import feature_shapes, load_dataset, method_context
 from codistill.peer.teachers import TeacherSlots
+from codistill.registry import EXCHANGES
 from codistill.runner import holds_a_run
 
 
@@ -51,6 +54,12 @@ def check_networks(config: RunConfig, shape: DataShape) -> None:
             except (RuntimeError, ValueError, TypeError) as error:
                 raise ConfigError(f"distillation.methods[{j}]", f"{spec.name} cannot teach peer '{peer.name}': "
                                                                f"{_first_line(error)}") from None
+
+
+def check_exchange(config: RunConfig) -> None:
+    """An exchange of your own (``runtime.exchange: package.module:Name``) must import and be an
+    :class:`~codistill.exchanges.Exchange`; the config checked the built-in names without loading them."""
+    component(EXCHANGES, config.runtime.exchange, "runtime.exchange")
 
 
 def check_probe_split(config: RunConfig) -> None:

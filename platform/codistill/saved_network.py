@@ -8,15 +8,13 @@ that would need arbitrary unpickling is refused without running it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from codistill import safe_io
 from codistill.errors import ConfigError
-
-if TYPE_CHECKING:
-    from codistill.data.base import DataShape
+from codistill.shapes import DataShape
 
 #: What a saved network holds besides the weights: the model's name and input shape.
 NETWORK_FIELDS = {"model": str, "state": dict, "num_classes": int, "in_channels": int, "image_size": int}
@@ -38,7 +36,7 @@ def read_saved_network(path: str | Path, device: torch.device | str = "cpu") -> 
     return saved
 
 
-def check_teacher_file(path: str, model: str, field: str, shape: "DataShape | None" = None) -> None:
+def check_teacher_file(path: str, model: str, field: str, shape: DataShape | None = None) -> None:
     """Raise :class:`ConfigError` naming ``field`` unless ``path`` is a safe saved network of
     ``model``, for the data's classes and channels (checked before anything is written)."""
     if not Path(path).expanduser().is_file():

@@ -28,14 +28,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import Any, Callable, Sequence
 
+from codistill.config import LRScheduleConfig
 from codistill.errors import ConfigError
 from codistill.progress import Progress
 from codistill.registry import SCHEDULES
-
-if TYPE_CHECKING:
-    from codistill.config import LRScheduleConfig
 
 Schedule = Callable[[Progress], float]
 
@@ -49,7 +47,7 @@ class Constant:
         return self.value
 
     @classmethod
-    def learning_rate(cls, config: "LRScheduleConfig") -> "Constant":
+    def learning_rate(cls, config: LRScheduleConfig) -> "Constant":
         return cls(1.0)
 
 
@@ -64,7 +62,7 @@ class Cosine:
         return self.start * 0.5 * (1.0 + math.cos(math.pi * progress.fraction))
 
     @classmethod
-    def learning_rate(cls, config: "LRScheduleConfig") -> "Cosine":
+    def learning_rate(cls, config: LRScheduleConfig) -> "Cosine":
         return cls()
 
 
@@ -81,7 +79,7 @@ class MultiStep:
         return self.start * self.gamma ** sum(1 for milestone in self.milestones if progress.epoch >= milestone)
 
     @classmethod
-    def learning_rate(cls, config: "LRScheduleConfig") -> "MultiStep":
+    def learning_rate(cls, config: LRScheduleConfig) -> "MultiStep":
         return cls(milestones=tuple(config.milestones), gamma=config.gamma)
 
 
@@ -159,7 +157,7 @@ class Phases:
         return 1.0 if position < self.on_share(progress) else 0.0
 
 
-def learning_rate_factor(config: "LRScheduleConfig", progress: Progress) -> float:
+def learning_rate_factor(config: LRScheduleConfig, progress: Progress) -> float:
     """A peer's LR multiplier: linear warm-up × the ``lr_schedule.name`` kind's :meth:`learning_rate` schedule."""
     warmup = min(1.0, (progress.epoch_float + 1.0 / max(progress.steps_per_epoch, 1)) / config.warmup_epochs) \
         if config.warmup_epochs > 0 else 1.0

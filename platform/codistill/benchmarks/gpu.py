@@ -42,11 +42,12 @@ from typing import Any, Callable, Sequence
 import torch
 
 from codistill import metrics as m
-from codistill.config import RunConfig, parse_config
+from codistill.config import RunConfig
 from codistill.data.synthetic_cifar import VAL_FRACTION
 from codistill.local import SequentialCohort
 from codistill.peer import PeerTrainer
 from codistill.process_cohort import ProcessCohort, peer_threads, probe_mismatches
+from codistill.validation import parse_config
 
 MIB = 1 << 20
 KD = [{"name": "kd", "params": {"temperature": 4.0}}]

@@ -19,8 +19,8 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from codistill.cohort_base import Cohort
-from codistill.config import load_config
 from codistill.local import SequentialCohort
+from codistill.validation import load_config
 
 LEARNED = "policies.learned:LearnedPolicy"
 

@@ -31,8 +31,9 @@ from typing import Any, Callable
 from codistill import metrics as m
 from codistill.benchmarks.cohort import time_alone, with_peers
 from codistill.cohort import RayCohort, shipped_modules, start_ray  # before ray: loopback
-from codistill.config import RunConfig, validate
+from codistill.config import RunConfig
 from codistill.exchanges import CollectiveExchange
+from codistill.validation import validate
 
 import ray  # noqa: E402  (after codistill.cohort, which keeps a local runtime on loopback)
 

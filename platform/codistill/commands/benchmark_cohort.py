@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from codistill.benchmarks.cohort import benchmark_cohorts
-from codistill.config import load_config
+from codistill.validation import load_config
 from codistill.registry import EXCHANGES
 
 

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from codistill.benchmarks.recovery import benchmark_recovery
-from codistill.config import load_config
+from codistill.validation import load_config
 
 
 def main(argv: list[str] | None = None) -> int:

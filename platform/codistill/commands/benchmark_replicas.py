@@ -19,7 +19,7 @@ import statistics
 from pathlib import Path
 
 from codistill.benchmarks.replicas import DISTILL_EVERY_STEP, LINKS, benchmark_replicas, estimates
-from codistill.config import load_config
+from codistill.validation import load_config
 
 
 def print_tables(rows: list[dict], table: list[dict], intervals: list[int]) -> None:

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import yaml
 
-from codistill.config import load_config
+from codistill.validation import load_config
 from codistill.data import split_description
 from codistill.evidence import add_common_arguments, fresh_output, mean_std, table, write_summary
 from codistill.tuning import curricula as c

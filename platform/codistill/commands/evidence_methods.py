@@ -30,11 +30,12 @@ from pathlib import Path
 
 import yaml
 
-from codistill.config import RunConfig, load_config
+from codistill.config import RunConfig
 from codistill.data import split_description
 from codistill.evidence import add_common_arguments, fresh_output, mean_std, run_dir_for, selected, table, write_summary
 from codistill.local import OfflineCohort
 from codistill.runner import prepare_run_dir, run_cohort
+from codistill.validation import load_config
 
 KD = "{name: kd, params: {temperature: 4.0}}"
 

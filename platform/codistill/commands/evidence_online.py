@@ -40,7 +40,8 @@ import torch
 from codistill.benchmarks.cohort import epoch_seconds
 from codistill.cohort import RayCohort, start_ray, threads_for
 from codistill.cohort_base import Cohort
-from codistill.config import RunConfig, load_config
+from codistill.config import RunConfig
+from codistill.validation import load_config
 from codistill.data import has_test_split, split_description
 from codistill.evidence import add_common_arguments, fresh_output, mean_std, run_dir_for, selected, table, write_summary
 from codistill.local import OfflineCohort

@@ -24,7 +24,8 @@ import argparse
 import io
 import statistics
 
-from codistill.config import RunConfig, load_config
+from codistill.config import RunConfig
+from codistill.validation import load_config
 from codistill.data import split_description
 from codistill.evidence import add_common_arguments, fresh_output, mean_std, run_dir_for, selected, table, write_summary
 from codistill.local import SequentialCohort

@@ -3,13 +3,13 @@
 ``--set key=value`` overrides address fields with dots and list indices:
 ``distillation.weight=0.5``, ``peers.0.optimizer.lr=0.1``, ``seed=3``. Every mistake is a
 :class:`~codistill.errors.ConfigError` naming the field, e.g.
-``config error in 'peers[1].model': unknown model 'resnet7' (known: ...)``; the checks that
-need more than a field's type live in :mod:`codistill.config.validation`.
+``config error in 'peers[1].model': unknown model 'resnet7' (known: ...)``. Each field's type and
+range come from its declaration (:mod:`codistill.config.schema`); :func:`codistill.validation.load_config`
+adds the rules across fields and the components' own checks.
 """
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from pathlib import Path
@@ -17,11 +17,8 @@ from typing import Any
 
 import yaml
 
-from codistill.checks import Check, at_least_one, non_negative, positive, rate
-from codistill.config.schema import (DataConfig, DistillationConfig, LRScheduleConfig, MethodConfig, OptimizerConfig,
-                                     PeerConfig, PolicyConfig, ResourcesConfig, RunConfig, RuntimeConfig,
-                                     SparsityConfig, TeacherConfig)
-from codistill.config.validation import validate
+from codistill.config.fields import read_section
+from codistill.config.schema import RunConfig
 from codistill.errors import ConfigError
 
 
@@ -56,9 +53,9 @@ def read_yaml(text: str, field: str) -> Any:
         raise ConfigError(field, f"not valid YAML{where}: {getattr(error, 'problem', None) or error}") from None
 
 
-def load_config(path: str | os.PathLike, overrides: list[str] | None = None, *,
-                mode: str = "online", field: str = "--config") -> RunConfig:
-    """Read a YAML file, apply ``key=value`` overrides and validate (``mode``: online | offline).
+def read_mapping(path: str | os.PathLike, overrides: list[str] | None = None, *,
+                 field: str = "--config") -> dict[str, Any]:
+    """The mapping a YAML file holds, with ``key=value`` overrides applied.
 
     ``field`` names the file in errors about the file itself.
     """
@@ -76,7 +73,7 @@ def load_config(path: str | os.PathLike, overrides: list[str] | None = None, *,
         raise ConfigError(field, f"{path} must hold a mapping of fields, got {type(raw).__name__}")
     for override in overrides or []:
         apply_override(raw, override)
-    return parse_config(raw, mode=mode)
+    return raw
 
 
 def apply_override(raw: dict[str, Any], override: str) -> None:
@@ -136,217 +133,8 @@ def changed_fields(before: RunConfig, after: RunConfig) -> list[str]:
     return sorted(key for key in old.keys() | new.keys() if old.get(key, KeyError) != new.get(key, KeyError))
 
 
-def parse_config(raw: dict[str, Any], *, mode: str = "online") -> RunConfig:
-    """Validate a raw mapping into a :class:`RunConfig`."""
-    reader = _Reader(raw, "")
-    config = RunConfig(
-        name=reader.get("name", str, "cohort"),
-        seed=reader.get("seed", int, 0),
-        epochs=reader.get("epochs", int, 30),
-        independent=reader.get("independent", bool, False),
-        data=_parse_data(reader.section("data")),
-        peers=tuple(_parse_peer(r, i) for i, r in enumerate(reader.items("peers"))),
-        teachers=tuple(_parse_teacher(r) for r in reader.items("teachers")),
-        distillation=_parse_distillation(reader.section("distillation")),
-        runtime=_parse_runtime(reader.section("runtime")),
-    )
-    reader.finish()
-    validate(config, mode=mode)
-    return config
-
-
-class _Reader:
-    """Reads typed fields from one mapping and reports unknown keys with their full path."""
-
-    def __init__(self, raw: Any, prefix: str) -> None:
-        if raw is None:
-            raw = {}
-        if not isinstance(raw, dict):
-            raise ConfigError(prefix or "<root>", f"expected a mapping, got {type(raw).__name__}")
-        self.raw, self.prefix, self.seen = raw, prefix, set()
-
-    def path(self, key: str) -> str:
-        return f"{self.prefix}.{key}" if self.prefix else key
-
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any, check: Check | None = None) -> Any:
-        """The field ``key`` as ``kind`` (floats: any finite number, also written as a string such as
-        ``"1e6"``); ``check`` returns a complaint about the value, or None."""
-        self.seen.add(key)
-        value = self.raw.get(key, default)
-        if value is default:
-            return value
-        if value is None:
-            raise ConfigError(self.path(key), f"needs a value (the default is {default!r})")
-        if kind is float and isinstance(value, str):
-            value = _float_or_text(value)
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if kind in (int, float) and isinstance(value, bool) or not isinstance(value, kind):
-            expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-            raise ConfigError(self.path(key), f"expected {expected}, got {value!r}")
-        if kind is float and not math.isfinite(value):
-            raise ConfigError(self.path(key), f"must be a finite number, got {value}")
-        complaint = check(value) if check is not None else None
-        if complaint:
-            raise ConfigError(self.path(key), complaint)
-        return value
-
-    def any(self, key: str, default: Any) -> Any:
-        self.seen.add(key)
-        return self.raw.get(key, default)
-
-    def section(self, key: str) -> "_Reader":
-        self.seen.add(key)
-        return _Reader(self.raw.get(key), self.path(key))
-
-    def items(self, key: str) -> list["_Reader"]:
-        self.seen.add(key)
-        entries = self.raw.get(key) or []
-        if not isinstance(entries, list):
-            raise ConfigError(self.path(key), "expected a list")
-        return [_Reader(entry, f"{self.path(key)}[{i}]") for i, entry in enumerate(entries)]
-
-    def finish(self) -> None:
-        unknown = sorted(set(self.raw) - self.seen)
-        if unknown:
-            raise ConfigError(self.path(unknown[0]), "unknown field")
-
-
-def _float_or_text(text: str) -> float | str:
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
-def _milestones(values: list[Any]) -> str | None:
-    if all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
-        return None
-    return f"must be a list of epoch numbers ≥ 0, got {values}"
-
-
-def _class_list(values: list[Any]) -> str | None:
-    if values and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values) \
-            and len(set(values)) == len(values):
-        return None
-    return f"must be a non-empty list of distinct class numbers ≥ 0, got {values}"
-
-
-def _classes(values: list[int] | None) -> tuple[int, ...] | None:
-    return None if values is None else tuple(sorted(values))
-
-
-def _parse_data(r: _Reader) -> DataConfig:
-    d = DataConfig()
-    config = DataConfig(
-        dataset=r.get("dataset", str, d.dataset),
-        root=r.get("root", str, d.root),
-        train_fraction=r.get("train_fraction", float, d.train_fraction),
-        label_noise=r.get("label_noise", float, d.label_noise),
-        batch_size=r.get("batch_size", int, d.batch_size),
-        eval_batch_size=r.get("eval_batch_size", int, d.eval_batch_size),
-        augment=r.get("augment", bool, d.augment),
-        per_peer_augmentation=r.get("per_peer_augmentation", bool, d.per_peer_augmentation),
-        image_size=r.get("image_size", int, d.image_size, at_least_one),
-        test_fraction=r.get("test_fraction", float, d.test_fraction),
-        probe_fraction=r.get("probe_fraction", float, d.probe_fraction),
-        probe_source=r.get("probe_source", str, d.probe_source),
-        val_fraction=r.get("val_fraction", float, d.val_fraction),
-        download=r.get("download", bool, d.download),
-        shared_batches=r.get("shared_batches", bool, d.shared_batches),
-        classes=_classes(r.get("classes", list, d.classes, _class_list)),
-    )
-    r.finish()
-    return config
-
-
-def _parse_peer(r: _Reader, index: int) -> PeerConfig:
-    model = r.get("model", str, None)
-    if model is None:
-        raise ConfigError(r.path("model"), "every peer needs a model")
-    opt_r, lr_r, res_r = r.section("optimizer"), r.section("lr_schedule"), r.section("resources")
-    o, l, s = OptimizerConfig(), LRScheduleConfig(), ResourcesConfig()
-    optimizer = OptimizerConfig(
-        name=opt_r.get("name", str, o.name), lr=opt_r.get("lr", float, o.lr),
-        momentum=opt_r.get("momentum", float, o.momentum, rate),
-        weight_decay=opt_r.get("weight_decay", float, o.weight_decay, non_negative),
-        nesterov=opt_r.get("nesterov", bool, o.nesterov))
-    lr_schedule = LRScheduleConfig(
-        name=lr_r.get("name", str, l.name),
-        milestones=tuple(lr_r.get("milestones", list, list(l.milestones), _milestones)),
-        gamma=lr_r.get("gamma", float, l.gamma, positive),
-        warmup_epochs=lr_r.get("warmup_epochs", int, l.warmup_epochs, non_negative))
-    resources = ResourcesConfig(cpus=res_r.get("cpus", float, s.cpus, positive),
-                                gpus=res_r.get("gpus", float, s.gpus, non_negative))
-    sparsity = None
-    if r.raw.get("sparsity") is not None:
-        sp_r, sp = r.section("sparsity"), SparsityConfig()
-        sparsity = SparsityConfig(
-            target=sp_r.get("target", float, sp.target),
-            start_epoch=sp_r.get("start_epoch", int, sp.start_epoch, non_negative),
-            end_epoch=sp_r.get("end_epoch", int, sp.end_epoch, at_least_one),
-            every_steps=sp_r.get("every_steps", int, sp.every_steps, at_least_one),
-            initial=sp_r.get("initial", float, sp.initial, rate))
-        sp_r.finish()
-    else:
-        r.seen.add("sparsity")
-    config = PeerConfig(name=r.get("name", str, f"{model}-{index}"), model=model, optimizer=optimizer,
-                        lr_schedule=lr_schedule, resources=resources, sparsity=sparsity)
-    for sub in (opt_r, lr_r, res_r, r):
-        sub.finish()
-    return config
-
-
-def _parse_teacher(r: _Reader) -> TeacherConfig:
-    model, checkpoint = r.get("model", str, None), r.get("checkpoint", str, None)
-    if model is None or checkpoint is None:
-        raise ConfigError(r.path("model" if model is None else "checkpoint"), "every teacher needs a model and a checkpoint")
-    config = TeacherConfig(name=r.get("name", str, model), model=model, checkpoint=checkpoint)
-    r.finish()
-    return config
-
-
-def _parse_distillation(r: _Reader) -> DistillationConfig:
-    d = DistillationConfig()
-    methods = d.methods
-    if "methods" in r.raw:
-        methods = []
-        for m in r.items("methods"):
-            methods.append(MethodConfig(name=m.get("name", str, None) or _missing(m.path("name")),
-                                        weight=m.get("weight", float, 1.0), params=m.get("params", dict, {}) or {}))
-            m.finish()
-        methods = tuple(methods)
-    r.seen.add("methods")
-    policy_r = r.section("policy") if isinstance(r.raw.get("policy"), dict) else None
-    if policy_r is not None:
-        policy = PolicyConfig(name=policy_r.get("name", str, "uniform"), params=policy_r.get("params", dict, {}) or {})
-        policy_r.finish()
-    else:
-        policy = PolicyConfig(name=r.get("policy", str, "uniform"))
-    config = DistillationConfig(
-        teacher=r.get("teacher", str, d.teacher), weight=r.any("weight", d.weight), gate=r.any("gate", d.gate),
-        methods=methods, policy=policy, teacher_source=r.get("teacher_source", str, d.teacher_source),
-        refresh_every_steps=r.get("refresh_every_steps", int, d.refresh_every_steps, at_least_one),
-        refresh_at_epoch_start=r.get("refresh_at_epoch_start", bool, d.refresh_at_epoch_start),
-        burn_in_epochs=r.get("burn_in_epochs", int, d.burn_in_epochs, non_negative))
-    r.finish()
-    return config
-
-
-def _parse_runtime(r: _Reader) -> RuntimeConfig:
-    d = RuntimeConfig()
-    amp = r.get("amp", (str, bool), d.amp)
-    config = RuntimeConfig(
-        device=r.get("device", str, d.device), amp="off" if amp is False else amp,
-        placement=r.get("placement", str, d.placement), deterministic=r.get("deterministic", bool, d.deterministic),
-        log_every_steps=r.get("log_every_steps", int, d.log_every_steps, at_least_one),
-        progress_every_seconds=r.get("progress_every_seconds", float, d.progress_every_seconds, non_negative),
-        on_nonfinite=r.get("on_nonfinite", str, d.on_nonfinite), max_failures=r.get("max_failures", int, d.max_failures, non_negative),
-        exchange=r.get("exchange", str, d.exchange),
-        max_steps_in_flight=r.get("max_steps_in_flight", int, d.max_steps_in_flight, at_least_one))
-    r.finish()
-    return config
-
-
-def _missing(field_path: str) -> Any:
-    raise ConfigError(field_path, "required")
+def build_config(raw: dict[str, Any]) -> RunConfig:
+    """A raw mapping read into a :class:`RunConfig`, each field's type and range checked
+    (:mod:`codistill.config.fields`); the rules across fields and components are checked by
+    :func:`codistill.validation.validate`."""
+    return read_section(RunConfig, raw, "")

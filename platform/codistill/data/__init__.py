@@ -3,15 +3,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
 
-from codistill.config.validation import check_data_settings, component
+from codistill.checks import component
+from codistill.config import DataConfig
+from codistill.config.fields import check_fields
 from codistill.data.base import DatasetFactory, DataShape, DatasetInfo, PeerDataset
 from codistill.data.held_out import HeldOutSplit, ValidationProbe
+from codistill.errors import ConfigError
 from codistill.registry import DATASETS
-
-if TYPE_CHECKING:
-    from codistill.config import DataConfig
 
 
 def build_dataset(name: str, *, root: str | None, train_fraction: float, label_noise: float, seed: int,
@@ -23,13 +23,40 @@ def build_dataset(name: str, *, root: str | None, train_fraction: float, label_n
     ``val_fraction`` is the share of an official training split held out for validation (None: the
     dataset's ``default_val_fraction``), for datasets with an official test split only (:mod:`.splits`).
     """
-    factory = _factory(name)
     check_data_settings(name, root, train_fraction, label_noise, test_fraction, val_fraction)
+    factory = _factory(name)
     official = {} if factory.default_val_fraction is None else \
         {"val_fraction": factory.default_val_fraction if val_fraction is None else val_fraction}
     dataset = factory.build(root=root, train_fraction=train_fraction, label_noise=label_noise, seed=seed,
                             image_size=image_size, **official)
     return HeldOutSplit(dataset, test_fraction) if test_fraction > 0 else dataset
+
+
+def check_data_settings(dataset: str, root: str | None, train_fraction: float, label_noise: float,
+                        test_fraction: float = 0.0, val_fraction: float | None = None, download: bool = False) -> None:
+    """The rules every dataset shares: each field's declared range, and what the dataset offers.
+
+    ``val_fraction`` is for datasets with an official test split (a factory's ``default_val_fraction``),
+    ``test_fraction`` for those without; ``download`` for a ``downloadable`` factory.
+    """
+    check_fields(DataConfig(dataset=dataset, root=root, train_fraction=train_fraction, label_noise=label_noise,
+                            test_fraction=test_fraction, val_fraction=val_fraction, download=download), "data")
+    factory = _factory(dataset)
+    if factory.default_val_fraction is None and val_fraction is not None:
+        raise ConfigError("data.val_fraction", f"dataset '{dataset}' has no official test split, so its validation "
+                                               "split is its own; leave data.val_fraction unset (data.test_fraction "
+                                               "carves a test split from it)")
+    if factory.default_val_fraction is not None and test_fraction > 0:
+        without = [name for name in DATASETS.names() if DATASETS.get(name).default_val_fraction is None]
+        raise ConfigError("data.test_fraction", f"dataset '{dataset}' has an official test split, evaluated after the "
+                                                f"last epoch; data.test_fraction is for datasets without one "
+                                                f"({', '.join(without)})")
+    if download and not factory.downloadable:
+        downloadable = [name for name in DATASETS.names() if DATASETS.get(name).downloadable]
+        raise ConfigError("data.download", f"dataset '{dataset}' cannot be downloaded by codistill (only "
+                                           f"{', '.join(downloadable)}); put its files under data.root")
+    if root is not None and not Path(root).expanduser().is_dir():
+        raise ConfigError("data.root", f"directory does not exist: {root}")
 
 
 def with_probe(dataset: PeerDataset, fraction: float, seed: int, source: str = "train") -> PeerDataset:
@@ -78,7 +105,8 @@ def _factory(name: str) -> type[DatasetFactory]:
     return component(DATASETS, name, "data.dataset")
 
 
-__all__ = ["DataShape", "DatasetFactory", "DatasetInfo", "PeerDataset", "build_dataset", "data_shape", "dataset_names",
+__all__ = ["DataShape", "DatasetFactory", "DatasetInfo", "PeerDataset", "build_dataset", "check_data_settings",
+           "data_shape", "dataset_names",
            "has_test_split", "split_description", "with_probe"]
 
 # The built-in datasets register themselves (imported last: they import this package's modules).

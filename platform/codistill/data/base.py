@@ -13,15 +13,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 import torch
 from torch import Tensor
 
+from codistill.config import DataConfig
 from codistill.errors import ConfigError
-
-if TYPE_CHECKING:
-    from codistill.config import DataConfig
+from codistill.shapes import DataShape
 
 
 @dataclass(frozen=True)
@@ -38,30 +37,21 @@ ORDER_SEED = 0x0D3E5  # mixed into the seed of a peer's own batch order (data.sh
 SPLIT_SEED = 0  # of the fixed splits carved for evaluation: the same for every run seed
 
 
-@dataclass(frozen=True)
-class DataShape:
-    """What a network for a dataset takes and predicts, known before the data are read."""
-
-    num_classes: int
-    in_channels: int
-    image_size: int
-
-
 class PeerDataset(ABC):
     """A training split with a shared, seeded batch order and a clean validation split."""
 
     info: DatasetInfo
 
     def steps_per_epoch(self, batch_size: int) -> int:
-        return -(-self.info.train_size // batch_size)
+        return len(batch_sizes(self.info.train_size, batch_size))
 
     def batch_indices(self, seed: int, epoch: int, batch_size: int, order: int = 0) -> list[Tensor]:
-        """The epoch's shuffled training indices, cut into batches (the last may be smaller); ``order``
+        """The epoch's shuffled training indices, cut into batches (:func:`batch_sizes`); ``order``
         0 is the order all peers share, ``k + 1`` peer ``k``'s own."""
         generator = torch.Generator().manual_seed(mix_seed(seed, epoch) if order == 0
                                                  else mix_seed(seed, epoch, order, ORDER_SEED))
         permutation = torch.randperm(self.info.train_size, generator=generator)
-        return list(permutation.split(batch_size))
+        return list(permutation.split(batch_sizes(self.info.train_size, batch_size)))
 
     def augmentation_generator(self, seed: int, epoch: int, step: int, stream: int) -> torch.Generator:
         return torch.Generator().manual_seed(mix_seed(seed, epoch, step, stream, 0xA5))
@@ -116,7 +106,7 @@ class DatasetFactory(ABC):
 
     @classmethod
     @abstractmethod
-    def check(cls, data: "DataConfig") -> DataShape:
+    def check(cls, data: DataConfig) -> DataShape:
         """The data's shape, or a :class:`ConfigError` naming the ``data.*`` field at fault."""
 
     @classmethod
@@ -124,6 +114,16 @@ class DatasetFactory(ABC):
     def build(cls, *, root: str | None, train_fraction: float, label_noise: float, seed: int,
               image_size: int | None = None) -> PeerDataset:
         """Read the dataset (training split reduced and noised as configured)."""
+
+
+def batch_sizes(examples: int, batch_size: int) -> list[int]:
+    """An epoch's batch sizes: ``batch_size`` each, the last smaller; a last batch of a single
+    example joins the one before (a network in training mode normalizes its batch, BatchNorm, and
+    one example has no batch statistics), so no step ever trains on one example alone."""
+    sizes = [batch_size] * (examples // batch_size) + ([examples % batch_size] if examples % batch_size else [])
+    if len(sizes) > 1 and sizes[-1] == 1:
+        sizes[-2:] = [batch_size + 1]
+    return sizes
 
 
 def mix_seed(*values: int) -> int:

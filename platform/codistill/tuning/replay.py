@@ -20,11 +20,12 @@ from typing import Any
 import yaml
 
 from codistill.checkpoint import load_latest_checkpoint
-from codistill.config import parse_config, set_field
+from codistill.config import set_field
 from codistill.curriculum import is_schedule_field
 from codistill.runner import CONFIG_FILE
 from codistill.safe_io import write_atomic
 from codistill.tuning.layout import BEST_FILE, trial_run_dir
+from codistill.validation import parse_config
 
 
 def curriculum_segments(history: list[dict[str, Any]]) -> list[tuple[int, dict[str, Any]]]:

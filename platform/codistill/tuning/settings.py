@@ -17,12 +17,13 @@ from typing import Any, Sequence
 import yaml
 
 from codistill import metrics as m
-from codistill.config import RunConfig, load_config, parse_config
+from codistill.config import RunConfig
 from codistill.curriculum import NUMBER_FIELDS, SCHEDULE_FIELDS, curriculum_field_of
 from codistill.errors import ConfigError
 from codistill.safe_io import write_atomic
 from codistill.tuning.layout import SETTINGS_FILE
 from codistill.tuning.space import SCHEDULERS, Dimension, load_space, mutated, parse_dimension
+from codistill.validation import load_config, parse_config
 
 BACKENDS = ("ray", "sequential")  # ray: one actor per peer in the trial's bundles; sequential: one process
 POPULATION_SCHEDULERS = ("pbt", "pb2")  # they change values during training

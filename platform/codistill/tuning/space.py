@@ -25,8 +25,9 @@ from typing import Any
 
 import yaml
 
-from codistill.config import parse_config, set_field
+from codistill.config import set_field
 from codistill.errors import ConfigError
+from codistill.validation import parse_config
 
 RANGE_DOMAINS = ("uniform", "loguniform", "randint")
 LIST_DOMAINS = ("choice", "grid")

@@ -89,7 +89,8 @@ from codistill.commands.evidence_policy.variants import (
     variants,
     with_labels,
 )
-from codistill.config import PROBE_SOURCES, load_config
+from codistill.config import PROBE_SOURCES
+from codistill.validation import load_config
 from codistill.errors import ConfigError
 from codistill.evidence import add_common_arguments, fresh_output, write_summary
 

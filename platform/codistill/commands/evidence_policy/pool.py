@@ -10,7 +10,8 @@ import torch
 import yaml
 
 from codistill.checkpoint import load_latest_checkpoint
-from codistill.config import RunConfig, load_config, parse_config
+from codistill.config import RunConfig
+from codistill.validation import load_config, parse_config
 from codistill.local import OfflineCohort
 from codistill.offline import load_network
 from codistill.peer import load_dataset

@@ -30,7 +30,8 @@ from codistill.commands.evidence_policy.variants import (
     policy_override,
     with_labels,
 )
-from codistill.config import RunConfig, load_config
+from codistill.config import RunConfig
+from codistill.validation import load_config
 from codistill.evidence import run_dir_for
 from codistill.local import OfflineCohort, SequentialCohort
 from codistill.runner import RESULTS_FILE, prepare_run_dir, run_cohort

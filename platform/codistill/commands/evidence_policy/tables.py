@@ -15,7 +15,7 @@ from codistill.commands.evidence_policy.variants import (
     UNIFORM,
     left_out_row,
 )
-from codistill.config import load_config
+from codistill.validation import load_config
 from codistill.evidence import mean_std, table
 
 

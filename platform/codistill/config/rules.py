@@ -1,0 +1,83 @@
+"""The rules that join several fields of a config, needing nothing but the config.
+
+Each field's own type and range is declared with it (:mod:`codistill.config.schema`); what a
+component says about its own parameters (a dataset's files, a method's parameters) is asked by
+:mod:`codistill.validation`, above the components. Everything raises
+:class:`~codistill.errors.ConfigError` naming the field.
+"""
+
+from __future__ import annotations
+
+from codistill.config.exchange_names import REPLICAS_EXCHANGE
+from codistill.config.fields import check_fields
+from codistill.config.schema import RunConfig
+from codistill.errors import ConfigError
+
+MODES = ("online", "offline")
+
+
+def check_rules(config: RunConfig, *, mode: str = "online") -> None:
+    """Every field's range (also of a config built in code) and the rules across fields, for an
+    ``online`` cohort or an ``offline`` student."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    check_fields(config)
+    data = config.data
+    if data.probe_source == "held_out" and data.probe_fraction == 0.0:
+        raise ConfigError("data.probe_source", "held_out carves the probe out of the validation split: set "
+                                               "data.probe_fraction > 0, the share of it to carve")
+    _check_cohort_shape(config, mode)
+    for index, peer in enumerate(config.peers):
+        sparsity = peer.sparsity
+        if sparsity is not None and sparsity.end_epoch is not None and sparsity.end_epoch <= sparsity.start_epoch:
+            raise ConfigError(f"peers[{index}].sparsity.end_epoch", "must come after sparsity.start_epoch")
+    if not config.distillation.methods and not config.independent:
+        raise ConfigError("distillation.methods", "at least one method is needed unless the run is independent")
+    _check_teacher_source(config, mode)
+
+
+def _check_cohort_shape(config: RunConfig, mode: str) -> None:
+    if mode == "online" and len(config.peers) < 2:
+        raise ConfigError("peers", f"online distillation needs at least two peers, got {len(config.peers)}")
+    if mode == "offline":
+        if len(config.peers) != 1:
+            raise ConfigError("peers", f"offline distillation trains exactly one student, got {len(config.peers)}")
+        if not config.teachers and not config.independent:
+            raise ConfigError("teachers", "offline distillation needs at least one teacher")
+    names = [p.name for p in config.peers] + [t.name for t in config.teachers]
+    if len(set(names)) != len(names):
+        raise ConfigError("peers", f"peer and teacher names must be unique, got {names}")
+
+
+def _check_teacher_source(config: RunConfig, mode: str) -> None:
+    """Codistillation's options (``distillation.teacher_source: replicas``) and what cannot apply with them."""
+    dist = config.distillation
+    if dist.burn_in_epochs >= config.epochs:
+        raise ConfigError("distillation.burn_in_epochs", f"is {dist.burn_in_epochs} but the run has {config.epochs} "
+                                                         "epochs: distillation would never start")
+    replicas = dist.teacher_source == "replicas"
+    if replicas and mode == "offline":
+        raise ConfigError("distillation.teacher_source", "replicas are copies of online peers; an offline student "
+                                                         "learns from its frozen teachers (use live)")
+    if replicas and config.runtime.exchange != REPLICAS_EXCHANGE:
+        raise ConfigError("runtime.exchange", f"'{config.runtime.exchange}' does not apply with "
+                                              "distillation.teacher_source: replicas (peers exchange parameters "
+                                              "through the object store, not predictions); leave it "
+                                              f"{REPLICAS_EXCHANGE}")
+    if not replicas and not config.data.shared_batches:
+        raise ConfigError("data.shared_batches", "false needs distillation.teacher_source: replicas (live "
+                                                 "teachers predict on the student's batch only if it is theirs too)")
+
+
+def check_devices(config: RunConfig, cuda_available: bool) -> None:
+    """Refuse GPUs on a machine without CUDA (checked where the peers run: the front door, each peer)."""
+    if cuda_available:
+        return
+    if config.runtime.device == "cuda":
+        raise ConfigError("runtime.device", "is cuda but this machine has no CUDA device "
+                                            "(torch.cuda.is_available() is False); use auto or cpu")
+    for index, peer in enumerate(config.peers):
+        if peer.resources.gpus > 0:
+            raise ConfigError(f"peers[{index}].resources.gpus",
+                              f"asks for {peer.resources.gpus:g} GPU but this machine has no CUDA device; set it "
+                              "to 0, or submit the job to a GPU cluster with ray job submit")
