@@ -78,17 +78,17 @@ import yaml
 from codistill.evidence import (add_common_arguments, fresh_output, mean_std, plot_curves, plotting_available,
                                  run_dir_for, selected, table, write_summary)
 
-from codistill.cohort_base import Cohort
+from codistill.cohort.base import Cohort
 from codistill.config import PROBE_SOURCES, RunConfig, apply_override, load_config, parse_config
 from codistill.errors import ConfigError
-from codistill.local import OfflineCohort
-from codistill.offline import load_network
+from codistill.cohort.offline import OfflineCohort
+from codistill.cohort.offline import load_network
 from codistill.checkpoint import load_latest_checkpoint
 from codistill.peer import PeerTrainer, load_dataset
 from codistill.peer.teachers import normalized_weights
 from codistill.progress import Progress
 from codistill.runner import CONFIG_FILE, RESULTS_FILE, prepare_run_dir, run_cohort
-from codistill.local import SequentialCohort
+from codistill.cohort.sequential import SequentialCohort
 from codistill.policy import TeacherBatch
 from codistill.registry import POLICIES
 

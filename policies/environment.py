@@ -43,7 +43,7 @@ import numpy as np
 import torch
 
 from codistill.config import PolicyConfig, RunConfig, parse_config
-from codistill.local import OfflineCohort
+from codistill.cohort.offline import OfflineCohort
 from codistill.peer import PeerTrainer, load_dataset
 from codistill.peer.feedback import PROBE_LOSSES
 from codistill.policy import PolicyContext, TeacherBatch, TeacherWeightingPolicy

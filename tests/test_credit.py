@@ -6,7 +6,7 @@ import torch
 from torch.func import functional_call
 
 from codistill.config import parse_config
-from codistill.local import SequentialCohort
+from codistill.cohort.sequential import SequentialCohort
 from codistill.runner import prepare_run_dir, run_cohort
 from codistill.methods.base import TeacherView
 from codistill.peer import PeerTrainer

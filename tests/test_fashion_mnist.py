@@ -20,7 +20,7 @@ from codistill.data import fashion_mnist as fm
 from codistill.data.splits import carve_validation
 from codistill.errors import ConfigError
 from codistill.runner import RESULTS_FILE, prepare_run_dir, run_cohort
-from codistill.local import SequentialCohort
+from codistill.cohort.sequential import SequentialCohort
 from conftest import tiny_raw, write_fashion_mnist, write_idx
 
 TRAIN_IMAGES, TRAIN_LABELS = "train-images-idx3-ubyte", "train-labels-idx1-ubyte"

@@ -8,10 +8,10 @@ import yaml
 
 from codistill.commands import online
 from codistill.config import parse_config
-from codistill.local import OfflineCohort
+from codistill.cohort.offline import OfflineCohort
 from codistill.progress import Progress
 from codistill.runner import RESULTS_FILE, prepare_run_dir, run_cohort
-from codistill.local import SequentialCohort
+from codistill.cohort.sequential import SequentialCohort
 from codistill.policy import PolicyContext, TeacherBatch
 from conftest import tiny_raw
 from policies.learned import FEATURES, LearnedPolicy, save_policy
@@ -205,7 +205,7 @@ def test_a_saved_policy_starts_a_frozen_run(tmp_path):
 @pytest.mark.parametrize("estimator", ["ppo", "credit"])
 @pytest.mark.parametrize("exchange", ["objectref", "collective"])
 def test_ray_and_sequential_backends_learn_the_same_weights(ray_runtime, exchange, estimator):
-    from codistill.cohort import RayCohort
+    from codistill.cohort.ray_cohort import RayCohort
 
     raw = learned_raw({"update_every": 2, "estimator": estimator})
     raw["runtime"] = {**raw.get("runtime", {}), "exchange": exchange}

@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch import Tensor
 
-from codistill.cohort_base import others
+from codistill.cohort.base import others
 from codistill.config import parse_config
 from codistill.methods import method_names
-from codistill.local import OfflineCohort
+from codistill.cohort.offline import OfflineCohort
 from codistill.peer import PeerTrainer, load_dataset
 from codistill.policy import TeacherBatch, TeacherWeightingPolicy
 

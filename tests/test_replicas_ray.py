@@ -10,9 +10,9 @@ import signal
 import pytest
 import torch
 
-from codistill.cohort import RayCohort
+from codistill.cohort.ray_cohort import RayCohort
 from codistill.config import parse_config
-from codistill.local import SequentialCohort
+from codistill.cohort.sequential import SequentialCohort
 from codistill.monitoring import ConsoleProgress
 from codistill.runner import prepare_run_dir, run_cohort
 from conftest import tiny_raw

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import torch
 
 from codistill.config import load_config
-from codistill.local import SequentialCohort
+from codistill.cohort.sequential import SequentialCohort
 
 LEARNED = "policies.learned:LearnedPolicy"
 

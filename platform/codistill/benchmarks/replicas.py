@@ -30,9 +30,10 @@ from typing import Any, Callable
 
 from codistill import metrics as m
 from codistill.benchmarks.cohort import time_alone, with_peers
-from codistill.cohort import RayCohort, shipped_modules, start_ray  # before ray: loopback
+from codistill.cohort.ray_runtime import shipped_modules, start_ray
+from codistill.cohort.ray_cohort import RayCohort  # before ray: loopback
 from codistill.config import RunConfig, validate
-from codistill.exchanges import CollectiveExchange
+from codistill.cohort.exchanges import CollectiveExchange
 
 import ray  # noqa: E402  (after codistill.cohort, which keeps a local runtime on loopback)
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from codistill.cohort import start_ray  # before any ``import ray``: see the module docstring
+from codistill.cohort.ray_runtime import start_ray  # before any ``import ray``: see the module docstring
 from codistill.safe_io import write_atomic
 from codistill.tuning.layout import PEAK_FILE, SUMMARY_FILE, TRIALS_FILE
 from codistill.tuning.replay import export_best

@@ -23,7 +23,7 @@ from ray import tune
 
 from codistill import metrics as m
 from codistill.checkpoint import install_checkpoint
-from codistill.cohort_base import Cohort
+from codistill.cohort.base import Cohort
 from codistill.config import RunConfig, parse_config
 from codistill.monitoring import ConsoleProgress
 from codistill.runner import run_cohort, write_config
@@ -41,10 +41,10 @@ def epoch_metrics(record: dict[str, Any]) -> dict[str, float]:
 def make_cohort(config: RunConfig, backend: str) -> Cohort:
     """The trial's cohort: peer actors in the trial's bundles (``ray``) or in this process."""
     if backend == "sequential":
-        from codistill.local import SequentialCohort
+        from codistill.cohort.sequential import SequentialCohort
 
-        return SequentialCohort(config, threads=max(1, int(sum(p.resources.cpus for p in config.peers))))
-    from codistill.cohort import RayCohort
+        return SequentialCohort(config)
+    from codistill.cohort.ray_cohort import RayCohort
 
     return RayCohort(config)
 
@@ -84,7 +84,7 @@ class RunningTrials(tune.Callback):
 
 def trial_resources(config: RunConfig, backend: str) -> Any:
     """The trial's placement group: driver + one bundle per peer (Ray), or one bundle (sequential)."""
-    from codistill.cohort import peer_bundles
+    from codistill.cohort.ray_runtime import peer_bundles
 
     bundles = peer_bundles(config)
     if backend == "sequential":
