@@ -132,3 +132,21 @@ def test_steady_state_steps_exchange_tensors_without_pickling_or_host_copies(mon
         for step, payloads in enumerate(gathered[rank]):
             rows = 5 if step == 4 else 8
             assert all(same(got, payload(sender, rows)) for sender, got in enumerate(payloads))
+
+
+@pytest.mark.ray
+def test_ray_actors_give_the_sequential_numbers_without_pinned_threads(ray_runtime):
+    """Codistillation with refreshes (the case that differed between backends on a 2-core
+    machine), peers of 1 and 2 CPUs, the test process's threads left as they are."""
+    from codistill.cohort.ray_cohort import RayCohort
+
+    raw = tiny_raw(distillation=REPLICAS, seed=2)
+    raw["peers"][1]["resources"] = {"cpus": 2}
+    config = tiny_config(peers=raw["peers"], distillation=REPLICAS, seed=2)
+    local, remote = SequentialCohort(config), RayCohort(config)
+    try:
+        for epoch in range(2):
+            assert numbers(remote.train_epoch(epoch)) == numbers(local.train_epoch(epoch))
+        assert all(torch.equal(a, b) for a, b in zip(local.evaluate()[0], remote.evaluate()[0]))
+    finally:
+        remote.shutdown()

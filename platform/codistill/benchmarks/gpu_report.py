@@ -116,8 +116,9 @@ def benchmark_markdown(benchmark: dict[str, Any]) -> list[str]:
             if "gpu_memory_mib_all_peers" in row:
                 notes.append("memory: all peers in one process")
             if "all_gather_samples" in row:
-                probe = row["all_gather_samples"]
-                notes.append("all-gather probe exact" if probe == "exact" else f"all-gather probe: {'; '.join(probe)}")
+                samples = row["all_gather_samples"]
+                notes.append("all-gather of sample payloads exact" if samples == "exact"
+                             else f"all-gather of sample payloads: {'; '.join(samples)}")
             if row.get("losses_finite") is False:
                 notes.append("NON-FINITE LOSS")
             share = row.get("overhead_share_of_slowest_step")

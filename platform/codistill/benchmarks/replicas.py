@@ -69,7 +69,7 @@ def measure_cohort(config: RunConfig, refresh: list[int], epochs: int) -> dict[s
         live.train_epoch(0)  # warm-up
         results["live/objectref"] = timed_epochs(live, 1, epochs)
         live.exchange = CollectiveExchange()
-        live.exchange.connect(live.actors, live.placement, live)
+        live.exchange.connect(live.handles, live.placement, live)
         live.train_epoch(1 + epochs)  # warm-up of the collective group
         results["live/collective"] = timed_epochs(live, 2 + epochs, epochs)
     finally:

@@ -25,7 +25,7 @@ import torch
 
 from codistill.cohort.base import Cohort, StepCallback
 from codistill.cohort.handles import HeldPeer, threads_for
-from codistill.cohort.sample_payloads import sample_payload
+from codistill.cohort.sample_payloads import all_gather_samples
 from codistill.cohort.tensor_group import PayloadGroup
 from codistill.cohort.workers import LoopbackMember, Workers
 from codistill.config import RunConfig
@@ -54,9 +54,8 @@ class PeerProcess(HeldPeer, LoopbackMember):
         self.join_group(group)
 
     def all_gather_samples(self, rounds: int) -> list[list[TeacherView]]:
-        """All-gather this rank's :func:`~codistill.cohort.sample_payloads.sample_payload` ``rounds`` times."""
-        payload = sample_payload(self.rank, self.device)
-        return [self.group.all_gather(payload) for _ in range(rounds)]
+        """All-gather this peer's sample payload ``rounds`` times (the group's exactness check)."""
+        return all_gather_samples(self.group, self.rank, self.device, rounds)
 
     def close(self) -> None:
         self.leave_group()

@@ -10,9 +10,22 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from codistill.cohort.tensor_group import PayloadGroup
+from codistill.cohort.tensor_group import PayloadGroup, flatten, unflatten
 from codistill.cohort.workers import LoopbackMember, Workers
 from codistill.methods.base import TeacherView
+
+
+def all_gather_samples(group: PayloadGroup, rank: int, device: torch.device, rounds: int) -> list[list[TeacherView]]:
+    """All-gather rank ``rank``'s :func:`sample_payload` (built on ``device``) ``rounds`` times
+    through ``group``; what was received, on the CPU."""
+    payload = sample_payload(rank, device)
+    return [[on_host(received) for received in group.all_gather(payload)] for _ in range(rounds)]
+
+
+def on_host(payload: TeacherView) -> TeacherView:
+    """``payload`` with every tensor copied to the CPU (layouts kept)."""
+    nesting, tensors = flatten(payload)
+    return unflatten(nesting, [tensor.cpu() for tensor in tensors])
 
 
 class SampleMember(LoopbackMember):
@@ -27,8 +40,7 @@ class SampleMember(LoopbackMember):
 
     def all_gather_samples(self, rounds: int) -> list[list[TeacherView]]:
         """All-gather this rank's :func:`sample_payload` (built on its device) ``rounds`` times."""
-        payload = sample_payload(self.rank, self.device)
-        return [self.group.all_gather(payload) for _ in range(rounds)]
+        return all_gather_samples(self.group, self.rank, self.device, rounds)
 
     def close(self) -> None:
         if self.group is not None:
@@ -39,7 +51,7 @@ class SampleMember(LoopbackMember):
 def sample_payload(rank: int, device: torch.device | str = "cpu") -> TeacherView:
     """Rank ``rank``'s sample payload, the same wherever it is built: logits, stage features whose
     shapes differ between ranks (a channels-last one), bfloat16 and empty extras, and a vector
-    that outgrows the group's first buffer on every rank but 0 (so its capacity grows)."""
+    far longer on every rank but 0 (rows of different sizes)."""
     generator = torch.Generator().manual_seed(rank)
 
     def noise(*shape: int) -> Tensor:

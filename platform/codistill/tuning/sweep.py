@@ -2,7 +2,7 @@
 
 Everything lands in the sweep's directory (:mod:`.layout`); :func:`run_sweep` returns what a
 caller prints. Import this module only once the settings are checked: it imports Ray (through
-:mod:`codistill.cohort`, first, so that a private runtime listens on loopback only).
+:mod:`codistill.cohort.ray_runtime`, first, so that a private runtime listens on loopback only).
 """
 
 from __future__ import annotations

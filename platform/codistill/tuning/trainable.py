@@ -10,8 +10,9 @@ config: a hyperparameter change rebuilds the cohort from the checkpoint, and tak
 next epoch, because every schedule is a pure function of progress.
 
 Each trial reserves its driver (one CPU) and one bundle per peer; the Ray cohort places peer ``k``
-in bundle ``k + 1`` (:class:`codistill.cohort.RayCohort`). With ``backend="sequential"`` the
-whole cohort runs in the trial's process on one bundle of all the peers' CPUs.
+in bundle ``k + 1`` (:class:`codistill.cohort.ray_cohort.RayCohort`). With ``backend="sequential"`` the
+whole cohort runs in the trial's process on one bundle of all the peers' CPUs, each peer computing
+with its own threads as an actor would.
 """
 
 from __future__ import annotations
