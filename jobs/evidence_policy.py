@@ -81,8 +81,7 @@ from codistill.evidence import (add_common_arguments, fresh_output, mean_std, pl
 from codistill.cohort.base import Cohort
 from codistill.config import PROBE_SOURCES, RunConfig, apply_override, load_config, parse_config
 from codistill.errors import ConfigError
-from codistill.cohort.offline import OfflineCohort
-from codistill.cohort.offline import load_network
+from codistill.cohort.offline import OfflineCohort, load_network
 from codistill.checkpoint import load_latest_checkpoint
 from codistill.peer import PeerTrainer, load_dataset
 from codistill.peer.teachers import normalized_weights

@@ -23,8 +23,7 @@ import torch
 from codistill.benchmarks.gpu import cohort_raw
 from codistill.config import parse_config
 from codistill.data.synthetic_cifar import write_synthetic_cifar10
-from codistill.cohort.offline import OfflineCohort
-from codistill.cohort.offline import load_network
+from codistill.cohort.offline import OfflineCohort, load_network
 from codistill.cohort.process_cohort import ProcessCohort
 from codistill.cohort.sample_payloads import gather_sample_payloads, sample_mismatches
 from codistill.runner import prepare_run_dir, run_cohort
