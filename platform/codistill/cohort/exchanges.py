@@ -28,8 +28,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, Protocol
 
-from codistill.cohort.base import others
-from codistill.cohort.steps import drive_steps
+from codistill.cohort.steps import drive_steps, the_other_peers
 from codistill.registry import EXCHANGES
 
 
@@ -84,7 +83,7 @@ class ObjectRefExchange(Exchange):
     peers_restart_alone = True
 
     def submit(self, actors: list[Any], epoch: int, steps: range) -> list[list[Any]]:
-        return drive_steps(actors, epoch, steps, others)
+        return drive_steps(actors, epoch, steps, the_other_peers)
 
     def collect(self, rows: list[list[Any]], calls: ActorCalls) -> list[list[Any]]:
         values, width = calls.get([ref for row in rows for ref in row]), len(rows[0])

@@ -12,9 +12,9 @@ store.
 from __future__ import annotations
 
 from codistill.cohort.backends import BACKENDS
-from codistill.cohort.base import others
 from codistill.cohort.handles import HeldPeer
 from codistill.cohort.in_process import InProcessCohort
+from codistill.cohort.steps import the_other_peers
 from codistill.config import RunConfig
 from codistill.peer import load_dataset
 from codistill.peer.replicas import RefreshSchedule, uses_replicas
@@ -30,4 +30,4 @@ class SequentialCohort(InProcessCohort):
         refresh = None
         if uses_replicas(config):
             refresh = RefreshSchedule.of(config, handles[0].trainer.batches.steps_per_epoch)
-        super().__init__(config, handles, lambda k, payloads: others(payloads, k), refresh)
+        super().__init__(config, handles, the_other_peers, refresh)

@@ -27,6 +27,11 @@ if TYPE_CHECKING:
 TeacherSource = Callable[[int, list[Any]], list[Any]]
 
 
+def the_other_peers(index: int, payloads: list[Any]) -> list[Any]:
+    """The :data:`TeacherSource` of online distillation: every other peer's payload, in peer order."""
+    return others(payloads, index)
+
+
 def step_peers(peers: Sequence["PeerHandle"], epoch: int, step: int, teachers: TeacherSource | None,
                replicas: bool = False) -> list[Any]:
     """One step of ``peers``: all forwards, then each update on its teachers' payloads (or each
