@@ -150,3 +150,37 @@ def test_ray_actors_give_the_sequential_numbers_without_pinned_threads(ray_runti
         assert all(torch.equal(a, b) for a, b in zip(local.evaluate()[0], remote.evaluate()[0]))
     finally:
         remote.shutdown()
+
+
+class RecordingActor:
+    """A stand-in for a Ray actor handle: ``actor.method.remote(*args)`` is logged and answers a tag."""
+
+    def __init__(self, index: int, log: list) -> None:
+        self.index, self.log = index, log
+
+    def __getattr__(self, method: str):
+        actor = self
+
+        class Method:
+            @staticmethod
+            def remote(*args):
+                actor.log.append((actor.index, method, args))
+                return (method, actor.index)
+        return Method
+
+
+def test_the_objectref_exchange_hands_each_peer_the_others_forward_refs_in_order():
+    """Ray-free: the step driver on remote handles; every forward first, then each update with
+    the other peers' forward references, step after step."""
+    from codistill.cohort.exchanges import ObjectRefExchange
+    from codistill.cohort.handles import RemotePeer
+
+    log: list = []
+    handles = [RemotePeer(RecordingActor(k, log)) for k in range(3)]
+    rows = ObjectRefExchange().submit(handles, 4, range(2, 4))
+    assert rows == [[("update", k) for k in range(3)]] * 2
+    first_step = log[:6]
+    assert [(k, method) for k, method, _ in first_step[:3]] == [(0, "forward"), (1, "forward"), (2, "forward")]
+    assert all(args == (4, 2) for _, _, args in first_step[:3])
+    assert {k: args for k, method, args in first_step[3:]} == {
+        0: (("forward", 1), ("forward", 2)), 1: (("forward", 0), ("forward", 2)), 2: (("forward", 0), ("forward", 1))}
