@@ -50,8 +50,8 @@ import numpy as np
 import torch
 
 from codistill.config import RunConfig
-from codistill.local import OfflineCohort
 from codistill.validation import parse_config
+from codistill.cohort.offline import OfflineCohort
 
 FIRST_DATA_SEED = 1000  # worlds use data seeds 1000, 1001, …: never the evaluation's 0–2
 LIBRARY_DATA = {"dataset": "digits", "train_fraction": 0.5, "batch_size": 64}

@@ -10,7 +10,7 @@ from typing import Any, Callable
 from codistill.config import RunConfig
 from conftest import tiny_config
 from codistill.monitoring import ConsoleProgress
-from codistill.offline import load_network
+from codistill.cohort.offline import load_network
 
 
 def fault_test_config() -> RunConfig:

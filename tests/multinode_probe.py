@@ -9,7 +9,7 @@ from pathlib import Path
 import ray
 from ray.cluster_utils import Cluster
 
-from codistill.cohort import RayCohort
+from codistill.cohort.ray_cohort import RayCohort
 from codistill.runner import prepare_run_dir, run_cohort
 from fault_injection import KillAtStep, fault_test_config, outcome
 

@@ -6,7 +6,8 @@ import json
 import os
 import sys
 
-from codistill.cohort import RayCohort, start_ray
+from codistill.cohort.ray_runtime import start_ray
+from codistill.cohort.ray_cohort import RayCohort
 from codistill.validation import load_config
 from ray_head import listening_addresses, process_tree
 

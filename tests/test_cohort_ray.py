@@ -6,8 +6,10 @@ import pytest
 import torch
 
 from codistill.commands import online
-from codistill.cohort import RayCohort, peer_bundles, threads_for
-from codistill.local import SequentialCohort
+from codistill.cohort.handles import threads_for
+from codistill.cohort.ray_cohort import RayCohort
+from codistill.cohort.ray_runtime import peer_bundles
+from codistill.cohort.sequential import SequentialCohort
 from conftest import tiny_config, tiny_raw
 
 pytestmark = pytest.mark.ray

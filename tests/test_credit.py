@@ -5,17 +5,16 @@ import pytest
 import torch
 from torch.func import functional_call
 
-from codistill.local import SequentialCohort
+from codistill.validation import parse_config
+from codistill.cohort.sequential import SequentialCohort
 from codistill.runner import prepare_run_dir, run_cohort
 from codistill.methods.base import TeacherView
 from codistill.peer import PeerTrainer
 from codistill.peer.feedback import Probe, dense_credit, head_credit, probe_loss
-from codistill.validation import parse_config
 from conftest import tiny_raw
 from codistill.policy import Feedback
 from policies.credit import CreditLearner
 from policies.learned import LearnedPolicy
-from policies.scorer import TeacherScorer
 
 LR = 0.05
 

@@ -9,10 +9,11 @@ import torch
 import yaml
 
 from codistill.commands import online
-from codistill.collective import PayloadGroup, decode, encode, store_socket
-from codistill.cohort import RayCohort, run_in_window
+from codistill.cohort.tensor_group import PayloadGroup, decode, encode, store_socket
+from codistill.cohort.ray_cohort import RayCohort
+from codistill.cohort.window import run_in_window
 from codistill.methods.base import TeacherView
-from codistill.local import SequentialCohort
+from codistill.cohort.sequential import SequentialCohort
 from conftest import tiny_config, tiny_raw
 
 EVERY_METHOD = {
@@ -139,7 +140,7 @@ def test_collective_job_checkpoints_resumes_and_logs_like_one_process(ray_runtim
 
 
 def test_nccl_only_when_every_peer_has_a_card_of_its_own():
-    from codistill.exchanges import nccl_applies
+    from codistill.cohort.exchanges import nccl_applies
 
     own = [{"node": "a", "device": "cuda:0", "gpu_ids": ["0"]}, {"node": "a", "device": "cuda:0", "gpu_ids": ["1"]}]
     shared = [{"node": "a", "device": "cuda:0", "gpu_ids": ["0"]}, {"node": "a", "device": "cuda:0", "gpu_ids": ["0"]}]

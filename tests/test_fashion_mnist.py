@@ -19,7 +19,7 @@ from codistill.data import fashion_mnist as fm
 from codistill.data.splits import carve_validation
 from codistill.errors import ConfigError
 from codistill.runner import RESULTS_FILE, prepare_run_dir, run_cohort
-from codistill.local import SequentialCohort
+from codistill.cohort.sequential import SequentialCohort
 from codistill.validation import parse_config
 from conftest import needs_fashion_mnist, tiny_raw, write_fashion_mnist, write_idx
 

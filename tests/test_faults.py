@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from codistill.cohort import RayCohort
-from codistill.cohort_base import PeerLost
+from codistill.cohort.ray_cohort import RayCohort
+from codistill.cohort.base import PeerLost
 from codistill.monitoring import ConsoleProgress
 from codistill.runner import prepare_run_dir, run_cohort
 from conftest import tiny_config, tiny_raw

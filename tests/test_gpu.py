@@ -22,11 +22,11 @@ import torch
 
 from codistill.benchmarks.gpu import cohort_raw
 from codistill.data.synthetic_cifar import write_synthetic_cifar10
-from codistill.local import OfflineCohort
-from codistill.offline import load_network
-from codistill.process_cohort import ProcessCohort, probe_mismatches, probe_payload_group
+from codistill.cohort.offline import OfflineCohort, load_network
+from codistill.cohort.process_cohort import ProcessCohort
+from codistill.cohort.sample_payloads import gather_sample_payloads, sample_mismatches
 from codistill.runner import prepare_run_dir, run_cohort
-from codistill.local import SequentialCohort
+from codistill.cohort.sequential import SequentialCohort
 from codistill.validation import parse_config
 from conftest import ROOT, tiny_config
 
@@ -91,7 +91,7 @@ def test_cuda_cohort_trains_two_epochs_and_resumes(cifar_root: Path, tmp_path: P
 def test_group_all_gathers_payloads_of_different_shapes(backend: str, multi_rank_nccl: None) -> None:
     """Two processes (NCCL: one per GPU where there are enough): features of different shapes,
     channels-last strides, bfloat16 and empty extras, a payload that outgrows the first buffer."""
-    assert probe_mismatches(probe_payload_group(2, backend, timeout_s=60)) == []
+    assert sample_mismatches(gather_sample_payloads(2, backend, timeout_s=60)) == []
 
 
 @pytest.mark.gpu
@@ -121,7 +121,7 @@ def test_process_cohort_trains_exactly_like_one_process() -> None:
     expected, (local_logits, labels) = local.train_epoch(0), local.evaluate()
     cohort = ProcessCohort(config)
     try:
-        assert cohort.backend == "gloo" and cohort.steps_per_epoch() == local.steps_per_epoch()
+        assert cohort.group_backend == "gloo" and cohort.steps_per_epoch() == local.steps_per_epoch()
         got = cohort.train_epoch(0)
         assert len(got) == len(expected)
         for step_expected, step_got in zip(expected, got):
@@ -148,5 +148,5 @@ def test_gpu_check_on_a_machine_without_cuda_runs_the_cpu_self_check(tmp_path: P
     report = json.loads((out / "report.json").read_text())
     assert (report["mode"], report["gpu_paths_run"], report["status"]) == ("cpu", False, "passed")
     collective = next(row for row in report["benchmark"]["cohorts"][0]["variants"] if row["variant"] == "collective")
-    assert collective["backend"] == "gloo" and collective["all_gather_probe"] == "exact"
+    assert collective["backend"] == "gloo" and collective["all_gather_samples"] == "exact"
     assert "GPU paths not run" in (out / "report.md").read_text()

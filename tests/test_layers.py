@@ -22,7 +22,8 @@ from codistill import registry
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = [*sorted((ROOT / "platform").rglob("codistill/**/*.py")), *sorted((ROOT / "policies").glob("*.py"))]
 
-#: Lowest first; a module may import its own layer and those below. Names match a module or a package.
+#: Lowest first; a module may import its own layer and those below. Names match a module or a package;
+#: the longest name that matches gives a module its layer (``codistill.cohort`` spans two layers).
 LAYERS: list[tuple[str, ...]] = [
     ("codistill.errors", "codistill.checks", "codistill.progress", "codistill.registry", "codistill.metrics",
      "codistill.safe_io", "codistill.evaluation", "codistill.private_apis", "codistill.evidence", "codistill.shapes"),
@@ -32,10 +33,11 @@ LAYERS: list[tuple[str, ...]] = [
      "codistill.optimizers", "codistill.curriculum", "codistill.schedules"),
     ("codistill.validation",),
     ("codistill.peer",),
-    ("codistill.cohort_base", "codistill.exchanges", "codistill.offline", "codistill.local", "codistill.checkpoint",
-     "codistill.monitoring", "codistill.records"),
-    ("codistill.runner", "codistill.collective"),
-    ("codistill.cohort", "codistill.process_cohort", "codistill.tuning", "codistill.benchmarks"),
+    ("codistill.cohort", "codistill.checkpoint", "codistill.monitoring", "codistill.records"),
+    ("codistill.runner",),
+    ("codistill.cohort.ray_runtime", "codistill.cohort.ray_actors", "codistill.cohort.ray_cohort",
+     "codistill.cohort.workers", "codistill.cohort.sample_payloads", "codistill.cohort.process_cohort",
+     "codistill.tuning", "codistill.benchmarks"),
     ("codistill.preflight", "codistill.cli", "codistill.commands"),
     ("policies",),
 ]
@@ -49,10 +51,9 @@ def module_name(path: Path) -> str:
 def layer_of(module: str) -> int | None:
     if module == "codistill":  # the package's own __init__ (imports nothing)
         return 0
-    for index, names in enumerate(LAYERS):
-        if any(module == name or module.startswith(name + ".") for name in names):
-            return index
-    return None
+    matches = [(len(name), index) for index, names in enumerate(LAYERS) for name in names
+               if module == name or module.startswith(name + ".")]
+    return max(matches)[1] if matches else None
 
 
 #: Each registry's name in :mod:`codistill.registry` → the modules its first lookup imports.

@@ -8,12 +8,12 @@ import torch
 import yaml
 
 from codistill.commands import online
-from codistill.local import OfflineCohort
+from codistill.validation import parse_config
+from codistill.cohort.offline import OfflineCohort
 from codistill.progress import Progress
 from codistill.runner import RESULTS_FILE, prepare_run_dir, run_cohort
-from codistill.local import SequentialCohort
+from codistill.cohort.sequential import SequentialCohort
 from codistill.policy import PolicyContext, TeacherBatch
-from codistill.validation import parse_config
 from conftest import tiny_raw
 from policies.checkpoint import save_policy
 from policies.features import FEATURES
@@ -212,7 +212,7 @@ def test_a_saved_policy_starts_a_frozen_run(tmp_path):
 @pytest.mark.parametrize("estimator", ["ppo", "credit"])
 @pytest.mark.parametrize("exchange", ["objectref", "collective"])
 def test_ray_and_sequential_backends_learn_the_same_weights(ray_runtime, exchange, estimator):
-    from codistill.cohort import RayCohort
+    from codistill.cohort.ray_cohort import RayCohort
 
     raw = learned_raw({"update_every": 2, "estimator": estimator})
     raw["runtime"] = {**raw.get("runtime", {}), "exchange": exchange}

@@ -10,8 +10,8 @@ import yaml
 from codistill.commands import online
 from codistill.checkpoint import load_latest_checkpoint
 from codistill.errors import ConfigError, NonFiniteLoss
-from codistill.offline import load_network
-from codistill.local import SequentialCohort
+from codistill.cohort.offline import load_network
+from codistill.cohort.sequential import SequentialCohort
 from conftest import tiny_config, tiny_raw
 
 # With these learning rates the MLP's loss turns NaN in epoch 2 (100) or late in epoch 1 (1000).

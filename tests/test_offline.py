@@ -7,7 +7,7 @@ import torch
 import yaml
 
 from codistill.commands import offline
-from codistill.offline import load_network
+from codistill.cohort.offline import load_network
 from codistill.pruning import prunable_layers
 
 DATA = {"dataset": "digits", "train_fraction": 0.25, "label_noise": 0.2, "batch_size": 64}

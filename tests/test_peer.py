@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from codistill.methods.base import TeacherView
 from codistill.progress import Progress
 from codistill.schedules import learning_rate_factor
-from codistill.cohort_base import others
-from codistill.local import SequentialCohort
+from codistill.cohort.base import others
+from codistill.cohort.sequential import SequentialCohort
 from codistill.peer.teachers import normalized_weights
 from codistill.policy import TeacherBatch, TeacherWeightingPolicy
 from codistill.validation import parse_config

@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 
 from codistill import private_apis as p
-from codistill.collective import PayloadGroup, store_socket
+from codistill.cohort.tensor_group import PayloadGroup, store_socket
 
 ROOT = Path(__file__).resolve().parent.parent
 FOREIGN = ("ray", "torch")

@@ -14,11 +14,11 @@ import yaml
 from codistill import metrics as m
 from codistill import safe_io
 from codistill.checkpoint import find_checkpoint
-from codistill.cohort_base import others
+from codistill.cohort.base import others
 from codistill.commands import online
-from codistill.local import SequentialCohort
-from codistill.peer.replicas import RefreshSchedule, ReplicaTeachers
 from codistill.validation import parse_config
+from codistill.cohort.sequential import SequentialCohort
+from codistill.peer.replicas import RefreshSchedule, ReplicaTeachers
 from conftest import tiny_config, tiny_raw
 
 PLAIN = [{"name": "a", "model": "plain_network:PlainMLP"}, {"name": "b", "model": "plain_network:PlainMLP"},
@@ -244,12 +244,14 @@ class FakeCalls:
 def test_the_replica_exchange_passes_weights_as_references_and_cuts_chunks_at_refreshes():
     """Ray-free: at a refresh each actor is asked for its weights once and each other actor gets
     those references (never fetched by the driver); a chunk starts at every refresh step."""
-    from codistill.exchanges import ReplicaExchange, exchange_for, run_in_window
+    from codistill.cohort.handles import RemotePeer
+    from codistill.cohort.replica_exchange import ReplicaExchange, exchange_for
+    from codistill.cohort.window import run_in_window
 
     config = tiny_config(**replicas(4))
     exchange, log, calls = exchange_for(config), [], FakeCalls()
     assert isinstance(exchange, ReplicaExchange)
-    actors = [FakeActor(k, log) for k in range(3)]
+    actors = [RemotePeer(FakeActor(k, log)) for k in range(3)]
     exchange.connect(actors, [{"steps_per_epoch": 6}] * 3, calls)
     rows = run_in_window(6, exchange.steps_per_call(16), 16, lambda steps: exchange.submit(actors, 1, steps),
                          lambda refs: exchange.collect(refs, calls), breaks=exchange.breaks(1))

@@ -10,11 +10,11 @@ import signal
 import pytest
 import torch
 
-from codistill.cohort import RayCohort
-from codistill.local import SequentialCohort
+from codistill.cohort.ray_cohort import RayCohort
+from codistill.validation import parse_config
+from codistill.cohort.sequential import SequentialCohort
 from codistill.monitoring import ConsoleProgress
 from codistill.runner import prepare_run_dir, run_cohort
-from codistill.validation import parse_config
 from conftest import tiny_raw
 from fault_injection import KillAtStep, outcome
 

@@ -10,7 +10,7 @@ from codistill.commands import online
 from codistill import safe_io
 from codistill.checkpoint import LATEST, load_latest_checkpoint, save_checkpoint
 from codistill.runner import RESULTS_FILE, prepare_run_dir, run_cohort
-from codistill.local import SequentialCohort
+from codistill.cohort.sequential import SequentialCohort
 from conftest import tiny_config, tiny_raw
 
 

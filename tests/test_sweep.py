@@ -15,7 +15,7 @@ from codistill.commands import sweep
 from codistill.progress import Progress
 from codistill.runner import run_cohort
 from codistill.schedules import as_schedule
-from codistill.local import SequentialCohort
+from codistill.cohort.sequential import SequentialCohort
 from codistill.tuning.layout import BEST_FILE, TRIALS_FILE
 from codistill.tuning.monotone import constrain, loosened
 from codistill.tuning.space import parse_dimension
@@ -184,7 +184,7 @@ def test_pbt_exploit_continues_a_clone_and_its_replay_reproduces_the_trial(ray_r
                             "distillation.methods.0.params.temperature":
                                 replay.distillation.methods[0].params["temperature"]}[path]
                 assert as_schedule(exported)(progress) == as_schedule(spec)(progress), (path, record["epoch"], step)
-    replayed = run_cohort(replay, tmp_path / "replay", lambda c: SequentialCohort(c, threads=2))
+    replayed = run_cohort(replay, tmp_path / "replay", SequentialCohort)
     assert [h["distill_strength"] for h in replayed["history"]] == [h["distill_strength"] for h in history]
     assert [[p["val_accuracy"] for p in h["peers"]] for h in replayed["history"]] == \
         [[p["val_accuracy"] for p in h["peers"]] for h in history]

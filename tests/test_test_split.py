@@ -8,7 +8,7 @@ import torch
 from codistill.data import build_dataset
 from codistill.errors import ConfigError
 from codistill.runner import RESULTS_FILE, prepare_run_dir, run_cohort
-from codistill.local import SequentialCohort
+from codistill.cohort.sequential import SequentialCohort
 from conftest import tiny_config, tiny_raw
 
 

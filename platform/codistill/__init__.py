@@ -9,9 +9,12 @@ Layers, lowest first (``tests/test_layers.py`` checks that no import runs upward
 - ``config/``     schema, loading (YAML, ``--set``) and validation (components check their own parameters)
 - ``data/``, ``models/``, ``methods/``, ``policy``, ``optimizers``, ``pruning``: components, one file each
 - ``peer/``       one peer's step, teachers, objective, optimizer/AMP and probe (plain PyTorch)
-- ``local``, ``offline``, ``exchanges``, ``records``, ``checkpoint``, ``monitoring``: cohorts and their records
-- ``runner``, ``collective``: the epoch loop; payloads over a torch.distributed all-gather
-- ``cohort``, ``tuning/``, ``benchmarks/``: Ray at the edge (actors, placement; Ray Tune sweeps; timings)
+- ``cohort/`` (its Ray-free part: one step driver, one fan-out, peer handles, in-process cohorts,
+  exchanges described, payload tensors all-gathered on their device), ``records``, ``checkpoint``,
+  ``monitoring``: cohorts and their records
+- ``runner``: the epoch loop
+- ``cohort/`` (``ray_*``, ``workers``, ``process_cohort``, ``sample_payloads``), ``tuning/``,
+  ``benchmarks/``: Ray at the edge (actors, placement; the same without Ray; Tune sweeps; timings)
 - ``preflight``, ``cli``, ``commands/``: the front door (``commands/``: the command lines ``jobs/`` runs)
 """
 

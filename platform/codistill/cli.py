@@ -17,14 +17,15 @@ from typing import Callable, NoReturn
 import torch
 
 from codistill.checkpoint import LATEST
-from codistill.cohort_base import PeerLost
+from codistill.cohort.backends import BACKENDS
+from codistill.cohort.base import PeerLost
 from codistill.config import RESUME_SAFE_FIELDS, RunConfig, changed_fields, check_devices
+from codistill.validation import load_config
 from codistill.data import data_shape
 from codistill.errors import ConfigError, NonFiniteLoss, WriteFailed
 from codistill.preflight import check_exchange, check_networks, check_new_run_dir, check_probe_split, check_resume
-from codistill.registry import BACKENDS
-from codistill.runner import CONFIG_FILE, prepare_run_dir, record_resume, run_cohort
-from codistill.validation import load_config
+from codistill.runner import (CONFIG_FILE, prepare_run_dir, record_backend, record_resume, recorded_backend,
+                              run_cohort)
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -45,8 +46,20 @@ def parse_args(argv: list[str] | None, description: str, backends: tuple[str, ..
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR")
     parser.add_argument("--stop-after-epochs", type=int, metavar="N",
                         help="stop (with a checkpoint) after N more epochs; finish later with --resume")
-    parser.add_argument("--backend", choices=backends, default=backends[0], help="how the peers run")
-    return parser.parse_args(argv)
+    parser.add_argument("--backend", choices=backends,
+                        help=f"how the peers run (default: {backends[0]}; with --resume, the run's own)")
+    args = parser.parse_args(argv)
+    args.backend = args.backend or _default_backend(args.resume, backends)
+    return args
+
+
+def _default_backend(resume: Path | None, backends: tuple[str, ...]) -> str:
+    """The backend a run uses when ``--backend`` is not given: a resumed run's own, else the first."""
+    recorded = recorded_backend(resume) if resume is not None else None
+    if recorded is not None and recorded not in backends:
+        raise ConfigError("--resume", f"the run trained on the backend '{recorded}', which this command does not "
+                                      f"offer ({', '.join(backends)})")
+    return recorded or backends[0]
 
 
 def resolve(args: argparse.Namespace, mode: str) -> tuple[RunConfig, Path]:
@@ -85,7 +98,7 @@ def main(argv: list[str] | None, *, mode: str, description: str, backends: tuple
          start_ray: Callable[[RunConfig], bool] | None = None) -> int:
     """Parse, validate, prepare the run directory, train, report. Returns the exit status.
 
-    ``backends``: the names (in :data:`codistill.registry.BACKENDS`) ``--backend`` may choose, the default first.
+    ``backends``: the names (in :data:`codistill.cohort.backends.BACKENDS`) ``--backend`` may choose, the default first.
     """
     try:
         args = parse_args(argv, description, backends)
@@ -106,6 +119,7 @@ def main(argv: list[str] | None, *, mode: str, description: str, backends: tuple
             prepare_run_dir(run_dir, config)
         else:
             record_resume(run_dir, config, args.overrides)
+        record_backend(run_dir, args.backend)
     except WriteFailed as error:
         print(f"codistill: {error}; nothing was trained", file=sys.stderr)
         return 1

@@ -58,7 +58,7 @@ def check_networks(config: RunConfig, shape: DataShape) -> None:
 
 def check_exchange(config: RunConfig) -> None:
     """An exchange of your own (``runtime.exchange: package.module:Name``) must import and be an
-    :class:`~codistill.exchanges.Exchange`; the config checked the built-in names without loading them."""
+    :class:`~codistill.cohort.exchanges.Exchange`; the config checked the built-in names without loading them."""
     component(EXCHANGES, config.runtime.exchange, "runtime.exchange")
 
 

@@ -7,8 +7,8 @@ what it relies on and the versions it was checked with; ``pyproject.toml`` caps 
 below the first versions not checked. A use that finds its API changed raises
 :class:`PrivateAPIChanged` naming it, rather than failing later in an unrelated place.
 
-Ray is imported only inside the functions, so :mod:`codistill.collective` stays Ray-free and
-:mod:`codistill.cohort` can set Ray's environment before Ray's first import.
+Ray is imported only inside the functions, so :mod:`codistill.cohort.tensor_group` stays Ray-free and
+:mod:`codistill.cohort.ray_runtime` can set Ray's environment before Ray's first import.
 """
 
 from __future__ import annotations

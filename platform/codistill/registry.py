@@ -121,6 +121,4 @@ POLICIES: Registry = Registry("teacher-weighting policy", ("codistill.policy",),
                               base="codistill.policy:TeacherWeightingPolicy")
 OPTIMIZERS: Registry = Registry("optimizer", ("codistill.optimizers",))
 SCHEDULES: Registry = Registry("schedule", ("codistill.schedules",))
-EXCHANGES: Registry = Registry("exchange", ("codistill.exchanges",), base="codistill.exchanges:Exchange")
-#: How a cohort's peers run (``--backend``): registered by :mod:`codistill.local` and :mod:`codistill.cohort`.
-BACKENDS: Registry = Registry("backend", ("codistill.local", "codistill.cohort"))
+EXCHANGES: Registry = Registry("exchange", ("codistill.cohort.exchanges",), base="codistill.cohort.exchanges:Exchange")

@@ -1,6 +1,6 @@
 """The epoch loop shared by every job: train, evaluate, log, checkpoint, report.
 
-:func:`run_cohort` drives any :class:`~codistill.cohort_base.Cohort` (Ray actors or one process).
+:func:`run_cohort` drives any :class:`~codistill.cohort.base.Cohort` (Ray actors or one process).
 After each epoch it evaluates every peer and the ensemble (mean of softmax), writes TensorBoard
 scalars, prints a summary line and writes an atomic checkpoint. At the end it writes
 ``results.json`` (config, seed, package versions, per-peer and ensemble accuracy at the best and
@@ -29,7 +29,7 @@ import yaml
 
 from codistill import metrics as m
 from codistill.checkpoint import LEARNER_FILE, find_checkpoint, save_checkpoint
-from codistill.cohort_base import Cohort, PeerLost
+from codistill.cohort.base import Cohort, PeerLost
 from codistill.config import RunConfig
 from codistill.curriculum import curriculum_fields
 from codistill.data import has_test_split
@@ -43,6 +43,7 @@ CONFIG_FILE = "config.yaml"
 RESULTS_FILE = "results.json"
 MODELS_DIR = "models"
 RESUME_LOG = "resume.log"
+BACKEND_FILE = "backend.txt"  # the backend the run trains on (``--backend``), so that ``--resume`` keeps it
 EpochCallback = Callable[[EpochRecord, Path], None]  # (the epoch's record, its checkpoint)
 
 
@@ -86,6 +87,17 @@ def write_config(run_dir: Path, config: RunConfig) -> None:
         (run_dir / CONFIG_FILE).write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
 
 
+def record_backend(run_dir: Path, backend: str) -> None:
+    """Note the backend the run trains on (:func:`recorded_backend` reads it back)."""
+    write_atomic(run_dir / BACKEND_FILE, f"{backend}\n".encode())
+
+
+def recorded_backend(run_dir: Path) -> str | None:
+    """The backend the run in ``run_dir`` trained on last (``None``: a run from before it was noted)."""
+    path = run_dir / BACKEND_FILE
+    return path.read_text().strip() if path.is_file() else None
+
+
 def record_resume(run_dir: Path, config: RunConfig, overrides: list[str]) -> None:
     """Note a resume in ``resume.log``; overrides (only those that cannot change the result pass
     the front door) also update ``config.yaml``, so it always holds the config in use."""
@@ -103,7 +115,7 @@ def run_cohort(config: RunConfig, run_dir: Path, make_cohort: Callable[[RunConfi
 
     ``resume`` continues from the newest complete checkpoint. ``stop_after_epochs`` ends this
     invocation after that many epochs (a checkpoint is written; resume later to finish).
-    When the cohort loses a peer (:class:`~codistill.cohort_base.PeerLost`: its actor or node
+    When the cohort loses a peer (:class:`~codistill.cohort.base.PeerLost`: its actor or node
     died), the peers are restarted and reloaded from the last checkpoint kept in memory, and the
     epoch in progress is redone, up to ``runtime.max_failures`` times: the result is the same as
     without the failure. A peer lost while the final results and models are fetched is recovered

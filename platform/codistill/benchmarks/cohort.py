@@ -29,10 +29,12 @@ from typing import Any, Callable
 
 import torch
 
-from codistill.cohort import RayCohort, peak_rss_bytes, start_ray, threads_for
+from codistill.cohort.handles import peak_rss_bytes, threads_for
+from codistill.cohort.ray_cohort import RayCohort
+from codistill.cohort.ray_runtime import start_ray
 from codistill.config import RunConfig
 from codistill.peer import PeerTrainer
-from codistill.local import SequentialCohort
+from codistill.cohort.sequential import SequentialCohort
 
 MIB = 1 << 20
 

@@ -14,7 +14,7 @@ after a warm-up epoch of:
 2. ``sequential``: every peer in this process, one after another (:class:`SequentialCohort`) —
    what the ``objectref`` exchange computes, without Ray's object store (Ray is absent there);
 3. ``collective``: one process per peer, payloads all-gathered every step in a
-   ``torch.distributed`` group (:class:`~codistill.process_cohort.ProcessCohort`: gloo when the
+   ``torch.distributed`` group (:class:`~codistill.cohort.process_cohort.ProcessCohort`: gloo when the
    peers share a card, NCCL when each has its own), and once more with NCCL forced (a build that
    refuses two ranks on one GPU is recorded as such). The collective cohort also all-gathers
    payloads of different shapes and dtypes and checks they arrive exactly.
@@ -30,7 +30,6 @@ all), whether every loss was finite, and the collective cohort's start-up time.
 from __future__ import annotations
 
 import math
-import os
 import statistics
 import time
 import traceback
@@ -44,9 +43,11 @@ import torch
 from codistill import metrics as m
 from codistill.config import RunConfig
 from codistill.data.synthetic_cifar import VAL_FRACTION
-from codistill.local import SequentialCohort
+from codistill.cohort.sequential import SequentialCohort
 from codistill.peer import PeerTrainer
-from codistill.process_cohort import ProcessCohort, peer_threads, probe_mismatches
+from codistill.cohort.handles import threads_for
+from codistill.cohort.process_cohort import ProcessCohort
+from codistill.cohort.sample_payloads import sample_mismatches
 from codistill.validation import parse_config
 
 MIB = 1 << 20
@@ -134,7 +135,7 @@ def recorded(variant: str, peers: list[str], measure: Callable[[], dict[str, Any
 
 
 def time_alone(config: RunConfig, index: int) -> dict[str, Any]:
-    torch.set_num_threads(peer_threads(config, index))
+    torch.set_num_threads(threads_for(config.peers[index]))
     reset_gpu_peak()
     trainer = PeerTrainer(replace(config, independent=True), index)
     steps = trainer.dataset.steps_per_epoch(config.data.batch_size)
@@ -151,20 +152,19 @@ def time_alone(config: RunConfig, index: int) -> dict[str, Any]:
 
 def time_sequential(config: RunConfig) -> dict[str, Any]:
     reset_gpu_peak()
-    threads = min(os.cpu_count() or 1, sum(peer_threads(config, k) for k in range(len(config.peers))))
-    cohort = SequentialCohort(config, threads=threads)
+    cohort = SequentialCohort(config)
     return {**measured(*timed_epoch(cohort.train_epoch)), "gpu_memory_mib_all_peers": gpu_peak_mib()}
 
 
 def time_collective(config: RunConfig, backend: str, timeout_s: float = 300.0) -> dict[str, Any]:
     started = time.perf_counter()
-    cohort = ProcessCohort(config, backend=backend, timeout_s=timeout_s)
+    cohort = ProcessCohort(config, group_backend=backend, timeout_s=timeout_s)
     try:
-        row = {"backend": cohort.backend, "startup_s": time.perf_counter() - started,
+        row = {"backend": cohort.group_backend, "startup_s": time.perf_counter() - started,
                **measured(*timed_epoch(cohort.train_epoch))}
         memory = cohort.peak_gpu_memory_bytes()
         return {**row, "gpu_memory_mib": [None if b is None else b / MIB for b in memory],
-                "all_gather_probe": probe_mismatches(cohort.all_gather_probe()) or "exact"}
+                "all_gather_samples": sample_mismatches(cohort.all_gather_samples()) or "exact"}
     finally:
         cohort.shutdown()
 
@@ -238,6 +238,6 @@ def failures(result: dict[str, Any]) -> list[str]:
                 problems.append(f"{row['variant']} of {where}: {row['error']}")
             if row.get("losses_finite") is False:
                 problems.append(f"{row['variant']} of {where}: a loss was not finite")
-            if isinstance(row.get("all_gather_probe"), list):
-                problems.append(f"{row['variant']} of {where}: {'; '.join(row['all_gather_probe'])}")
+            if isinstance(row.get("all_gather_samples"), list):
+                problems.append(f"{row['variant']} of {where}: {'; '.join(row['all_gather_samples'])}")
     return problems

@@ -23,7 +23,7 @@ SUBSTITUTIONS = {
                  "exchange computes, without Ray's object store (Ray is not installed on the GPU machine); Ray's own "
                  "overhead is not measured here",
     "collective": "run without Ray as ProcessCohort: one torch.multiprocessing process per peer, each a PeerTrainer "
-                  "in a PayloadGroup calling codistill.collective.run_steps, as the Ray actors do; gloo when the "
+                  "in a PayloadGroup driving its own steps, as the Ray actors do; gloo when the "
                   "peers share a card (NCCL refuses two ranks on one GPU), NCCL when each has its own, and NCCL "
                   "forced once to record what this NCCL build does",
 }
@@ -115,9 +115,10 @@ def benchmark_markdown(benchmark: dict[str, Any]) -> list[str]:
             notes = [row["error"]] if "error" in row else []
             if "gpu_memory_mib_all_peers" in row:
                 notes.append("memory: all peers in one process")
-            if "all_gather_probe" in row:
-                probe = row["all_gather_probe"]
-                notes.append("all-gather probe exact" if probe == "exact" else f"all-gather probe: {'; '.join(probe)}")
+            if "all_gather_samples" in row:
+                samples = row["all_gather_samples"]
+                notes.append("all-gather of sample payloads exact" if samples == "exact"
+                             else f"all-gather of sample payloads: {'; '.join(samples)}")
             if row.get("losses_finite") is False:
                 notes.append("NON-FINITE LOSS")
             share = row.get("overhead_share_of_slowest_step")

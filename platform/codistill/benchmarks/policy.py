@@ -18,9 +18,9 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from codistill.cohort_base import Cohort
-from codistill.local import SequentialCohort
 from codistill.validation import load_config
+from codistill.cohort.sequential import SequentialCohort
+from codistill.cohort.base import Cohort
 
 LEARNED = "policies.learned:LearnedPolicy"
 

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from codistill.benchmarks.cohort import with_peers
-from codistill.cohort import RayCohort, start_ray
+from codistill.cohort.ray_runtime import start_ray
+from codistill.cohort.ray_cohort import RayCohort
 from codistill.config import RunConfig
 from codistill.monitoring import ConsoleProgress
 from codistill.runner import prepare_run_dir, run_cohort

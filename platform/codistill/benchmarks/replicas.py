@@ -30,10 +30,11 @@ from typing import Any, Callable
 
 from codistill import metrics as m
 from codistill.benchmarks.cohort import time_alone, with_peers
-from codistill.cohort import RayCohort, shipped_modules, start_ray  # before ray: loopback
+from codistill.cohort.ray_runtime import shipped_modules, start_ray
+from codistill.cohort.ray_cohort import RayCohort  # before ray: loopback
 from codistill.config import RunConfig
-from codistill.exchanges import CollectiveExchange
 from codistill.validation import validate
+from codistill.cohort.exchanges import CollectiveExchange
 
 import ray  # noqa: E402  (after codistill.cohort, which keeps a local runtime on loopback)
 
@@ -69,7 +70,7 @@ def measure_cohort(config: RunConfig, refresh: list[int], epochs: int) -> dict[s
         live.train_epoch(0)  # warm-up
         results["live/objectref"] = timed_epochs(live, 1, epochs)
         live.exchange = CollectiveExchange()
-        live.exchange.connect(live.actors, live.placement, live)
+        live.exchange.connect(live.handles, live.placement, live)
         live.train_epoch(1 + epochs)  # warm-up of the collective group
         results["live/collective"] = timed_epochs(live, 2 + epochs, epochs)
     finally:

@@ -33,7 +33,7 @@ import yaml
 from codistill.config import RunConfig
 from codistill.data import split_description
 from codistill.evidence import add_common_arguments, fresh_output, mean_std, run_dir_for, selected, table, write_summary
-from codistill.local import OfflineCohort
+from codistill.cohort.offline import OfflineCohort
 from codistill.runner import prepare_run_dir, run_cohort
 from codistill.validation import load_config
 

@@ -28,7 +28,7 @@ from codistill.config import RunConfig
 from codistill.validation import load_config
 from codistill.data import split_description
 from codistill.evidence import add_common_arguments, fresh_output, mean_std, run_dir_for, selected, table, write_summary
-from codistill.local import SequentialCohort
+from codistill.cohort.sequential import SequentialCohort
 from codistill.monitoring import ConsoleProgress
 from codistill.peer.replicas import RefreshSchedule
 from codistill.runner import prepare_run_dir, run_cohort
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             run_dir = run_dir_for(args.out, name, seed)
             prepare_run_dir(run_dir, config)
             cohorts: list[SequentialCohort] = []
-            make = lambda c: cohorts.append(SequentialCohort(c, threads=1)) or cohorts[-1]  # noqa: E731
+            make = lambda c: cohorts.append(SequentialCohort(c)) or cohorts[-1]  # noqa: E731
             results = run_cohort(config, run_dir, make, progress=ConsoleProgress(config.epochs, 1e9, io.StringIO()))
             record(rows.setdefault(name, {}), results, config, cohorts[0].steps_per_epoch())
             print(f"{name}, seed {seed}: mean peer {100 * rows[name]['peer_last'][-1]:.2f}, "

@@ -11,8 +11,9 @@ and a ``teachers`` list of ``{name, model, checkpoint}``; checkpoints are the
 from __future__ import annotations
 
 from codistill import cli
+from codistill.cohort.backends import OFFLINE_BACKENDS
 
 
 def main(argv: list[str] | None = None) -> int:
     """Train (or resume) one student; the exit status (see :func:`codistill.cli.main`)."""
-    return cli.main(argv, mode="offline", description=__doc__, backends=("local",))
+    return cli.main(argv, mode="offline", description=__doc__, backends=OFFLINE_BACKENDS)

@@ -14,15 +14,16 @@ this process instead (no Ray). The config is validated before Ray starts.
 from __future__ import annotations
 
 from codistill import cli
+from codistill.cohort.backends import ONLINE_BACKENDS
 from codistill.config import RunConfig
 
 
 def start_ray(config: RunConfig) -> bool:
-    from codistill.cohort import start_ray as start  # Ray is imported only once the inputs are valid
+    from codistill.cohort.ray_runtime import start_ray as start  # Ray is imported only once the inputs are valid
 
     return start(config)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Train (or resume) one cohort; the exit status (see :func:`codistill.cli.main`)."""
-    return cli.main(argv, mode="online", description=__doc__, start_ray=start_ray, backends=("ray", "sequential"))
+    return cli.main(argv, mode="online", description=__doc__, start_ray=start_ray, backends=ONLINE_BACKENDS)

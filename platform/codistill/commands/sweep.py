@@ -26,7 +26,8 @@ from codistill import metrics as m
 from codistill.errors import ConfigError
 from codistill.tuning.layout import TRIALS_FILE
 from codistill.tuning.results import format_table
-from codistill.tuning.settings import BACKENDS, SweepOptions, SweepSettings, new_sweep, saved_sweep
+from codistill.cohort.backends import ONLINE_BACKENDS
+from codistill.tuning.settings import SweepOptions, SweepSettings, new_sweep, saved_sweep
 from codistill.tuning.space import SCHEDULERS
 
 DEFAULTS = SweepOptions()
@@ -47,7 +48,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--storage", type=Path, default=Path("runs/sweeps"), help="where sweeps are written")
     parser.add_argument("--name", help="the sweep's directory under --storage (default: config name, scheduler, time)")
     parser.add_argument("--resume", type=Path, metavar="SWEEP_DIR", help="continue the sweep in SWEEP_DIR")
-    parser.add_argument("--backend", choices=BACKENDS, default=DEFAULTS.backend,
+    parser.add_argument("--backend", choices=ONLINE_BACKENDS, default=DEFAULTS.backend,
                         help="ray: one actor per peer in the trial's bundles; sequential: the cohort in the trial's process")
     parser.add_argument("--perturbation-interval", type=int, default=DEFAULTS.perturbation_interval,
                         help="pbt/pb2: epochs between exploits")

@@ -13,7 +13,7 @@ A step is split in two so peers can exchange predictions between the halves:
    (:mod:`.feedback`).
 
 No gradient crosses peers: payloads are detached before they leave a peer. The same class runs
-inside a Ray actor (:mod:`codistill.cohort`) and in one process (:mod:`codistill.local`).
+inside a Ray actor, a worker process and in one process (:mod:`codistill.cohort`).
 
 With codistillation (``distillation.teacher_source: replicas``, :mod:`.replicas`) a step is one
 call, :meth:`PeerTrainer.replica_step`: the teachers are this peer's frozen replicas of the others,
@@ -141,15 +141,18 @@ class PeerTrainer:
 
     # -- the step ----------------------------------------------------------------------------
 
-    def forward(self, epoch: int, step: int, payload: bool = True) -> TeacherView | None:
-        """First half of a step: run the batch, keep the graph, return the detached payload (CPU;
-        ``None`` without ``payload``: a codistilling peer sends no predictions)."""
+    def forward(self, epoch: int, step: int, payload: bool = True, on_host: bool = True) -> TeacherView | None:
+        """First half of a step: run the batch, keep the graph, return the detached payload (on the
+        CPU, or on this peer's device without ``on_host``; ``None`` without ``payload``: a
+        codistilling peer sends no predictions)."""
         started = time.perf_counter()
         self.model.train()
         batch = self.batches.batch(epoch, step)
         with self._random.active(), self.optimization.autocast():
             output = self.model(batch.images)
-        view = _to_device(self.objective.teacher_payload(self.model, output), torch.device("cpu")) if payload else None
+        view = self.objective.teacher_payload(self.model, output) if payload else None
+        if view is not None:
+            view = _to_device(view, torch.device("cpu") if on_host else self.device)
         finished = time.perf_counter()
         self._pending = _Pending(output, batch, finished - started, finished)
         return view

@@ -17,15 +17,15 @@ from typing import Any, Sequence
 import yaml
 
 from codistill import metrics as m
+from codistill.cohort.backends import ONLINE_BACKENDS
 from codistill.config import RunConfig
+from codistill.validation import load_config, parse_config
 from codistill.curriculum import NUMBER_FIELDS, SCHEDULE_FIELDS, curriculum_field_of
 from codistill.errors import ConfigError
 from codistill.safe_io import write_atomic
 from codistill.tuning.layout import SETTINGS_FILE
 from codistill.tuning.space import SCHEDULERS, Dimension, load_space, mutated, parse_dimension
-from codistill.validation import load_config, parse_config
 
-BACKENDS = ("ray", "sequential")  # ray: one actor per peer in the trial's bundles; sequential: one process
 POPULATION_SCHEDULERS = ("pbt", "pb2")  # they change values during training
 
 
@@ -46,7 +46,7 @@ class SweepOptions:
     def check(self) -> None:
         """Raise :class:`ConfigError` naming the first bad option (as its ``--flag``); the metric
         is checked against the config by :func:`check_metric`."""
-        for name, known in (("scheduler", SCHEDULERS), ("backend", BACKENDS)):
+        for name, known in (("scheduler", SCHEDULERS), ("backend", ONLINE_BACKENDS)):
             if getattr(self, name) not in known:
                 raise ConfigError(_flag(name), f"unknown {name} '{getattr(self, name)}' (known: {', '.join(known)})")
         for name in ("num_samples", "perturbation_interval", "grace_epochs"):

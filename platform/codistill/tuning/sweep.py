@@ -2,7 +2,7 @@
 
 Everything lands in the sweep's directory (:mod:`.layout`); :func:`run_sweep` returns what a
 caller prints. Import this module only once the settings are checked: it imports Ray (through
-:mod:`codistill.cohort`, first, so that a private runtime listens on loopback only).
+:mod:`codistill.cohort.ray_runtime`, first, so that a private runtime listens on loopback only).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from codistill.cohort import start_ray  # before any ``import ray``: see the module docstring
+from codistill.cohort.ray_runtime import start_ray  # before any ``import ray``: see the module docstring
 from codistill.safe_io import write_atomic
 from codistill.tuning.layout import PEAK_FILE, SUMMARY_FILE, TRIALS_FILE
 from codistill.tuning.replay import export_best

@@ -10,8 +10,9 @@ config: a hyperparameter change rebuilds the cohort from the checkpoint, and tak
 next epoch, because every schedule is a pure function of progress.
 
 Each trial reserves its driver (one CPU) and one bundle per peer; the Ray cohort places peer ``k``
-in bundle ``k + 1`` (:class:`codistill.cohort.RayCohort`). With ``backend="sequential"`` the
-whole cohort runs in the trial's process on one bundle of all the peers' CPUs.
+in bundle ``k + 1`` (:class:`codistill.cohort.ray_cohort.RayCohort`). With ``backend="sequential"`` the
+whole cohort runs in the trial's process on one bundle of all the peers' CPUs, each peer computing
+with its own threads as an actor would.
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ from ray import tune
 
 from codistill import metrics as m
 from codistill.checkpoint import install_checkpoint
-from codistill.cohort_base import Cohort
+from codistill.cohort.base import Cohort
 from codistill.config import RunConfig
+from codistill.validation import parse_config
 from codistill.monitoring import ConsoleProgress
 from codistill.runner import run_cohort, write_config
 from codistill.tuning.layout import trial_run_dir
 from codistill.tuning.space import apply_values
-from codistill.validation import parse_config
 
 
 def epoch_metrics(record: dict[str, Any]) -> dict[str, float]:
@@ -42,10 +43,10 @@ def epoch_metrics(record: dict[str, Any]) -> dict[str, float]:
 def make_cohort(config: RunConfig, backend: str) -> Cohort:
     """The trial's cohort: peer actors in the trial's bundles (``ray``) or in this process."""
     if backend == "sequential":
-        from codistill.local import SequentialCohort
+        from codistill.cohort.sequential import SequentialCohort
 
-        return SequentialCohort(config, threads=max(1, int(sum(p.resources.cpus for p in config.peers))))
-    from codistill.cohort import RayCohort
+        return SequentialCohort(config)
+    from codistill.cohort.ray_cohort import RayCohort
 
     return RayCohort(config)
 
@@ -85,7 +86,7 @@ class RunningTrials(tune.Callback):
 
 def trial_resources(config: RunConfig, backend: str) -> Any:
     """The trial's placement group: driver + one bundle per peer (Ray), or one bundle (sequential)."""
-    from codistill.cohort import peer_bundles
+    from codistill.cohort.ray_runtime import peer_bundles
 
     bundles = peer_bundles(config)
     if backend == "sequential":

@@ -12,8 +12,7 @@ import yaml
 from codistill.checkpoint import load_latest_checkpoint
 from codistill.config import RunConfig
 from codistill.validation import load_config, parse_config
-from codistill.local import OfflineCohort
-from codistill.offline import load_network
+from codistill.cohort.offline import OfflineCohort, load_network
 from codistill.peer import load_dataset
 from codistill.peer.teachers import normalized_weights
 from codistill.progress import Progress

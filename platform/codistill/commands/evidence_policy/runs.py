@@ -9,7 +9,7 @@ import statistics
 from typing import Any
 
 from codistill.benchmarks.policy import interleaved_epoch_seconds
-from codistill.cohort_base import Cohort
+from codistill.cohort.base import Cohort
 from codistill.commands.evidence_policy.pool import (
     pool_configs,
     pool_run_dir,
@@ -33,7 +33,8 @@ from codistill.commands.evidence_policy.variants import (
 from codistill.config import RunConfig
 from codistill.validation import load_config
 from codistill.evidence import run_dir_for
-from codistill.local import OfflineCohort, SequentialCohort
+from codistill.cohort.offline import OfflineCohort
+from codistill.cohort.sequential import SequentialCohort
 from codistill.runner import RESULTS_FILE, prepare_run_dir, run_cohort
 
 

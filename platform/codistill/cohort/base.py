@@ -1,16 +1,21 @@
-"""The cohort interface the runner drives.
+"""The cohort interface the runner drives, and its one fan-out.
 
 A :class:`Cohort` is a set of peers trained in lock-step. Implementations:
-:class:`codistill.sequential.SequentialCohort` (every peer in this process),
-:class:`codistill.cohort.RayCohort` (one Ray actor per peer) and
-:class:`codistill.offline.OfflineCohort` (one student, frozen teachers). All return the same
-per-step metrics (keys in :mod:`codistill.metrics`) and accept the same checkpoints.
+:class:`~codistill.cohort.sequential.SequentialCohort` (every peer in this process),
+:class:`~codistill.cohort.offline.OfflineCohort` (one student, frozen teachers),
+:class:`~codistill.cohort.ray_cohort.RayCohort` (one Ray actor per peer) and
+:class:`~codistill.cohort.process_cohort.ProcessCohort` (one process per peer, no Ray). All return
+the same per-step metrics (keys in :mod:`codistill.metrics`) and accept the same checkpoints.
+
+Each one says how to ask every peer the same thing at once (:meth:`Cohort.call_peers`: a call in
+this process, a Ray task per actor, a request per process); evaluation, sparsity, states and
+models are asked through it, here, for every cohort.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable
+from typing import Any, Callable
 
 from torch import Tensor
 
@@ -36,20 +41,26 @@ class Cohort(ABC):
         """Train one epoch; returns metrics indexed ``[step][peer]``."""
 
     @abstractmethod
+    def call_peers(self, name: str, args: list[tuple] | None = None) -> list[Any]:
+        """Every peer's :class:`~codistill.cohort.handles.PeerHandle` method ``name`` with
+        ``args[k]`` (none by default), asked of all at once; the answers in peer order."""
+
     def evaluate(self, split: str = "val") -> tuple[list[Tensor], Tensor]:
         """Each peer's logits on the ``val`` (or ``test``) split, and its labels."""
+        results = self.call_peers("evaluate", [(split,)] * len(self.config.peers))
+        return [logits for logits, _ in results], results[0][1]
 
-    @abstractmethod
-    def sparsity(self) -> list[float | None]: ...
+    def sparsity(self) -> list[float | None]:
+        return self.call_peers("sparsity")
 
-    @abstractmethod
-    def state_bytes(self) -> list[bytes]: ...
+    def state_bytes(self) -> list[bytes]:
+        return self.call_peers("state_bytes")
 
-    @abstractmethod
-    def load_state_bytes(self, blobs: list[bytes]) -> None: ...
+    def load_state_bytes(self, blobs: list[bytes]) -> None:
+        self.call_peers("load_state_bytes", [(blob,) for blob in blobs])
 
-    @abstractmethod
-    def model_bytes(self) -> list[bytes]: ...
+    def model_bytes(self) -> list[bytes]:
+        return self.call_peers("model_bytes")
 
     def learner_state_bytes(self) -> bytes | None:
         """The teacher-policy learner's state (network, optimizer, baseline, RNG); ``None`` if none."""

@@ -1,0 +1,106 @@
+"""Ray at the edge: a peer in its own actor, and the teacher policy's learner in another.
+
+Each peer is a :class:`PeerActor`: a :class:`~codistill.cohort.handles.HeldPeer` (its trainer,
+computing with its own CPUs' threads, GPU fraction and device) with what Ray adds — where it runs,
+the policy learner's barrier (:class:`LearnerActorLink`) and the collective exchange's group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from codistill.cohort import ray_runtime  # noqa: F401  (before ``import ray``: loopback)
+
+import ray  # noqa: E402
+import torch  # noqa: E402
+from torch import Tensor  # noqa: E402
+
+from codistill.cohort.handles import HeldPeer, threads_for  # noqa: E402
+from codistill.cohort.tensor_group import PayloadGroup, store_socket  # noqa: E402
+from codistill.config import RunConfig  # noqa: E402
+from codistill.peer import PeerTrainer  # noqa: E402
+from codistill.policy import PolicyLearner, TeacherWeightingPolicy, learner_state_bytes, load_learner_state_bytes  # noqa: E402
+
+
+class LearnerActorLink:
+    """A peer actor's part in the policy's synchronization: send its transitions to the learner
+    actor and wait (a barrier: every peer has sent and the learner ran) for the new parameters."""
+
+    def __init__(self, learner: Any) -> None:
+        self.learner = learner
+
+    def synchronize(self, index: int, policy: TeacherWeightingPolicy, metrics: dict[str, float]) -> None:
+        parameters, learned = ray.get(self.learner.exchange.remote(index, policy.collect_transitions()))
+        policy.load_parameters(parameters)
+        metrics.update(learned)
+
+
+class PeerActor(HeldPeer):
+    """One peer in its own Ray actor process (decorated with ``ray.remote`` at placement)."""
+
+    def __init__(self, config: RunConfig, index: int) -> None:
+        torch.set_num_threads(threads_for(config.peers[index]))
+        super().__init__(PeerTrainer(config, index))
+        self._store_listener = None
+
+    def attach_learner(self, learner: Any) -> None:
+        self.policy_link = LearnerActorLink(learner)
+
+    def describe(self) -> dict[str, Any]:
+        context = ray.get_runtime_context()
+        return {**super().describe(), "node": context.get_node_id(), "actor_id": context.get_actor_id(),
+                "gpu_ids": [str(i) for i in context.get_accelerator_ids().get("GPU", [])],
+                "threads": torch.get_num_threads()}
+
+    def open_collective(self) -> tuple[str, int]:
+        """Peer 0: open the group's store socket on this node; return its address."""
+        self._store_listener = store_socket(ray.util.get_node_ip_address())
+        return ray.util.get_node_ip_address(), self._store_listener.getsockname()[1]
+
+    def join_collective(self, host: str, port: int, world_size: int, on_gpu: bool) -> None:
+        """Join the group (returns once every peer has joined)."""
+        self.join_group(PayloadGroup(host, port, self.index, world_size, bind_host=ray.util.get_node_ip_address(),
+                                     device=self.trainer.device if on_gpu else torch.device("cpu"),
+                                     listener=self._store_listener))
+        self._store_listener = None
+
+    def leave_collective(self) -> None:
+        self.leave_group()
+
+
+class PolicyLearnerActor:
+    """The cohort's teacher-policy learner in its own (async) Ray actor.
+
+    Each peer actor calls :meth:`exchange` right after its update at a synchronization step; the
+    call returns once all peers have submitted, after one :meth:`PolicyLearner.learn` on their
+    transitions in peer-index order — the same computation as in one process.
+    """
+
+    def __init__(self, learner: PolicyLearner, peers: int) -> None:
+        self.learner, self.peers = learner, peers
+        self.submitted: dict[int, Any] = {}
+        self.round, self.result = 0, (-1, None)
+        self.done = asyncio.Event()
+
+    async def exchange(self, peer: int, transitions: Any) -> tuple[dict[str, Tensor], dict[str, float]]:
+        this_round = self.round
+        self.submitted[peer] = transitions
+        if len(self.submitted) == self.peers:
+            parameters = self.learner.learn([self.submitted[k] for k in range(self.peers)])
+            self.result = (this_round, (parameters, self.learner.metrics))
+            self.submitted, self.round = {}, this_round + 1
+            done, self.done = self.done, asyncio.Event()
+            done.set()
+        else:
+            await self.done.wait()
+        finished_round, (parameters, metrics) = self.result
+        if finished_round != this_round:
+            raise RuntimeError(f"policy learner: peer {peer} woke in round {finished_round}, expected {this_round}")
+        return parameters, metrics[peer]
+
+    def state_bytes(self) -> bytes | None:
+        return learner_state_bytes(self.learner)
+
+    def load_state_bytes(self, blob: bytes) -> None:
+        load_learner_state_bytes(self.learner, blob)

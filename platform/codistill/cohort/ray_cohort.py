@@ -1,0 +1,273 @@
+"""Ray at the edge: the peers of a cohort as Ray actors in one placement group.
+
+Each peer is a :class:`~codistill.cohort.ray_actors.PeerActor`; the actors live in one placement
+group (``runtime.placement``: ``pack`` fills nodes in turn, ``spread`` puts peers on different
+nodes); inside a Ray Tune trial that already reserved a placement group (``[{"CPU": 1}] + [peer
+bundles]``), bundle ``k + 1`` hosts peer ``k``. The driver reaches each actor through a
+:class:`~codistill.cohort.handles.RemotePeer`: the step driver and the fan-out are the same as in
+one process, the answers ObjectRefs.
+
+How payloads travel between the actors is the exchange (``runtime.exchange``, or the replicas'
+parameters with ``distillation.teacher_source: replicas``; see :mod:`codistill.cohort.exchanges`);
+this module waits on the calls it makes.
+
+Every wait on the actors goes through :meth:`RayCohort._surfaced_errors`: a dead actor, node or
+lost object becomes :class:`~codistill.cohort.base.PeerLost`, on which the runner calls
+:meth:`RayCohort.restart` and reloads the last checkpoint. Actors are not detached, so they end
+with the driver's job.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
+
+from codistill.cohort import ray_runtime  # noqa: F401  (before ``import ray``: loopback)
+
+import ray  # noqa: E402
+from ray.util.placement_group import PlacementGroup, get_current_placement_group, placement_group  # noqa: E402
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy  # noqa: E402
+
+from codistill.cohort.backends import BACKENDS  # noqa: E402
+from codistill.cohort.base import Cohort, PeerLost, StepCallback  # noqa: E402
+from codistill.cohort.exchanges import Exchange  # noqa: E402
+from codistill.cohort.handles import RemotePeer  # noqa: E402
+from codistill.cohort.ray_actors import PeerActor, PolicyLearnerActor  # noqa: E402
+from codistill.cohort.ray_runtime import peer_bundles  # noqa: E402
+from codistill.cohort.replica_exchange import exchange_for  # noqa: E402
+from codistill.cohort.window import run_in_window  # noqa: E402
+from codistill.config import RunConfig  # noqa: E402
+from codistill.errors import NonFiniteLoss  # noqa: E402
+
+#: What a dead peer actor or node surfaces as: the cohort restarts and reloads (``PeerLost``).
+LOST = (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError, ray.exceptions.NodeDiedError,
+        ray.exceptions.WorkerCrashedError, ray.exceptions.LocalRayletDiedError)
+
+
+@BACKENDS.register("ray")
+class RayCohort(Cohort):
+    """The peers of ``config`` as Ray actors in one placement group."""
+
+    def __init__(self, config: RunConfig, exchange: Exchange | None = None,
+                 placement_timeout_s: float = 120.0, restart_only_lost: bool = True) -> None:
+        self.config = config
+        self.exchange = exchange or exchange_for(config)
+        self.placement_timeout_s = placement_timeout_s
+        self.restart_only_lost = restart_only_lost  # False: every actor restarts (as before; for comparison)
+        self.restarted: list[int] = []  # the peers the last restart() replaced
+        self._abandoned: list[ray.ObjectRef] = []
+        self.placement: list[dict[str, Any]] = []  # per peer: node, actor id, pid, device, threads
+        self.actors: list[Any] = []
+        self.handles: list[RemotePeer] = []  # the actors as peer handles (answers are ObjectRefs)
+        self.learner: Any = None  # the teacher policy's learner actor, when the policy learns
+        self._own_group: PlacementGroup | None = None
+        self._group, self._offset = get_current_placement_group(), 1
+        if self._group is None:
+            self._place()
+        self._start_cohort()
+
+    def _place(self) -> None:
+        """Reserve this cohort's own placement group (``runtime.placement``)."""
+        strategy = "SPREAD" if self.config.runtime.placement == "spread" else "PACK"
+        group = placement_group(peer_bundles(self.config), strategy=strategy)
+        self._own_group, self._group, self._offset = group, group, 0
+        if not group.wait(self.placement_timeout_s):
+            ray.util.remove_placement_group(group)
+            self._own_group = None
+            raise RuntimeError(f"the cluster cannot place the cohort's bundles {peer_bundles(self.config)} "
+                               f"within {self.placement_timeout_s:.0f} s; available: {ray.available_resources()}")
+
+    def _start_cohort(self) -> None:
+        """Start one actor per peer, connect the exchange among them and start the teacher policy's
+        learner (called again by :meth:`restart` to rebuild the whole cohort)."""
+        self.actors, self.placement = [None] * len(self.config.peers), [{}] * len(self.config.peers)
+        self.handles = [None] * len(self.config.peers)
+        self._start_actors(range(len(self.config.peers)))
+        with self._surfaced_errors():
+            self.exchange.connect(self.handles, self.placement, self)
+        self.learner = self._start_policy_learner()
+
+    def _start_actors(self, indices: Sequence[int]) -> None:
+        """Start the actors of peers ``indices``, each in its bundle, and note where they run."""
+        remote_actor = ray.remote(PeerActor)
+        for k in indices:
+            peer = self.config.peers[k]
+            self.actors[k] = remote_actor.options(
+                num_cpus=peer.resources.cpus, num_gpus=peer.resources.gpus,
+                scheduling_strategy=PlacementGroupSchedulingStrategy(self._group,
+                                                                     placement_group_bundle_index=k + self._offset),
+            ).remote(self.config, k)
+            self.handles[k] = RemotePeer(self.actors[k])
+        for k, where in zip(indices, self._get([self.handles[k].describe() for k in indices])):
+            self.placement[k] = where
+
+    def _kill_actors(self) -> None:
+        for actor in self.actors + ([self.learner] if self.learner is not None else []):
+            ray.kill(actor)
+        self.actors, self.handles, self.learner = [], [], None
+        self._drain_abandoned()
+
+    def restart(self) -> None:
+        """Replace the lost peer actors by fresh ones (load a checkpoint next: it also rolls the
+        others back, in place, to the same epoch); :attr:`restarted` names them.
+
+        Only the lost actors restart when the exchange allows it (``objectref``), no policy
+        learner is shared, and the placement group is whole again; the others first finish or
+        fail the interrupted epoch's queued steps. Otherwise every actor (and the learner) is
+        replaced: the collective exchange's group must re-form among all of them. When a node
+        died, Ray re-places its bundles on nodes with room; our own group that is not restored
+        within the placement timeout is created anew. Lacking room, this raises :class:`PeerLost`
+        again (the runner retries up to ``runtime.max_failures`` times).
+        """
+        everyone = list(range(len(self.actors)))
+        alone = self.restart_only_lost and self.exchange.peers_restart_alone and self.learner is None
+        if alone:  # the survivors' queued steps end (those waiting on a lost peer fail at once)
+            self._drain_abandoned()
+        lost = self._unresponsive() if alone else everyone
+        tune_group = self._offset == 1
+        restored = (tune_group or self._own_group is not None) and self._group.wait(self.placement_timeout_s)
+        if restored and lost != everyone:
+            for k in lost:
+                ray.kill(self.actors[k])
+            self._start_actors(lost)
+            self.restarted = lost
+            return
+        self._kill_actors()
+        if tune_group and not restored:
+            raise PeerLost(f"the Ray Tune trial's placement group was not restored within {self.placement_timeout_s:.0f} s")
+        if not restored:
+            if self._own_group is not None:
+                ray.util.remove_placement_group(self._own_group)
+            try:
+                self._place()
+            except RuntimeError as error:
+                raise PeerLost(str(error)) from error
+        self._start_cohort()
+        self.restarted = everyone
+
+    def _unresponsive(self) -> list[int]:
+        """The peers whose actor does not answer (dead, or on a dead node)."""
+        calls = [handle.describe() for handle in self.handles]
+        lost = []
+        for k, call in enumerate(calls):
+            try:
+                ray.get(call, timeout=self.placement_timeout_s)
+            except ray.exceptions.RayError:
+                lost.append(k)
+        return lost
+
+    def _drain_abandoned(self) -> None:
+        """Collect the results of an interrupted epoch's calls (failed, or finished by surviving
+        actors), so that Ray does not print them as unhandled errors and survivors are idle."""
+        for ref in self._abandoned:
+            try:
+                ray.get(ref, timeout=self.placement_timeout_s)
+            except ray.exceptions.RayError:
+                pass
+        self._abandoned = []
+
+    @contextmanager
+    def _surfaced_errors(self) -> Iterator[None]:
+        """A dead actor, node or lost object as :class:`PeerLost`; a peer's divergence as the
+        peer's own :class:`NonFiniteLoss`."""
+        try:
+            yield
+        except ray.exceptions.RayTaskError as error:
+            if isinstance(error.cause, NonFiniteLoss):
+                raise error.cause from None
+            if isinstance(error.cause, LOST):
+                raise self._lost(error.cause) from error
+            raise
+        except LOST as error:
+            if isinstance(error, ray.exceptions.RayActorError) and error.actor_init_failed:
+                raise
+            raise self._lost(error) from error
+
+    def _get(self, refs: list[ray.ObjectRef]) -> list[Any]:
+        with self._surfaced_errors():
+            return ray.get(refs)
+
+    # -- ActorCalls, for the exchange (inside _surfaced_errors where it matters) -----------------
+
+    def get(self, refs: list[ray.ObjectRef]) -> list[Any]:
+        return ray.get(refs)
+
+    def get_failing_fast(self, refs: list[ray.ObjectRef]) -> list[Any]:
+        waiting = list(refs)
+        while waiting:
+            ready, waiting = ray.wait(waiting, num_returns=1)
+            ray.get(ready)
+        return ray.get(refs)
+
+    def wait_for(self, refs: list[ray.ObjectRef], timeout_s: float) -> None:
+        ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
+
+    def _lost(self, error: Exception) -> PeerLost:
+        actor_id = getattr(error, "actor_id", None)
+        names = [name for name, where in zip(self.peer_names, self.placement) if where["actor_id"] == actor_id]
+        who = f"peer '{names[0]}'" if names else "a peer"
+        return PeerLost(f"lost {who}: {type(error).__name__}: {str(error).strip().splitlines()[0].rstrip('.')}")
+
+    def _start_policy_learner(self) -> Any:
+        """The policy's learner actor (CPU only, in peer 0's bundle), attached to every peer; or ``None``."""
+        learner = self._get([self.handles[0].make_policy_learner()])[0]
+        if learner is None:
+            return None
+        actor = ray.remote(PolicyLearnerActor).options(
+            num_cpus=0, scheduling_strategy=PlacementGroupSchedulingStrategy(self._group,
+                                                                             placement_group_bundle_index=self._offset),
+        ).remote(learner, len(self.actors))
+        self._get([handle.attach_learner(actor) for handle in self.handles])
+        return actor
+
+    def steps_per_epoch(self) -> int:
+        return self.placement[0]["steps_per_epoch"]
+
+    def train_epoch(self, epoch: int, on_step: StepCallback | None = None) -> list[list[dict[str, float]]]:
+        window = self.config.runtime.max_steps_in_flight
+        submitted: list[Any] = []
+
+        def submit(steps: range) -> Any:
+            submitted.append(self.exchange.submit(self.handles, epoch, steps))
+            return submitted[-1]
+
+        try:
+            with self._surfaced_errors():
+                return run_in_window(self.steps_per_epoch(), self.exchange.steps_per_call(window), window,
+                                     submit, lambda refs: self.exchange.collect(refs, self), on_step,
+                                     self.exchange.breaks(epoch))
+        except (PeerLost, NonFiniteLoss):
+            self._abandoned = list(_object_refs(submitted))
+            raise
+
+    def peak_rss_bytes(self) -> list[int]:
+        """Each actor's peak resident memory so far."""
+        return self.call_peers("peak_rss_bytes")
+
+    def call_peers(self, name: str, args: list[tuple] | None = None) -> list[Any]:
+        return self._get([getattr(handle, name)(*(args[k] if args is not None else ()))
+                          for k, handle in enumerate(self.handles)])
+
+    def learner_state_bytes(self) -> bytes | None:
+        return None if self.learner is None else self._get([self.learner.state_bytes.remote()])[0]
+
+    def load_learner_state_bytes(self, blob: bytes) -> None:
+        if self.learner is not None:
+            self._get([self.learner.load_state_bytes.remote(blob)])
+
+    def shutdown(self) -> None:
+        if self.actors and not self._abandoned:
+            self.exchange.disconnect(self.handles, self)
+        self._kill_actors()
+        if self._own_group is not None:
+            ray.util.remove_placement_group(self._own_group)
+            self._own_group = None
+
+
+def _object_refs(handles: Any) -> Iterator[ray.ObjectRef]:
+    """Every ObjectRef in what :meth:`Exchange.submit` returned (nested lists of refs)."""
+    if isinstance(handles, ray.ObjectRef):
+        yield handles
+    else:
+        for handle in handles:
+            yield from _object_refs(handle)
