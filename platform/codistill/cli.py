@@ -21,7 +21,8 @@ from codistill.cohort_base import PeerLost
 from codistill.config import RESUME_SAFE_FIELDS, RunConfig, changed_fields, check_devices, load_config
 from codistill.data import data_shape
 from codistill.errors import ConfigError, NonFiniteLoss, WriteFailed
-from codistill.preflight import check_networks, check_new_run_dir, check_probe_split, check_resume
+from codistill.preflight import (check_networks, check_new_run_dir, check_partition, check_probe_split,
+                                 check_resume)
 from codistill.registry import BACKENDS
 from codistill.runner import CONFIG_FILE, prepare_run_dir, record_resume, run_cohort
 
@@ -93,6 +94,7 @@ def main(argv: list[str] | None, *, mode: str, description: str, backends: tuple
             check_devices(config, torch.cuda.is_available())
         check_networks(config, data_shape(config.data))
         check_probe_split(config)
+        check_partition(config)
         warnings = check_resume(run_dir, len(config.peers)) if args.resume is not None else []
     except ConfigError as error:
         print(f"codistill: {error}", file=sys.stderr)

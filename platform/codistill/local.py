@@ -27,7 +27,7 @@ from codistill.cohort_base import Cohort, StepCallback, others
 from codistill.config import RunConfig
 from codistill.methods.base import TeacherView
 from codistill.offline import FrozenTeachers
-from codistill.peer import PeerTrainer, load_dataset
+from codistill.peer import PeerTrainer, peer_datasets
 from codistill.peer.replicas import RefreshSchedule, uses_replicas
 from codistill.policy import learn_in_process, learner_state_bytes, load_learner_state_bytes, sync_due
 from codistill.registry import BACKENDS
@@ -89,13 +89,13 @@ class LocalCohort(Cohort):
 
 @BACKENDS.register("sequential")
 class SequentialCohort(LocalCohort):
-    """Every peer of an online cohort in this process (shared dataset, shared threads)."""
+    """Every peer of an online cohort in this process (shared dataset or each peer's shard, shared threads)."""
 
     def __init__(self, config: RunConfig, threads: int | None = None) -> None:
         if threads is not None:
             torch.set_num_threads(threads)
-        dataset = load_dataset(config)
-        super().__init__(config, [PeerTrainer(config, k, dataset=dataset) for k in range(len(config.peers))],
+        datasets = peer_datasets(config)
+        super().__init__(config, [PeerTrainer(config, k, dataset=datasets[k]) for k in range(len(config.peers))],
                          lambda k, payloads: others(payloads, k))
         self.refresh = RefreshSchedule.of(config, self.steps_per_epoch()) if uses_replicas(config) else None
 

@@ -6,7 +6,8 @@ time waiting for the exchange, bytes received from the other peers per step and 
 mean weight each teacher received, ``policy/weight/<teacher>``, and for a learned policy its
 reward, advantage, entropy and learner loss; with codistillation the replicas' staleness in steps
 since their refresh, ``replicas/staleness``, their forward time and memory) and ``cohort``
-(ensemble accuracy, agreement between peers, epoch time, bytes exchanged in the epoch). Step scalars are averaged over ``log_every_steps``
+(ensemble accuracy, agreement between peers, epoch time, bytes exchanged in the epoch). With
+``data.partition`` each peer's run also holds its training examples per class (text, ``data/class_counts``). Step scalars are averaged over ``log_every_steps``
 steps, each over the steps that report it.
 """
 
@@ -56,6 +57,13 @@ class TensorBoardLog:
             self.cohort.add_scalar(key, value, epoch)
         for writer in [*self.writers.values(), self.cohort]:
             writer.flush()
+
+    def class_counts(self, counts: list[list[int]]) -> None:
+        """Each peer's training examples per class (its shard of a partitioned training split)."""
+        for name, row in zip(self.peer_names, counts):
+            table = "\n".join(f"| {label} | {count} |" for label, count in enumerate(row))
+            self.writers[name].add_text(m.CLASS_COUNTS, f"| class | examples |\n|---|---|\n{table}", 0)
+            self.writers[name].flush()
 
     def recovery(self, epoch: int, recoveries: int) -> None:
         """A lost peer was recovered: the count so far, at the epoch replayed from."""

@@ -19,8 +19,8 @@ import yaml
 
 from codistill.checks import Check, at_least_one, non_negative, positive, rate
 from codistill.config.schema import (DataConfig, DistillationConfig, LRScheduleConfig, MethodConfig, OptimizerConfig,
-                                     PeerConfig, PolicyConfig, ResourcesConfig, RunConfig, RuntimeConfig,
-                                     SparsityConfig, TeacherConfig)
+                                     PartitionConfig, PeerConfig, PolicyConfig, ResourcesConfig, RunConfig,
+                                     RuntimeConfig, SparsityConfig, TeacherConfig)
 from codistill.config.validation import validate
 from codistill.errors import ConfigError
 
@@ -255,7 +255,23 @@ def _parse_data(r: _Reader) -> DataConfig:
         download=r.get("download", bool, d.download),
         shared_batches=r.get("shared_batches", bool, d.shared_batches),
         classes=_classes(r.get("classes", list, d.classes, _class_list)),
+        partition=_parse_partition(r.section("partition")),
     )
+    r.finish()
+    return config
+
+
+def _class_lists(values: list[Any]) -> str | None:
+    if values and all(isinstance(entry, list) and _class_list(entry) is None for entry in values):
+        return None
+    return f"must be a list of class lists (one per peer, each of distinct class numbers ≥ 0), got {values}"
+
+
+def _parse_partition(r: _Reader) -> PartitionConfig:
+    d = PartitionConfig()
+    classes = r.get("classes", list, d.classes, _class_lists)
+    config = PartitionConfig(kind=r.get("kind", str, d.kind), alpha=r.get("alpha", float, d.alpha, positive),
+                             classes=None if classes is None else tuple(_classes(entry) for entry in classes))
     r.finish()
     return config
 

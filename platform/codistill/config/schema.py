@@ -16,8 +16,20 @@ PLACEMENTS = ("pack", "spread")
 DEVICES = ("auto", "cpu", "cuda")
 NONFINITE_ACTIONS = ("stop", "skip")
 PROBE_SOURCES = ("train", "held_out")
+PARTITION_KINDS = ("shared", "iid", "dirichlet", "classes")
 #: Fields ``--resume RUN_DIR --set`` may change: they cannot change what the run computes.
 RESUME_SAFE_FIELDS = ("runtime.progress_every_seconds", "runtime.log_every_steps")
+
+
+@dataclass(frozen=True)
+class PartitionConfig:
+    """How the training split is divided among the peers (see codistill.data.partition): ``shared``
+    (every peer trains on all of it), ``iid`` (equal, stratified, disjoint shards), ``dirichlet``
+    (each class divided in proportions drawn from Dir(alpha·1)) or ``classes`` (each peer's list)."""
+
+    kind: str = "shared"
+    alpha: float | None = None  # dirichlet: the concentration α > 0 (small: each peer holds few classes)
+    classes: tuple[tuple[int, ...], ...] | None = None  # classes: one list per peer, in peer order
 
 
 @dataclass(frozen=True)
@@ -46,6 +58,8 @@ class DataConfig:
     #: Train only on the examples whose (given) label is one of these classes (None: all); the
     #: network still predicts every class, and validation keeps every class. A specialist teacher.
     classes: tuple[int, ...] | None = None
+    #: How the training split is divided among the peers (default: shared by all).
+    partition: PartitionConfig = field(default_factory=PartitionConfig)
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from codistill.config.schema import (AMP_MODES, DEVICES, NONFINITE_ACTIONS, PLACEMENTS, PROBE_SOURCES,
-                                     TEACHER_MODES, TEACHER_SOURCES, DataConfig, PeerConfig, RunConfig)
+from codistill.config.schema import (AMP_MODES, DEVICES, NONFINITE_ACTIONS, PARTITION_KINDS, PLACEMENTS,
+                                     PROBE_SOURCES, TEACHER_MODES, TEACHER_SOURCES, DataConfig, PeerConfig, RunConfig)
 from codistill.errors import ConfigError
 from codistill.registry import DATASETS, EXCHANGES, METHODS, MODELS, OPTIMIZERS, POLICIES, SCHEDULES, Registry
 from codistill.saved_network import check_teacher_file
@@ -41,6 +41,7 @@ def validate(config: RunConfig, *, mode: str = "online") -> None:
     _validate_distillation(config)
     _validate_runtime(config)
     _validate_teacher_source(config, mode)
+    _validate_partition(config, shape.num_classes, mode)
 
 
 def component(registry: Registry, name: str, field: str) -> Any:
@@ -183,6 +184,54 @@ def _validate_teacher_source(config: RunConfig, mode: str) -> None:
     if not replicas and not config.data.shared_batches:
         raise ConfigError("data.shared_batches", "false needs distillation.teacher_source: replicas (live "
                                                  "teachers predict on the student's batch only if it is theirs too)")
+
+
+def _validate_partition(config: RunConfig, num_classes: int, mode: str) -> None:
+    """``data.partition``: its own fields, and what a cohort whose peers hold disjoint shards needs (each
+    peer's teachers are replicas run on its own batch, drawn from its own shard); whether every
+    shard holds a batch is checked on the data, by :func:`codistill.preflight.check_partition`."""
+    data, partition = config.data, config.data.partition
+    one_of(partition.kind, PARTITION_KINDS, "data.partition.kind")
+    if partition.alpha is not None and partition.kind != "dirichlet":
+        raise ConfigError("data.partition.alpha", f"is for kind: dirichlet, not {partition.kind}")
+    if partition.kind == "dirichlet" and partition.alpha is None:
+        raise ConfigError("data.partition.alpha", "kind dirichlet needs alpha > 0, the concentration of Dir(alpha)")
+    if partition.classes is not None and partition.kind != "classes":
+        raise ConfigError("data.partition.classes", f"is for kind: classes, not {partition.kind}")
+    if partition.kind == "shared":
+        return
+    if mode == "offline" or config.teachers:
+        raise ConfigError("data.partition", "divides the training split among online peers; an offline student "
+                                            "learns on all of it (leave it unset)")
+    if not component(DATASETS, data.dataset, "data.dataset").partitions:
+        raise ConfigError("data.partition", f"dataset '{data.dataset}' cannot be divided among peers; leave it unset")
+    if config.distillation.teacher_source != "replicas":
+        raise ConfigError("distillation.teacher_source", f"is {config.distillation.teacher_source}, but with "
+                                                         f"data.partition: {partition.kind} the peers share no "
+                                                         "example to exchange predictions on: use replicas "
+                                                         "(teachers run on the student's own batch)")
+    if data.shared_batches:
+        raise ConfigError("data.shared_batches", f"must be false with data.partition: {partition.kind} (each peer "
+                                                 "draws its own batches from its own shard)")
+    if data.classes is not None:
+        raise ConfigError("data.classes", "does not combine with data.partition (give each peer its classes "
+                                          "with data.partition: {kind: classes, classes: [...]})")
+    if partition.kind == "classes":
+        _check_class_lists(partition.classes, len(config.peers), num_classes)
+
+
+def _check_class_lists(classes: tuple[tuple[int, ...], ...] | None, peers: int, num_classes: int) -> None:
+    field = "data.partition.classes"
+    if classes is None:
+        raise ConfigError(field, "kind classes needs one list of classes per peer")
+    if len(classes) != peers:
+        raise ConfigError(field, f"needs one list per peer ({peers}), got {len(classes)}")
+    named = {c for entry in classes for c in entry}
+    if max(named) >= num_classes:
+        raise ConfigError(field, f"the dataset has classes 0 to {num_classes - 1}, got {max(named)}")
+    missing = sorted(set(range(num_classes)) - named)
+    if missing:
+        raise ConfigError(field, f"leaves classes {missing} to no peer; give each class to at least one peer")
 
 
 def check_devices(config: RunConfig, cuda_available: bool) -> None:
