@@ -40,8 +40,8 @@ def validate(config: RunConfig, *, mode: str = "online") -> None:
         check_teacher_file(teacher.checkpoint, teacher.model, f"teachers[{i}].checkpoint", shape)
     _validate_distillation(config)
     _validate_runtime(config)
-    _validate_teacher_source(config, mode)
     _validate_partition(config, shape.num_classes, mode)
+    _validate_teacher_source(config, mode)
 
 
 def component(registry: Registry, name: str, field: str) -> Any:
