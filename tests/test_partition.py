@@ -18,6 +18,7 @@ from codistill.data.base import mix_seed
 from codistill.data.partition import epoch_examples, partition_indices, peer_shards
 from codistill.local import SequentialCohort
 from codistill.peer import load_dataset, load_shards
+from codistill.preflight import check_partition, check_probe_split
 from codistill.tuning.space import load_space
 from conftest import tiny_raw
 
@@ -115,6 +116,15 @@ def test_each_peer_trains_on_its_shard_as_the_front_door_computed_it_and_validat
     assert drawn.numel() == datasets[0].epoch_examples and int(drawn.max()) < datasets[0].info.train_size
     with pytest.raises(ValueError, match="name the peer"):
         load_dataset(config)
+
+
+def test_a_probe_from_the_validation_split_leaves_the_shards_whole_and_passes_the_front_door():
+    config = parse_config(partitioned_raw({"kind": "iid"}, probe_fraction=0.1, probe_source="held_out"))
+    check_partition(config)
+    check_probe_split(config)
+    shards = load_shards(config)
+    assert [s.train_examples for s in shards] == [s.indices.numel() for s in shards]
+    assert load_dataset(config, 1).info.train_size == shards[1].train_examples
 
 
 def test_a_shared_split_draws_one_pass_per_epoch_as_before():

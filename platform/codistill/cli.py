@@ -93,8 +93,8 @@ def main(argv: list[str] | None, *, mode: str, description: str, backends: tuple
         if args.backend != "ray" or not os.environ.get("RAY_ADDRESS"):  # the peers run on this machine
             check_devices(config, torch.cuda.is_available())
         check_networks(config, data_shape(config.data))
-        check_probe_split(config)
         check_partition(config)
+        check_probe_split(config)
         warnings = check_resume(run_dir, len(config.peers)) if args.resume is not None else []
     except ConfigError as error:
         print(f"codistill: {error}", file=sys.stderr)

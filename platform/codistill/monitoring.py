@@ -7,8 +7,9 @@ mean weight each teacher received, ``policy/weight/<teacher>``, and for a learne
 reward, advantage, entropy and learner loss; with codistillation the replicas' staleness in steps
 since their refresh, ``replicas/staleness``, their forward time and memory) and ``cohort``
 (ensemble accuracy, agreement between peers, epoch time, bytes exchanged in the epoch). With
-``data.partition`` each peer's run also holds its training examples per class (text, ``data/class_counts``). Step scalars are averaged over ``log_every_steps``
-steps, each over the steps that report it.
+``data.partition`` each peer's run also holds its training examples per class (text,
+``data/class_counts``). Step scalars are averaged over ``log_every_steps`` steps, each over the
+steps that report it.
 """
 
 from __future__ import annotations

@@ -57,9 +57,10 @@ def check_networks(config: RunConfig, shape: DataShape) -> None:
 
 def check_probe_split(config: RunConfig) -> None:
     """A probe carved from the validation split (``data.probe_source: held_out``) must leave a
-    validation split to select on: it is carved here once, aside, as every peer will carve it."""
+    validation split to select on: it is carved here once, aside, as every peer will carve it (from
+    the common validation split, also with a partition: peer 0's dataset stands for every peer's)."""
     if config.data.probe_fraction > 0 and config.data.probe_source == "held_out":
-        load_dataset(config)
+        load_dataset(config, peer=0)
 
 
 def check_partition(config: RunConfig) -> None:
