@@ -221,6 +221,32 @@ def replicas(**fields) -> dict:
     return {"distillation": {**tiny_raw()["distillation"], "teacher_source": "replicas", **fields}}
 
 
+def partition(kind: str | None = "dirichlet", peers: int = 2, distillation: dict | None = None, **fields) -> dict:
+    """The tiny cohort on shards of the training split (replicas, own batches), with partition fields."""
+    spec = {"kind": kind, **fields} if kind is not None else fields
+    data = {**tiny_raw()["data"], "shared_batches": False, "partition": spec}
+    cohort = [{"name": f"p{k}", "model": "plain_network:PlainMLP"} for k in range(peers)]
+    return {"data": data, "peers": cohort, **replicas(**(distillation or {}))}
+
+
+def imagefolder_partition(tmp: Path):
+    """A cohort otherwise fit for shards (replicas, own batches) on a dataset that cannot be divided."""
+    root = tmp / "data"
+    root.mkdir()
+    image_tree(["cat", "dog"], ["cat", "dog"])(root)
+    data = {"dataset": "imagefolder", "root": str(root), "shared_batches": False, "partition": {"kind": "iid"}}
+    return config({"data": data, **replicas()})(tmp)
+
+
+def offline_partition(tmp: Path):
+    """An offline student asking for a partition: it has no peers to divide the data among."""
+    main, argv = teacher(saved_mlp, model="mlp")(tmp)
+    raw = yaml.safe_load(Path(argv[1]).read_text())
+    raw["data"] = {**raw["data"], "partition": {"kind": "iid"}}
+    Path(argv[1]).write_text(yaml.safe_dump(raw))
+    return main, argv
+
+
 def offline_replicas(tmp: Path):
     """An offline student asking for replicas: there are no online peers to copy."""
     main, argv = teacher(saved_mlp, model="mlp")(tmp)
@@ -336,6 +362,34 @@ CASES = [
     pytest.param(config({"data": {**tiny_raw()["data"], "shared_batches": False}}), "data.shared_batches",
                  id="own-batches-with-live-teachers"),
     pytest.param(offline_replicas, "distillation.teacher_source", id="replicas-offline"),
+    # peers on shards of the training split (data.partition)
+    pytest.param(config(partition(alpha=0)), "data.partition.alpha", id="partition-zero-alpha"),
+    pytest.param(config(partition(alpha=-1.0)), "data.partition.alpha", id="partition-negative-alpha"),
+    pytest.param(config(partition()), "data.partition.alpha", id="partition-dirichlet-without-alpha"),
+    pytest.param(config(partition("iid", alpha=0.5)), "data.partition.alpha", id="partition-alpha-without-dirichlet"),
+    pytest.param(config(partition(None, alpha=0.5)), "data.partition.alpha", id="partition-alpha-without-kind"),
+    pytest.param(config(partition("label_skew")), "data.partition.kind", id="partition-unknown-kind"),
+    pytest.param(config(partition("classes", classes=[[0, 1, 2, 3, 4], [5, 6, 7, 8, 10]])),
+                 "data.partition.classes", id="partition-unknown-class"),
+    pytest.param(config(partition("classes", classes=[[0, 1, 2, 3, 4], [5, 6, 7, 8]])), "data.partition.classes",
+                 id="partition-class-to-no-peer"),
+    pytest.param(config(partition("classes", classes=[list(range(10))])), "data.partition.classes",
+                 id="partition-one-list-for-two-peers"),
+    pytest.param(config(partition("classes")), "data.partition.classes", id="partition-classes-without-lists"),
+    pytest.param(config(partition("classes", classes=[[0, 0], [1]])), "data.partition.classes",
+                 id="partition-class-listed-twice"),
+    pytest.param(config(partition("iid", classes=[[0], [1]])), "data.partition.classes",
+                 id="partition-lists-without-classes"),
+    pytest.param(config(partition("iid", peers=6)), "data.partition", id="partition-shard-under-a-batch"),
+    pytest.param(config(partition(alpha=0.01, peers=4)), "data.partition", id="partition-dirichlet-small-shard"),
+    pytest.param(config(partition("iid", distillation={"teacher_source": "live"})), "distillation.teacher_source",
+                 id="partition-with-a-live-exchange"),
+    pytest.param(config({**partition("iid"), "data": {**partition("iid")["data"], "shared_batches": True}}),
+                 "data.shared_batches", id="partition-with-shared-batches"),
+    pytest.param(config({**partition("iid"), "data": {**partition("iid")["data"], "classes": [0, 1]}}),
+                 "data.classes", id="partition-with-data-classes"),
+    pytest.param(offline_partition, "data.partition", id="partition-offline"),
+    pytest.param(imagefolder_partition, "data.partition", id="imagefolder-with-partition"),
     # --set
     pytest.param(sets("seed.x=1"), "seed.x", id="set-through-scalar"),
     pytest.param(sets("peers.5.model=cnn"), "peers.5", id="set-index-past-end"),

@@ -23,7 +23,8 @@ from codistill.config import RESUME_SAFE_FIELDS, RunConfig, changed_fields, chec
 from codistill.validation import load_config
 from codistill.data import data_shape
 from codistill.errors import ConfigError, NonFiniteLoss, WriteFailed
-from codistill.preflight import check_exchange, check_networks, check_new_run_dir, check_probe_split, check_resume
+from codistill.preflight import (check_exchange, check_networks, check_new_run_dir, check_partition,
+                                 check_probe_split, check_resume)
 from codistill.runner import (CONFIG_FILE, prepare_run_dir, record_backend, record_resume, recorded_backend,
                               run_cohort)
 
@@ -106,6 +107,7 @@ def main(argv: list[str] | None, *, mode: str, description: str, backends: tuple
         if args.backend != "ray" or not os.environ.get("RAY_ADDRESS"):  # the peers run on this machine
             check_devices(config, torch.cuda.is_available())
         check_networks(config, data_shape(config.data))
+        check_partition(config)
         check_probe_split(config)
         check_exchange(config)
         warnings = check_resume(run_dir, len(config.peers)) if args.resume is not None else []

@@ -52,6 +52,7 @@ EPOCH_SECONDS = "time/epoch_seconds"
 SKIPPED_STEPS_EPOCH = "nonfinite/skipped_steps_epoch"  # updates skipped in the epoch (runtime.on_nonfinite: skip)
 TEACHERS_LEFT_OUT_EPOCH = "nonfinite/teachers_left_out_epoch"
 RECOVERIES = "faults/recoveries"  # lost peers recovered from the last checkpoint so far (cohort run)
+CLASS_COUNTS = "data/class_counts"  # text: a peer's training examples per class (data.partition)
 
 # Reported to Ray Tune after every epoch of a trial (codistill.tuning); selectable with --metric.
 MEAN_PEER_VAL = "mean_peer_val_accuracy"  # mean over peers of their validation top-1

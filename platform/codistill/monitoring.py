@@ -6,8 +6,10 @@ time waiting for the exchange, bytes received from the other peers per step and 
 mean weight each teacher received, ``policy/weight/<teacher>``, and for a learned policy its
 reward, advantage, entropy and learner loss; with codistillation the replicas' staleness in steps
 since their refresh, ``replicas/staleness``, their forward time and memory) and ``cohort``
-(ensemble accuracy, agreement between peers, epoch time, bytes exchanged in the epoch). Step scalars are averaged over ``log_every_steps``
-steps, each over the steps that report it.
+(ensemble accuracy, agreement between peers, epoch time, bytes exchanged in the epoch). With
+``data.partition`` each peer's run also holds its training examples per class (text,
+``data/class_counts``). Step scalars are averaged over ``log_every_steps`` steps, each over the
+steps that report it.
 """
 
 from __future__ import annotations
@@ -94,6 +96,13 @@ class TensorBoardLog:
         for key, value in cohort_scalars.items():
             self.add(self.cohort, key, value, epoch)
         self.flush()
+
+    def class_counts(self, counts: list[list[int]]) -> None:
+        """Each peer's training examples per class (its shard of a partitioned training split)."""
+        for name, row in zip(self.peer_names, counts):
+            table = "\n".join(f"| {label} | {count} |" for label, count in enumerate(row))
+            self.writers[name].add_text(m.CLASS_COUNTS, f"| class | examples |\n|---|---|\n{table}", 0)
+            self.writers[name].flush()
 
     def recovery(self, epoch: int, recoveries: int) -> None:
         """A lost peer was recovered: the count so far, at the epoch replayed from."""

@@ -1,12 +1,13 @@
 """The front door's checks of what lies outside the config: the run directory, checkpoints, and
 whether the networks and methods the config names can be built for the data, and whether a probe
-carved from the validation split leaves enough of it (the devices are checked by
+carved from the validation split leaves enough of it, whether every peer's shard of a partitioned
+training split holds a batch (the devices are checked by
 :func:`codistill.config.check_devices`).
 
 :mod:`codistill.cli` runs them after the config validated and before Ray starts or anything is
 written; each failure is a one-line :class:`~codistill.errors.ConfigError` naming the field
 (``runtime.device``, ``peers[1].resources.gpus``, ``runtime.exchange``, ``--run-dir``, ``--resume``,
-``data.probe_source``).
+``data.probe_source``, ``data.partition``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from codistill.config import RunConfig
 from codistill.data import DataShape
 from codistill.errors import ConfigError
 from codistill.methods import build_method
-from codistill.peer import feature_shapes, load_dataset, method_context
+from codistill.peer import feature_shapes, load_dataset, load_shards, method_context, partitioned
 from codistill.peer.teachers import TeacherSlots
 from codistill.registry import EXCHANGES
 from codistill.runner import holds_a_run
@@ -64,9 +65,23 @@ def check_exchange(config: RunConfig) -> None:
 
 def check_probe_split(config: RunConfig) -> None:
     """A probe carved from the validation split (``data.probe_source: held_out``) must leave a
-    validation split to select on: it is carved here once, aside, as every peer will carve it."""
+    validation split to select on: it is carved here once, aside, as every peer will carve it (from
+    the common validation split, also with a partition: peer 0's dataset stands for every peer's)."""
     if config.data.probe_fraction > 0 and config.data.probe_source == "held_out":
-        load_dataset(config)
+        load_dataset(config, peer=0)
+
+
+def check_partition(config: RunConfig) -> None:
+    """With ``data.partition`` every peer's training examples (its shard, less its probe) must fill a
+    batch: the shards are computed here from the training split's labels, as every peer will."""
+    if not partitioned(config):
+        return
+    batch_size = config.data.batch_size
+    for peer, shard in zip(config.peers, load_shards(config)):
+        if shard.train_examples < batch_size:
+            raise ConfigError("data.partition", f"leaves peer '{peer.name}' {shard.train_examples} training "
+                                                f"examples, fewer than one batch (data.batch_size {batch_size}); "
+                                                "use a larger alpha, fewer peers, a smaller batch or more data")
 
 
 def _first_line(error: Exception) -> str:

@@ -8,7 +8,9 @@ the last epoch, per-epoch history) and each peer's trained network under ``model
 first, as one directory renamed into place, then ``results.json``, each atomically. Each epoch's
 record keeps the curriculum in force (:mod:`codistill.curriculum`) and the mean λ·m applied. The
 test split (a dataset's official one, or ``data.test_fraction`` > 0 of the held-out split) is
-evaluated once, at the end (``test_accuracy``); every other accuracy is validation. A caller may
+evaluated once, at the end (``test_accuracy``); every other accuracy is validation. With
+``data.partition`` each peer's training examples per class are printed at the start, logged to
+TensorBoard and kept in ``results.json`` (``class_counts``, ``train_examples``). A caller may
 watch every epoch through ``on_epoch(record, checkpoint_dir)`` (Ray Tune reports from there).
 """
 
@@ -36,6 +38,7 @@ from codistill.data import has_test_split
 from codistill.errors import NonFiniteLoss
 from codistill.evaluation import cohort_metrics, finite_rows
 from codistill.monitoring import ConsoleProgress, TensorBoardLog
+from codistill.peer import load_shards, partitioned
 from codistill.records import EpochRecord, epoch_record, second_half_weights, summary_line
 from codistill.safe_io import failed_writes_named, write_atomic, write_directory_atomic
 
@@ -137,6 +140,7 @@ def run_cohort(config: RunConfig, run_dir: Path, make_cohort: Callable[[RunConfi
         else:
             replay = cohort.state_bytes(), cohort.learner_state_bytes()
         log = TensorBoardLog(run_dir / "tensorboard", cohort.peer_names, config.runtime.log_every_steps)
+        shards = _report_shards(config, progress, log, resume)
         end = config.epochs if stop_after_epochs is None else min(config.epochs, position.epochs_done + stop_after_epochs)
         failures = 0
         while True:
@@ -163,6 +167,8 @@ def run_cohort(config: RunConfig, run_dir: Path, make_cohort: Callable[[RunConfi
                            f"continue with --resume {run_dir}")
             return {"complete": False, "epochs_done": position.epochs_done}
         results, models = final
+        for entry, counts in zip(results["peers"], shards or []):
+            entry.update(class_counts=counts, train_examples=sum(counts))
         _write_outputs(run_dir, dict(zip(cohort.peer_names, models)), results)
         progress.print(results_table(results))
         return results
@@ -204,6 +210,20 @@ def _train_epoch(config: RunConfig, run_dir: Path, cohort: Cohort, log: TensorBo
     if on_epoch is not None:
         on_epoch(record, checkpoint_dir)
     return states, learner_state
+
+
+def _report_shards(config: RunConfig, progress: ConsoleProgress, log: TensorBoardLog,
+                   resume: bool) -> list[list[int]] | None:
+    """Each peer's training examples per class with ``data.partition`` (None without): printed, and
+    logged to TensorBoard once, at the start of a new run."""
+    if not partitioned(config):
+        return None
+    counts = [shard.class_counts for shard in load_shards(config)]
+    for peer, row in zip(config.peers, counts):
+        progress.print(f"peer {peer.name}: {sum(row)} training examples, per class {row}")
+    if not resume:
+        log.class_counts(counts)
+    return counts
 
 
 def _load(cohort: Cohort, peer_states: list[bytes], learner_state: bytes | None) -> None:

@@ -57,11 +57,27 @@ def validate_data(data: DataConfig) -> DataShape:
                         data.val_fraction, data.download)
     if data.classes is not None and not factory.selects_classes:
         raise ConfigError("data.classes", f"dataset '{data.dataset}' cannot keep a subset of classes; leave it unset")
+    if data.partition.kind != "shared" and not factory.partitions:
+        raise ConfigError("data.partition", f"dataset '{data.dataset}' cannot be divided among peers; leave it unset")
     shape = factory.check(data)
     if data.classes is not None and max(data.classes) >= shape.num_classes:
         raise ConfigError("data.classes",
                           f"the dataset has classes 0 to {shape.num_classes - 1}, got {list(data.classes)}")
+    if data.partition.classes is not None:
+        _check_class_lists(data.partition.classes, shape.num_classes)
     return shape
+
+
+def _check_class_lists(classes: tuple[tuple[int, ...], ...], num_classes: int) -> None:
+    """``data.partition.classes`` names only the dataset's classes, and each of them at least once."""
+    named = {c for entry in classes for c in entry}
+    if named and max(named) >= num_classes:
+        raise ConfigError("data.partition.classes", f"the dataset has classes 0 to {num_classes - 1}, "
+                                                    f"got {max(named)}")
+    missing = sorted(set(range(num_classes)) - named)
+    if missing:
+        raise ConfigError("data.partition.classes", f"leaves classes {missing} to no peer; give each class to at "
+                                                    "least one peer")
 
 
 def _validate_peer(peer: PeerConfig, path: str) -> None:

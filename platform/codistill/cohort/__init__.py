@@ -2,7 +2,7 @@
 
 - ``base``: the :class:`~codistill.cohort.base.Cohort` interface the runner drives and its one
   fan-out (evaluation, states, models asked of every peer); ``handles``: what a peer handle answers
-  (:class:`~codistill.cohort.handles.PeerHandle`) and the one way a process holds a trainer
+  (:class:`~codistill.cohort.base.PeerHandle`) and the one way a process holds a trainer
   (:class:`~codistill.cohort.handles.HeldPeer`); ``steps``: the one step driver;
 - ``in_process``, ``sequential``, ``offline``: cohorts in this process; ``backends``: ``--backend``;
 - ``exchanges`` (described without Ray or a peer), ``replica_exchange``, ``window``: how Ray peers

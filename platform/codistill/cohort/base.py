@@ -15,13 +15,44 @@ models are asked through it, here, for every cohort.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from torch import Tensor
 
 from codistill.config import RunConfig
 
 StepCallback = Callable[[int, int], None]  # (steps done, steps in epoch)
+
+
+class PeerHandle(Protocol):
+    """One peer as a cohort reaches it; answers are values, or futures of them (Ray)."""
+
+    def forward(self, epoch: int, step: int) -> Any:
+        """First half of a step; this peer's payload for the others."""
+
+    def update(self, *teacher_payloads: Any) -> Any:
+        """Second half: distil from the teachers' payloads (separate arguments, so a remote
+        handle's futures resolve), synchronize the teacher policy when due; the step's metrics."""
+
+    def replica_step(self, epoch: int, step: int) -> Any:
+        """A whole step on this peer's replicas (codistillation); the step's metrics."""
+
+    def replica_weights(self) -> Any: ...
+
+    def load_replicas(self, epoch: int, step: int, *weights: Any) -> Any: ...
+
+    def evaluate(self, split: str) -> Any: ...
+
+    def sparsity(self) -> Any: ...
+
+    def state_bytes(self) -> Any: ...
+
+    def load_state_bytes(self, blob: bytes) -> Any: ...
+
+    def model_bytes(self) -> Any: ...
+
+    def describe(self) -> Any:
+        """Where and how this peer runs (pid, device, threads, steps per epoch, …)."""
 
 
 class Cohort(ABC):
@@ -42,7 +73,7 @@ class Cohort(ABC):
 
     @abstractmethod
     def call_peers(self, name: str, args: list[tuple] | None = None) -> list[Any]:
-        """Every peer's :class:`~codistill.cohort.handles.PeerHandle` method ``name`` with
+        """Every peer's :class:`~PeerHandle` method ``name`` with
         ``args[k]`` (none by default), asked of all at once; the answers in peer order."""
 
     def evaluate(self, split: str = "val") -> tuple[list[Tensor], Tensor]:

@@ -1,6 +1,6 @@
-"""What a peer handle answers, and the one way a process holds a peer's trainer.
+"""The one way a process holds a peer's trainer, answering what a peer handle answers.
 
-A :class:`PeerHandle` is what the step driver (:mod:`codistill.cohort.steps`) and the fan-out
+A :class:`~codistill.cohort.base.PeerHandle` is what the step driver (:mod:`codistill.cohort.steps`) and the fan-out
 (:meth:`codistill.cohort.base.Cohort.call_peers`) talk to. :class:`HeldPeer` answers it in the
 process that holds the :class:`~codistill.peer.PeerTrainer` (the sequential cohort's peers, each
 Ray actor, each worker process); a Ray actor's handle answers the same calls with ObjectRefs
@@ -30,37 +30,6 @@ from codistill.config import PeerConfig, RunConfig
 from codistill.methods.base import TeacherView
 from codistill.peer import PeerTrainer
 from codistill.policy import PolicyLearner, TeacherWeightingPolicy, learn_in_process, sync_due
-
-class PeerHandle(Protocol):
-    """One peer as a cohort reaches it; answers are values, or futures of them (Ray)."""
-
-    def forward(self, epoch: int, step: int) -> Any:
-        """First half of a step; this peer's payload for the others."""
-
-    def update(self, *teacher_payloads: Any) -> Any:
-        """Second half: distil from the teachers' payloads (separate arguments, so a remote
-        handle's futures resolve), synchronize the teacher policy when due; the step's metrics."""
-
-    def replica_step(self, epoch: int, step: int) -> Any:
-        """A whole step on this peer's replicas (codistillation); the step's metrics."""
-
-    def replica_weights(self) -> Any: ...
-
-    def load_replicas(self, epoch: int, step: int, *weights: Any) -> Any: ...
-
-    def evaluate(self, split: str) -> Any: ...
-
-    def sparsity(self) -> Any: ...
-
-    def state_bytes(self) -> Any: ...
-
-    def load_state_bytes(self, blob: bytes) -> Any: ...
-
-    def model_bytes(self) -> Any: ...
-
-    def describe(self) -> Any:
-        """Where and how this peer runs (pid, device, threads, steps per epoch, …)."""
-
 
 class PolicyLink(Protocol):
     """How a peer takes part in the teacher policy's synchronization (a learning policy)."""

@@ -16,17 +16,17 @@ from codistill.cohort.handles import HeldPeer
 from codistill.cohort.in_process import InProcessCohort
 from codistill.cohort.steps import the_other_peers
 from codistill.config import RunConfig
-from codistill.peer import load_dataset
+from codistill.peer import peer_datasets
 from codistill.peer.replicas import RefreshSchedule, uses_replicas
 
 
 @BACKENDS.register("sequential")
 class SequentialCohort(InProcessCohort):
-    """Every peer of an online cohort in this process (one dataset shared by all)."""
+    """Every peer of an online cohort in this process (one dataset shared by all, or each peer's shard)."""
 
     def __init__(self, config: RunConfig) -> None:
-        dataset = load_dataset(config)
-        handles = [HeldPeer.build(config, k, dataset=dataset) for k in range(len(config.peers))]
+        datasets = peer_datasets(config)
+        handles = [HeldPeer.build(config, k, dataset=datasets[k]) for k in range(len(config.peers))]
         refresh = None
         if uses_replicas(config):
             refresh = RefreshSchedule.of(config, handles[0].trainer.batches.steps_per_epoch)

@@ -1,6 +1,6 @@
 """The one step driver: how peers' steps are asked for, whatever holds the peers.
 
-:func:`drive_steps` asks ``peers`` (:class:`~codistill.cohort.handles.PeerHandle`) for steps:
+:func:`drive_steps` asks ``peers`` (:class:`~codistill.cohort.base.PeerHandle`) for steps:
 every peer's ``forward``, then each peer's ``update`` with the payloads ``teachers`` gives it
 (or, codistilling, each peer's ``replica_step``, after a refresh of the replicas where one is due).
 The same function serves every backend; only the handles and ``teachers`` differ:
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from codistill.cohort.base import others
 
 if TYPE_CHECKING:
-    from codistill.cohort.handles import PeerHandle
+    from codistill.cohort.base import PeerHandle
     from codistill.peer.replicas import RefreshSchedule
 
 #: A peer's teacher payloads (``index``: the peer, among the payloads given) from a step's payloads.

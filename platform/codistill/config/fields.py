@@ -109,6 +109,8 @@ def _read_tuple(item: Any, value: Any, where: str) -> tuple:
         raise ConfigError(where, f"expected a list, got {value!r}")
     if dataclasses.is_dataclass(item):
         return tuple(read_section(item, entry, f"{where}[{i}]", i) for i, entry in enumerate(value))
+    if typing.get_origin(item) is tuple:
+        return tuple(read_typed(item, entry, f"{where}[{i}]") for i, entry in enumerate(value))
     try:
         return tuple(_read_scalar(item, entry, where) for entry in value)
     except ConfigError:

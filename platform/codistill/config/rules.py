@@ -33,7 +33,45 @@ def check_rules(config: RunConfig, *, mode: str = "online") -> None:
             raise ConfigError(f"peers[{index}].sparsity.end_epoch", "must come after sparsity.start_epoch")
     if not config.distillation.methods and not config.independent:
         raise ConfigError("distillation.methods", "at least one method is needed unless the run is independent")
+    _check_partition(config, mode)
     _check_teacher_source(config, mode)
+
+
+def _check_partition(config: RunConfig, mode: str) -> None:
+    """``data.partition``: its fields together, and what a cohort whose peers hold disjoint shards
+    needs (each peer's teachers are replicas run on its own batch, drawn from its own shard). The
+    class numbers and the dataset's support are checked against the dataset
+    (:func:`codistill.validation.validate_data`), whether every shard holds a batch on the data
+    (:func:`codistill.preflight.check_partition`)."""
+    data, partition = config.data, config.data.partition
+    if partition.alpha is not None and partition.kind != "dirichlet":
+        raise ConfigError("data.partition.alpha", f"is for kind: dirichlet, not {partition.kind}")
+    if partition.kind == "dirichlet" and partition.alpha is None:
+        raise ConfigError("data.partition.alpha", "kind dirichlet needs alpha > 0, the concentration of Dir(alpha)")
+    if partition.classes is not None and partition.kind != "classes":
+        raise ConfigError("data.partition.classes", f"is for kind: classes, not {partition.kind}")
+    if partition.kind == "shared":
+        return
+    if mode == "offline" or config.teachers:
+        raise ConfigError("data.partition", "divides the training split among online peers; an offline student "
+                                            "learns on all of it (leave it unset)")
+    if config.distillation.teacher_source != "replicas":
+        raise ConfigError("distillation.teacher_source", f"is {config.distillation.teacher_source}, but with "
+                                                         f"data.partition: {partition.kind} the peers share no "
+                                                         "example to exchange predictions on: use replicas "
+                                                         "(teachers run on the student's own batch)")
+    if data.shared_batches:
+        raise ConfigError("data.shared_batches", f"must be false with data.partition: {partition.kind} (each peer "
+                                                 "draws its own batches from its own shard)")
+    if data.classes is not None:
+        raise ConfigError("data.classes", "does not combine with data.partition (give each peer its classes "
+                                          "with data.partition: {kind: classes, classes: [...]})")
+    if partition.kind == "classes":
+        if partition.classes is None:
+            raise ConfigError("data.partition.classes", "kind classes needs one list of classes per peer")
+        if len(partition.classes) != len(config.peers):
+            raise ConfigError("data.partition.classes", f"needs one list per peer ({len(config.peers)}), "
+                                                        f"got {len(partition.classes)}")
 
 
 def _check_cohort_shape(config: RunConfig, mode: str) -> None:

@@ -24,8 +24,23 @@ PLACEMENTS = ("pack", "spread")
 DEVICES = ("auto", "cpu", "cuda")
 NONFINITE_ACTIONS = ("stop", "skip")
 PROBE_SOURCES = ("train", "held_out")
+PARTITION_KINDS = ("shared", "iid", "dirichlet", "classes")
 #: Fields ``--resume RUN_DIR --set`` may change: they cannot change what the run computes.
 RESUME_SAFE_FIELDS = ("runtime.progress_every_seconds", "runtime.log_every_steps")
+
+
+@dataclass(frozen=True)
+class PartitionConfig:
+    """How the training split is divided among the peers (:mod:`codistill.data.partition`)."""
+
+    kind: str = setting("shared", "shared: every peer trains on all of it; iid: equal, stratified, disjoint "
+                                  "shards; dirichlet: each class divided in proportions drawn from Dir(alpha); "
+                                  "classes: each peer's list", one_of(*PARTITION_KINDS))
+    alpha: float | None = setting(None, "dirichlet: the concentration α (small: each peer holds few classes)",
+                                  positive)
+    classes: tuple[tuple[int, ...], ...] | None = setting(
+        None, "classes: one list of classes per peer, in peer order", each(all_of(distinct, each(non_negative))),
+        canonical=lambda lists: tuple(tuple(sorted(entry)) for entry in lists))
 
 
 @dataclass(frozen=True)
@@ -52,6 +67,8 @@ class DataConfig:
     classes: tuple[int, ...] | None = setting(
         None, "train only on examples of these (given) classes; a specialist teacher",
         all_of(distinct, each(non_negative)), canonical=lambda values: tuple(sorted(values)))
+    partition: PartitionConfig = setting(factory=PartitionConfig, doc="how the training split is divided among "
+                                                                      "the peers (default: shared by all)")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,11 @@ k + 1)`` for peer ``k``, whose teachers are then local replicas), and the random
 a batch is a pure function of ``(seed, epoch, step, stream)``: stream 0 is shared by all peers, stream ``k + 1`` is peer
 ``k``'s own view when per-peer augmentation is on (as in KDCL). Nothing is carried between
 steps, so a run resumed at an epoch boundary sees exactly the batches of an uninterrupted run.
+
+With ``data.partition`` each peer's training split is its own shard (:mod:`.partition`); shards
+differ in size, but the peers step together, so an epoch draws ``info.epoch_examples`` examples
+from every shard (the cohort's mean shard size in whole batches): successive permutations of the
+shard, cut there.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ class DatasetInfo:
     image_size: int
     train_size: int
     val_size: int
+    #: Examples one epoch draws from the training split (None: ``train_size``, one pass; see above).
+    epoch_examples: int | None = None
 
 PROBE_SEED = 0x9B0BE  # mixed into the seeds of the probe split and of its batches
 ORDER_SEED = 0x0D3E5  # mixed into the seed of a peer's own batch order (data.shared_batches: false)
@@ -42,16 +49,23 @@ class PeerDataset(ABC):
 
     info: DatasetInfo
 
+    @property
+    def epoch_examples(self) -> int:
+        """How many training examples an epoch draws (``info.epoch_examples``, by default one pass)."""
+        return self.info.epoch_examples or self.info.train_size
+
     def steps_per_epoch(self, batch_size: int) -> int:
-        return len(batch_sizes(self.info.train_size, batch_size))
+        return len(batch_sizes(self.epoch_examples, batch_size))
 
     def batch_indices(self, seed: int, epoch: int, batch_size: int, order: int = 0) -> list[Tensor]:
         """The epoch's shuffled training indices, cut into batches (:func:`batch_sizes`); ``order``
-        0 is the order all peers share, ``k + 1`` peer ``k``'s own."""
+        0 is the order all peers share, ``k + 1`` peer ``k``'s own. An epoch that draws more than
+        the split holds continues with further permutations from the same generator."""
         generator = torch.Generator().manual_seed(mix_seed(seed, epoch) if order == 0
                                                  else mix_seed(seed, epoch, order, ORDER_SEED))
-        permutation = torch.randperm(self.info.train_size, generator=generator)
-        return list(permutation.split(batch_sizes(self.info.train_size, batch_size)))
+        passes = -(-self.epoch_examples // max(self.info.train_size, 1))
+        permutations = [torch.randperm(self.info.train_size, generator=generator) for _ in range(passes)]
+        return list(torch.cat(permutations)[:self.epoch_examples].split(batch_sizes(self.epoch_examples, batch_size)))
 
     def augmentation_generator(self, seed: int, epoch: int, step: int, stream: int) -> torch.Generator:
         return torch.Generator().manual_seed(mix_seed(seed, epoch, step, stream, 0xA5))
@@ -73,6 +87,11 @@ class PeerDataset(ABC):
     def keep_classes(self, classes: tuple[int, ...]) -> None:
         """Keep only the training examples whose given label is one of ``classes`` (``data.classes``)."""
         raise ConfigError("data.classes", f"dataset '{self.info.name}' cannot keep a subset of classes; leave it unset")
+
+    def keep_shard(self, indices: Tensor, labels: Tensor, epoch_examples: int) -> None:
+        """Keep only the training examples ``indices`` (sorted), given ``labels``, drawing
+        ``epoch_examples`` of them per epoch: this peer's shard of ``data.partition``."""
+        raise ConfigError("data.partition", f"dataset '{self.info.name}' cannot be divided among peers; leave it unset")
 
     def hold_out_probe(self, fraction: float, seed: int) -> None:
         """Move a stratified ``fraction`` of the training split into a probe split (never trained on;
@@ -103,6 +122,8 @@ class DatasetFactory(ABC):
     downloadable: bool = False
     #: Whether its training split can be cut to some classes (``data.classes``, :meth:`PeerDataset.keep_classes`).
     selects_classes: bool = True
+    #: Whether its training split can be divided among the peers (``data.partition``, :meth:`PeerDataset.keep_shard`).
+    partitions: bool = True
 
     @classmethod
     @abstractmethod

@@ -48,6 +48,9 @@ class WrappedDataset(PeerDataset):
     def keep_classes(self, classes: tuple[int, ...]) -> None:
         self.dataset.keep_classes(classes)
 
+    def keep_shard(self, indices: Tensor, labels: Tensor, epoch_examples: int) -> None:
+        self.dataset.keep_shard(indices, labels, epoch_examples)
+
     def hold_out_probe(self, fraction: float, seed: int) -> None:
         self.dataset.hold_out_probe(fraction, seed)
 

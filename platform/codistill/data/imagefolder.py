@@ -176,6 +176,8 @@ def _image_size(image_size: int | None) -> int:
 @DATASETS.register("imagefolder")
 class ImageFolder(DatasetFactory):
     selects_classes = False
+    partitions = False
+
     @classmethod
     def check(cls, data: DataConfig) -> DataShape:
         """The tree (class folders, at least one image each) and the size."""

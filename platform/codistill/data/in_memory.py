@@ -67,6 +67,12 @@ class InMemoryDataset(PeerDataset):
     def keep_classes(self, classes: tuple[int, ...]) -> None:
         self._keep(torch.isin(self.noisy_train_labels, torch.tensor(classes)))
 
+    def keep_shard(self, indices: Tensor, labels: Tensor, epoch_examples: int) -> None:
+        keep = torch.zeros(self.info.train_size, dtype=torch.bool).index_fill_(0, indices, True)
+        self._keep(keep)
+        self.noisy_train_labels = labels
+        self.info = replace(self.info, epoch_examples=epoch_examples)
+
     def hold_out_probe(self, fraction: float, seed: int) -> None:
         probe, keep = probe_split(self.noisy_train_labels, fraction, mix_seed(seed, PROBE_SEED))
         self.probe_images, self.probe_labels = self.train_images[probe], self.noisy_train_labels[probe]

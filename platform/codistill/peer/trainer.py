@@ -33,12 +33,12 @@ from torch import Tensor
 from codistill import metrics as m
 from codistill import safe_io
 from codistill.config import RunConfig
-from codistill.data import build_dataset, with_probe
 from codistill.data.base import DataShape, DatasetInfo, PeerDataset, mix_seed
 from codistill.methods import MethodContext
 from codistill.methods.base import TeacherView
 from codistill.models import ModelOutput, PeerNetwork, build_model
 from codistill.peer.batches import Batch, BatchSource, RandomStream
+from codistill.peer.datasets import load_dataset
 from codistill.peer.feedback import Probe, dense_credit, head_credit
 from codistill.peer.objective import DistillationObjective
 from codistill.peer.optimization import Optimization, select_device
@@ -47,18 +47,6 @@ from codistill.peer.teachers import TeacherSlots, normalized_weights, payload_by
 from codistill.policy import Feedback, FeedbackRequest, PolicyContext, TeacherWeightingPolicy
 from codistill.pruning import GradualPruner, effective_state_dict
 from codistill.registry import POLICIES
-
-
-def load_dataset(config: RunConfig) -> PeerDataset:
-    data = config.data
-    dataset = build_dataset(data.dataset, root=data.root, train_fraction=data.train_fraction,
-                            label_noise=data.label_noise, seed=config.seed, image_size=data.image_size,
-                            test_fraction=data.test_fraction, val_fraction=data.val_fraction)
-    if data.classes is not None:
-        dataset.keep_classes(data.classes)
-    if data.probe_fraction > 0:
-        dataset = with_probe(dataset, data.probe_fraction, config.seed, data.probe_source)
-    return dataset
 
 
 def feature_shapes(model_name: str, shape: DataShape | DatasetInfo) -> list[torch.Size]:
@@ -96,7 +84,7 @@ class PeerTrainer:
         if config.runtime.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
         torch.manual_seed(mix_seed(config.seed, index, 0x5EED))
-        self.dataset = dataset or load_dataset(config)
+        self.dataset = dataset or load_dataset(config, index)
         info = self.dataset.info
         self.batches = BatchSource(config, index, self.dataset, self.device)
         self.model: PeerNetwork = build_model(self.peer.model, info.num_classes, info.in_channels,
