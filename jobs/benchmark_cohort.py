@@ -4,6 +4,7 @@
 import sys
 
 import _bootstrap  # noqa: F401  (puts platform/ on sys.path when codistill is not installed)
+
 from codistill.commands.benchmark_cohort import main
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ jobs/benchmark_gpu.py --help`` (:mod:`codistill.commands.benchmark_gpu`)."""
 import sys
 
 import _bootstrap  # noqa: F401  (puts platform/ on sys.path when codistill is not installed)
+
 from codistill.commands.benchmark_gpu import main
 
 if __name__ == "__main__":

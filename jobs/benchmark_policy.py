@@ -6,6 +6,7 @@ and with ``policies.learned:LearnedPolicy``, side by side in one run
 import sys
 
 import _bootstrap  # noqa: F401  (puts platform/ on sys.path when codistill is not installed)
+
 from codistill.commands.benchmark_policy import main
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ run; usage: ``python jobs/benchmark_recovery.py --help``
 import sys
 
 import _bootstrap  # noqa: F401  (puts platform/ on sys.path when codistill is not installed)
+
 from codistill.commands.benchmark_recovery import main
 
 if __name__ == "__main__":

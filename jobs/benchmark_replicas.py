@@ -4,6 +4,7 @@ usage: ``python jobs/benchmark_replicas.py --help`` (:mod:`codistill.commands.be
 import sys
 
 import _bootstrap  # noqa: F401  (puts platform/ on sys.path when codistill is not installed)
+
 from codistill.commands.benchmark_replicas import main
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import _bootstrap  # noqa: F401  (puts platform/ on sys.path when codistill is not installed)
+
 from codistill.commands.evidence_curricula import main
 
 if __name__ == "__main__":

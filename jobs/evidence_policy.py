@@ -5,6 +5,7 @@ oracle, offline with a pool of frozen teachers and online; usage: ``python jobs/
 import sys
 
 import _bootstrap  # noqa: F401  (puts platform/ on sys.path when codistill is not installed)
+
 from codistill.commands.evidence_policy import main
 
 if __name__ == "__main__":

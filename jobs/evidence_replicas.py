@@ -5,6 +5,7 @@ steps; usage: ``python jobs/evidence_replicas.py --help``
 import sys
 
 import _bootstrap  # noqa: F401  (puts platform/ on sys.path when codistill is not installed)
+
 from codistill.commands.evidence_replicas import main
 
 if __name__ == "__main__":

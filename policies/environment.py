@@ -48,13 +48,19 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from codistill.config import PolicyConfig, RunConfig
-from codistill.validation import parse_config
 from codistill.cohort.offline import OfflineCohort
+from codistill.config import PolicyConfig, RunConfig
 from codistill.peer import PeerTrainer, load_dataset
-from codistill.policy import (PROBE_LOSSES, Feedback, FeedbackRequest, PolicyContext, TeacherBatch,
-                              TeacherWeightingPolicy)
+from codistill.policy import (
+    PROBE_LOSSES,
+    Feedback,
+    FeedbackRequest,
+    PolicyContext,
+    TeacherBatch,
+    TeacherWeightingPolicy,
+)
 from codistill.progress import Progress
+from codistill.validation import parse_config
 from policies.features import FEATURE_CLIP, FEATURES, observation
 from policies.pool_distribution import PoolDistribution, train_teacher
 from policies.ppo import probe_reward

@@ -34,8 +34,17 @@ from torch import Tensor
 from codistill.checks import boolean, non_negative, numeric, one_of, optional, positive, positive_int, rate
 from codistill.data.base import mix_seed
 from codistill.errors import ConfigError
-from codistill.policy import (CREDIT_SCOPES, PROBE_LOSSES, Feedback, FeedbackRequest, PolicyContext, PolicyLearner,
-                              TeacherBatch, TeacherWeightingPolicy, sync_due)
+from codistill.policy import (
+    CREDIT_SCOPES,
+    PROBE_LOSSES,
+    Feedback,
+    FeedbackRequest,
+    PolicyContext,
+    PolicyLearner,
+    TeacherBatch,
+    TeacherWeightingPolicy,
+    sync_due,
+)
 from codistill.progress import Progress
 from policies.checkpoint import load_policy, save_policy
 from policies.credit import ONLINE_UNIFORM_PRIOR, CreditEstimator

@@ -42,16 +42,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
+from codistill.cohort.offline import OfflineCohort
 from codistill.config import RunConfig
 from codistill.validation import parse_config
-from codistill.cohort.offline import OfflineCohort
 
 FIRST_DATA_SEED = 1000  # worlds use data seeds 1000, 1001, …: never the evaluation's 0–2
 LIBRARY_DATA = {"dataset": "digits", "train_fraction": 0.5, "batch_size": 64}

@@ -27,16 +27,16 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import torch
 
 from codistill.errors import ConfigError
 from codistill.policy import PROBE_LOSSES, PolicyContext
 from codistill.validation import load_config
-from policies.environment import TeacherSelectionEnv, action_of, feedback_of, features_of
+from policies.environment import TeacherSelectionEnv, action_of, features_of, feedback_of
 from policies.learned import ESTIMATORS, LearnedPolicy
 from policies.pool_distribution import RECIPES, PoolDistribution
 

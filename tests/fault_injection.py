@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from codistill.config import RunConfig
 from conftest import tiny_config
-from codistill.monitoring import ConsoleProgress
+
 from codistill.cohort.offline import load_network
+from codistill.config import RunConfig
+from codistill.monitoring import ConsoleProgress
 
 
 def fault_test_config() -> RunConfig:

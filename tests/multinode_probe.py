@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import ray
+from fault_injection import KillAtStep, fault_test_config, outcome
 from ray.cluster_utils import Cluster
 
 from codistill.cohort.ray_cohort import RayCohort
 from codistill.runner import prepare_run_dir, run_cohort
-from fault_injection import KillAtStep, fault_test_config, outcome
 
 out = Path(sys.argv[1])
 cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,

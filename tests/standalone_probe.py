@@ -6,10 +6,11 @@ import json
 import os
 import sys
 
-from codistill.cohort.ray_runtime import start_ray
-from codistill.cohort.ray_cohort import RayCohort
-from codistill.validation import load_config
 from ray_head import listening_addresses, process_tree
+
+from codistill.cohort.ray_cohort import RayCohort
+from codistill.cohort.ray_runtime import start_ray
+from codistill.validation import load_config
 
 config = load_config(sys.argv[1], ["data.train_fraction=0.1", "epochs=1"])
 started = start_ray(config)

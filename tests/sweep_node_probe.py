@@ -11,10 +11,10 @@ from pathlib import Path
 
 import ray
 from ray.cluster_utils import Cluster
-
-from codistill.commands import sweep
 from test_sweep import sweep_args
 from test_sweep_resume import reported_epochs, trials_on_disk
+
+from codistill.commands import sweep
 
 out = Path(sys.argv[1])
 directory = out / "sweeps" / "s"

@@ -10,19 +10,19 @@ from __future__ import annotations
 import hashlib
 import pickle
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import torch
 import yaml
+from conftest import tiny_raw, write_fashion_mnist
 
-from codistill.commands import offline, online
 from codistill import safe_io
+from codistill.commands import offline, online
 from codistill.data import fashion_mnist
 from codistill.peer import PeerTrainer
 from codistill.validation import parse_config
-from conftest import tiny_raw, write_fashion_mnist
 
 Setup = Callable[[Path], tuple[Callable[[list[str]], int], list[str]]]
 

@@ -2,12 +2,12 @@
 (policies.oracle) and the example indices it reads, and specialists' class subsets (data.classes)."""
 
 import torch
+from conftest import tiny_raw
 
 from codistill.peer import PeerTrainer, load_dataset
 from codistill.policy import PolicyContext, TeacherBatch
 from codistill.progress import Progress
 from codistill.validation import parse_config
-from conftest import tiny_raw
 from policies.constant import ConstantPolicy
 from policies.oracle import LabelOraclePolicy
 

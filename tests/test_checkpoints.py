@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import tiny_raw
 
-from codistill.commands import online
 from codistill import safe_io
 from codistill.checkpoint import LATEST, MANIFEST, CheckpointError, find_checkpoint, save_checkpoint
+from codistill.commands import online
 from codistill.errors import ConfigError
-from conftest import tiny_raw
 
 
 @pytest.fixture(autouse=True)

@@ -9,6 +9,7 @@ import threading
 import pytest
 import torch
 import yaml
+from conftest import tiny_config, tiny_raw
 
 from codistill.cohort import tensor_group
 from codistill.cohort.process_cohort import ProcessCohort
@@ -16,7 +17,6 @@ from codistill.cohort.sequential import SequentialCohort
 from codistill.cohort.tensor_group import PayloadGroup, store_socket
 from codistill.commands import online
 from codistill.methods.base import TeacherView
-from conftest import tiny_config, tiny_raw
 
 REPLICAS = {"teacher": "ensemble", "teacher_source": "replicas", "refresh_every_steps": 2,
             "methods": [{"name": "kd", "params": {"temperature": 3.0}}]}

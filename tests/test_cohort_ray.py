@@ -4,13 +4,13 @@ import json
 
 import pytest
 import torch
+from conftest import tiny_config, tiny_raw
 
-from codistill.commands import online
 from codistill.cohort.handles import threads_for
 from codistill.cohort.ray_cohort import RayCohort
 from codistill.cohort.ray_runtime import peer_bundles
 from codistill.cohort.sequential import SequentialCohort
-from conftest import tiny_config, tiny_raw
+from codistill.commands import online
 
 pytestmark = pytest.mark.ray
 

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import FASHION_MNIST_INSTALLED, FASHION_MNIST_MISSING, tiny_raw
 
 from codistill.config import RunConfig, apply_override
 from codistill.errors import ConfigError
 from codistill.validation import load_config, parse_config, validate
-from conftest import FASHION_MNIST_INSTALLED, FASHION_MNIST_MISSING, tiny_raw
 
 
 def field_of(raw) -> str:

@@ -3,16 +3,16 @@ loss after a plain-SGD step, and the learned policy's credit estimator in a run.
 
 import pytest
 import torch
+from conftest import tiny_raw
 from torch.func import functional_call
 
-from codistill.validation import parse_config
 from codistill.cohort.sequential import SequentialCohort
-from codistill.runner import prepare_run_dir, run_cohort
 from codistill.methods.base import TeacherView
 from codistill.peer import PeerTrainer
 from codistill.peer.feedback import Probe, dense_credit, head_credit, probe_loss
-from conftest import tiny_raw
 from codistill.policy import Feedback
+from codistill.runner import prepare_run_dir, run_cohort
+from codistill.validation import parse_config
 from policies.credit import CreditLearner
 from policies.learned import LearnedPolicy
 

@@ -9,12 +9,11 @@ import pathlib
 import pytest
 import torch
 import yaml
-
-from codistill.checkpoint import LATEST, find_checkpoint
-from codistill.commands import online
 from conftest import tiny_raw
 from fault_injection import outcome
 
+from codistill.checkpoint import LATEST, find_checkpoint
+from codistill.commands import online
 
 torch.set_num_threads(1)  # bit-for-bit results (the module fixture runs before function fixtures)
 

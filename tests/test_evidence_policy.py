@@ -6,10 +6,9 @@ import json
 import sys
 
 import pytest
+from conftest import ROOT
 
 from codistill.evidence import plot_curves, plotting_available
-
-from conftest import ROOT
 
 
 def evidence_policy(monkeypatch):

@@ -7,14 +7,14 @@ import json
 import pytest
 import torch
 import yaml
-
-from codistill.commands import online
-from codistill.cohort.tensor_group import PayloadGroup, decode, encode, store_socket
-from codistill.cohort.ray_cohort import RayCohort
-from codistill.cohort.window import run_in_window
-from codistill.methods.base import TeacherView
-from codistill.cohort.sequential import SequentialCohort
 from conftest import tiny_config, tiny_raw
+
+from codistill.cohort.ray_cohort import RayCohort
+from codistill.cohort.sequential import SequentialCohort
+from codistill.cohort.tensor_group import PayloadGroup, decode, encode, store_socket
+from codistill.cohort.window import run_in_window
+from codistill.commands import online
+from codistill.methods.base import TeacherView
 
 EVERY_METHOD = {
     "peers": [{"name": "resnet", "model": "resnet8"}, {"name": "cnn", "model": "cnn"},

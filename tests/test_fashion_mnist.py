@@ -13,15 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import needs_fashion_mnist, tiny_raw, write_fashion_mnist, write_idx
 
+from codistill.cohort.sequential import SequentialCohort
 from codistill.data import build_dataset, data_shape
 from codistill.data import fashion_mnist as fm
 from codistill.data.splits import carve_validation
 from codistill.errors import ConfigError
 from codistill.runner import RESULTS_FILE, prepare_run_dir, run_cohort
-from codistill.cohort.sequential import SequentialCohort
 from codistill.validation import parse_config
-from conftest import needs_fashion_mnist, tiny_raw, write_fashion_mnist, write_idx
 
 TRAIN_IMAGES, TRAIN_LABELS = "train-images-idx3-ubyte", "train-labels-idx1-ubyte"
 TEST_IMAGES, TEST_LABELS = "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from codistill.cohort.ray_cohort import RayCohort
-from codistill.cohort.base import PeerLost
-from codistill.monitoring import ConsoleProgress
-from codistill.runner import prepare_run_dir, run_cohort
 from conftest import tiny_config, tiny_raw
 from fault_injection import KillAtStep, fault_test_config, outcome
-from ray_head import scan_processes, process_tree, ray_env
+from ray_head import process_tree, ray_env, scan_processes
+
+from codistill.cohort.base import PeerLost
+from codistill.cohort.ray_cohort import RayCohort
+from codistill.monitoring import ConsoleProgress
+from codistill.runner import prepare_run_dir, run_cohort
 
 pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parent.parent

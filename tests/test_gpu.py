@@ -19,16 +19,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import ROOT, tiny_config
 
 from codistill.benchmarks.gpu import cohort_raw
-from codistill.data.synthetic_cifar import write_synthetic_cifar10
 from codistill.cohort.offline import OfflineCohort, load_network
 from codistill.cohort.process_cohort import ProcessCohort
 from codistill.cohort.sample_payloads import gather_sample_payloads, sample_mismatches
-from codistill.runner import prepare_run_dir, run_cohort
 from codistill.cohort.sequential import SequentialCohort
+from codistill.data.synthetic_cifar import write_synthetic_cifar10
+from codistill.runner import prepare_run_dir, run_cohort
 from codistill.validation import parse_config
-from conftest import ROOT, tiny_config
 
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA device")

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import tiny_raw
 from ray_head import BIN, LOOPBACK, LocalHead, ray_env, token_env
 

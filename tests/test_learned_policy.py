@@ -6,15 +6,15 @@ import warnings
 import pytest
 import torch
 import yaml
+from conftest import tiny_raw
 
-from codistill.commands import online
-from codistill.validation import parse_config
 from codistill.cohort.offline import OfflineCohort
+from codistill.cohort.sequential import SequentialCohort
+from codistill.commands import online
+from codistill.policy import PolicyContext, TeacherBatch
 from codistill.progress import Progress
 from codistill.runner import RESULTS_FILE, prepare_run_dir, run_cohort
-from codistill.cohort.sequential import SequentialCohort
-from codistill.policy import PolicyContext, TeacherBatch
-from conftest import tiny_raw
+from codistill.validation import parse_config
 from policies.checkpoint import save_policy
 from policies.features import FEATURES
 from policies.learned import LearnedPolicy
@@ -41,13 +41,10 @@ def learned_raw(params=None, probe_fraction=0.1, **changes):
 
 
 def test_environment_passes_gymnasiums_checker():
+    import gymnasium
     from gymnasium.utils.env_checker import check_env
 
-    from policies.environment import TeacherSelectionEnv
-
-    import gymnasium
-
-    from policies.environment import ENV_ID, features_of
+    from policies.environment import ENV_ID, TeacherSelectionEnv, features_of
 
     assert gymnasium.spec(ENV_ID).entry_point == "policies.environment:TeacherSelectionEnv"
     env = TeacherSelectionEnv(episode_steps=4)

@@ -11,11 +11,11 @@ import torch
 from torch import Tensor
 
 from codistill.cohort.base import others
-from codistill.validation import parse_config
-from codistill.methods import method_names
 from codistill.cohort.offline import OfflineCohort
+from codistill.methods import method_names
 from codistill.peer import PeerTrainer, load_dataset
 from codistill.policy import TeacherBatch, TeacherWeightingPolicy
+from codistill.validation import parse_config
 
 # One step per epoch: about 67 training examples in one batch.
 DATA = {"dataset": "digits", "train_fraction": 0.05, "label_noise": 0.0, "batch_size": 128}

@@ -13,17 +13,17 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import tiny_config
 
 from codistill.cohort.base import others
+from codistill.cohort.sequential import SequentialCohort
 from codistill.methods import MethodContext, TeacherView, build_method
 from codistill.models import ModelOutput, build_model
+from codistill.peer.teachers import teacher_weights
+from codistill.policy import PolicyContext, TeacherBatch, TeacherWeightingPolicy
 from codistill.progress import Progress
 from codistill.pruning import GradualPruner, cubic_sparsity
 from codistill.schedules import Ramp
-from codistill.cohort.sequential import SequentialCohort
-from codistill.peer.teachers import teacher_weights
-from codistill.policy import PolicyContext, TeacherBatch, TeacherWeightingPolicy
-from conftest import tiny_config
 from policies.confidence import ConfidenceAwarePolicy
 
 CLASSES, BATCH = 100, 16

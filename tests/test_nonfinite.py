@@ -6,13 +6,13 @@ import json
 import pytest
 import torch
 import yaml
+from conftest import tiny_config, tiny_raw
 
-from codistill.commands import online
 from codistill.checkpoint import load_latest_checkpoint
-from codistill.errors import ConfigError, NonFiniteLoss
 from codistill.cohort.offline import load_network
 from codistill.cohort.sequential import SequentialCohort
-from conftest import tiny_config, tiny_raw
+from codistill.commands import online
+from codistill.errors import ConfigError, NonFiniteLoss
 
 # With these learning rates the MLP's loss turns NaN in epoch 2 (100) or late in epoch 1 (1000).
 DIVERGES_IN_EPOCH_2 = "peers.0.optimizer.lr=100.0"

@@ -6,8 +6,8 @@ import pytest
 import torch
 import yaml
 
-from codistill.commands import offline
 from codistill.cohort.offline import load_network
+from codistill.commands import offline
 from codistill.pruning import prunable_layers
 
 DATA = {"dataset": "digits", "train_fraction": 0.25, "label_noise": 0.2, "batch_size": 64}

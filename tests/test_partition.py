@@ -10,18 +10,18 @@ import json
 import pytest
 import torch
 import yaml
+from conftest import tiny_raw
 
 from codistill import metrics as m
+from codistill.cohort.sequential import SequentialCohort
 from codistill.commands import online
 from codistill.config import PartitionConfig
-from codistill.validation import parse_config
 from codistill.data.base import mix_seed
 from codistill.data.partition import epoch_examples, partition_indices, peer_shards
-from codistill.cohort.sequential import SequentialCohort
 from codistill.peer import load_dataset, load_shards
 from codistill.preflight import check_partition, check_probe_split
 from codistill.tuning.space import load_space
-from conftest import tiny_raw
+from codistill.validation import parse_config
 
 #: 10 classes of uneven sizes (30 to 57 examples), in a shuffled order.
 LABELS = torch.cat([torch.full((30 + 3 * c,), c) for c in range(10)])[torch.randperm(435, generator=torch.Generator()

@@ -3,16 +3,16 @@
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import tiny_config, tiny_raw
 
-from codistill.methods.base import TeacherView
-from codistill.progress import Progress
-from codistill.schedules import learning_rate_factor
 from codistill.cohort.base import others
 from codistill.cohort.sequential import SequentialCohort
+from codistill.methods.base import TeacherView
 from codistill.peer.teachers import normalized_weights
 from codistill.policy import TeacherBatch, TeacherWeightingPolicy
+from codistill.progress import Progress
+from codistill.schedules import learning_rate_factor
 from codistill.validation import parse_config
-from conftest import tiny_config, tiny_raw
 
 
 @pytest.fixture(autouse=True)

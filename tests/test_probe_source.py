@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from conftest import tiny_config, tiny_raw, write_fashion_mnist
 
 from codistill.commands import online
 from codistill.data import build_dataset
 from codistill.peer import PeerTrainer, load_dataset
 from codistill.validation import parse_config
-from conftest import tiny_config, tiny_raw, write_fashion_mnist
 
 LEARNED = "policies.learned:LearnedPolicy"
 REPO = Path(__file__).resolve().parent.parent

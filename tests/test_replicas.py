@@ -10,16 +10,16 @@ import json
 import pytest
 import torch
 import yaml
+from conftest import tiny_config, tiny_raw
 
 from codistill import metrics as m
 from codistill import safe_io
 from codistill.checkpoint import find_checkpoint
 from codistill.cohort.base import others
-from codistill.commands import online
-from codistill.validation import parse_config
 from codistill.cohort.sequential import SequentialCohort
+from codistill.commands import online
 from codistill.peer.replicas import RefreshSchedule, ReplicaTeachers
-from conftest import tiny_config, tiny_raw
+from codistill.validation import parse_config
 
 PLAIN = [{"name": "a", "model": "plain_network:PlainMLP"}, {"name": "b", "model": "plain_network:PlainMLP"},
          {"name": "c", "model": "plain_network:PlainMLP"}]

@@ -9,14 +9,14 @@ import signal
 
 import pytest
 import torch
+from conftest import tiny_raw
+from fault_injection import KillAtStep, outcome
 
 from codistill.cohort.ray_cohort import RayCohort
-from codistill.validation import parse_config
 from codistill.cohort.sequential import SequentialCohort
 from codistill.monitoring import ConsoleProgress
 from codistill.runner import prepare_run_dir, run_cohort
-from conftest import tiny_raw
-from fault_injection import KillAtStep, outcome
+from codistill.validation import parse_config
 
 pytestmark = pytest.mark.ray
 

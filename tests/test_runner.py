@@ -5,13 +5,13 @@ import json
 import pytest
 import torch
 import yaml
+from conftest import tiny_config, tiny_raw
 
-from codistill.commands import online
 from codistill import safe_io
 from codistill.checkpoint import LATEST, load_latest_checkpoint, save_checkpoint
-from codistill.runner import RESULTS_FILE, prepare_run_dir, run_cohort
 from codistill.cohort.sequential import SequentialCohort
-from conftest import tiny_config, tiny_raw
+from codistill.commands import online
+from codistill.runner import RESULTS_FILE, prepare_run_dir, run_cohort
 
 
 @pytest.fixture(autouse=True)

@@ -9,19 +9,19 @@ from types import SimpleNamespace
 
 import pytest
 import yaml
+from conftest import tiny_raw
 
 from codistill.checkpoint import load_latest_checkpoint
+from codistill.cohort.sequential import SequentialCohort
 from codistill.commands import sweep
 from codistill.progress import Progress
 from codistill.runner import run_cohort
 from codistill.schedules import as_schedule
-from codistill.cohort.sequential import SequentialCohort
 from codistill.tuning.layout import BEST_FILE, TRIALS_FILE
 from codistill.tuning.monotone import constrain, loosened
 from codistill.tuning.space import parse_dimension
 from codistill.tuning.trainable import trial_run_dir
 from codistill.validation import parse_config
-from conftest import tiny_raw
 
 SPACE = {"distillation.weight.value": {"uniform": [0.25, 2.0], "tightens": "up"},
          "distillation.methods.0.params.temperature": {"choice": [2.0, 3.0, 4.0], "tightens": "down"}}
@@ -67,8 +67,8 @@ def test_bad_space_file_is_refused_before_ray_naming_the_entry(tmp_path, capsys,
 
 
 def test_the_shipped_space_file_fits_its_config():
-    from codistill.validation import load_config
     from codistill.tuning.space import load_space
+    from codistill.validation import load_config
 
     root = Path(__file__).resolve().parent.parent / "jobs" / "configs"
     raw = json.loads(json.dumps(load_config(root / "digits_cohort.yaml").to_dict()))

@@ -17,20 +17,20 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
 import yaml
+from ray_head import process_tree, ray_env
+from test_sweep import sweep_args
 
 from codistill.checkpoint import load_latest_checkpoint
 from codistill.commands import sweep
 from codistill.runner import RESULTS_FILE
 from codistill.tuning.layout import BEST_FILE, COHORTS_DIR, SUMMARY_FILE, TRIALS_FILE, trial_id_of
 from codistill.validation import parse_config
-from ray_head import process_tree, ray_env
-from test_sweep import sweep_args
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,12 +4,12 @@ import json
 
 import pytest
 import torch
+from conftest import tiny_config, tiny_raw
 
+from codistill.cohort.sequential import SequentialCohort
 from codistill.data import build_dataset
 from codistill.errors import ConfigError
 from codistill.runner import RESULTS_FILE, prepare_run_dir, run_cohort
-from codistill.cohort.sequential import SequentialCohort
-from conftest import tiny_config, tiny_raw
 
 
 def split_labels(dataset, split):

@@ -11,8 +11,9 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, NoReturn
+from typing import NoReturn
 
 import torch
 
@@ -20,13 +21,18 @@ from codistill.checkpoint import LATEST
 from codistill.cohort.backends import BACKENDS
 from codistill.cohort.base import PeerLost
 from codistill.config import RESUME_SAFE_FIELDS, RunConfig, changed_fields, check_devices
-from codistill.validation import load_config
 from codistill.data import data_shape
 from codistill.errors import ConfigError, NonFiniteLoss, WriteFailed
-from codistill.preflight import (check_exchange, check_networks, check_new_run_dir, check_partition,
-                                 check_probe_split, check_resume)
-from codistill.runner import (CONFIG_FILE, prepare_run_dir, record_backend, record_resume, recorded_backend,
-                              run_cohort)
+from codistill.preflight import (
+    check_exchange,
+    check_networks,
+    check_new_run_dir,
+    check_partition,
+    check_probe_split,
+    check_resume,
+)
+from codistill.runner import CONFIG_FILE, prepare_run_dir, record_backend, record_resume, recorded_backend, run_cohort
+from codistill.validation import load_config
 
 
 class _ArgumentParser(argparse.ArgumentParser):

@@ -27,8 +27,9 @@ progressively (our reading of the paper; see PAPERS.md). Before ``start_epoch`` 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from codistill.config import LRScheduleConfig
 from codistill.errors import ConfigError

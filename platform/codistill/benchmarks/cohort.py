@@ -23,18 +23,19 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from codistill.cohort.handles import peak_rss_bytes, threads_for
 from codistill.cohort.ray_cohort import RayCohort
 from codistill.cohort.ray_runtime import start_ray
+from codistill.cohort.sequential import SequentialCohort
 from codistill.config import RunConfig
 from codistill.peer import PeerTrainer
-from codistill.cohort.sequential import SequentialCohort
 
 MIB = 1 << 20
 

@@ -33,21 +33,22 @@ import math
 import statistics
 import time
 import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
 from codistill import metrics as m
-from codistill.config import RunConfig
-from codistill.data.synthetic_cifar import VAL_FRACTION
-from codistill.cohort.sequential import SequentialCohort
-from codistill.peer import PeerTrainer
 from codistill.cohort.handles import threads_for
 from codistill.cohort.process_cohort import ProcessCohort
 from codistill.cohort.sample_payloads import sample_mismatches
+from codistill.cohort.sequential import SequentialCohort
+from codistill.config import RunConfig
+from codistill.data.synthetic_cifar import VAL_FRACTION
+from codistill.peer import PeerTrainer
 from codistill.validation import parse_config
 
 MIB = 1 << 20

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 
-from codistill.validation import load_config
-from codistill.cohort.sequential import SequentialCohort
 from codistill.cohort.base import Cohort
+from codistill.cohort.sequential import SequentialCohort
+from codistill.validation import load_config
 
 LEARNED = "policies.learned:LearnedPolicy"
 

@@ -17,13 +17,14 @@ import signal
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from codistill.benchmarks.cohort import with_peers
-from codistill.cohort.ray_runtime import start_ray
 from codistill.cohort.ray_cohort import RayCohort
+from codistill.cohort.ray_runtime import start_ray
 from codistill.config import RunConfig
 from codistill.monitoring import ConsoleProgress
 from codistill.runner import prepare_run_dir, run_cohort

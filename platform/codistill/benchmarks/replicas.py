@@ -25,18 +25,20 @@ import math
 import os
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any
 
 from codistill import metrics as m
 from codistill.benchmarks.cohort import time_alone, with_peers
-from codistill.cohort.ray_runtime import shipped_modules, start_ray
+from codistill.cohort.exchanges import CollectiveExchange
 from codistill.cohort.ray_cohort import RayCohort  # before ray: loopback
+from codistill.cohort.ray_runtime import shipped_modules, start_ray
 from codistill.config import RunConfig
 from codistill.validation import validate
-from codistill.cohort.exchanges import CollectiveExchange
 
-import ray  # noqa: E402  (after codistill.cohort, which keeps a local runtime on loopback)
+# isort: split
+import ray  # noqa: E402  (after codistill.cohort.ray_runtime, which keeps a local runtime on loopback)
 
 LINKS = {"10 Gb/s, 50 µs": (10e9 / 8, 50e-6), "1 Gb/s, 0.5 ms": (1e9 / 8, 0.5e-3)}
 #: What the benchmark's cohorts change in the config: every step distils, N is the refresh interval.

@@ -15,7 +15,8 @@ models are asked through it, here, for every cohort.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from torch import Tensor
 

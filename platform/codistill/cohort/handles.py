@@ -17,8 +17,9 @@ from __future__ import annotations
 import math
 import os
 import resource
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -30,6 +31,7 @@ from codistill.config import PeerConfig, RunConfig
 from codistill.methods.base import TeacherView
 from codistill.peer import PeerTrainer
 from codistill.policy import PolicyLearner, TeacherWeightingPolicy, learn_in_process, sync_due
+
 
 class PolicyLink(Protocol):
     """How a peer takes part in the teacher policy's synchronization (a learning policy)."""

@@ -12,6 +12,8 @@ from typing import Any
 
 from codistill.cohort import ray_runtime  # noqa: F401  (before ``import ray``: loopback)
 
+# isort: split
+
 import ray  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402

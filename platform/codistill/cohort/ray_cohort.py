@@ -19,10 +19,13 @@ with the driver's job.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from codistill.cohort import ray_runtime  # noqa: F401  (before ``import ray``: loopback)
+
+# isort: split
 
 import ray  # noqa: E402
 from ray.util.placement_group import PlacementGroup, get_current_placement_group, placement_group  # noqa: E402

@@ -15,7 +15,8 @@ The same function serves every backend; only the handles and ``teachers`` differ
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 from codistill.cohort.base import others
 

@@ -15,8 +15,8 @@ import os
 from pathlib import Path
 
 from codistill.benchmarks.cohort import benchmark_cohorts
-from codistill.validation import load_config
 from codistill.registry import EXCHANGES
+from codistill.validation import load_config
 
 
 def print_table(rows: list[dict], epochs: int, threads: int) -> None:

@@ -37,11 +37,11 @@ from pathlib import Path
 
 import yaml
 
-from codistill.validation import load_config
 from codistill.data import split_description
 from codistill.evidence import add_common_arguments, fresh_output, mean_std, table, write_summary
 from codistill.tuning import curricula as c
 from codistill.tuning.layout import BEST_FILE
+from codistill.validation import load_config
 
 #: Where ``sweep.py`` and ``online.py`` are, run as their own processes (the checkout's ``jobs/``).
 JOBS = Path(__file__).resolve().parents[3] / "jobs"

@@ -30,10 +30,10 @@ from pathlib import Path
 
 import yaml
 
+from codistill.cohort.offline import OfflineCohort
 from codistill.config import RunConfig
 from codistill.data import split_description
 from codistill.evidence import add_common_arguments, fresh_output, mean_std, run_dir_for, selected, table, write_summary
-from codistill.cohort.offline import OfflineCohort
 from codistill.runner import prepare_run_dir, run_cohort
 from codistill.validation import load_config
 

@@ -40,14 +40,14 @@ import torch
 from codistill.benchmarks.cohort import epoch_seconds
 from codistill.cohort.base import Cohort
 from codistill.cohort.handles import threads_for
+from codistill.cohort.offline import OfflineCohort
 from codistill.cohort.ray_cohort import RayCohort
 from codistill.cohort.ray_runtime import start_ray
 from codistill.config import RunConfig
-from codistill.validation import load_config
 from codistill.data import has_test_split, split_description
 from codistill.evidence import add_common_arguments, fresh_output, mean_std, run_dir_for, selected, table, write_summary
-from codistill.cohort.offline import OfflineCohort
 from codistill.runner import prepare_run_dir, run_cohort
+from codistill.validation import load_config
 
 BASELINE = "independent (CE only)"
 CONSTANT = ["distillation.weight=1.0", "distillation.gate=1.0"]

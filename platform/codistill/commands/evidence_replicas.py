@@ -24,14 +24,14 @@ import argparse
 import io
 import statistics
 
+from codistill.cohort.sequential import SequentialCohort
 from codistill.config import RunConfig
-from codistill.validation import load_config
 from codistill.data import split_description
 from codistill.evidence import add_common_arguments, fresh_output, mean_std, run_dir_for, selected, table, write_summary
-from codistill.cohort.sequential import SequentialCohort
 from codistill.monitoring import ConsoleProgress
 from codistill.peer.replicas import RefreshSchedule
 from codistill.runner import prepare_run_dir, run_cohort
+from codistill.validation import load_config
 
 LIVE = "live (every step)"
 

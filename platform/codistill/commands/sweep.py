@@ -23,10 +23,10 @@ from dataclasses import fields
 from pathlib import Path
 
 from codistill import metrics as m
+from codistill.cohort.backends import ONLINE_BACKENDS
 from codistill.errors import ConfigError
 from codistill.tuning.layout import TRIALS_FILE
 from codistill.tuning.results import format_table
-from codistill.cohort.backends import ONLINE_BACKENDS
 from codistill.tuning.settings import SweepOptions, SweepSettings, new_sweep, saved_sweep
 from codistill.tuning.space import SCHEDULERS
 

@@ -12,8 +12,18 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from codistill.checks import (all_of, at_least_one, distinct, each, interval, non_negative, off_or, one_of, positive,
-                              rate)
+from codistill.checks import (
+    all_of,
+    at_least_one,
+    distinct,
+    each,
+    interval,
+    non_negative,
+    off_or,
+    one_of,
+    positive,
+    rate,
+)
 from codistill.config.exchange_names import OBJECTREF, exchange_name
 from codistill.config.fields import setting
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from codistill.checks import component
 from codistill.config import DataConfig
 from codistill.config.fields import check_fields
-from codistill.data.base import DatasetFactory, DataShape, DatasetInfo, PeerDataset
+from codistill.data.base import DatasetFactory, DatasetInfo, DataShape, PeerDataset
 from codistill.data.held_out import HeldOutSplit, ValidationProbe
 from codistill.errors import ConfigError
 from codistill.registry import DATASETS

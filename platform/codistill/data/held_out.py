@@ -16,8 +16,8 @@ memory as normalized tensors.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
-from typing import Iterator
 
 import torch
 from torch import Tensor

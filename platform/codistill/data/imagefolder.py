@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import torch
 from PIL import Image
@@ -24,7 +25,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_datas
 from torchvision.transforms.v2 import functional as TF
 
 from codistill.data.augment import normalize
-from codistill.data.base import PROBE_SEED, DatasetFactory, DataShape, DatasetInfo, PeerDataset, mix_seed
+from codistill.data.base import PROBE_SEED, DatasetFactory, DatasetInfo, DataShape, PeerDataset, mix_seed
 from codistill.data.noise import probe_choice, probe_split, reduce_training_set
 from codistill.data.roots import required_root
 from codistill.errors import ConfigError

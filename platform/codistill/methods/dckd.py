@@ -31,12 +31,12 @@ from typing import Any
 from torch import Tensor
 
 from codistill.checks import non_negative, unit_interval
-from codistill.registry import METHODS
 from codistill.methods.base import DistillationMethod, MethodContext, TeacherView, teacher_logits
 from codistill.methods.dkd import warmup_factor
 from codistill.methods.logits import binary_target_log_probs, kl_from_probs, non_target_log_probs
 from codistill.models.base import ModelOutput
 from codistill.progress import Progress
+from codistill.registry import METHODS
 from codistill.schedules import as_schedule
 
 

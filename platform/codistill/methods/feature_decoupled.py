@@ -28,11 +28,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from codistill.checks import non_negative, positive_int, rate
-from codistill.registry import METHODS
 from codistill.methods.adapters import build_adapters, stage_pairs
 from codistill.methods.base import DistillationMethod, MethodContext, TeacherView
 from codistill.models.base import ModelOutput
 from codistill.progress import Progress
+from codistill.registry import METHODS
 
 
 def _pooled(feature: Tensor, kernel: int, kind: str) -> Tensor:

@@ -29,19 +29,20 @@ curriculum is KD on the logits.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from codistill.checks import epoch_boundaries
 from codistill.errors import ConfigError
-from codistill.registry import METHODS
 from codistill.methods.adapters import as_vector
 from codistill.methods.base import DistillationMethod, MethodContext, TeacherView, teacher_logits
 from codistill.methods.logits import softened_kl
 from codistill.models.base import ModelOutput, PeerNetwork
 from codistill.progress import Progress
+from codistill.registry import METHODS
 from codistill.schedules import as_schedule
 
 

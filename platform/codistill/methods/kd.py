@@ -17,11 +17,11 @@ from typing import Any
 
 from torch import Tensor
 
-from codistill.registry import METHODS
 from codistill.methods.base import DistillationMethod, MethodContext, TeacherView, teacher_logits
 from codistill.methods.logits import softened_kl
 from codistill.models.base import ModelOutput
 from codistill.progress import Progress
+from codistill.registry import METHODS
 from codistill.schedules import as_schedule
 
 

@@ -26,10 +26,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from codistill.checks import positive, positive_int, unit_interval
-from codistill.registry import METHODS
 from codistill.methods.base import DistillationMethod, MethodContext, TeacherView
 from codistill.models.base import ModelOutput
 from codistill.progress import Progress
+from codistill.registry import METHODS
 
 
 def group_channels(feature: Tensor, channels: int) -> Tensor:

@@ -20,5 +20,13 @@ __all__ = ["ModelOutput", "PeerNetwork", "build_model", "model_names"]
 
 # The built-in architectures register themselves (imported last: they import this package's modules).
 from codistill.models import (  # noqa: E402,F401
-    alexnet, cnn, densenet, mlp, mobilenetv2, resnet, shufflenetv2, vgg, wrn,
+    alexnet,
+    cnn,
+    densenet,
+    mlp,
+    mobilenetv2,
+    resnet,
+    shufflenetv2,
+    vgg,
+    wrn,
 )

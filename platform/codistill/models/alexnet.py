@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from codistill.registry import MODELS
 from codistill.models.base import PeerNetwork
 from codistill.models.layers import MapSize, conv_bn_relu, init_weights
+from codistill.registry import MODELS
 
 
 class CifarAlexNet(PeerNetwork):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from torch import nn
 
-from codistill.registry import MODELS
 from codistill.models.base import PeerNetwork
 from codistill.models.layers import init_weights
+from codistill.registry import MODELS
 
 
 class MLP(PeerNetwork):

@@ -15,9 +15,9 @@ from functools import partial
 
 from torch import Tensor, nn
 
-from codistill.registry import MODELS
 from codistill.models.base import PeerNetwork
 from codistill.models.layers import MapSize, conv_bn_relu, init_weights
+from codistill.registry import MODELS
 
 # (expansion t, channels c, repeats n, stride s) per block group, grouped into the four stages.
 STAGES = (((1, 16, 1, 1), (6, 24, 2, 1)), ((6, 32, 3, 2),), ((6, 64, 4, 2), (6, 96, 3, 1)),

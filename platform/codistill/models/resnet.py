@@ -13,9 +13,9 @@ from functools import partial
 
 from torch import Tensor, nn
 
-from codistill.registry import MODELS
 from codistill.models.base import PeerNetwork
 from codistill.models.layers import MapSize, conv_bn_relu, init_weights
+from codistill.registry import MODELS
 
 
 class BasicBlock(nn.Module):

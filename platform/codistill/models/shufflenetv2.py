@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from codistill.registry import MODELS
 from codistill.models.base import PeerNetwork
 from codistill.models.layers import MapSize, conv_bn_relu, init_weights
+from codistill.registry import MODELS
 
 
 def channel_shuffle(x: Tensor, groups: int = 2) -> Tensor:

@@ -11,9 +11,9 @@ from functools import partial
 
 from torch import nn
 
-from codistill.registry import MODELS
 from codistill.models.base import PeerNetwork
 from codistill.models.layers import MapSize, conv_bn_relu, init_weights
+from codistill.registry import MODELS
 
 # Conv widths of the five blocks (RepDistiller's cfg S, A, B and D).
 CONFIGS = {

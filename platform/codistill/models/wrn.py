@@ -9,9 +9,9 @@ from functools import partial
 
 from torch import Tensor, nn
 
-from codistill.registry import MODELS
 from codistill.models.base import PeerNetwork
 from codistill.models.layers import MapSize, bn_relu_conv, init_weights
+from codistill.registry import MODELS
 
 
 class PreActBlock(nn.Module):

@@ -10,9 +10,9 @@ forward pass, so peers sharing one process draw exactly what they would draw alo
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 from torch import Tensor

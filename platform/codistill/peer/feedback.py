@@ -22,8 +22,8 @@ Pfister, "Learning Fast Sample Re-weighting without Reward Data", ICCV 2021), ex
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Callable
 
 import torch
 import torch.nn.functional as F

@@ -20,9 +20,9 @@ On a GPU with ``runtime.amp`` bf16/fp16 the replicas are kept in that dtype (hal
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from itertools import chain
-from typing import Callable, Sequence
 
 import torch
 from torch import Tensor

@@ -33,7 +33,7 @@ from torch import Tensor
 from codistill import metrics as m
 from codistill import safe_io
 from codistill.config import RunConfig
-from codistill.data.base import DataShape, DatasetInfo, PeerDataset, mix_seed
+from codistill.data.base import DatasetInfo, DataShape, PeerDataset, mix_seed
 from codistill.methods import MethodContext
 from codistill.methods.base import TeacherView
 from codistill.models import ModelOutput, PeerNetwork, build_model

@@ -11,7 +11,8 @@ least as strong. Pure: no Ray.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from codistill.tuning.space import Dimension
 

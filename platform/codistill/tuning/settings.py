@@ -10,21 +10,22 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 
 from codistill import metrics as m
 from codistill.cohort.backends import ONLINE_BACKENDS
 from codistill.config import RunConfig
-from codistill.validation import load_config, parse_config
 from codistill.curriculum import NUMBER_FIELDS, SCHEDULE_FIELDS, curriculum_field_of
 from codistill.errors import ConfigError
 from codistill.safe_io import write_atomic
 from codistill.tuning.layout import SETTINGS_FILE
 from codistill.tuning.space import SCHEDULERS, Dimension, load_space, mutated, parse_dimension
+from codistill.validation import load_config, parse_config
 
 POPULATION_SCHEDULERS = ("pbt", "pb2")  # they change values during training
 

@@ -22,7 +22,6 @@ from codistill.tuning.results import summarize, write_csv
 from codistill.tuning.settings import SweepSettings
 from codistill.tuning.tuner import build_tuner, trial_cpus
 
-
 #: Seconds between Tune's snapshots of the experiment state (each trial's status and newest
 #: checkpoint), which ``--resume`` restores. Tune's default (10 s or more) lets a sweep killed
 #: meanwhile rerun trials that had finished, or restart one from an older checkpoint; 0 saves it

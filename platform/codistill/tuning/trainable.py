@@ -26,11 +26,11 @@ from codistill import metrics as m
 from codistill.checkpoint import install_checkpoint
 from codistill.cohort.base import Cohort
 from codistill.config import RunConfig
-from codistill.validation import parse_config
 from codistill.monitoring import ConsoleProgress
 from codistill.runner import run_cohort, write_config
 from codistill.tuning.layout import trial_run_dir
 from codistill.tuning.space import apply_values
+from codistill.validation import parse_config
 
 
 def epoch_metrics(record: dict[str, Any]) -> dict[str, float]:

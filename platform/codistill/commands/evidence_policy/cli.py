@@ -90,9 +90,9 @@ from codistill.commands.evidence_policy.variants import (
     with_labels,
 )
 from codistill.config import PROBE_SOURCES
-from codistill.validation import load_config
 from codistill.errors import ConfigError
 from codistill.evidence import add_common_arguments, fresh_output, write_summary
+from codistill.validation import load_config
 
 
 def validate_everything(args: argparse.Namespace, runs: dict[str, dict[str, list[str]]], common: list[str]) -> None:

@@ -10,13 +10,13 @@ import torch
 import yaml
 
 from codistill.checkpoint import load_latest_checkpoint
-from codistill.config import RunConfig
-from codistill.validation import load_config, parse_config
 from codistill.cohort.offline import OfflineCohort, load_network
+from codistill.config import RunConfig
 from codistill.peer import load_dataset
 from codistill.peer.teachers import normalized_weights
 from codistill.progress import Progress
 from codistill.runner import CONFIG_FILE, RESULTS_FILE, prepare_run_dir, run_cohort
+from codistill.validation import load_config, parse_config
 
 #: Seeded augmentations of every training example over which the pool's statistics are taken.
 AUGMENTED_VIEWS = 8

@@ -10,6 +10,8 @@ from typing import Any
 
 from codistill.benchmarks.policy import interleaved_epoch_seconds
 from codistill.cohort.base import Cohort
+from codistill.cohort.offline import OfflineCohort
+from codistill.cohort.sequential import SequentialCohort
 from codistill.commands.evidence_policy.pool import (
     pool_configs,
     pool_run_dir,
@@ -31,11 +33,9 @@ from codistill.commands.evidence_policy.variants import (
     with_labels,
 )
 from codistill.config import RunConfig
-from codistill.validation import load_config
 from codistill.evidence import run_dir_for
-from codistill.cohort.offline import OfflineCohort
-from codistill.cohort.sequential import SequentialCohort
 from codistill.runner import RESULTS_FILE, prepare_run_dir, run_cohort
+from codistill.validation import load_config
 
 
 def record_run(row: dict[str, Any], results: dict[str, Any], learners: list[str]) -> None:

@@ -15,8 +15,8 @@ from codistill.commands.evidence_policy.variants import (
     UNIFORM,
     left_out_row,
 )
-from codistill.validation import load_config
 from codistill.evidence import mean_std, table
+from codistill.validation import load_config
 
 
 def share(gain: float, headroom: float) -> str:
