@@ -114,8 +114,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def argument_errors(args: argparse.Namespace) -> list[str]:
     """What is wrong with the arguments, each naming its flag (empty: nothing)."""
-    bad = [f"--{name.replace('_', '-')} must be ≥ 1" for name in ("episodes", "episode_steps", "update_every",
-                                                                 "update_epochs", "data_seeds") if getattr(args, name) < 1]
+    counts = ("episodes", "episode_steps", "update_every", "update_epochs", "data_seeds")
+    bad = [f"--{name.replace('_', '-')} must be ≥ 1" for name in counts if getattr(args, name) < 1]
     bad += [f"--{name.replace('_', '-')} must be > 0" for name in ("lr", "init_std") if getattr(args, name) <= 0]
     if not all(2 <= size <= len(RECIPES) for size in args.pool_sizes):
         bad.append(f"--pool-sizes must lie in [2, {len(RECIPES)}] (the library's teachers per world)")

@@ -348,7 +348,8 @@ CASES = [
     # codistillation (replicas)
     pytest.param(config(replicas(teacher_source="gossip")), "distillation.teacher_source", id="unknown-teacher-source"),
     pytest.param(config(replicas(refresh_every_steps=0)), "distillation.refresh_every_steps", id="zero-refresh"),
-    pytest.param(config(replicas(refresh_every_steps=2.5)), "distillation.refresh_every_steps", id="fractional-refresh"),
+    pytest.param(config(replicas(refresh_every_steps=2.5)), "distillation.refresh_every_steps",
+                 id="fractional-refresh"),
     pytest.param(config(replicas(refresh_at_epoch_start="sometimes")), "distillation.refresh_at_epoch_start",
                  id="refresh-at-epoch-start-not-a-bool"),
     pytest.param(config(replicas(burn_in_epochs=2)), "distillation.burn_in_epochs", id="burn-in-beyond-the-run"),

@@ -133,7 +133,8 @@ def test_only_tensors_and_plain_values_are_saved():
     value = {"model": "resnet8", "shape": torch.Size([3, 8]), "w": torch.zeros(2), "n": [1, 2.5, None, b"rng"],
              "dtype": torch.float16, "device": torch.device("cpu"), "by_index": {0: (1, "a")}}
     loaded = torch.load(io.BytesIO(safe_io.dumps(value)), weights_only=True)
-    assert loaded.keys() == value.keys() and loaded["shape"] == torch.Size([3, 8]) and loaded["by_index"] == {0: (1, "a")}
+    assert loaded.keys() == value.keys()
+    assert loaded["shape"] == torch.Size([3, 8]) and loaded["by_index"] == {0: (1, "a")}
     with pytest.raises(TypeError, match=r"object\['policy'\]\['net'\] is a .*Linear"):
         safe_io.dumps({"policy": {"net": torch.nn.Linear(2, 2)}})
 

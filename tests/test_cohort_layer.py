@@ -76,7 +76,8 @@ def test_resume_continues_on_the_backend_the_run_started_with(tmp_path, monkeypa
 def payload(rank: int, rows: int) -> TeacherView:
     generator = torch.Generator().manual_seed(rank)
     return TeacherView(logits=torch.randn(rows, 10, generator=generator),
-                       features=[torch.randn(rows, 4 + rank, 3, 3, generator=generator).to(memory_format=torch.channels_last)],
+                       features=[torch.randn(rows, 4 + rank, 3, 3, generator=generator)
+                                 .to(memory_format=torch.channels_last)],
                        extras={"norms": [torch.rand(7, generator=generator).bfloat16()], "empty": torch.empty(0, 2)})
 
 

@@ -56,8 +56,10 @@ def test_shipped_configs_validate(path):
     ({"data": {"dataset": "digits", "train_fraction": 0.0}}, "data.train_fraction"),
     ({"data": {"dataset": "digits", "train_fraction": 1.5}}, "data.train_fraction"),
     ({"data": {"dataset": "digits", "label_noise": 1.0}}, "data.label_noise"),
-    ({"distillation": {"methods": [{"name": "kd", "params": {"temperature": 0}}]}}, "distillation.methods[0].params.temperature"),
-    ({"distillation": {"methods": [{"name": "kd", "params": {"temperature": -2.0}}]}}, "distillation.methods[0].params.temperature"),
+    ({"distillation": {"methods": [{"name": "kd", "params": {"temperature": 0}}]}},
+     "distillation.methods[0].params.temperature"),
+    ({"distillation": {"methods": [{"name": "kd", "params": {"temperature": -2.0}}]}},
+     "distillation.methods[0].params.temperature"),
     ({"distillation": {"weight": -0.5}}, "distillation.weight"),
     ({"distillation": {"weight": {"kind": "linear", "start": 1.0, "end": -1.0}}}, "distillation.weight"),
     ({"distillation": {"methods": [{"name": "hinton2"}]}}, "distillation.methods[0].name"),
@@ -135,8 +137,9 @@ def test_component_hooks_name_their_parameters(change, field):
     assert field_of(tiny_raw(**change)) == field
 
 
-DOC_SECTIONS = {"": "## Top level", "data": "## `data`", "peers": "## `peers[k]`", "teachers": "## `teachers[i]` (offline)",
-                "distillation": "## `distillation`", "runtime": "## `runtime`"}
+DOC_SECTIONS = {"": "## Top level", "data": "## `data`", "peers": "## `peers[k]`",
+                "teachers": "## `teachers[i]` (offline)", "distillation": "## `distillation`",
+                "runtime": "## `runtime`"}
 
 
 def declared_fields(cls: type, section: str = "") -> dict[str, set[str]]:

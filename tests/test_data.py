@@ -247,9 +247,9 @@ def test_cifar_reads_the_python_batches(tmp_path: Path, name, writer, train_file
 def test_cifar_and_fashion_mnist_hold_5000_training_images_out_by_default(tmp_path: Path) -> None:
     from codistill.registry import DATASETS
 
-    assert {name: round(share * total) for name, total in (("cifar10", 50_000), ("cifar100", 50_000),
-                                                           ("fashion_mnist", 60_000))
-            for share in [DATASETS.get(name).default_val_fraction]} == {"cifar10": 5000, "cifar100": 5000, "fashion_mnist": 5000}
+    train_sizes = {"cifar10": 50_000, "cifar100": 50_000, "fashion_mnist": 60_000}
+    assert {name: round(DATASETS.get(name).default_val_fraction * total) for name, total in train_sizes.items()} == {
+        "cifar10": 5000, "cifar100": 5000, "fashion_mnist": 5000}
     write_cifar10(tmp_path, np.random.default_rng(0))
     assert build_dataset("cifar10", root=str(tmp_path), train_fraction=1.0, label_noise=0.0, seed=0).info.val_size == 10
 

@@ -33,7 +33,8 @@ def test_payloads_of_any_shape_and_dtype_travel_exactly():
     back = decode(encode(view))
     assert torch.equal(back.logits, view.logits) and len(back.features) == 2
     assert all(torch.equal(a, b) for a, b in zip(back.features, view.features))
-    assert back.extras["norms"][0].dtype == torch.bfloat16 and torch.equal(back.extras["norms"][0], view.extras["norms"][0])
+    assert back.extras["norms"][0].dtype == torch.bfloat16
+    assert torch.equal(back.extras["norms"][0], view.extras["norms"][0])
     assert back.extras["empty"].shape == (0, 3) and back.extras["nested"]["k"][1] == 2.5
     assert torch.equal(back.extras["nested"]["k"][0], torch.arange(4))
 
@@ -144,7 +145,8 @@ def test_nccl_only_when_every_peer_has_a_card_of_its_own():
 
     own = [{"node": "a", "device": "cuda:0", "gpu_ids": ["0"]}, {"node": "a", "device": "cuda:0", "gpu_ids": ["1"]}]
     shared = [{"node": "a", "device": "cuda:0", "gpu_ids": ["0"]}, {"node": "a", "device": "cuda:0", "gpu_ids": ["0"]}]
-    other_nodes = [{"node": "a", "device": "cuda:0", "gpu_ids": ["0"]}, {"node": "b", "device": "cuda:0", "gpu_ids": ["0"]}]
+    other_nodes = [{"node": "a", "device": "cuda:0", "gpu_ids": ["0"]},
+                   {"node": "b", "device": "cuda:0", "gpu_ids": ["0"]}]
     cpu = [{"node": "a", "device": "cpu", "gpu_ids": []}, {"node": "a", "device": "cuda:0", "gpu_ids": ["1"]}]
     assert nccl_applies(own) and nccl_applies(other_nodes)
     assert not nccl_applies(shared) and not nccl_applies(cpu)

@@ -178,7 +178,8 @@ def test_download_fetches_the_missing_files_through_torchvision_and_a_failure_le
 
     monkeypatch.setattr(tv_utils, "download_url", fake_download)
     check(root, download=True)
-    assert sorted(name for _, name, _ in fetched) == sorted(f"{f.name}.gz" for f in fm.FILES.values() if f.name != TRAIN_IMAGES)
+    expected = sorted(f"{f.name}.gz" for f in fm.FILES.values() if f.name != TRAIN_IMAGES)
+    assert sorted(name for _, name, _ in fetched) == expected
     assert all(url.startswith("http") and len(md5) == 32 for url, _, md5 in fetched)
     assert sorted(p.name for p in root.iterdir()) == sorted(f"{f.name}.gz" for f in fm.FILES.values())
     fetched.clear()
@@ -196,7 +197,8 @@ def test_the_official_test_split_is_evaluated_after_the_last_epoch(tmp_path):
     saved = json.loads((tmp_path / "run" / RESULTS_FILE).read_text())
     assert saved["config"]["data"]["val_fraction"] == 0.2
     assert all(0.0 <= p["test_accuracy"] <= 1.0 for p in saved["peers"]) and "test_accuracy" in saved["ensemble"]
-    counts = [p["test_accuracy"] * 20 for p in saved["peers"]] + [p["val_accuracy"] * 10 for p in results["history"][0]["peers"]]
+    counts = [p["test_accuracy"] * 20 for p in saved["peers"]]
+    counts += [p["val_accuracy"] * 10 for p in results["history"][0]["peers"]]
     assert all(abs(count - round(count)) < 1e-5 for count in counts), counts  # 20 test images, 10 validation images
 
 

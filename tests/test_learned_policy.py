@@ -184,7 +184,8 @@ def test_uniform_runs_report_teacher_weights_too(tmp_path, capsys):
     """In results.json; the console shows weights only where a policy chooses them (uniform: not)."""
     config_file = tmp_path / "uniform.yaml"
     config_file.write_text(yaml.safe_dump(tiny_raw(epochs=2)))
-    assert online.main(["--config", str(config_file), "--run-dir", str(tmp_path / "run"), "--backend", "sequential"]) == 0
+    arguments = ["--config", str(config_file), "--run-dir", str(tmp_path / "run"), "--backend", "sequential"]
+    assert online.main(arguments) == 0
     assert "teacher weights" not in capsys.readouterr().out
     results = json.loads((tmp_path / "run" / RESULTS_FILE).read_text())
     assert results["peers"][1]["teacher_weights"] == {"mlp": 0.5, "cnn": 0.5}
@@ -254,7 +255,8 @@ def test_bad_policy_input_exits_2_with_one_line_and_writes_nothing(tmp_path, cap
     raw = {
         "unknown policy": lambda: learned_raw() | {"distillation": {"policy": "policies.learned:Nope"}},
         "unknown module": lambda: learned_raw() | {"distillation": {"policy": "bandit"}},
-        "mismatched saved policy": lambda: learned_raw({"checkpoint": saved_policy_with_other_features(tmp_path / "p.pt")}),
+        "mismatched saved policy":
+            lambda: learned_raw({"checkpoint": saved_policy_with_other_features(tmp_path / "p.pt")}),
         "missing saved policy": lambda: learned_raw({"checkpoint": str(tmp_path / "none.pt")}),
         "probe fraction above 0.5": lambda: learned_raw(probe_fraction=0.6),
         "negative probe fraction": lambda: learned_raw(probe_fraction=-0.1),

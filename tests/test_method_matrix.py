@@ -146,7 +146,8 @@ def teacher_checkpoints(tmp_path_factory, dataset):
 @pytest.mark.parametrize("teacher", ["ensemble", "mean_of_others"])
 @pytest.mark.parametrize("count", [1, 2, 3])
 def test_offline_student(teacher_checkpoints, methods, teacher, count):
-    teachers = [{"name": f"teacher{k}", "model": TEACHERS[k], "checkpoint": teacher_checkpoints[k]} for k in range(count)]
+    teachers = [{"name": f"teacher{k}", "model": TEACHERS[k], "checkpoint": teacher_checkpoints[k]}
+                for k in range(count)]
     config = parse_config(raw_config(methods, teacher, PEERS[1:2], teachers=teachers), mode="offline")
     cohort = OfflineCohort(config)
     cohort.student.policy = RandomPerExamplePolicy()

@@ -8,6 +8,7 @@ independently of codistill's code, and compared numerically: values and gradient
 
 from __future__ import annotations
 
+import functools
 import math
 
 import pytest
@@ -97,7 +98,8 @@ def tfmot_polynomial_decay(step, begin, end, initial, final, power=3):
 # -- helpers -----------------------------------------------------------------------------------
 
 def logit_method(name, **params):
-    context = MethodContext(num_classes=CLASSES, student_feature_shapes=[], teacher_feature_shapes=[[]], total_epochs=30)
+    context = MethodContext(num_classes=CLASSES, student_feature_shapes=[], teacher_feature_shapes=[[]],
+                            total_epochs=30)
     return build_method(name, context, params)
 
 
@@ -142,8 +144,9 @@ def test_dkd_matches_mdistiller_with_its_warm_up(temperature, alpha, beta):
     for epoch in (1, 5, 20, 25):  # mdistiller's epochs count from 1; codistill's Progress from 0
         for step in (0, 7):  # constant within an epoch
             ours = batch_loss(method, student, teacher, targets, Progress(epoch - 1, step, 10, 30))
-            assert_same_value_and_gradient(
-                ours, lambda s, t: mdistiller_dkd(s, t, targets, alpha, beta, temperature, epoch, 20), student, teacher)
+            reference = functools.partial(mdistiller_dkd, target=targets, alpha=alpha, beta=beta,
+                                          temperature=temperature, epoch=epoch, warmup=20)
+            assert_same_value_and_gradient(ours, reference, student, teacher)
 
 
 def target_logit_far_below() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

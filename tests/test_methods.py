@@ -129,7 +129,8 @@ def test_dckd_keeps_the_students_own_non_target_knowledge_on_correct_examples():
     correct_targets = s.logits.argmax(1)
     fully_kept = build_method("dckd", context, {"kept_student_share": 1.0, "joint_target_share": 0.0})
     terms = fully_kept(s, view_of(teacher, t, "dckd"), correct_targets, LATE)
-    assert float(terms["non_target"].detach().abs().max()) == pytest.approx(0.0, abs=1e-6)  # reference = its own (fixed)
+    # the reference is its own (fixed) output
+    assert float(terms["non_target"].detach().abs().max()) == pytest.approx(0.0, abs=1e-6)
     assert float(terms["target"].detach().abs().max()) == pytest.approx(0.0, abs=1e-6)
     teacher_only = build_method("dckd", context, {"kept_student_share": 0.0})
     assert float(teacher_only(s, view_of(teacher, t, "dckd"), correct_targets, LATE)["non_target"].detach().mean()) > 0
@@ -169,7 +170,8 @@ def test_feature_decoupled_weights_adapt_to_term_magnitudes():
     method.end_step()
     assert float(method.weights.sum()) == pytest.approx(2.0)
     # After the update the two weighted terms are balanced (equal to the running magnitudes' mean).
-    assert float(method.weights[0] * method.running_terms[0]) == pytest.approx(float(method.weights[1] * method.running_terms[1]), rel=1e-5)
+    balanced = float(method.weights[1] * method.running_terms[1])
+    assert float(method.weights[0] * method.running_terms[0]) == pytest.approx(balanced, rel=1e-5)
     assert set(terms) == {"foreground", "background"}
 
 

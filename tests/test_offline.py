@@ -41,7 +41,8 @@ def test_saved_teacher_loads_frozen(teacher_checkpoint):
 
 
 @pytest.mark.parametrize("methods", [
-    [{"name": "kd"}], [{"name": "dkd"}], [{"name": "dckd"}], [{"name": "indistill", "params": {"curriculum_epochs": [1, 2, 3]}}],
+    [{"name": "kd"}], [{"name": "dkd"}], [{"name": "dckd"}],
+    [{"name": "indistill", "params": {"curriculum_epochs": [1, 2, 3]}}],
     [{"name": "sfr"}], [{"name": "kd", "weight": 0.5}, {"name": "feature_decoupled"}],
 ])
 def test_student_distils_from_the_saved_teacher(tmp_path, teacher_checkpoint, methods):

@@ -157,7 +157,7 @@ def test_sequential_cohort_learns_digits():
     for epoch in range(8):
         metrics = cohort.train_epoch(epoch)
     logits, labels = cohort.evaluate()
-    accuracy = [float((l.argmax(1) == labels).float().mean()) for l in logits]
+    accuracy = [float((peer_logits.argmax(1) == labels).float().mean()) for peer_logits in logits]
     assert len(metrics) == cohort.steps_per_epoch()
     assert min(accuracy) > 0.5, accuracy  # chance is 0.1
 
@@ -171,7 +171,10 @@ def test_state_round_trip_restores_training_exactly():
     second = SequentialCohort(config)
     second.load_state_bytes(blobs)
     replayed = second.train_epoch(1)
-    assert [[m["loss/total"] for m in step] for step in continued] == [[m["loss/total"] for m in step] for step in replayed]
+    def losses(epoch):
+        return [[m["loss/total"] for m in step] for step in epoch]
+
+    assert losses(continued) == losses(replayed)
 
 
 @pytest.mark.parametrize("teacher", ["ensemble", "mean_of_others"])
@@ -183,5 +186,6 @@ def test_every_method_runs_between_online_peers(teacher):
     for epoch in range(2):  # InDistill: a feature stage, then the logits phase
         metrics = cohort.train_epoch(epoch)
     wide, narrow = metrics[-1]
-    assert {"loss/feature_decoupled/foreground", "loss/sfr/features", "loss/dkd/nckd", "loss/indistill/logits"} <= set(narrow)
+    every_method = {"loss/feature_decoupled/foreground", "loss/sfr/features", "loss/dkd/nckd", "loss/indistill/logits"}
+    assert every_method <= set(narrow)
     assert all(torch.isfinite(torch.tensor(v)) for v in narrow.values())

@@ -40,7 +40,8 @@ def test_gloo_options_form_a_one_process_group_bound_to_the_host():
     try:
         received = [torch.zeros(3)]
         group.allgather([received], [torch.arange(3.0)]).wait()
-        assert torch.equal(received[0], torch.arange(3.0)), f"{p.GLOO_OPTIONS}: a gloo group built with them does not gather"
+        gathered = torch.equal(received[0], torch.arange(3.0))
+        assert gathered, f"{p.GLOO_OPTIONS}: a gloo group built with them does not gather"
     finally:
         group.shutdown()
 
@@ -218,7 +219,8 @@ def private_uses(source: str) -> list[str]:
                 top = alias.name.split(".")[0]
                 if top in FOREIGN:
                     imported[alias.asname or top] = alias.name if alias.asname else top
-                    found += [f"{node.lineno}: import {alias.name}" for part in alias.name.split(".") if is_private(part)]
+                    found += [f"{node.lineno}: import {alias.name}"
+                              for part in alias.name.split(".") if is_private(part)]
         elif isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in FOREIGN:
             found += [f"{node.lineno}: from {node.module}" for part in node.module.split(".") if is_private(part)]
             for alias in node.names:
@@ -230,7 +232,8 @@ def private_uses(source: str) -> list[str]:
         if isinstance(node, ast.Attribute) and is_private(node.attr) and root_name(node.value) in imported:
             found.append(f"{node.lineno}: .{node.attr} of {root_name(node.value)}")
         elif isinstance(node, ast.Call) and root_name(node.func) in imported:
-            found += [f"{node.lineno}: {k.arg}= to {dotted(node.func)}" for k in node.keywords if k.arg and is_private(k.arg)]
+            found += [f"{node.lineno}: {k.arg}= to {dotted(node.func)}"
+                      for k in node.keywords if k.arg and is_private(k.arg)]
         elif isinstance(node, ast.ClassDef):  # its Ray/torch bases, or those a mixin of it may precede
             bases = [resolve(qualified) for qualified in (foreign_name(dotted(base), imported) for base in node.bases)
                      if qualified] + imported_classes

@@ -71,7 +71,8 @@ def test_with_refresh_every_step_a_replica_predicts_as_the_teachers_network_in_e
     """BatchNorm networks: the replica's payload (logits, stage features, InDistill's extras) is
     the teacher's network, with the weights it starts the step with, run in eval mode on the
     student's batch; the live payload is the train-mode one (batch statistics), which differs."""
-    config = tiny_config(**replicas(1, methods=[{"name": "kd"}, {"name": "indistill", "params": {"curriculum_epochs": [2]}}]))
+    methods = [{"name": "kd"}, {"name": "indistill", "params": {"curriculum_epochs": [2]}}]
+    config = tiny_config(**replicas(1, methods=methods))
     cohort = SequentialCohort(config)
     student, teacher = cohort.peers
     for step in range(3):
@@ -101,7 +102,7 @@ def test_bytes_and_staleness_are_reported_per_step():
     epoch = cohort.train_epoch(0) + cohort.train_epoch(1)
     schedule = RefreshSchedule.of(cohort.config, cohort.steps_per_epoch())
     due = [schedule.due(e, s) for e in range(2) for s in range(cohort.steps_per_epoch())]
-    for k, peer in enumerate(cohort.peers):
+    for k in range(len(cohort.peers)):
         weights = sum(len(blob) for blob in others(sent, k))
         assert [row[k][m.BYTES_RECEIVED] for row in epoch] == [weights if d else 0.0 for d in due]
         staleness, since = [], 0
@@ -134,7 +135,8 @@ def test_every_method_learns_from_replicas(teacher):
     for epoch in range(2):
         metrics = cohort.train_epoch(epoch)
     wide, narrow = metrics[-1]
-    assert {"loss/feature_decoupled/foreground", "loss/sfr/features", "loss/dkd/nckd", "loss/indistill/logits"} <= set(narrow)
+    every_method = {"loss/feature_decoupled/foreground", "loss/sfr/features", "loss/dkd/nckd", "loss/indistill/logits"}
+    assert every_method <= set(narrow)
     assert all(torch.isfinite(torch.tensor(v)) for v in [*wide.values(), *narrow.values()])
     replica = cohort.peers[1].replicas.networks[0]
     assert not any(key.endswith(("_orig", "_mask")) for key in replica.state_dict())  # pruning folded in

@@ -28,7 +28,8 @@ EVERY_METHOD = tiny_raw(
         {"name": "feature_decoupled"}, {"name": "indistill", "params": {"curriculum_epochs": [1]}}, {"name": "sfr"}]},
     runtime={"max_steps_in_flight": 4})
 EVERY_METHOD["data"]["shared_batches"] = False
-LEARNED = tiny_raw(distillation={**REPLICAS, "refresh_every_steps": 3, "teacher": "mean_of_others", "methods": [{"name": "kd"}],
+LEARNED = tiny_raw(distillation={**REPLICAS, "refresh_every_steps": 3, "teacher": "mean_of_others",
+                                 "methods": [{"name": "kd"}],
                                  "policy": {"name": "policies.learned:LearnedPolicy", "params": {"update_every": 4}}})
 LEARNED["data"]["probe_fraction"] = 0.1
 

@@ -95,7 +95,8 @@ def test_monotone_mutation_never_loosens_a_constraint():
     random.seed(0)
     changed = 0
     for _ in range(2000):
-        clone = {"distillation.weight.value": rng.uniform(0.25, 2.0), "distillation.gate.on_start": rng.uniform(0.1, 1.0),
+        clone = {"distillation.weight.value": rng.uniform(0.25, 2.0),
+                 "distillation.gate.on_start": rng.uniform(0.1, 1.0),
                  "distillation.methods.0.params.temperature": rng.choice([2.0, 3.0, 4.0]),
                  "distillation.weight.ramp_epochs": rng.randint(1, 10)}
         new, _ = scheduler._get_new_config(SimpleNamespace(config={}), SimpleNamespace(config=clone))
@@ -180,7 +181,8 @@ def test_pbt_exploit_continues_a_clone_and_its_replay_reproduces_the_trial(ray_r
         for step in range(0, 4):
             progress = Progress(epoch=record["epoch"] - 1, step=step, steps_per_epoch=4, total_epochs=3)
             for path, spec in record["curriculum"].items():
-                exported = {"distillation.weight": replay.distillation.weight, "distillation.gate": replay.distillation.gate,
+                exported = {"distillation.weight": replay.distillation.weight,
+                            "distillation.gate": replay.distillation.gate,
                             "distillation.methods.0.params.temperature":
                                 replay.distillation.methods[0].params["temperature"]}[path]
                 assert as_schedule(exported)(progress) == as_schedule(spec)(progress), (path, record["epoch"], step)

@@ -141,7 +141,8 @@ def verify_checkpoint(directory: Path, peers: int) -> Checkpoint:
             raise CheckpointError(f"{name} is missing")
         blob = path.read_bytes()
         if len(blob) != expected.get("size") or hashlib.sha256(blob).hexdigest() != expected.get("sha256"):
-            raise CheckpointError(f"{name} fails its checksum ({len(blob)} bytes, the manifest says {expected.get('size')})")
+            raise CheckpointError(f"{name} fails its checksum "
+                                  f"({len(blob)} bytes, the manifest says {expected.get('size')})")
         if name.endswith(".pt"):
             try:
                 safe_io.loads(blob, map_location="cpu", source=name)

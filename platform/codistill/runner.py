@@ -123,10 +123,11 @@ def run_cohort(config: RunConfig, run_dir: Path, make_cohort: Callable[[RunConfi
     died), the peers are restarted and reloaded from the last checkpoint kept in memory, and the
     epoch in progress is redone, up to ``runtime.max_failures`` times: the result is the same as
     without the failure. A peer lost while the final results and models are fetched is recovered
-    the same way. A write that fails (a full disk) raises :class:`~codistill.errors.WriteFailed`. A peer that diverges raises :class:`~codistill.errors.NonFiniteLoss`
-    (``runtime.on_nonfinite: stop``) before the epoch's checkpoint is written. ``on_epoch`` is
-    called after each epoch's checkpoint is written. With ``resume`` the config may change schedule
-    values (a Tune trial cloned by PBT): position and history continue.
+    the same way. A write that fails (a full disk) raises :class:`~codistill.errors.WriteFailed`.
+    A peer that diverges raises :class:`~codistill.errors.NonFiniteLoss` (``runtime.on_nonfinite:
+    stop``) before the epoch's checkpoint is written. ``on_epoch`` is called after each epoch's
+    checkpoint is written. With ``resume`` the config may change schedule values (a Tune trial
+    cloned by PBT): position and history continue.
     """
     progress = progress or ConsoleProgress(config.epochs, config.runtime.progress_every_seconds)
     cohort = make_cohort(config)
@@ -142,7 +143,8 @@ def run_cohort(config: RunConfig, run_dir: Path, make_cohort: Callable[[RunConfi
             replay = cohort.state_bytes(), cohort.learner_state_bytes()
         log = TensorBoardLog(run_dir / "tensorboard", cohort.peer_names, config.runtime.log_every_steps)
         shards = _report_shards(config, progress, log, resume)
-        end = config.epochs if stop_after_epochs is None else min(config.epochs, position.epochs_done + stop_after_epochs)
+        end = (config.epochs if stop_after_epochs is None
+               else min(config.epochs, position.epochs_done + stop_after_epochs))
         failures = 0
         while True:
             try:
@@ -178,7 +180,8 @@ def run_cohort(config: RunConfig, run_dir: Path, make_cohort: Callable[[RunConfi
 
 
 def _train_epoch(config: RunConfig, run_dir: Path, cohort: Cohort, log: TensorBoardLog, progress: ConsoleProgress,
-                 position: _Position, epoch: int, on_epoch: EpochCallback | None = None) -> tuple[list[bytes], bytes | None]:
+                 position: _Position, epoch: int,
+                 on_epoch: EpochCallback | None = None) -> tuple[list[bytes], bytes | None]:
     """Train, evaluate, log and checkpoint one epoch; returns the peers' and the policy learner's
     states just saved.
 
@@ -198,10 +201,9 @@ def _train_epoch(config: RunConfig, run_dir: Path, cohort: Cohort, log: TensorBo
                           train_seconds, curriculum_fields(config))
     states, learner_state = cohort.state_bytes(), cohort.learner_state_bytes()
     log.steps(step_metrics, epoch * cohort.steps_per_epoch())
-    log.epoch(epoch, [p.scalars() for p in record.peers], {m.ENSEMBLE_ACCURACY: record.ensemble_val,
-                                                         m.AGREEMENT: record.agreement,
-                                                         m.EPOCH_SECONDS: train_seconds,
-                                                         m.EXCHANGE_BYTES_EPOCH: sum(p.bytes_received for p in record.peers)})
+    log.epoch(epoch, [p.scalars() for p in record.peers],
+              {m.ENSEMBLE_ACCURACY: record.ensemble_val, m.AGREEMENT: record.agreement,
+               m.EPOCH_SECONDS: train_seconds, m.EXCHANGE_BYTES_EPOCH: sum(p.bytes_received for p in record.peers)})
     position.history.append(record)
     position.epochs_done = epoch + 1
     position.wall_seconds += time.perf_counter() - started
@@ -310,13 +312,14 @@ def package_versions() -> dict[str, str]:
 def results_table(results: dict[str, Any]) -> str:
     """The final console table: best and last validation top-1 of each peer and the ensemble (and
     the test top-1 of the final networks when there is a test split)."""
-    rows = [(p["name"], p["model"], p["best_val_accuracy"], p["best_epoch"], p["last_val_accuracy"], p.get("test_accuracy"))
-            for p in results["peers"]]
+    rows = [(p["name"], p["model"], p["best_val_accuracy"], p["best_epoch"], p["last_val_accuracy"],
+             p.get("test_accuracy")) for p in results["peers"]]
     e = results["ensemble"]
     rows.append(("ensemble", "mean softmax", e["best_val_accuracy"], e["best_epoch"], e["last_val_accuracy"],
                  e.get("test_accuracy")))
     test = rows[0][5] is not None
-    lines = [f"{'peer':<16}{'model':<16}{'best top-1':>11}{'@epoch':>8}{'last top-1':>12}" + (f"{'test top-1':>12}" if test else "")]
-    lines += [f"{n:<16}{m:<16}{100 * b:>10.2f}%{be:>8}{100 * l:>11.2f}%" + (f"{100 * t:>11.2f}%" if test else "")
-              for n, m, b, be, l, t in rows]
+    lines = [f"{'peer':<16}{'model':<16}{'best top-1':>11}{'@epoch':>8}{'last top-1':>12}"
+             + (f"{'test top-1':>12}" if test else "")]
+    lines += [f"{n:<16}{m:<16}{100 * b:>10.2f}%{be:>8}{100 * last:>11.2f}%" + (f"{100 * t:>11.2f}%" if test else "")
+              for n, m, b, be, last, t in rows]
     return "\n".join(lines)

@@ -145,7 +145,8 @@ def benchmark_cohorts(tiny: RunConfig, sizes: list[int], large: RunConfig | None
     cohorts = [(f"tiny-{k}", with_peers(tiny, k), epochs) for k in sizes]
     if large is not None:
         cohorts.append(("large", large, large_epochs))
-    started_ray = start_ray(max((config for _, config, _ in cohorts), key=lambda c: sum(p.resources.cpus for p in c.peers)))
+    largest = max((config for _, config, _ in cohorts), key=lambda c: sum(p.resources.cpus for p in c.peers))
+    started_ray = start_ray(largest)
     try:
         tiny_alone = [time_alone(tiny, k, epochs) for k in range(len(tiny.peers))]
         rows = []

@@ -124,7 +124,8 @@ def benchmark_markdown(benchmark: dict[str, Any]) -> list[str]:
             share = row.get("overhead_share_of_slowest_step")
             lines.append(f"| {name} | {row.get('backend', '–')} | {_number(row.get('ms_per_step'))} | "
                          f"{_number(row.get('over_slowest_alone'), 2)} | {_number(row.get('overhead_ms_per_step'))} | "
-                         f"{'–' if share is None else f'{100 * share:.0f}%'} | {_number(row.get('exchange_wait_ms'))} | "
+                         f"{'–' if share is None else f'{100 * share:.0f}%'} | "
+                         f"{_number(row.get('exchange_wait_ms'))} | "
                          f"{_number(memory, 0)} | {_number(row.get('startup_s'))} | {'; '.join(notes)} |")
         lines.append("")
     lines += [f"- skipped: {', '.join(s['peers'])} with AMP {s['amp']} ({s['reason']})" for s in benchmark["skipped"]]
@@ -142,12 +143,14 @@ def markdown(report: dict[str, Any]) -> str:
             ("torch CUDA", env["torch_cuda"] or "–"), ("NCCL", env.get("nccl", "–")), ("Python", env["python"]),
             ("CPU cores", env["cpu_count"])]
     lines += [f"| {name} | {value} |" for name, value in rows]
-    lines += ["", "## What replaced Ray", ""] + [f"- `{name}`: {text}" for name, text in report["substitutions"].items()]
+    lines += ["", "## What replaced Ray", ""]
+    lines += [f"- `{name}`: {text}" for name, text in report["substitutions"].items()]
     lines += ["", "## Steps", "", "| step | exit status | seconds |", "| --- | --- | --- |"]
     lines += [f"| {s['name']} | {s['exit_code']} | {s['seconds']:.0f} |" for s in report["steps"]]
     if report["tests"] is not None:
         counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(report["tests"]["counts"].items()))
-        lines += ["", "## GPU tests", "", counts, "", "| test | outcome | seconds | message |", "| --- | --- | --- | --- |"]
+        lines += ["", "## GPU tests", "", counts, "",
+                  "| test | outcome | seconds | message |", "| --- | --- | --- | --- |"]
         lines += [f"| {c['name']} | {c['outcome']} | {c['seconds']:.1f} | {c['message'].replace('|', '/')} |"
                   for c in report["tests"]["cases"]]
     if report["benchmark"] is not None:

@@ -90,8 +90,10 @@ def benchmark_recovery(tiny: RunConfig, sizes: list[int], repeats: int,
                         run_dir = Path(scratch) / f"k{k}-{repeat}-{'lost' if only_lost else 'all'}"
                         runs[only_lost].append(time_recovery(config, only_lost, run_dir))
                 lost, every = (statistics.median(r["seconds"] for r in runs[flag]) for flag in (True, False))
-                rows.append({"K": k, "only_lost_seconds": lost, "all_seconds": every, "all_over_only_lost": every / lost,
-                             "restarted_only_lost": runs[True][0]["restarted"], "restarted_all": runs[False][0]["restarted"],
+                rows.append({"K": k, "only_lost_seconds": lost, "all_seconds": every,
+                             "all_over_only_lost": every / lost,
+                             "restarted_only_lost": runs[True][0]["restarted"],
+                             "restarted_all": runs[False][0]["restarted"],
                              "runs": {"only_lost": runs[True], "all": runs[False]}})
                 measured(f"K={k}")
     finally:

@@ -98,7 +98,7 @@ def measure(setting: str, cohorts: list[tuple[int, RunConfig]], alone: dict[str,
         slowest = max(alone[p.model] for p in config.peers)
         floor = max(slowest, sum(alone[p.model] for p in config.peers) / cores) if k > cores else slowest
         for variant, result in measure_cohort(config, refresh, epochs).items():
-            excess = lambda baseline: 1e3 * (result["seconds_per_epoch"] - baseline) / result["steps"]  # noqa: E731
+            excess = lambda baseline, result=result: 1e3 * (result["seconds_per_epoch"] - baseline) / result["steps"]  # noqa: E731
             rows.append({"setting": setting, "K": k, "variant": variant, "slowest_alone_seconds": slowest,
                          "cpu_floor_seconds": floor, "overhead_ms_per_step": excess(slowest),
                          "overhead_over_floor_ms_per_step": excess(floor), **result})

@@ -98,10 +98,10 @@ class Cohort(ABC):
         """The teacher-policy learner's state (network, optimizer, baseline, RNG); ``None`` if none."""
         return None
 
-    def load_learner_state_bytes(self, blob: bytes) -> None:
+    def load_learner_state_bytes(self, blob: bytes) -> None:  # noqa: B027 optional hook: no learner by default
         """Restore what :meth:`learner_state_bytes` returned."""
 
-    def shutdown(self) -> None:
+    def shutdown(self) -> None:  # noqa: B027 optional hook: a cohort holding no resources has none to release
         """Release resources (actors, devices)."""
 
     def restart(self) -> None:

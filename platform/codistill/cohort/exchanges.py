@@ -62,10 +62,11 @@ class Exchange(ABC):
         """Steps of ``epoch`` at which a call must start (besides the window's own cuts)."""
         return []
 
-    def connect(self, actors: list[Any], placement: list[dict[str, Any]], calls: ActorCalls) -> None:
+    # Optional hooks: an exchange that ties the actors to nothing (object refs) needs neither.
+    def connect(self, actors: list[Any], placement: list[dict[str, Any]], calls: ActorCalls) -> None:  # noqa: B027
         """Prepare freshly started actors (``placement``: each one's node, device and GPU ids)."""
 
-    def disconnect(self, actors: list[Any], calls: ActorCalls) -> None:
+    def disconnect(self, actors: list[Any], calls: ActorCalls) -> None:  # noqa: B027
         """Undo :meth:`connect` before the actors go away."""
 
     @abstractmethod

@@ -137,7 +137,8 @@ class RayCohort(Cohort):
             return
         self._kill_actors()
         if tune_group and not restored:
-            raise PeerLost(f"the Ray Tune trial's placement group was not restored within {self.placement_timeout_s:.0f} s")
+            raise PeerLost("the Ray Tune trial's placement group was not restored "
+                           f"within {self.placement_timeout_s:.0f} s")
         if not restored:
             if self._own_group is not None:
                 ray.util.remove_placement_group(self._own_group)

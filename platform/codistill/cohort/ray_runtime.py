@@ -60,8 +60,8 @@ def start_ray(config: RunConfig, num_cpus: int | None = None) -> bool:
         ray.init(runtime_env=runtime_env)
         return True
     if local_ray_listens_on_every_interface():
-        raise RuntimeError("ray was imported before codistill.cohort.ray_runtime, so a local runtime would listen on every "
-                           "network interface; import codistill.cohort.ray_runtime first or export "
+        raise RuntimeError("ray was imported before codistill.cohort.ray_runtime, so a local runtime would "
+                           "listen on every network interface; import codistill.cohort.ray_runtime first or export "
                            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0")
     cpus_needed = max(math.ceil(sum(peer.resources.cpus for peer in config.peers)), num_cpus or 0)
     gpus_needed = sum(peer.resources.gpus for peer in config.peers)

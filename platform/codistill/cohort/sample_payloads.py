@@ -90,8 +90,9 @@ def sample_mismatches(received: list[list[list[TeacherView]]]) -> list[str]:
                 got_tensors, sent_tensors = named_tensors(got), named_tensors(sample_payload(sender))
                 for name, sent in sent_tensors.items():
                     other = got_tensors.get(name)
-                    if other is None or (other.dtype, other.shape, other.stride()) != (sent.dtype, sent.shape, sent.stride()) \
-                            or not torch.equal(other, sent):
+                    if (other is None
+                            or (other.dtype, other.shape, other.stride()) != (sent.dtype, sent.shape, sent.stride())
+                            or not torch.equal(other, sent)):
                         problems.append(f"rank {rank}, round {round_index}: {name} from rank {sender} differs")
     return problems
 

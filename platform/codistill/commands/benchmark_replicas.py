@@ -29,7 +29,8 @@ def print_tables(rows: list[dict], table: list[dict], intervals: list[int]) -> N
     for r in rows:
         replica = r["variant"].startswith("replicas")
         print(f"| {r['setting']} ({r['nodes']} node{'s' * (r['nodes'] > 1)}) | {r['K']} | {r['variant']} | "
-              f"{r['seconds_per_epoch']:.3f} | {r['overhead_ms_per_step']:.1f} | {r['overhead_over_floor_ms_per_step']:.1f} | "
+              f"{r['seconds_per_epoch']:.3f} | {r['overhead_ms_per_step']:.1f} | "
+              f"{r['overhead_over_floor_ms_per_step']:.1f} | "
               f"{statistics.mean(r['bytes_per_step_per_peer']) / 1024:.1f} | "
               + (f"{statistics.mean(r['replica_forward_ms_per_step']):.2f} | {max(r['replica_memory_mib']):.2f} |"
                  if replica else "– | – |"))

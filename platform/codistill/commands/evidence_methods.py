@@ -61,7 +61,8 @@ def variants(epochs: int) -> dict[str, list[str]]:
         pruned = f"peers.0.sparsity={{target: {sparsity / 100}, end_epoch: {scaled(20)}}}"
         methods.update({
             f"student alone, {sparsity}% sparse": ["independent=true", pruned],
-            f"feature-decoupled (SF-KD), {sparsity}% sparse": ["distillation.methods=[{name: feature_decoupled}]", pruned],
+            f"feature-decoupled (SF-KD), {sparsity}% sparse": ["distillation.methods=[{name: feature_decoupled}]",
+                                                              pruned],
             f"KD, {sparsity}% sparse": [f"distillation.methods=[{KD}]", pruned],
             f"KD + feature-decoupled, {sparsity}% sparse": [f"distillation.methods=[{KD}, {{name: feature_decoupled}}]",
                                                             pruned],
@@ -123,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                      [[name, mean_std(row["last"]), mean_std(row["best"])] + ([mean_std(row["test"])] if tested else [])
                       + [f"{100 * statistics.mean(row['sparsity']):.1f}%"] for name, row in rows.items()])
     teacher_test = f", {100 * t['test_accuracy']:.2f} test" if "test_accuracy" in t else ""
-    write_summary(args.out, args.seeds, f"; teacher {t['model']} (seed 0): {100 * t['last_val_accuracy']:.2f} val last, "
-                  f"{100 * t['best_val_accuracy']:.2f} val best{teacher_test}", students, {"teacher": t, "rows": rows},
+    teacher = (f"; teacher {t['model']} (seed 0): {100 * t['last_val_accuracy']:.2f} val last, "
+               f"{100 * t['best_val_accuracy']:.2f} val best{teacher_test}")
+    write_summary(args.out, args.seeds, teacher, students, {"teacher": t, "rows": rows},
                   measure=split_description(student_config.data))
     return 0

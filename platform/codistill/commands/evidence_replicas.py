@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             run_dir = run_dir_for(args.out, name, seed)
             prepare_run_dir(run_dir, config)
             cohorts: list[SequentialCohort] = []
-            make = lambda c: cohorts.append(SequentialCohort(c)) or cohorts[-1]  # noqa: E731
+            make = lambda c, cohorts=cohorts: cohorts.append(SequentialCohort(c)) or cohorts[-1]  # noqa: E731
             results = run_cohort(config, run_dir, make, progress=ConsoleProgress(config.epochs, 1e9, io.StringIO()))
             record(rows.setdefault(name, {}), results, config, cohorts[0].steps_per_epoch())
             print(f"{name}, seed {seed}: mean peer {100 * rows[name]['peer_last'][-1]:.2f}, "

@@ -49,7 +49,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--name", help="the sweep's directory under --storage (default: config name, scheduler, time)")
     parser.add_argument("--resume", type=Path, metavar="SWEEP_DIR", help="continue the sweep in SWEEP_DIR")
     parser.add_argument("--backend", choices=ONLINE_BACKENDS, default=DEFAULTS.backend,
-                        help="ray: one actor per peer in the trial's bundles; sequential: the cohort in the trial's process")
+                        help="ray: one actor per peer in the trial's bundles; "
+                             "sequential: the cohort in the trial's process")
     parser.add_argument("--perturbation-interval", type=int, default=DEFAULTS.perturbation_interval,
                         help="pbt/pb2: epochs between exploits")
     parser.add_argument("--grace-epochs", type=int, default=DEFAULTS.grace_epochs,

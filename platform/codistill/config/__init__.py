@@ -33,6 +33,7 @@ from codistill.config.schema import (
 
 __all__ = ["AMP_MODES", "DEVICES", "EXCHANGE_NAMES", "NONFINITE_ACTIONS", "PARTITION_KINDS", "PLACEMENTS",
            "PROBE_SOURCES", "RESUME_SAFE_FIELDS", "TEACHER_MODES", "DataConfig", "DistillationConfig",
-           "LRScheduleConfig", "MethodConfig", "OptimizerConfig", "PartitionConfig", "PeerConfig", "PolicyConfig", "ResourcesConfig", "RunConfig",
+           "LRScheduleConfig", "MethodConfig", "OptimizerConfig", "PartitionConfig", "PeerConfig", "PolicyConfig",
+           "ResourcesConfig", "RunConfig",
            "RuntimeConfig", "SparsityConfig", "TeacherConfig", "apply_override", "build_config", "changed_fields",
            "check_devices", "check_rules", "read_mapping", "read_yaml", "set_field"]

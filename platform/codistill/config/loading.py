@@ -124,9 +124,11 @@ def changed_fields(before: RunConfig, after: RunConfig) -> list[str]:
 
     def leaves(value: Any, prefix: str) -> dict[str, Any]:
         if isinstance(value, dict):
-            return {k: v for key, item in value.items() for k, v in leaves(item, f"{prefix}.{key}" if prefix else key).items()}
+            return {k: v for key, item in value.items()
+                    for k, v in leaves(item, f"{prefix}.{key}" if prefix else key).items()}
         if isinstance(value, (list, tuple)):
-            return {k: v for i, item in enumerate(value) for k, v in leaves(item, f"{prefix}[{i}]").items()} or {prefix: ()}
+            return {k: v for i, item in enumerate(value)
+                    for k, v in leaves(item, f"{prefix}[{i}]").items()} or {prefix: ()}
         return {prefix: value}
 
     old, new = leaves(before.to_dict(), ""), leaves(after.to_dict(), "")

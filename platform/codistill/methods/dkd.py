@@ -70,7 +70,8 @@ class DKD(DistillationMethod):
                 "nckd": scale * self.beta * nckd(logits, student.logits, targets, t)}
 
 
-def decomposition_residual(teacher_logits: Tensor, student_logits: Tensor, targets: Tensor, temperature: float) -> Tensor:
+def decomposition_residual(teacher_logits: Tensor, student_logits: Tensor, targets: Tensor,
+                           temperature: float) -> Tensor:
     """``KL(p_t ‖ p_s) − TCKD − (1 − p_t,y)·NCKD`` per example: zero up to rounding."""
     log_student = F.log_softmax(student_logits / temperature, dim=1)
     teacher = F.softmax(teacher_logits / temperature, dim=1)

@@ -69,8 +69,10 @@ class FeatureDecoupled(DistillationMethod):
         foreground, background = [], []
         for adapter, (s, t) in zip(adapters, pairs):
             adapted, target = adapter(student.features[s]), adapter.teacher(teacher.features[t].detach())
-            foreground.append(_per_example_mse(_pooled(adapted, self.pool_kernel, "max"), _pooled(target, self.pool_kernel, "max")))
-            background.append(_per_example_mse(_pooled(adapted, self.pool_kernel, "avg"), _pooled(target, self.pool_kernel, "avg")))
+            foreground.append(_per_example_mse(_pooled(adapted, self.pool_kernel, "max"),
+                                               _pooled(target, self.pool_kernel, "max")))
+            background.append(_per_example_mse(_pooled(adapted, self.pool_kernel, "avg"),
+                                               _pooled(target, self.pool_kernel, "avg")))
         foreground_term, background_term = torch.stack(foreground).mean(0), torch.stack(background).mean(0)
         if self.dynamic and self.training:
             self._step_terms.append(torch.stack([foreground_term.detach().mean(), background_term.detach().mean()]))

@@ -18,7 +18,8 @@ from codistill.registry import MODELS
 
 def channel_shuffle(x: Tensor, groups: int = 2) -> Tensor:
     batch, channels, height, width = x.shape
-    return x.view(batch, groups, channels // groups, height, width).transpose(1, 2).reshape(batch, channels, height, width)
+    grouped = x.view(batch, groups, channels // groups, height, width)
+    return grouped.transpose(1, 2).reshape(batch, channels, height, width)
 
 
 class ShuffleUnit(nn.Module):
@@ -50,7 +51,8 @@ class CifarShuffleNetV2(PeerNetwork):
         self.stem = conv_bn_relu(in_channels, channels)
         stages, size = [], MapSize(image_size)
         for width, units in ((116, 4), (232, 8), (464, 4)):
-            layers = [ShuffleUnit(channels, width, size.stride())] + [ShuffleUnit(width, width, 1) for _ in range(units - 1)]
+            layers = [ShuffleUnit(channels, width, size.stride())]
+            layers += [ShuffleUnit(width, width, 1) for _ in range(units - 1)]
             stages.append(nn.Sequential(*layers))
             channels = width
         stages[-1].append(conv_bn_relu(channels, 1024, 1))

@@ -52,8 +52,8 @@ class Probe:
 
     def __init__(self, dataset: PeerDataset, seed: int, batch_size: int, device: torch.device,
                  autocast: Callable[[], AbstractContextManager], kind: str = "ce") -> None:
-        self.dataset, self.seed, self.batch_size, self.device, self.autocast = dataset, seed, batch_size, device, autocast
-        self.kind = kind
+        self.dataset, self.seed, self.batch_size = dataset, seed, batch_size
+        self.device, self.autocast, self.kind = device, autocast, kind
 
     def batch(self, progress: Progress) -> tuple[Tensor, Tensor]:
         """The probe batch of this step (a pure function of seed, epoch and step)."""

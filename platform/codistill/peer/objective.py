@@ -76,8 +76,8 @@ class DistillationObjective(nn.Module):
             method.end_step()
         return terms
 
-    def _method_terms(self, method: DistillationMethod, student: ModelOutput, teachers: list[TeacherView], weights: Tensor,
-               per_teacher: Tensor, includes_self: bool, targets: Tensor, progress: Progress):
+    def _method_terms(self, method: DistillationMethod, student: ModelOutput, teachers: list[TeacherView],
+                      weights: Tensor, per_teacher: Tensor, includes_self: bool, targets: Tensor, progress: Progress):
         if not method.uses_teacher:
             return [(None, method(student, None, targets, progress))]
         if self.ensemble and not method.uses_teacher_features:

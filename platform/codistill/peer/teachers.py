@@ -98,7 +98,8 @@ def normalized_weights(raw: Tensor, count: int, batch_size: int) -> Tensor:
     if raw.dim() == 1:
         raw = raw.unsqueeze(0).expand(batch_size, -1)
     if raw.shape != (batch_size, count):
-        raise ValueError(f"policy returned weights of shape {tuple(raw.shape)}, expected [{count}] or [{batch_size}, {count}]")
+        raise ValueError(f"policy returned weights of shape {tuple(raw.shape)}, "
+                         f"expected [{count}] or [{batch_size}, {count}]")
     if bool((raw < 0).any()) or not bool(torch.isfinite(raw).all()):
         raise ValueError("policy weights must be finite and non-negative")
     return raw / raw.sum(dim=1, keepdim=True).clamp_min(1e-12)

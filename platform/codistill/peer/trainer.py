@@ -314,7 +314,8 @@ class PeerTrainer:
         return safe_io.dumps(self.state_dict())
 
     def load_state_bytes(self, blob: bytes) -> None:
-        self.load_state_dict(safe_io.loads(blob, map_location=self.device, source=f"the state of peer '{self.peer.name}'"))
+        source = f"the state of peer '{self.peer.name}'"
+        self.load_state_dict(safe_io.loads(blob, map_location=self.device, source=source))
 
     def model_bytes(self) -> bytes:
         """The trained network alone (with its adapters), for use as an offline teacher."""

@@ -17,7 +17,8 @@ from typing import Any
 from codistill.tuning.space import Dimension
 
 
-def constrain(previous: Mapping[str, Any], proposed: Mapping[str, Any], dimensions: Sequence[Dimension]) -> dict[str, Any]:
+def constrain(previous: Mapping[str, Any], proposed: Mapping[str, Any],
+              dimensions: Sequence[Dimension]) -> dict[str, Any]:
     """``proposed`` with each searched value inside its bounds and, if it tightens, no looser than ``previous``."""
     result = dict(proposed)
     for dimension in dimensions:

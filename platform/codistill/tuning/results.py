@@ -36,7 +36,8 @@ def summarize(results: Iterable[Any], settings: SweepSettings) -> tuple[list[dic
     rows = []
     for result in results:
         history, last = result.metrics_dataframe, result.metrics or {}
-        reported = {name: value for name, value in last.items() if name.endswith("_accuracy") and isinstance(value, float)}
+        reported = {name: value for name, value in last.items()
+                    if name.endswith("_accuracy") and isinstance(value, float)}
         best = float(history[metric].max()) if history is not None and metric in history else None
         rows.append(trial_row(trial_id_of(result.path), result.config or {}, keys, int(last.get("epoch", 0)), epochs,
                               reported, best, metric, result.error is not None))

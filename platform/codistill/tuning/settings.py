@@ -81,7 +81,8 @@ class SweepSettings:
     def save(self) -> None:
         """Create the sweep's directory with its ``sweep.json`` (the directory must not exist)."""
         self.directory.mkdir(parents=True)
-        saved = {"base_raw": self.base_raw, "space": self.space, "directory": str(self.directory), **asdict(self.options)}
+        saved = {"base_raw": self.base_raw, "space": self.space, "directory": str(self.directory),
+                 **asdict(self.options)}
         write_atomic(self.directory / SETTINGS_FILE, json.dumps(saved, indent=2).encode())
 
 
