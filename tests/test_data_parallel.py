@@ -48,6 +48,14 @@ def data_parallel_worker(rank: int, port: int, out: str) -> None:
         config = tiny_config()
         slot = WorkerSlot(rank, WORKERS, dist.group.WORLD)
         trainers = [PeerTrainer(config, 0), PeerTrainer(config, 1, worker=slot)]
+        collectives = []  # the bytes of every all_reduce (the group BatchNorm's go through it too)
+        all_reduce = dist.all_reduce
+
+        def counted(tensor, *args, **kwargs):
+            collectives.append(tensor.numel() * tensor.element_size())
+            return all_reduce(tensor, *args, **kwargs)
+
+        dist.all_reduce = counted
 
         def joined(view):
             parts = [None] * WORKERS
@@ -55,7 +63,13 @@ def data_parallel_worker(rank: int, port: int, out: str) -> None:
             return joined_views(parts)
 
         losses, logits = train_first_epoch(trainers, joined)
-        torch.save({"losses": losses, "logits": logits}, Path(out) / f"rank{rank}.pt")
+        dist.all_reduce = all_reduce
+        norms = [module.running_mean.numel() for module in trainers[1].model.modules()
+                 if isinstance(module, GroupBatchNorm)]
+        parameters = sum(p.numel() for group in trainers[1].optimization.optimizer.param_groups
+                         for p in group["params"])
+        torch.save({"losses": losses, "logits": logits, "collectives": collectives, "norms": norms,
+                    "parameters": parameters}, Path(out) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
 
@@ -109,3 +123,16 @@ def test_group_batchnorm_keeps_the_state_dict_keys():
     synchronized = synchronize_batchnorm(network, group=None)
     assert isinstance(synchronized[1], GroupBatchNorm)
     assert list(synchronized.state_dict()) == keys
+
+
+def test_collectives_per_step_follow_the_formula(both_runs):
+    """Per step and worker: one all_reduce of the 4P gradient bytes, and with group BatchNorm two
+    of 4(2c + 1) bytes per BatchNorm layer of c channels (forward and backward)."""
+    one, workers = both_runs
+    steps = len(one["losses"])
+    for worker in workers:
+        norms = worker["norms"]
+        assert len(norms) >= 3
+        assert len(worker["collectives"]) == steps * (1 + 2 * len(norms))
+        per_step = 4 * worker["parameters"] + sum(2 * 4 * (2 * c + 1) for c in norms)
+        assert sum(worker["collectives"]) == steps * per_step
