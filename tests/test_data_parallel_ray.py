@@ -54,11 +54,11 @@ def test_a_peer_of_two_workers_matches_one_device_and_resumes_exactly(ray_runtim
             for peer_expected, peer_got in zip(step_expected, step_got):
                 assert set(peer_got) == set(peer_expected)
                 assert peer_got["train/examples"] == peer_expected["train/examples"]
+                for key in ("loss/total", "loss/ce"):
+                    assert peer_got[key] == pytest.approx(peer_expected[key], rel=1e-4), key
         for step_expected, step_got in zip(expected, got):  # each worker receives the other peer's whole payload
             assert step_got[0]["exchange/bytes_received"] == step_expected[0]["exchange/bytes_received"]
             assert step_got[1]["exchange/bytes_received"] == 2 * step_expected[1]["exchange/bytes_received"]
-                for key in ("loss/total", "loss/ce"):
-                    assert peer_got[key] == pytest.approx(peer_expected[key], rel=1e-4), key
         (local_logits, labels), (remote_logits, remote_labels) = local.evaluate(), remote.evaluate()
         assert torch.equal(labels, remote_labels)
         for a, b in zip(local_logits, remote_logits):

@@ -194,11 +194,25 @@ class RayCohort(Cohort):
                 raise error.cause from None
             if isinstance(error.cause, LOST):
                 raise self._lost(error.cause) from error
+            lost_worker = self._lost_worker()
+            if lost_worker is not None:  # its co-workers' collectives failed first
+                raise lost_worker from error
             raise
         except LOST as error:
             if isinstance(error, ray.exceptions.RayActorError) and error.actor_init_failed:
                 raise
             raise self._lost(error) from error
+
+    def _lost_worker(self) -> PeerLost | None:
+        """A dead worker of a data-parallel peer, as :class:`PeerLost`; ``None`` if every one answers."""
+        for actor in [worker for actors in self.actors if isinstance(actors, list) for worker in actors]:
+            try:
+                ray.get(actor.describe.remote(), timeout=self.placement_timeout_s)
+            except LOST as error:
+                return self._lost(error)
+            except ray.exceptions.RayError:
+                continue
+        return None
 
     def _get(self, refs: list[ray.ObjectRef]) -> list[Any]:
         with self._surfaced_errors():

@@ -187,7 +187,7 @@ class PeerTrainer:
             raise RuntimeError("update() called without a preceding forward()")
         pending, self._pending = self._pending, None
         started = time.perf_counter()
-        share = pending.batch.targets.numel() / pending.batch_size
+        share, received = pending.batch.targets.numel() / pending.batch_size, payloads
         if self.worker is not None:  # the teachers' payloads cover the global batch: this worker's rows
             payloads = [view_rows(view, self.worker.rows(pending.batch_size)) for view in payloads]
         progress, targets, student = pending.batch.progress, pending.batch.targets, pending.output
@@ -237,7 +237,7 @@ class PeerTrainer:
                    m.EXCHANGE_WAIT_SECONDS: started - pending.finished_at,
                    m.SKIPPED_STEP: float(not applied), m.TEACHERS_LEFT_OUT: float(len(payloads) - len(kept))}
         if self.online and self.replicas is None:
-            metrics[m.BYTES_RECEIVED] = float(sum(payload_bytes(view) for view in payloads))
+            metrics[m.BYTES_RECEIVED] = float(sum(payload_bytes(view) for view in received))
         metrics.update({m.loss_term(name): float(value.detach()) for name, value in terms.items()})
         self.last_feedback = None
         if batch is not None and applied:
