@@ -5,7 +5,10 @@ group (``runtime.placement``: ``pack`` fills nodes in turn, ``spread`` puts peer
 nodes); inside a Ray Tune trial that already reserved a placement group (``[{"CPU": 1}] + [peer
 bundles]``), bundle ``k + 1`` hosts peer ``k``. The driver reaches each actor through a
 :class:`~codistill.cohort.handles.RemotePeer`: the step driver and the fan-out are the same as in
-one process, the answers ObjectRefs.
+one process, the answers ObjectRefs. A peer of R data-parallel workers (``peers[k].data_parallel``)
+has R consecutive bundles, R :class:`~codistill.cohort.ray_actors.PeerWorker` actors in a group of
+their own, and a :class:`~codistill.cohort.worker_group.WorkerGroup` as its handle; a lost worker
+restarts the whole cohort (its group must re-form).
 
 How payloads travel between the actors is the exchange (``runtime.exchange``, or the replicas'
 parameters with ``distillation.teacher_source: replicas``; see :mod:`codistill.cohort.exchanges`);

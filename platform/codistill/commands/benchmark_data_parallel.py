@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="write the measurements as JSON here")
     args = parser.parse_args(argv)
     config = load_config(args.config, args.overrides)
-    start_ray(config)
+    start_ray(config, num_cpus=len(config.peers) + args.workers - 1)  # one logical CPU per worker
     try:
         side_by_side = overhead(config, args.peer, args.workers, args.repeats)
     finally:

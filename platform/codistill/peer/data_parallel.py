@@ -18,7 +18,6 @@ from typing import Any
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn.functional as dist_functional
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -71,6 +70,23 @@ def joined_views(views: list[TeacherView]) -> TeacherView:
                        index=first.index, extras=first.extras)
 
 
+class SumOverGroup(torch.autograd.Function):
+    """``Σ_workers x`` with its gradient: every worker's output gradient, summed over the group."""
+
+    @staticmethod
+    def forward(ctx: Any, tensor: Tensor, group: Any) -> Tensor:
+        ctx.group = group
+        total = tensor.clone()
+        dist.all_reduce(total, group=group)
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, gradient: Tensor) -> tuple[Tensor, None]:
+        total = gradient.clone()
+        dist.all_reduce(total, group=ctx.group)
+        return total, None
+
+
 class GroupBatchNorm(nn.Module):
     """BatchNorm whose training statistics are the whole group's (Ioffe & Szegedy's
     ``(x − μ_B)/√(σ²_B + ε)`` with μ_B, σ²_B over the global batch); a drop-in for ``BatchNorm{1,2}d``
@@ -90,7 +106,7 @@ class GroupBatchNorm(nn.Module):
         dims = [0] + list(range(2, x.dim()))
         count = torch.tensor([x.numel() / x.shape[1]], dtype=x.dtype, device=x.device)
         local = torch.cat([x.sum(dims), (x * x).sum(dims), count])
-        total = dist_functional.all_reduce(local, group=self.group)
+        total = SumOverGroup.apply(local, self.group)
         channels = x.shape[1]
         n = total[-1]
         mean = total[:channels] / n

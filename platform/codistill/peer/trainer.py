@@ -333,8 +333,9 @@ class PeerTrainer:
         self.policy.load_state_dict(state["policy"])
         if self.replicas is not None:
             self.replicas.load_state_dict(state["replicas"])
-        workers_rng = state.get("rng_workers")
-        self._random.state = workers_rng[self.worker.rank] if self.worker is not None and workers_rng else state["rng_cpu"]
+        workers_rng = state.get("rng_workers")  # a data-parallel peer's: every worker's stream
+        self._random.state = workers_rng[self.worker.rank] if self.worker is not None and workers_rng \
+            else state["rng_cpu"]
         if state["rng_cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng_cuda"])
 
