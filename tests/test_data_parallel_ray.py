@@ -4,6 +4,7 @@ tests/test_data_parallel.py, a reloaded state replays an epoch bit for bit, and 
 is recovered with the run ending bit-identical."""
 
 import io
+import json
 import os
 import signal
 from dataclasses import replace
@@ -11,6 +12,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from codistill.commands import online
 from codistill.cohort.ray_cohort import RayCohort
 from codistill.cohort.ray_runtime import peer_bundles
 from codistill.cohort.sequential import SequentialCohort
@@ -94,3 +96,26 @@ def test_a_killed_worker_restarts_the_cohort_and_the_run_ends_as_an_uninterrupte
     assert "lost peer 'cnn'" in progress.stream.getvalue()
     assert cohorts[0].restarted == [0, 1]
     assert outcome(got, tmp_path / "faulty") == expected
+
+
+def test_the_online_job_resumes_a_data_parallel_run_exactly(ray_runtime, tmp_path, capsys):
+    """``jobs/online.py`` with R = 2: stopped after an epoch and resumed, the run ends as one that
+    ran through; TensorBoard has one directory per peer (the workers' metrics reduced)."""
+    import yaml
+
+    raw = tiny_raw(epochs=2)
+    raw["peers"][1]["data_parallel"] = 2
+    config_file = tmp_path / "cohort.yaml"
+    config_file.write_text(yaml.safe_dump(raw))
+    through, resumed = tmp_path / "through", tmp_path / "resumed"
+    assert online.main(["--config", str(config_file), "--run-dir", str(through)]) == 0
+    assert online.main(["--config", str(config_file), "--run-dir", str(resumed), "--stop-after-epochs", "1"]) == 0
+    assert online.main(["--resume", str(resumed)]) == 0
+    assert "resuming" in capsys.readouterr().out
+    expected, got = (json.loads((run / "results.json").read_text()) for run in (through, resumed))
+    assert got["complete"] and len(got["history"]) == 2
+    for a, b in zip(expected["history"], got["history"]):
+        assert [p["val_accuracy"] for p in a["peers"]] == [p["val_accuracy"] for p in b["peers"]]
+        assert [p["train_loss"] for p in a["peers"]] == [p["train_loss"] for p in b["peers"]]
+    assert outcome(expected, through)["models"] == outcome(got, resumed)["models"]
+    assert {path.name for path in (resumed / "tensorboard").iterdir()} >= {"mlp", "cnn"}
