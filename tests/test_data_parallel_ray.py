@@ -119,3 +119,25 @@ def test_the_online_job_resumes_a_data_parallel_run_exactly(ray_runtime, tmp_pat
         assert [p["train_loss"] for p in a["peers"]] == [p["train_loss"] for p in b["peers"]]
     assert outcome(expected, through)["models"] == outcome(got, resumed)["models"]
     assert {path.name for path in (resumed / "tensorboard").iterdir()} >= {"mlp", "cnn"}
+
+
+def test_feature_payloads_and_mean_of_others_match_one_device(ray_runtime):
+    """Stage features travel joined over the workers too (``feature_decoupled``, its weights fixed:
+    its dynamic rule follows each worker's batch-mean terms), with the ``mean_of_others`` teacher
+    mode; a peer with BatchNorm in every stage on R = 2 workers. The first steps agree within
+    1e-7 (relative); the two ResNets amplify the float32 reordering as they train, to 3e-4 by
+    the epoch's end: tolerance 2e-3."""
+    torch.set_num_threads(1)
+    changes = {"peers": [{"name": "wide", "model": "resnet8x4"}, {"name": "narrow", "model": "resnet8"}],
+               "distillation": {"teacher": "mean_of_others",
+                                "methods": [{"name": "kd"},
+                                            {"name": "feature_decoupled", "params": {"dynamic": False}}]}}
+    parallel = {**changes, "peers": [changes["peers"][0], {**changes["peers"][1], "data_parallel": 2}]}
+    local, remote = SequentialCohort(tiny_config(**changes)), RayCohort(tiny_config(**parallel))
+    try:
+        for step_expected, step_got in zip(local.train_epoch(0), remote.train_epoch(0)):
+            for peer_expected, peer_got in zip(step_expected, step_got):
+                for key in ("loss/total", "loss/ce"):
+                    assert peer_got[key] == pytest.approx(peer_expected[key], rel=2e-3), key
+    finally:
+        remote.shutdown()

@@ -103,14 +103,15 @@ class PeerTrainer:
         self.batches = BatchSource(config, index, self.dataset, self.device)
         self.model: PeerNetwork = build_model(self.peer.model, info.num_classes, info.in_channels,
                                               info.image_size).to(self.device)
-        if worker is not None and config.runtime.sync_batchnorm:
-            synchronize_batchnorm(self.model, worker.group)
         #: Online, the teachers are the other peers; offline, the frozen ``config.teachers``.
         self.online = not config.teachers
         self.slots = TeacherSlots.of(config, index)
         context = method_context(config, info.num_classes, self.model.feature_shapes(info.in_channels, info.image_size),
                                  [feature_shapes(name, info) for name in self.slots.models])
         self.objective = DistillationObjective(config, context).to(self.device)
+        if worker is not None and config.runtime.sync_batchnorm:  # the network's and the adapters' BatchNorm
+            synchronize_batchnorm(self.model, worker.group)
+            synchronize_batchnorm(self.objective, worker.group)
         self.optimization = Optimization(config, self.peer, list(self.model.parameters())
                                          + list(self.objective.parameters()), self.device)
         self.optimization.worker = worker
