@@ -256,6 +256,17 @@ def offline_replicas(tmp: Path):
     return main, argv
 
 
+def more_workers_than_gpus(tmp: Path, monkeypatch) -> tuple[Callable[[list[str]], int], list[str]]:
+    """A machine with one GPU and a cohort whose workers ask for three."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    return config({"peers": [{"model": "mlp", "resources": {"gpus": 1}},
+                             {"model": "cnn", "data_parallel": 2, "resources": {"gpus": 1}}]})(tmp)
+
+
+more_workers_than_gpus.needs_monkeypatch = True  # type: ignore[attr-defined]
+
+
 CASES = [
     # the config file
     pytest.param(config(text="peers: [unclosed\n"), "--config", id="malformed-yaml"),
@@ -411,6 +422,28 @@ CASES = [
                  "peers[1].resources.gpus", id="gpus-without-cuda"),
     pytest.param(config({"peers": [{"model": "mlp", "resources": {"gpus": 0.5}}, {"model": "cnn"}]},
                         "--backend", "sequential"), "peers[0].resources.gpus", id="gpus-without-cuda-sequential"),
+    # data-parallel peers
+    pytest.param(config(peer0(data_parallel=0)), "peers[0].data_parallel", id="data-parallel-zero"),
+    pytest.param(config(peer0(data_parallel=-2)), "peers[0].data_parallel", id="data-parallel-negative"),
+    pytest.param(config(peer0(data_parallel=1.5)), "peers[0].data_parallel", id="data-parallel-fraction"),
+    pytest.param(config(peer0(data_parallel="two")), "peers[0].data_parallel", id="data-parallel-text"),
+    pytest.param(config(peer0(data_parallel=65)), "peers[0].data_parallel", id="data-parallel-above-batch"),
+    pytest.param(config(peer0(data_parallel=2, resources={"gpus": 0.5})), "peers[0].resources.gpus",
+                 id="data-parallel-fractional-gpu"),
+    pytest.param(config({**peer0(data_parallel=2), "runtime": {"exchange": "collective"}}), "runtime.exchange",
+                 id="data-parallel-collective"),
+    pytest.param(config({**peer0(data_parallel=2), **replicas()}), "peers[0].data_parallel",
+                 id="data-parallel-replicas"),
+    pytest.param(config({**peer0(data_parallel=2), "distillation": {"policy": "policies.learned:LearnedPolicy"},
+                         "data": {**tiny_raw()["data"], "probe_fraction": 0.2}}),
+                 "distillation.policy.name", id="data-parallel-learned-policy"),
+    pytest.param(config(peer0(data_parallel=2), "--backend", "sequential"), "peers[0].data_parallel",
+                 id="data-parallel-sequential"),
+    pytest.param(config({"peers": [{"model": "mlp", "data_parallel": 2}]}, "--independent", job="offline"),
+                 "peers[0].data_parallel", id="data-parallel-offline"),
+    pytest.param(more_workers_than_gpus, "peers[1].data_parallel", id="data-parallel-more-workers-than-gpus"),
+    pytest.param(config({"runtime": {"sync_batchnorm": "yes"}}), "runtime.sync_batchnorm",
+                 id="sync-batchnorm-not-a-bool"),
     # data roots
     pytest.param(data_root("cifar10", lambda root: None), "data.root", id="cifar-root-empty"),
     pytest.param(data_root("cifar100", lambda root: (root / "cifar-100-python").mkdir()), "data.root",

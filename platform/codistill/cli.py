@@ -18,7 +18,7 @@ from typing import NoReturn
 import torch
 
 from codistill.checkpoint import LATEST
-from codistill.cohort.backends import BACKENDS
+from codistill.cohort.backends import BACKENDS, check_data_parallel
 from codistill.cohort.base import PeerLost
 from codistill.config import RESUME_SAFE_FIELDS, RunConfig, changed_fields, check_devices
 from codistill.data import data_shape
@@ -111,7 +111,8 @@ def main(argv: list[str] | None, *, mode: str, description: str, backends: tuple
         args = parse_args(argv, description, backends)
         config, run_dir = resolve(args, mode)
         if args.backend != "ray" or not os.environ.get("RAY_ADDRESS"):  # the peers run on this machine
-            check_devices(config, torch.cuda.is_available())
+            check_devices(config, torch.cuda.is_available(), torch.cuda.device_count())
+        check_data_parallel(config, args.backend)
         check_networks(config, data_shape(config.data))
         check_partition(config)
         check_probe_split(config)

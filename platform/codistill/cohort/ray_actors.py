@@ -18,10 +18,15 @@ import ray  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
+from codistill import safe_io  # noqa: E402
 from codistill.cohort.handles import HeldPeer, threads_for  # noqa: E402
 from codistill.cohort.tensor_group import PayloadGroup, store_socket  # noqa: E402
+from codistill.cohort.worker_group import reduce_metrics  # noqa: E402
 from codistill.config import RunConfig  # noqa: E402
+from codistill.methods.base import TeacherView  # noqa: E402
 from codistill.peer import PeerTrainer  # noqa: E402
+from codistill.peer.data_parallel import WorkerSlot, joined_views  # noqa: E402
+from codistill.peer.optimization import select_device  # noqa: E402
 from codistill.policy import PolicyLearner, TeacherWeightingPolicy, learner_state_bytes, load_learner_state_bytes  # noqa: E402
 
 
@@ -69,6 +74,43 @@ class PeerActor(HeldPeer):
 
     def leave_collective(self) -> None:
         self.leave_group()
+
+
+class PeerWorker(PeerActor):
+    """Worker ``rank`` of a data-parallel peer (:class:`~codistill.cohort.worker_group.WorkerGroup`):
+    built bare, its trainer comes when the peer's workers have formed their own group
+    (:meth:`join_workers`; rank 0 first opens the group's store with :meth:`open_collective`)."""
+
+    def __init__(self, config: RunConfig, index: int, rank: int, workers: int) -> None:
+        torch.set_num_threads(threads_for(config.peers[index]))
+        self.config, self.index, self.rank, self.workers = config, index, rank, workers
+        self._store_listener = None
+        self.worker_group: PayloadGroup | None = None
+
+    def join_workers(self, host: str, port: int) -> None:
+        """Join the peer's group (returns once every worker joined), then build the trainer."""
+        device = select_device(self.config, self.config.peers[self.index])
+        self.worker_group = PayloadGroup(host, port, self.rank, self.workers, listener=self._store_listener,
+                                         bind_host=ray.util.get_node_ip_address(), device=device)
+        self._store_listener = None
+        HeldPeer.__init__(self, PeerTrainer(self.config, self.index, device=device,
+                                            worker=WorkerSlot(self.rank, self.workers, self.worker_group.group)))
+
+    def join_payloads(self, *views: TeacherView) -> TeacherView:
+        return joined_views(list(views))
+
+    def reduce_metrics(self, *workers: dict[str, float]) -> dict[str, float]:
+        return reduce_metrics(list(workers))
+
+    def random_state(self) -> Tensor:
+        return self.trainer.state_dict()["rng_cpu"]
+
+    def state_bytes_with(self, *random_states: Tensor) -> bytes:
+        """The peer's state (this worker's) with every worker's random stream, in rank order."""
+        return safe_io.dumps({**self.trainer.state_dict(), "rng_workers": list(random_states)})
+
+    def done(self, *results: Any) -> None:
+        """Answers once every result given has (a barrier over the workers' calls)."""
 
 
 class PolicyLearnerActor:

@@ -5,7 +5,10 @@ group (``runtime.placement``: ``pack`` fills nodes in turn, ``spread`` puts peer
 nodes); inside a Ray Tune trial that already reserved a placement group (``[{"CPU": 1}] + [peer
 bundles]``), bundle ``k + 1`` hosts peer ``k``. The driver reaches each actor through a
 :class:`~codistill.cohort.handles.RemotePeer`: the step driver and the fan-out are the same as in
-one process, the answers ObjectRefs.
+one process, the answers ObjectRefs. A peer of R data-parallel workers (``peers[k].data_parallel``)
+has R consecutive bundles, R :class:`~codistill.cohort.ray_actors.PeerWorker` actors in a group of
+their own, and a :class:`~codistill.cohort.worker_group.WorkerGroup` as its handle; a lost worker
+restarts the whole cohort (its group must re-form).
 
 How payloads travel between the actors is the exchange (``runtime.exchange``, or the replicas'
 parameters with ``distillation.teacher_source: replicas``; see :mod:`codistill.cohort.exchanges`);
@@ -35,10 +38,11 @@ from codistill.cohort.backends import BACKENDS  # noqa: E402
 from codistill.cohort.base import Cohort, PeerLost, StepCallback  # noqa: E402
 from codistill.cohort.exchanges import Exchange  # noqa: E402
 from codistill.cohort.handles import RemotePeer  # noqa: E402
-from codistill.cohort.ray_actors import PeerActor, PolicyLearnerActor  # noqa: E402
-from codistill.cohort.ray_runtime import peer_bundles  # noqa: E402
+from codistill.cohort.ray_actors import PeerActor, PeerWorker, PolicyLearnerActor  # noqa: E402
+from codistill.cohort.ray_runtime import first_bundles, peer_bundles  # noqa: E402
 from codistill.cohort.replica_exchange import exchange_for  # noqa: E402
 from codistill.cohort.window import run_in_window  # noqa: E402
+from codistill.cohort.worker_group import WorkerGroup  # noqa: E402
 from codistill.config import RunConfig  # noqa: E402
 from codistill.errors import NonFiniteLoss  # noqa: E402
 
@@ -91,21 +95,36 @@ class RayCohort(Cohort):
         self.learner = self._start_policy_learner()
 
     def _start_actors(self, indices: Sequence[int]) -> None:
-        """Start the actors of peers ``indices``, each in its bundle, and note where they run."""
-        remote_actor = ray.remote(PeerActor)
+        """Start the actors of peers ``indices``, each in its bundle (a data-parallel peer's
+        workers in its bundles, joined in their own group), and note where they run."""
+        first = first_bundles(self.config)
         for k in indices:
             peer = self.config.peers[k]
-            self.actors[k] = remote_actor.options(
-                num_cpus=peer.resources.cpus, num_gpus=peer.resources.gpus,
-                scheduling_strategy=PlacementGroupSchedulingStrategy(self._group,
-                                                                     placement_group_bundle_index=k + self._offset),
-            ).remote(self.config, k)
-            self.handles[k] = RemotePeer(self.actors[k])
+            options = [{"num_cpus": peer.resources.cpus, "num_gpus": peer.resources.gpus,
+                        "scheduling_strategy": PlacementGroupSchedulingStrategy(
+                            self._group, placement_group_bundle_index=first[k] + rank + self._offset)}
+                       for rank in range(peer.data_parallel)]
+            if peer.data_parallel == 1:
+                self.actors[k] = ray.remote(PeerActor).options(**options[0]).remote(self.config, k)
+                self.handles[k] = RemotePeer(self.actors[k])
+                continue
+            workers = [ray.remote(PeerWorker).options(**options[rank]).remote(self.config, k, rank, len(options))
+                       for rank in range(len(options))]
+            host, port = self._get([workers[0].open_collective.remote()])[0]
+            self._get([worker.join_workers.remote(host, port) for worker in workers])
+            self.actors[k], self.handles[k] = workers, WorkerGroup(workers)
         for k, where in zip(indices, self._get([self.handles[k].describe() for k in indices])):
             self.placement[k] = where
+            if isinstance(self.actors[k], list):  # a data-parallel peer: where each worker runs
+                where["workers"] = self._get([worker.describe.remote() for worker in self.actors[k]])
+
+    def _every_actor(self) -> list[Any]:
+        """Every peer's actor, every worker of a data-parallel peer, and the policy learner."""
+        actors = [worker for actor in self.actors for worker in (actor if isinstance(actor, list) else [actor])]
+        return actors + ([self.learner] if self.learner is not None else [])
 
     def _kill_actors(self) -> None:
-        for actor in self.actors + ([self.learner] if self.learner is not None else []):
+        for actor in self._every_actor():
             ray.kill(actor)
         self.actors, self.handles, self.learner = [], [], None
         self._drain_abandoned()
@@ -123,7 +142,8 @@ class RayCohort(Cohort):
         again (the runner retries up to ``runtime.max_failures`` times).
         """
         everyone = list(range(len(self.actors)))
-        alone = self.restart_only_lost and self.exchange.peers_restart_alone and self.learner is None
+        alone = self.restart_only_lost and self.exchange.peers_restart_alone and self.learner is None \
+            and all(peer.data_parallel == 1 for peer in self.config.peers)
         if alone:  # the survivors' queued steps end (those waiting on a lost peer fail at once)
             self._drain_abandoned()
         lost = self._unresponsive() if alone else everyone
@@ -181,11 +201,25 @@ class RayCohort(Cohort):
                 raise error.cause from None
             if isinstance(error.cause, LOST):
                 raise self._lost(error.cause) from error
+            lost_worker = self._lost_worker()
+            if lost_worker is not None:  # its co-workers' collectives failed first
+                raise lost_worker from error
             raise
         except LOST as error:
             if isinstance(error, ray.exceptions.RayActorError) and error.actor_init_failed:
                 raise
             raise self._lost(error) from error
+
+    def _lost_worker(self) -> PeerLost | None:
+        """A dead worker of a data-parallel peer, as :class:`PeerLost`; ``None`` if every one answers."""
+        for actor in [worker for actors in self.actors if isinstance(actors, list) for worker in actors]:
+            try:
+                ray.get(actor.describe.remote(), timeout=self.placement_timeout_s)
+            except LOST as error:
+                return self._lost(error)
+            except ray.exceptions.RayError:
+                continue
+        return None
 
     def _get(self, refs: list[ray.ObjectRef]) -> list[Any]:
         with self._surfaced_errors():
@@ -208,7 +242,8 @@ class RayCohort(Cohort):
 
     def _lost(self, error: Exception) -> PeerLost:
         actor_id = getattr(error, "actor_id", None)
-        names = [name for name, where in zip(self.peer_names, self.placement) if where["actor_id"] == actor_id]
+        names = [name for name, where in zip(self.peer_names, self.placement)
+                 if actor_id in [where["actor_id"]] + [worker["actor_id"] for worker in where.get("workers", [])]]
         who = f"peer '{names[0]}'" if names else "a peer"
         return PeerLost(f"lost {who}: {type(error).__name__}: {str(error).strip().splitlines()[0].rstrip('.')}")
 

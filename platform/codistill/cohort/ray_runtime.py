@@ -24,13 +24,19 @@ from codistill.private_apis import local_ray_listens_on_every_interface, ray_nod
 
 
 def peer_bundles(config: RunConfig) -> list[dict[str, float]]:
+    """One bundle per worker, in peer order (a peer of R data-parallel workers has R in a row)."""
     bundles = []
     for peer in config.peers:
         bundle = {"CPU": peer.resources.cpus}
         if peer.resources.gpus > 0:
             bundle["GPU"] = peer.resources.gpus
-        bundles.append(bundle)
+        bundles.extend(dict(bundle) for _ in range(peer.data_parallel))
     return bundles
+
+
+def first_bundles(config: RunConfig) -> list[int]:
+    """The index of each peer's first bundle in :func:`peer_bundles`."""
+    return [sum(peer.data_parallel for peer in config.peers[:k]) for k in range(len(config.peers))]
 
 
 def shipped_modules(config: RunConfig) -> list[str]:
@@ -63,8 +69,8 @@ def start_ray(config: RunConfig, num_cpus: int | None = None) -> bool:
         raise RuntimeError("ray was imported before codistill.cohort.ray_runtime, so a local runtime would "
                            "listen on every network interface; import codistill.cohort.ray_runtime first or export "
                            "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0")
-    cpus_needed = max(math.ceil(sum(peer.resources.cpus for peer in config.peers)), num_cpus or 0)
-    gpus_needed = sum(peer.resources.gpus for peer in config.peers)
+    cpus_needed = max(math.ceil(sum(bundle["CPU"] for bundle in peer_bundles(config))), num_cpus or 0)
+    gpus_needed = sum(bundle.get("GPU", 0.0) for bundle in peer_bundles(config))
     options: dict[str, Any] = {}
     check_devices(config, torch.cuda.is_available())
     if gpus_needed > 0:

@@ -8,7 +8,7 @@ component says about its own parameters (a dataset's files, a method's parameter
 
 from __future__ import annotations
 
-from codistill.config.exchange_names import REPLICAS_EXCHANGE
+from codistill.config.exchange_names import OBJECTREF, REPLICAS_EXCHANGE
 from codistill.config.fields import check_fields
 from codistill.config.schema import RunConfig
 from codistill.errors import ConfigError
@@ -35,6 +35,30 @@ def check_rules(config: RunConfig, *, mode: str = "online") -> None:
         raise ConfigError("distillation.methods", "at least one method is needed unless the run is independent")
     _check_partition(config, mode)
     _check_teacher_source(config, mode)
+    _check_data_parallel(config)
+
+
+def _check_data_parallel(config: RunConfig) -> None:
+    """A peer's data-parallel workers (``peers[k].data_parallel``: R) each train on their rows of
+    the global batch, each on a device of its own."""
+    for index, peer in enumerate(config.peers):
+        workers = peer.data_parallel
+        if workers > config.data.batch_size:
+            raise ConfigError(f"peers[{index}].data_parallel", f"is {workers} but data.batch_size is "
+                                                               f"{config.data.batch_size}: every worker needs at "
+                                                               "least one row of the global batch")
+        if workers > 1 and config.runtime.exchange != OBJECTREF:
+            raise ConfigError("runtime.exchange", f"'{config.runtime.exchange}' cannot serve peers[{index}]'s "
+                                                  f"{workers} data-parallel workers; use {OBJECTREF}")
+        if workers > 1 and config.distillation.teacher_source == "replicas":
+            raise ConfigError(f"peers[{index}].data_parallel",
+                              f"is {workers} but distillation.teacher_source is replicas, which data-parallel "
+                              "workers do not run; set 1, or use live teachers")
+        if workers > 1 and peer.resources.gpus not in (0, 1):
+            raise ConfigError(f"peers[{index}].resources.gpus",
+                              f"is {peer.resources.gpus:g} but the peer has {workers} data-parallel workers, each "
+                              "reserving these resources: a worker needs a whole GPU of its own (NCCL runs one "
+                              "rank per device; set 1), or none (0: gloo on the CPU)")
 
 
 def _check_partition(config: RunConfig, mode: str) -> None:
@@ -107,9 +131,11 @@ def _check_teacher_source(config: RunConfig, mode: str) -> None:
                                                  "teachers predict on the student's batch only if it is theirs too)")
 
 
-def check_devices(config: RunConfig, cuda_available: bool) -> None:
-    """Refuse GPUs on a machine without CUDA (checked where the peers run: the front door, each peer)."""
+def check_devices(config: RunConfig, cuda_available: bool, gpu_count: int | None = None) -> None:
+    """Refuse GPUs on a machine without CUDA (checked where the peers run: the front door, each peer),
+    and more data-parallel workers' GPUs than the machine's ``gpu_count`` where it is known."""
     if cuda_available:
+        _check_worker_gpus(config, gpu_count)
         return
     if config.runtime.device == "cuda":
         raise ConfigError("runtime.device", "is cuda but this machine has no CUDA device "
@@ -119,3 +145,15 @@ def check_devices(config: RunConfig, cuda_available: bool) -> None:
             raise ConfigError(f"peers[{index}].resources.gpus",
                               f"asks for {peer.resources.gpus:g} GPU but this machine has no CUDA device; set it "
                               "to 0, or submit the job to a GPU cluster with ray job submit")
+
+
+def _check_worker_gpus(config: RunConfig, gpu_count: int | None) -> None:
+    """Every data-parallel worker of a peer with GPUs takes a whole device: they must all fit."""
+    parallel = [index for index, peer in enumerate(config.peers) if peer.data_parallel > 1]
+    if gpu_count is None or not parallel:
+        return
+    asked = sum(peer.data_parallel * peer.resources.gpus for peer in config.peers)
+    if asked > gpu_count:
+        raise ConfigError(f"peers[{parallel[0]}].data_parallel",
+                          f"the cohort's workers ask for {asked:g} GPUs but this machine has {gpu_count}; lower "
+                          "data_parallel, or submit the job to a cluster with enough GPUs (ray job submit)")

@@ -123,6 +123,8 @@ class PeerConfig:
     lr_schedule: LRScheduleConfig = setting(factory=LRScheduleConfig, doc="the peer's learning-rate schedule")
     resources: ResourcesConfig = setting(factory=ResourcesConfig, doc="the peer's Ray bundle")
     sparsity: SparsityConfig | None = setting(None, "gradual magnitude pruning of the peer (None: none)")
+    data_parallel: int = setting(1, "R: the peer's data-parallel workers, each training on its rows of the global "
+                                    "batch (1: one process, as always)", at_least_one)
 
 
 @dataclass(frozen=True)
@@ -188,6 +190,8 @@ class RuntimeConfig:
                             exchange_name)
     max_steps_in_flight: int = setting(16, "steps asked of the actors before the oldest is collected",
                                        at_least_one)
+    sync_batchnorm: bool = setting(True, "BatchNorm statistics synchronized over a peer's data-parallel workers "
+                                         "(peers[k].data_parallel > 1)")
 
 
 @dataclass(frozen=True)

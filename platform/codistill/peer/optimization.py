@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from codistill.config import PeerConfig, RunConfig, check_devices
 from codistill.errors import NonFiniteLoss
+from codistill.peer.data_parallel import WorkerSlot
 from codistill.progress import Progress
 from codistill.registry import OPTIMIZERS
 from codistill.schedules import learning_rate_factor
@@ -40,6 +41,8 @@ class Optimization:
         self.device_type = device.type
         self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
         self.scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
+        #: A data-parallel worker's place in its peer's group: gradients are summed over it.
+        self.worker: WorkerSlot | None = None
 
     def autocast(self) -> AbstractContextManager:
         """The mixed-precision context of this peer's forward passes (a no-op without AMP)."""
@@ -53,10 +56,13 @@ class Optimization:
             group["lr"] = lr
         return lr
 
-    def backward(self, loss: Tensor, progress: Progress) -> bool:
-        """Gradients of ``loss``; whether they may be applied (finite loss and gradients)."""
+    def backward(self, loss: Tensor, progress: Progress, share: float = 1.0) -> bool:
+        """Gradients of ``loss`` (× ``share``, a worker's share of the global batch, the gradients
+        then summed over the peer's workers); whether they may be applied (finite loss and gradients)."""
         self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
+        self.scaler.scale(loss if share == 1.0 else loss * share).backward()
+        if self.worker is not None:
+            self.worker.reduce_gradients([p for group in self.optimizer.param_groups for p in group["params"]])
         finite = bool(torch.isfinite(loss.detach()))
         if finite and not self.scaler.is_enabled():
             gradients = [p.grad for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]

@@ -38,6 +38,7 @@ from codistill.methods import MethodContext
 from codistill.methods.base import TeacherView
 from codistill.models import ModelOutput, PeerNetwork, build_model
 from codistill.peer.batches import Batch, BatchSource, RandomStream
+from codistill.peer.data_parallel import WorkerSlot, synchronize_batchnorm, view_rows
 from codistill.peer.datasets import load_dataset
 from codistill.peer.feedback import Probe, dense_credit, head_credit
 from codistill.peer.objective import DistillationObjective
@@ -71,14 +72,15 @@ class _Pending:
     batch: Batch
     forward_seconds: float
     finished_at: float
+    batch_size: int  # the global batch's (a data-parallel worker's batch is its rows of it)
 
 
 class PeerTrainer:
     """Trains peer ``index`` of ``config.peers``; see the module docstring for the step protocol."""
 
     def __init__(self, config: RunConfig, index: int, dataset: PeerDataset | None = None,
-                 device: torch.device | None = None) -> None:
-        self.config, self.index = config, index
+                 device: torch.device | None = None, worker: WorkerSlot | None = None) -> None:
+        self.config, self.index, self.worker = config, index, worker
         self.peer = config.peers[index]
         self.device = device or select_device(config, self.peer)
         if config.runtime.deterministic:
@@ -95,8 +97,12 @@ class PeerTrainer:
         context = method_context(config, info.num_classes, self.model.feature_shapes(info.in_channels, info.image_size),
                                  [feature_shapes(name, info) for name in self.slots.models])
         self.objective = DistillationObjective(config, context).to(self.device)
+        if worker is not None and config.runtime.sync_batchnorm:  # the network's and the adapters' BatchNorm
+            synchronize_batchnorm(self.model, worker.group)
+            synchronize_batchnorm(self.objective, worker.group)
         self.optimization = Optimization(config, self.peer, list(self.model.parameters())
                                          + list(self.objective.parameters()), self.device)
+        self.optimization.worker = worker
         self.policy = self._build_policy()
         #: Progress of the last update (the cohort's policy synchronization looks at it).
         self.last_progress = None
@@ -108,6 +114,9 @@ class PeerTrainer:
                                         self.optimization.autocast_dtype) if uses_replicas(config) else None
         self._pending: _Pending | None = None
         self._random = RandomStream()
+        if worker is not None and worker.rank > 0:  # each worker's own dropout stream: (seed, peer, worker)
+            self._random.state = torch.Generator().manual_seed(mix_seed(config.seed, index, 0x5EED, worker.rank)
+                                                               ).get_state()
 
     def _build_policy(self) -> TeacherWeightingPolicy:
         config, info = self.config, self.dataset.info
@@ -136,13 +145,17 @@ class PeerTrainer:
         started = time.perf_counter()
         self.model.train()
         batch = self.batches.batch(epoch, step)
+        batch_size = batch.targets.numel()
+        if self.worker is not None:
+            rows = self.worker.rows(batch_size)
+            batch = Batch(batch.progress, batch.images[rows], batch.targets[rows], batch.indices[rows])
         with self._random.active(), self.optimization.autocast():
             output = self.model(batch.images)
         view = self.objective.teacher_payload(self.model, output) if payload else None
         if view is not None:
             view = _to_device(view, torch.device("cpu") if on_host else self.device)
         finished = time.perf_counter()
-        self._pending = _Pending(output, batch, finished - started, finished)
+        self._pending = _Pending(output, batch, finished - started, finished, batch_size)
         return view
 
     @property
@@ -163,6 +176,9 @@ class PeerTrainer:
             raise RuntimeError("update() called without a preceding forward()")
         pending, self._pending = self._pending, None
         started = time.perf_counter()
+        share, received = pending.batch.targets.numel() / pending.batch_size, payloads
+        if self.worker is not None:  # the teachers' payloads cover the global batch: this worker's rows
+            payloads = [view_rows(view, self.worker.rows(pending.batch_size)) for view in payloads]
         progress, targets, student = pending.batch.progress, pending.batch.targets, pending.output
         lr = self.optimization.set_learning_rate(progress)
         kept = self.slots.finite(payloads, self.config.runtime.on_nonfinite == "stop", self.peer.name, progress)
@@ -193,7 +209,7 @@ class PeerTrainer:
         if credit_due:
             credit, probe_before = self._credit(loss, weights, student, probe, probe_batch, request.credit_scope, lr)
             weights = weights.detach()
-        applied = self.optimization.backward(loss, progress)
+        applied = self.optimization.backward(loss, progress, share)
         if measure and applied and probe_before is None:
             probe_before = probe.loss(self.model, probe_batch)
         if applied:
@@ -210,7 +226,7 @@ class PeerTrainer:
                    m.EXCHANGE_WAIT_SECONDS: started - pending.finished_at,
                    m.SKIPPED_STEP: float(not applied), m.TEACHERS_LEFT_OUT: float(len(payloads) - len(kept))}
         if self.online and self.replicas is None:
-            metrics[m.BYTES_RECEIVED] = float(sum(payload_bytes(view) for view in payloads))
+            metrics[m.BYTES_RECEIVED] = float(sum(payload_bytes(view) for view in received))
         metrics.update({m.loss_term(name): float(value.detach()) for name, value in terms.items()})
         self.last_feedback = None
         if batch is not None and applied:
@@ -306,7 +322,9 @@ class PeerTrainer:
         self.policy.load_state_dict(state["policy"])
         if self.replicas is not None:
             self.replicas.load_state_dict(state["replicas"])
-        self._random.state = state["rng_cpu"]
+        workers_rng = state.get("rng_workers")  # a data-parallel peer's: every worker's stream
+        self._random.state = workers_rng[self.worker.rank] if self.worker is not None and workers_rng \
+            else state["rng_cpu"]
         if state["rng_cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng_cuda"])
 

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from codistill import metrics as m
-from codistill.cohort.backends import ONLINE_BACKENDS
+from codistill.cohort.backends import ONLINE_BACKENDS, check_data_parallel
 from codistill.config import RunConfig
 from codistill.curriculum import NUMBER_FIELDS, SCHEDULE_FIELDS, curriculum_field_of
 from codistill.errors import ConfigError
@@ -97,6 +97,7 @@ def new_sweep(config_file: str | Path, space_file: str | Path, overrides: Sequen
         base_raw["data"]["root"] = str(Path(config.data.root).expanduser().resolve())
     dimensions = load_space(space_file, base_raw)
     check_metric(options.metric, config)
+    check_data_parallel(config, options.backend)
     if options.scheduler in POPULATION_SCHEDULERS:
         check_population(dimensions, options.scheduler, Path(space_file).name)
     name = name or f"{config.name}-{options.scheduler}-{time.strftime('%Y%m%d-%H%M%S')}"

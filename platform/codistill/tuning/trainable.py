@@ -24,6 +24,7 @@ from ray import tune
 
 from codistill import metrics as m
 from codistill.checkpoint import install_checkpoint
+from codistill.cohort.backends import check_data_parallel
 from codistill.cohort.base import Cohort
 from codistill.config import RunConfig
 from codistill.monitoring import ConsoleProgress
@@ -54,6 +55,7 @@ def make_cohort(config: RunConfig, backend: str) -> Cohort:
 def train_cohort(values: dict[str, Any], *, base_raw: dict[str, Any], backend: str, experiment_dir: str) -> None:
     """The function trainable (bind the keyword arguments with :func:`ray.tune.with_parameters`)."""
     config = parse_config(apply_values(base_raw, values))
+    check_data_parallel(config, backend)  # a searched data_parallel, refused in the trial
     run_dir = trial_run_dir(experiment_dir, tune.get_context().get_trial_id())
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:

@@ -1,0 +1,132 @@
+"""One worker of a data-parallel peer (``peers[k].data_parallel``: R workers) — plain PyTorch.
+
+Every worker of a peer draws the same global batch of B examples (the same examples and the same
+augmentation: the batch is a function of the seed, epoch and step, not of the worker) and trains
+on its rows ``⌊rB/R⌋ … ⌊(r+1)B/R⌋ − 1`` (:func:`worker_rows`). Its loss, a mean over its rows, is
+scaled by its share of the batch (rows / B) and the gradients are summed over the peer's group
+(one ``all_reduce`` per step, :meth:`WorkerSlot.reduce_gradients`), so every worker applies the
+gradient of the mean loss over the global batch: the one-device update. BatchNorm layers become
+:class:`GroupBatchNorm` (``runtime.sync_batchnorm``): batch statistics over the whole global batch,
+their gradient flowing through a differentiable ``all_reduce`` (torch's ``SyncBatchNorm`` runs on
+GPUs only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from codistill.methods.base import TeacherView
+
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def worker_rows(batch_size: int, workers: int, rank: int) -> slice:
+    """The rows ``⌊rB/R⌋ … ⌊(r+1)B/R⌋ − 1`` of worker ``rank`` among ``workers``."""
+    return slice(rank * batch_size // workers, (rank + 1) * batch_size // workers)
+
+
+@dataclass(frozen=True)
+class WorkerSlot:
+    """Worker ``rank`` of ``workers`` in the peer's own process ``group``."""
+
+    rank: int
+    workers: int
+    group: Any
+
+    def rows(self, batch_size: int) -> slice:
+        return worker_rows(batch_size, self.workers, self.rank)
+
+    def reduce_gradients(self, parameters: list[nn.Parameter]) -> None:
+        """Sum the gradients over the group (flattened into one tensor: one collective per step)."""
+        gradients = [p.grad for p in parameters if p.grad is not None]
+        if not gradients:
+            return
+        flat = torch.cat([g.reshape(-1) for g in gradients])
+        dist.all_reduce(flat, group=self.group)
+        offset = 0
+        for gradient in gradients:
+            gradient.copy_(flat[offset:offset + gradient.numel()].view_as(gradient))
+            offset += gradient.numel()
+
+
+def view_rows(view: TeacherView, rows: slice) -> TeacherView:
+    """A global batch's payload cut to ``rows`` (logits and stage features; extras as they are)."""
+    return TeacherView(logits=view.logits[rows], features=[f[rows] for f in view.features], index=view.index,
+                       extras=view.extras)
+
+
+def joined_views(views: list[TeacherView]) -> TeacherView:
+    """The workers' payloads, in rank order, joined into the global batch's (extras: worker 0's)."""
+    first = views[0]
+    return TeacherView(logits=torch.cat([v.logits for v in views]),
+                       features=[torch.cat(parts) for parts in zip(*(v.features for v in views))],
+                       index=first.index, extras=first.extras)
+
+
+class SumOverGroup(torch.autograd.Function):
+    """``Σ_workers x`` with its gradient: every worker's output gradient, summed over the group."""
+
+    @staticmethod
+    def forward(ctx: Any, tensor: Tensor, group: Any) -> Tensor:
+        ctx.group = group
+        total = tensor.clone()
+        dist.all_reduce(total, group=group)
+        return total
+
+    @staticmethod
+    def backward(ctx: Any, gradient: Tensor) -> tuple[Tensor, None]:
+        total = gradient.clone()
+        dist.all_reduce(total, group=ctx.group)
+        return total, None
+
+
+class GroupBatchNorm(nn.Module):
+    """BatchNorm whose training statistics are the whole group's (Ioffe & Szegedy's
+    ``(x − μ_B)/√(σ²_B + ε)`` with μ_B, σ²_B over the global batch); a drop-in for ``BatchNorm{1,2}d``
+    (same parameters and buffers, so a state dict moves between the two)."""
+
+    def __init__(self, norm: nn.Module, group: Any) -> None:
+        super().__init__()
+        self.eps, self.momentum, self.group = norm.eps, norm.momentum, group
+        self.weight, self.bias = norm.weight, norm.bias
+        self.register_buffer("running_mean", norm.running_mean)
+        self.register_buffer("running_var", norm.running_var)
+        self.register_buffer("num_batches_tracked", norm.num_batches_tracked)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training:
+            return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, False, 0.0, self.eps)
+        dims = [0] + list(range(2, x.dim()))
+        count = torch.tensor([x.numel() / x.shape[1]], dtype=x.dtype, device=x.device)
+        local = torch.cat([x.sum(dims), (x * x).sum(dims), count])
+        total = SumOverGroup.apply(local, self.group)
+        channels = x.shape[1]
+        n = total[-1]
+        mean = total[:channels] / n
+        var = total[channels:2 * channels] / n - mean * mean
+        with torch.no_grad():
+            self.num_batches_tracked += 1
+            momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+            self.running_mean.mul_(1 - momentum).add_(momentum * mean.detach())
+            self.running_var.mul_(1 - momentum).add_(momentum * var.detach() * n / (n - 1))
+        shape = [1, channels] + [1] * (x.dim() - 2)
+        normalized = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        if self.weight is not None:
+            normalized = normalized * self.weight.view(shape) + self.bias.view(shape)
+        return normalized
+
+
+def synchronize_batchnorm(module: nn.Module, group: Any) -> nn.Module:
+    """``module`` with every BatchNorm layer replaced by a :class:`GroupBatchNorm` over ``group``."""
+    for name, child in module.named_children():
+        if isinstance(child, BATCH_NORMS):
+            setattr(module, name, GroupBatchNorm(child, group))
+        else:
+            synchronize_batchnorm(child, group)
+    return module
