@@ -83,6 +83,7 @@ SETTINGS: dict[str, list[str]] = {
 
 
 def policy(name: str, params: str = "{}") -> str:
+    """The override that sets ``distillation.policy`` to ``name`` with ``params`` (YAML)."""
     return f'distillation.policy={{name: "{name}", params: {params}}}'
 
 
