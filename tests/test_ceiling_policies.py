@@ -1,10 +1,13 @@
 """The benchmarks' ceilings: fixed weights per teacher (policies.constant), the label oracle
-(policies.oracle) and the example indices it reads, and specialists' class subsets (data.classes)."""
+(policies.oracle) and the example indices it reads (each peer's own with a partition), and
+specialists' class subsets (data.classes)."""
 
+import pytest
 import torch
 from conftest import tiny_raw
 
-from codistill.peer import PeerTrainer, load_dataset
+from codistill.errors import ConfigError
+from codistill.peer import PeerTrainer, load_dataset, peer_datasets
 from codistill.policy import PolicyContext, TeacherBatch
 from codistill.progress import Progress
 from codistill.validation import parse_config
@@ -67,3 +70,31 @@ def test_a_specialist_trains_on_its_classes_only_and_is_validated_on_all():
     assert set(low.noisy_train_labels.tolist()) == {0, 1, 3}
     assert low.info.train_size == int(torch.isin(every.noisy_train_labels, torch.tensor([0, 1, 3])).sum())
     assert low.info.val_size == every.info.val_size and low.info.num_classes == 10
+
+
+def test_with_a_partition_the_oracle_reads_its_own_peers_labels_as_its_shards_batches_index_them(tmp_path):
+    """One labels tensor per peer's shard; each peer's oracle reads its own, by its batches' indices."""
+    raw = tiny_raw(distillation={"teacher_source": "replicas", "refresh_every_steps": 2, "methods": [{"name": "kd"}]})
+    raw["data"].update(shared_batches=False, batch_size=32, label_noise=0.4, probe_fraction=0.1,
+                       partition={"kind": "dirichlet", "alpha": 0.5})
+    datasets = peer_datasets(parse_config(raw))
+    path = tmp_path / "labels.pt"
+    torch.save([d.clean_train_labels for d in datasets], path)
+    raw["distillation"]["policy"] = {"name": "policies.oracle:LabelOraclePolicy", "params": {"labels": str(path)}}
+    config = parse_config(raw)
+    for k, dataset in enumerate(datasets):
+        trainer = PeerTrainer(config, k, dataset=dataset)
+        assert torch.equal(trainer.policy.labels, dataset.clean_train_labels)
+        b = trainer.batches.batch(0, 1)
+        assert torch.equal(dataset.noisy_train_labels[b.indices], b.targets)
+        truth = dataset.clean_train_labels[b.indices]
+        logits = 5 * torch.nn.functional.one_hot(torch.stack([truth, (truth + 1) % 10]), 10).float()
+        weights = trainer.policy.weights(TeacherBatch(k, torch.zeros(len(truth), 10), logits, [0, 1], b.targets,
+                                                      Progress(0, 1, 1, 1), b.indices))
+        assert torch.equal(weights, torch.tensor([[1.0, 0.0]]).expand(len(truth), 2))  # the first is always right
+    torch.save(datasets[0].clean_train_labels, path)  # one tensor for two shards
+    with pytest.raises(ConfigError, match="needs a list of 2 tensors, one per peer's shard"):
+        parse_config(raw)
+    torch.save([datasets[0].clean_train_labels, torch.tensor([0.5])], path)
+    with pytest.raises(ConfigError, match="nor a list of them"):
+        parse_config(raw)

@@ -188,3 +188,25 @@ def test_actors_on_their_shards_train_exactly_like_one_process(ray_runtime):
         assert all(torch.equal(a, b) for a, b in zip(local_logits, remote_logits))
     finally:
         remote.shutdown()
+
+
+@pytest.mark.parametrize("policy", [{"name": "policies.confidence:ConfidenceAwarePolicy"},
+                                    {"name": "policies.learned:LearnedPolicy"},
+                                    {"name": "policies.oracle:LabelOraclePolicy"}])
+def test_the_policies_weight_replicas_on_each_peers_own_shard(policy, tmp_path):
+    """CA-MKD, the learned policy (learning from its probe) and the oracle (each peer's labels) train a
+    partitioned, noisy cohort whose teachers are replicas: finite, weights per teacher recorded."""
+    raw = partitioned_raw({"kind": "dirichlet", "alpha": 0.5}, epochs=1, label_noise=0.4, probe_fraction=0.1)
+    if policy["name"].endswith("LabelOraclePolicy"):
+        torch.save([load_dataset(parse_config(raw), k).clean_train_labels for k in range(2)], tmp_path / "labels.pt")
+        policy = {**policy, "params": {"labels": str(tmp_path / "labels.pt")}}
+    raw["distillation"]["policy"] = policy
+    cohort = SequentialCohort(parse_config(raw))
+    steps = [metrics for step in cohort.train_epoch(0) for metrics in step]
+    weights = [metrics[m.teacher_weight(other)] for metrics, other in zip(steps, ["cnn", "mlp"] * len(steps))
+               if m.teacher_weight(other) in metrics]
+    assert weights and all(0.0 <= w <= 1.0 for w in weights)
+    assert all(torch.isfinite(torch.tensor(metrics[m.LOSS_TOTAL])) for metrics in steps)
+    if policy["name"].endswith("LearnedPolicy"):
+        assert any(m.PROBE_LOSS_BEFORE in metrics for metrics in steps)  # its credit measured on the probe
+    cohort.shutdown()

@@ -12,7 +12,7 @@ import yaml
 from codistill.checkpoint import load_latest_checkpoint
 from codistill.cohort.offline import OfflineCohort, load_network
 from codistill.config import RunConfig
-from codistill.peer import load_dataset
+from codistill.peer import load_dataset, partitioned, peer_datasets
 from codistill.peer.teachers import normalized_weights
 from codistill.progress import Progress
 from codistill.runner import CONFIG_FILE, RESULTS_FILE, prepare_run_dir, run_cohort
@@ -52,9 +52,13 @@ def train_pool(pool_dir: Path, configs: list[RunConfig]) -> list[dict[str, str]]
 
 
 def write_true_labels(config: RunConfig, path: Path) -> Path:
-    """The true labels of ``config``'s training split (as the batches index it), saved for the oracle."""
+    """The true labels of ``config``'s training split (as the batches index it; with ``data.partition``
+    one tensor per peer's shard), saved for the oracle."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(load_dataset(config).clean_train_labels.clone(), path)
+    if partitioned(config):
+        torch.save([dataset.clean_train_labels.clone() for dataset in peer_datasets(config)], path)
+    else:
+        torch.save(load_dataset(config).clean_train_labels.clone(), path)
     return path
 
 
