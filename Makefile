@@ -61,6 +61,7 @@ evidence-fashion: $(STAMP)
 	$(BIN)/python jobs/evidence_methods.py --teacher-config jobs/configs/fashion_teacher.yaml --student-config jobs/configs/fashion_offline.yaml --teacher-run runs/fashion-teacher --seeds 0 1 2 --out runs/evidence-methods-fashion
 	$(BIN)/python jobs/evidence_curricula.py --config jobs/configs/fashion_cohort.yaml --space jobs/configs/fashion_cohort_space.yaml --asha-samples 8 --pbt-samples 4 --pbt-interval 2 $(FASHION_SMALL) --seeds 1 2 3 --out runs/evidence-curricula-fashion
 	$(BIN)/python jobs/online.py --config jobs/configs/fashion_cohort.yaml --independent --set data.train_fraction=1.0 --set epochs=3 --run-dir runs/fashion-independent-full
+	$(BIN)/python jobs/evidence_partition.py --config jobs/configs/fashion_partition.yaml --seeds 0 1 2 --jobs 5 --out runs/evidence-partition-fashion
 	$(BIN)/python jobs/evidence_policy.py --seeds 0 1 --settings offline --pool runs/policy-pool-fashion \
 	    --pool-configs jobs/configs/fashion_pool_clean.yaml jobs/configs/fashion_pool_memorizer.yaml jobs/configs/fashion_pool_weak.yaml \
 	    --student-config jobs/configs/fashion_pool_offline.yaml --out runs/evidence-policy-fashion --timing-epochs 0 \
