@@ -201,18 +201,18 @@ class RayCohort(Cohort):
                 raise error.cause from None
             if isinstance(error.cause, LOST):
                 raise self._lost(error.cause) from error
-            lost_worker = self._lost_worker()
-            if lost_worker is not None:  # its co-workers' collectives failed first
-                raise lost_worker from error
+            lost_actor = self._lost_actor()
+            if lost_actor is not None:  # the survivors' collectives (gloo) failed before its death surfaced
+                raise lost_actor from error
             raise
         except LOST as error:
             if isinstance(error, ray.exceptions.RayActorError) and error.actor_init_failed:
                 raise
             raise self._lost(error) from error
 
-    def _lost_worker(self) -> PeerLost | None:
-        """A dead worker of a data-parallel peer, as :class:`PeerLost`; ``None`` if every one answers."""
-        for actor in [worker for actors in self.actors if isinstance(actors, list) for worker in actors]:
+    def _lost_actor(self) -> PeerLost | None:
+        """A dead peer actor or data-parallel worker, as :class:`PeerLost`; ``None`` if every one answers."""
+        for actor in [one for actors in self.actors for one in (actors if isinstance(actors, list) else [actors])]:
             try:
                 ray.get(actor.describe.remote(), timeout=self.placement_timeout_s)
             except LOST as error:
