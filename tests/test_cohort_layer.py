@@ -10,6 +10,7 @@ import pytest
 import torch
 import yaml
 from conftest import tiny_config, tiny_raw
+from recording_actor import RecordingActor
 
 from codistill.cohort import tensor_group
 from codistill.cohort.process_cohort import ProcessCohort
@@ -153,21 +154,8 @@ def test_ray_actors_give_the_sequential_numbers_without_pinned_threads(ray_runti
         remote.shutdown()
 
 
-class RecordingActor:
-    """A stand-in for a Ray actor handle: ``actor.method.remote(*args)`` is logged and answers a tag."""
-
-    def __init__(self, index: int, log: list) -> None:
-        self.index, self.log = index, log
-
-    def __getattr__(self, method: str):
-        actor = self
-
-        class Method:
-            @staticmethod
-            def remote(*args):
-                actor.log.append((actor.index, method, args))
-                return (method, actor.index)
-        return Method
+def method_and_index(method: str, index: int, args: tuple) -> tuple:
+    return (method, index)
 
 
 def test_the_objectref_exchange_hands_each_peer_the_others_forward_refs_in_order():
@@ -177,7 +165,7 @@ def test_the_objectref_exchange_hands_each_peer_the_others_forward_refs_in_order
     from codistill.cohort.handles import RemotePeer
 
     log: list = []
-    handles = [RemotePeer(RecordingActor(k, log)) for k in range(3)]
+    handles = [RemotePeer(RecordingActor(k, log, method_and_index)) for k in range(3)]
     rows = ObjectRefExchange().submit(handles, 4, range(2, 4))
     assert rows == [[("update", k) for k in range(3)]] * 2
     first_step = log[:6]

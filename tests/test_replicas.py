@@ -11,6 +11,7 @@ import pytest
 import torch
 import yaml
 from conftest import tiny_config, tiny_raw
+from recording_actor import RecordingActor
 
 from codistill import metrics as m
 from codistill import safe_io
@@ -217,23 +218,6 @@ def test_tensorboard_shows_staleness_and_bytes_per_epoch(tmp_path):
     assert [event.value > 0 for event in cohort.Scalars(m.EXCHANGE_BYTES_EPOCH)] == [True, True]
 
 
-class FakeActor:
-    """Records the calls an exchange makes; ``.remote`` returns a labelled reference."""
-
-    def __init__(self, index: int, log: list) -> None:
-        self.index, self.log = index, log
-
-    def __getattr__(self, method: str):
-        actor = self
-
-        class Method:
-            @staticmethod
-            def remote(*args):
-                actor.log.append((actor.index, method, args))
-                return (method, actor.index, args)
-        return Method
-
-
 class FakeCalls:
     def __init__(self) -> None:
         self.fetched: list = []
@@ -253,7 +237,7 @@ def test_the_replica_exchange_passes_weights_as_references_and_cuts_chunks_at_re
     config = tiny_config(**replicas(4))
     exchange, log, calls = exchange_for(config), [], FakeCalls()
     assert isinstance(exchange, ReplicaExchange)
-    actors = [RemotePeer(FakeActor(k, log)) for k in range(3)]
+    actors = [RemotePeer(RecordingActor(k, log)) for k in range(3)]
     exchange.connect(actors, [{"steps_per_epoch": 6}] * 3, calls)
     rows = run_in_window(6, exchange.steps_per_call(16), 16, lambda steps: exchange.submit(actors, 1, steps),
                          lambda refs: exchange.collect(refs, calls), breaks=exchange.breaks(1))
