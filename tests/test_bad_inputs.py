@@ -233,8 +233,6 @@ CASES = [
                  id="data-parallel-fractional-gpu"),
     pytest.param(config({**peer0(data_parallel=2), "runtime": {"exchange": "collective"}}), "runtime.exchange",
                  id="data-parallel-collective"),
-    pytest.param(config({**peer0(data_parallel=2), **replicas()}), "peers[0].data_parallel",
-                 id="data-parallel-replicas"),
     pytest.param(config({**peer0(data_parallel=2), "distillation": {"policy": "policies.learned:LearnedPolicy"},
                          "data": {**tiny_raw()["data"], "probe_fraction": 0.2}}),
                  "distillation.policy.name", id="data-parallel-learned-policy"),

@@ -43,6 +43,45 @@ def run(config, run_dir, progress=None, cohorts=None):
                                                                                   stream=io.StringIO()))
 
 
+def assert_matches_one_device(changes: dict, epochs: int = 1, rel: float = 1e-4) -> list:
+    """The tiny cohort with ``changes``, its ``cnn`` on R = 2 Ray workers, against the same cohort
+    on one device (sequential): per-step total and cross-entropy losses within ``rel`` (relative)
+    over ``epochs`` epochs, then the same validation predictions (logits within 1e-3); the
+    data-parallel run's step metrics."""
+    torch.set_num_threads(1)
+    peers = changes.get("peers", tiny_raw()["peers"])
+    parallel = {**changes, "peers": [peers[0], {**peers[1], "data_parallel": 2}]}
+    local, remote = SequentialCohort(tiny_config(**changes)), RayCohort(tiny_config(**parallel))
+    got_all = []
+    try:
+        for epoch in range(epochs):
+            expected, got = local.train_epoch(epoch), remote.train_epoch(epoch)
+            assert len(got) == len(expected)
+            for step_expected, step_got in zip(expected, got):
+                for peer_expected, peer_got in zip(step_expected, step_got):
+                    assert set(peer_got) == set(peer_expected)
+                    assert peer_got["train/examples"] == peer_expected["train/examples"]
+                    for key in ("loss/total", "loss/ce"):
+                        assert peer_got[key] == pytest.approx(peer_expected[key], rel=rel), (epoch, key)
+            got_all.append(got)
+        (local_logits, labels), (remote_logits, remote_labels) = local.evaluate(), remote.evaluate()
+        assert torch.equal(labels, remote_labels)
+        for a, b in zip(local_logits, remote_logits):
+            assert torch.allclose(a, b, atol=1e-3)
+            assert torch.equal(a.argmax(1), b.argmax(1))
+    finally:
+        remote.shutdown()
+    return got_all
+
+
+def test_codistillation_replicas_on_two_workers_match_one_device(ray_runtime):
+    """``teacher_source: replicas``: each worker runs the replicas on its rows, refreshed (every 3
+    steps and at each epoch's start) with worker 0's weights; both epochs and the final accuracy."""
+    distillation = {**tiny_raw()["distillation"], "teacher_source": "replicas", "refresh_every_steps": 3}
+    got = assert_matches_one_device({"distillation": distillation}, epochs=2)
+    assert any(peer["exchange/bytes_received"] > 0 for step in got[0] for peer in step)
+
+
 def test_a_peer_of_two_workers_matches_one_device_and_resumes_exactly(ray_runtime):
     torch.set_num_threads(1)
     config = parallel_config()

@@ -102,6 +102,10 @@ class PeerWorker(PeerActor):
     def reduce_metrics(self, *workers: dict[str, float]) -> dict[str, float]:
         return reduce_metrics(list(workers))
 
+    def reduce_steps(self, *chunks: list[dict[str, float]]) -> list[dict[str, float]]:
+        """The workers' chunks of steps (:meth:`run_steps`), reduced step by step."""
+        return [reduce_metrics(list(workers)) for workers in zip(*chunks)]
+
     def random_state(self) -> Tensor:
         return self.trainer.state_dict()["rng_cpu"]
 

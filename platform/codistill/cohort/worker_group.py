@@ -10,6 +10,9 @@ like any other peer: every answer is one future.
   keeps its own rows of it).
 - ``update``: every worker distils on the same teacher futures (the gradients summed over the
   peer's group inside the step); worker 0 reduces the R workers' metrics (:func:`reduce_metrics`).
+- codistillation (``teacher_source: replicas``): each worker runs the replicas on its rows; a
+  refresh sends worker 0's weights (the workers hold the same network) and loads the others'
+  into every worker; ``run_steps`` (a chunk of steps each worker drives) reduces step by step;
 - evaluation, sparsity and the saved network are worker 0's (the workers hold the same network);
   the state is worker 0's with every worker's random stream (``rng_workers``), loaded into each.
 """
@@ -61,13 +64,16 @@ class WorkerGroup:
         return self._first("reduce_metrics", *self._every("update", *teacher_payloads))
 
     def replica_step(self, epoch: int, step: int) -> Any:
-        raise NotImplementedError("replicas with data-parallel workers are refused at the front door")
+        return self._first("reduce_metrics", *self._every("replica_step", epoch, step))
+
+    def run_steps(self, epoch: int, start: int, stop: int) -> Any:
+        return self._first("reduce_steps", *self._every("run_steps", epoch, start, stop))
 
     def replica_weights(self) -> Any:
-        raise NotImplementedError("replicas with data-parallel workers are refused at the front door")
+        return self._first("replica_weights")
 
     def load_replicas(self, epoch: int, step: int, *weights: Any) -> Any:
-        raise NotImplementedError("replicas with data-parallel workers are refused at the front door")
+        return self._first("done", *self._every("load_replicas", epoch, step, *weights))
 
     def evaluate(self, split: str = "val") -> Any:
         return self._first("evaluate", split)

@@ -50,10 +50,6 @@ def _check_data_parallel(config: RunConfig) -> None:
         if workers > 1 and config.runtime.exchange != OBJECTREF:
             raise ConfigError("runtime.exchange", f"'{config.runtime.exchange}' cannot serve peers[{index}]'s "
                                                   f"{workers} data-parallel workers; use {OBJECTREF}")
-        if workers > 1 and config.distillation.teacher_source == "replicas":
-            raise ConfigError(f"peers[{index}].data_parallel",
-                              f"is {workers} but distillation.teacher_source is replicas, which data-parallel "
-                              "workers do not run; set 1, or use live teachers")
         if workers > 1 and peer.resources.gpus not in (0, 1):
             raise ConfigError(f"peers[{index}].resources.gpus",
                               f"is {peer.resources.gpus:g} but the peer has {workers} data-parallel workers, each "

@@ -177,7 +177,7 @@ class PeerTrainer:
         pending, self._pending = self._pending, None
         started = time.perf_counter()
         share, received = pending.batch.targets.numel() / pending.batch_size, payloads
-        if self.worker is not None:  # the teachers' payloads cover the global batch: this worker's rows
+        if self.worker is not None and self.replicas is None:  # live payloads cover the global batch: its rows
             payloads = [view_rows(view, self.worker.rows(pending.batch_size)) for view in payloads]
         progress, targets, student = pending.batch.progress, pending.batch.targets, pending.output
         lr = self.optimization.set_learning_rate(progress)
