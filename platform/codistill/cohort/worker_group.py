@@ -13,6 +13,8 @@ like any other peer: every answer is one future.
 - codistillation (``teacher_source: replicas``): each worker runs the replicas on its rows; a
   refresh sends worker 0's weights (the workers hold the same network) and loads the others'
   into every worker; ``run_steps`` (a chunk of steps each worker drives) reduces step by step;
+- a learning teacher policy: every worker's policy sees the global batch (inputs gathered over
+  the workers in the step) and waits at the learner's barrier; worker 0 sends the transitions;
 - evaluation, sparsity and the saved network are worker 0's (the workers hold the same network);
   the state is worker 0's with every worker's random stream (``rng_workers``), loaded into each.
 """
@@ -92,6 +94,9 @@ class WorkerGroup:
 
     def describe(self) -> Any:
         return self._first("describe")
+
+    def attach_learner(self, learner: Any) -> Any:
+        return self._first("done", *self._every("attach_learner", learner))
 
     def make_policy_learner(self) -> Any:
         return self._first("make_policy_learner")
