@@ -224,7 +224,10 @@ def test_the_exchange_names_a_config_accepts_are_the_registered_exchanges():
 
 @pytest.mark.parametrize("changes", [
     {"distillation": {**tiny_raw()["distillation"], "teacher_source": "replicas"}},
-], ids=["replicas"])
+    {"distillation": {**tiny_raw()["distillation"], "policy": "policies.learned:LearnedPolicy"},
+     "data": {**tiny_raw()["data"], "probe_fraction": 0.2}},
+    {"runtime": {"exchange": "collective"}},
+], ids=["replicas", "learned-policy", "collective"])
 def test_data_parallel_peers_run_what_one_device_runs(changes):
     """R > 1 is accepted with what a peer on one device runs (the Ray tests check the numbers)."""
     peers = tiny_raw()["peers"]

@@ -48,9 +48,9 @@ LOSSES = {"loss/total": 1e-4, "loss/ce": 1e-4}
 
 def assert_matches_one_device(changes: dict, epochs: int = 1, tolerances: dict[str, float] = LOSSES) -> list:
     """The tiny cohort with ``changes``, its ``cnn`` on R = 2 Ray workers, against the same cohort
-    on one device (sequential): per-step metrics within their relative ``tolerances`` (the total and
-    cross-entropy losses within 1e-4) over ``epochs`` epochs, then the same validation predictions (logits within 1e-3); the
-    data-parallel run's step metrics."""
+    on one device (sequential): per-step metrics within their relative ``tolerances`` (the total
+    and cross-entropy losses within 1e-4) over ``epochs`` epochs, then the same validation
+    predictions (logits within 1e-3); the data-parallel run's step metrics."""
     torch.set_num_threads(1)
     peers = changes.get("peers", tiny_raw()["peers"])
     parallel = {**changes, "peers": [peers[0], {**peers[1], "data_parallel": 2}]}
@@ -104,6 +104,31 @@ def test_a_learned_policy_on_two_workers_matches_one_device(ray_runtime, estimat
     got = assert_matches_one_device(learned_policy(update_every=2, estimator=estimator), epochs=2,
                                     tolerances=tolerances)
     assert any("policy/learner_loss" in peer for step in got[0] for peer in step)
+
+
+def test_the_collective_exchange_serves_data_parallel_workers_as_objectref_does(ray_runtime):
+    """R = [3, 1]: the ``mlp``'s workers hold 21, 21 and 22 rows of each batch of 64 (unequal),
+    every worker of both peers is a rank of one gloo group and all-gathers once per step; each
+    worker joins the other peer's rows and keeps its own: the numbers of the ``objectref``
+    exchange, bit for bit."""
+    torch.set_num_threads(1)
+    peers = tiny_raw()["peers"]
+    peers[0]["data_parallel"] = 3
+    runs = []
+    for exchange in ("objectref", "collective"):
+        cohort = RayCohort(tiny_config(peers=peers, runtime={**tiny_raw()["runtime"], "exchange": exchange}))
+        try:
+            runs.append((cohort.train_epoch(0), cohort.evaluate()))
+        finally:
+            cohort.shutdown()
+    (objectref, (objectref_logits, _)), (collective, (collective_logits, _)) = runs
+    assert len(collective) == len(objectref)
+    for step_objectref, step_collective in zip(objectref, collective):
+        for peer_objectref, peer_collective in zip(step_objectref, step_collective):
+            for key in ("loss/total", "loss/ce", "train/correct", "train/examples", "exchange/bytes_received"):
+                assert peer_collective[key] == peer_objectref[key], key
+    for a, b in zip(objectref_logits, collective_logits):
+        assert torch.equal(a, b)
 
 
 def test_a_peer_of_two_workers_matches_one_device_and_resumes_exactly(ray_runtime):

@@ -69,11 +69,11 @@ class PeerActor(HeldPeer):
         self._store_listener = store_socket(ray.util.get_node_ip_address())
         return ray.util.get_node_ip_address(), self._store_listener.getsockname()[1]
 
-    def join_collective(self, host: str, port: int, world_size: int, on_gpu: bool) -> None:
-        """Join the group (returns once every peer has joined)."""
-        self.join_group(PayloadGroup(host, port, self.index, world_size, bind_host=ray.util.get_node_ip_address(),
+    def join_collective(self, host: str, port: int, rank: int, workers: list[int], on_gpu: bool) -> None:
+        """Join the group as ``rank`` of every peer's ``workers`` (returns once every rank has joined)."""
+        self.join_group(PayloadGroup(host, port, rank, sum(workers), bind_host=ray.util.get_node_ip_address(),
                                      device=self.trainer.device if on_gpu else torch.device("cpu"),
-                                     listener=self._store_listener))
+                                     listener=self._store_listener), workers)
         self._store_listener = None
 
     def leave_collective(self) -> None:

@@ -13,6 +13,8 @@ like any other peer: every answer is one future.
 - codistillation (``teacher_source: replicas``): each worker runs the replicas on its rows; a
   refresh sends worker 0's weights (the workers hold the same network) and loads the others'
   into every worker; ``run_steps`` (a chunk of steps each worker drives) reduces step by step;
+- the collective exchange: every worker of every peer is a rank of one group; each all-gathers
+  its rows' payload, joins each other peer's workers' rows and keeps its own rows of them;
 - a learning teacher policy: every worker's policy sees the global batch (inputs gathered over
   the workers in the step) and waits at the learner's barrier; worker 0 sends the transitions;
 - evaluation, sparsity and the saved network are worker 0's (the workers hold the same network);
@@ -97,6 +99,17 @@ class WorkerGroup:
 
     def attach_learner(self, learner: Any) -> Any:
         return self._first("done", *self._every("attach_learner", learner))
+
+    def open_collective(self) -> Any:
+        return self._first("open_collective")
+
+    def join_collective(self, host: str, port: int, rank: int, workers: list[int], on_gpu: bool) -> Any:
+        """The collective exchange's group: worker r joins as rank ``rank + r``."""
+        return self._first("done", *[actor.join_collective.remote(host, port, rank + r, workers, on_gpu)
+                                     for r, actor in enumerate(self.actors)])
+
+    def leave_collective(self) -> Any:
+        return self._first("done", *self._every("leave_collective"))
 
     def make_policy_learner(self) -> Any:
         return self._first("make_policy_learner")

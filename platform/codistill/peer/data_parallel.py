@@ -121,6 +121,16 @@ def joined_views(views: list[TeacherView]) -> TeacherView:
                        index=first.index, extras=first.extras)
 
 
+def peer_payloads(views: list[TeacherView], workers: list[int]) -> list[TeacherView]:
+    """Every rank's payload, in rank order (each peer's ``workers`` in turn), as each peer's: a
+    data-parallel peer's workers' rows joined into its global batch's (:func:`joined_views`)."""
+    payloads, start = [], 0
+    for count in workers:
+        payloads.append(views[start] if count == 1 else joined_views(views[start:start + count]))
+        start += count
+    return payloads
+
+
 class SumOverGroup(torch.autograd.Function):
     """``Σ_workers x`` with its gradient: every worker's output gradient, summed over the group."""
 
