@@ -106,6 +106,29 @@ def test_a_learned_policy_on_two_workers_matches_one_device(ray_runtime, estimat
     assert any("policy/learner_loss" in peer for step in got[0] for peer in step)
 
 
+def test_a_learned_policy_on_two_workers_replays_an_epoch_bit_for_bit(ray_runtime):
+    """The peers' states (every worker's random stream, the policy's) and the learner's, reloaded
+    after an epoch: the next epoch again, bit for bit (what ``--resume`` reloads)."""
+    torch.set_num_threads(1)
+    peers = tiny_raw()["peers"]
+    peers[1]["data_parallel"] = 2
+    remote = RayCohort(tiny_config(peers=peers, **learned_policy(update_every=2)))
+    try:
+        remote.train_epoch(0)
+        state, learner = remote.state_bytes(), remote.learner_state_bytes()
+        first = remote.train_epoch(1)
+        remote.load_state_bytes(state)
+        remote.load_learner_state_bytes(learner)
+        again = remote.train_epoch(1)
+        for step_first, step_again in zip(first, again):
+            for peer_first, peer_again in zip(step_first, step_again):
+                for key in ("loss/total", "loss/ce", "train/correct", "policy/credit_snr", "policy/learner_loss"):
+                    assert peer_again.get(key) == peer_first.get(key), key
+        assert any("policy/learner_loss" in peer for step in first for peer in step)
+    finally:
+        remote.shutdown()
+
+
 def test_the_collective_exchange_serves_data_parallel_workers_as_objectref_does(ray_runtime):
     """R = [3, 1]: the ``mlp``'s workers hold 21, 21 and 22 rows of each batch of 64 (unequal),
     every worker of both peers is a rank of one gloo group and all-gathers once per step; each
