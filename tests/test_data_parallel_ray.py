@@ -98,9 +98,10 @@ def test_a_learned_policy_on_two_workers_matches_one_device(ray_runtime, estimat
     every worker's feedback (losses, credit rows) gathered; worker 0 sends the transitions to the
     learner. The losses (probe losses included) agree within 1e-4; the credit's signal-to-noise and
     the learner's loss, which divide small differences of credits (centred on each example's
-    mixture), within 2e-3 (measured: 2e-4 after two epochs); PPO's reward within 1e-3."""
+    mixture), within 5e-3 and 2e-3 (measured in the second epoch: 1.7e-3 and 2.3e-4; 4e-6 in the
+    first); PPO's reward within 1e-3 (measured: 1e-16)."""
     tolerances = {**LOSSES, "policy/probe_loss_before": 1e-4, "policy/probe_loss_after": 1e-4,
-                  "policy/reward": 1e-3, "policy/credit_snr": 2e-3, "policy/learner_loss": 2e-3}
+                  "policy/reward": 1e-3, "policy/credit_snr": 5e-3, "policy/learner_loss": 2e-3}
     got = assert_matches_one_device(learned_policy(update_every=2, estimator=estimator), epochs=2,
                                     tolerances=tolerances)
     assert any("policy/learner_loss" in peer for step in got[0] for peer in step)
