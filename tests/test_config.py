@@ -220,3 +220,16 @@ def test_the_exchange_names_a_config_accepts_are_the_registered_exchanges():
     from codistill.registry import EXCHANGES
 
     assert sorted(EXCHANGE_NAMES) == EXCHANGES.names()
+
+
+@pytest.mark.parametrize("changes", [
+    {"distillation": {**tiny_raw()["distillation"], "teacher_source": "replicas"}},
+    {"distillation": {**tiny_raw()["distillation"], "policy": "policies.learned:LearnedPolicy"},
+     "data": {**tiny_raw()["data"], "probe_fraction": 0.2}},
+    {"runtime": {"exchange": "collective"}},
+], ids=["replicas", "learned-policy", "collective"])
+def test_data_parallel_peers_run_what_one_device_runs(changes):
+    """R > 1 is accepted with what a peer on one device runs (the Ray tests check the numbers)."""
+    peers = tiny_raw()["peers"]
+    peers[1]["data_parallel"] = 2
+    assert parse_config(tiny_raw(peers=peers, **changes)).peers[1].data_parallel == 2

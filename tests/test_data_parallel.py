@@ -17,7 +17,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from conftest import tiny_config
+from conftest import tiny_config, tiny_raw
 
 from codistill import metrics as m
 from codistill.peer import PeerTrainer
@@ -26,8 +26,10 @@ from codistill.peer.data_parallel import GroupBatchNorm, WorkerSlot, joined_view
 WORKERS = 2
 
 
-def train_first_epoch(trainers: list[PeerTrainer], exchange_student) -> tuple[list[list[float]], torch.Tensor]:
-    """Peer 0 and peer 1 for one epoch; per step, each peer's total loss; then peer 1's val logits."""
+def train_first_epoch(trainers: list[PeerTrainer], exchange_student,
+                      feedback: list | None = None) -> tuple[list[list[float]], torch.Tensor]:
+    """Peer 0 and peer 1 for one epoch; per step, each peer's total loss (and peer 1's policy
+    ``feedback``, where a list is given); then peer 1's val logits."""
     teacher, student = trainers
     losses = []
     for step in range(student.batches.steps_per_epoch):
@@ -37,6 +39,8 @@ def train_first_epoch(trainers: list[PeerTrainer], exchange_student) -> tuple[li
         student_metrics = student.update([teacher_view])
         losses.append([teacher_metrics[m.LOSS_TOTAL], student_metrics[m.LOSS_TOTAL],
                        student_metrics[m.TRAIN_EXAMPLES]])
+        if feedback is not None:
+            feedback.append(student.last_feedback)
     return losses, student.evaluate("val")[0]
 
 
@@ -135,3 +139,52 @@ def test_collectives_per_step_follow_the_formula(both_runs):
         assert len(worker["collectives"]) == steps * (1 + 2 * len(norms))
         per_step = 4 * worker["parameters"] + sum(2 * 4 * (2 * c + 1) for c in norms)
         assert sum(worker["collectives"]) == steps * per_step
+
+
+def learned_config():
+    """The tiny cohort with the learned policy computing its dense credit every step (learning nothing)."""
+    policy = {"name": "policies.learned:LearnedPolicy", "params": {"update_every": 1}}
+    return tiny_config(data={**tiny_raw()["data"], "probe_fraction": 0.2, "batch_size": 63},
+                       distillation={**tiny_raw()["distillation"], "policy": policy})
+
+
+def feedback_worker(rank: int, port: int, out: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORKERS)
+    try:
+        config, feedback = learned_config(), []
+        trainers = [PeerTrainer(config, 0), PeerTrainer(config, 1, worker=WorkerSlot(rank, WORKERS, dist.group.WORLD))]
+
+        def joined(view):
+            parts = [None] * WORKERS
+            dist.all_gather_object(parts, view)
+            return joined_views(parts)
+
+        train_first_epoch(trainers, joined, feedback)
+        torch.save(feedback, Path(out) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_a_learning_policy_gets_the_global_batch_feedback(tmp_path):
+    """A worker's feedback to its learning policy is the global batch's: the dense credit of every
+    row (each worker's scaled by its share: rows 31 and 32 of 63) and the losses' means, as on
+    one device (float32 sums in another order: 1e-4), the same on both workers."""
+    torch.set_num_threads(1)
+    config, expected = learned_config(), []
+    train_first_epoch([PeerTrainer(config, 0), PeerTrainer(config, 1)], lambda view: view, expected)
+    mp.start_processes(feedback_worker, args=(free_port(), str(tmp_path)), nprocs=WORKERS, start_method="spawn")
+    workers = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(WORKERS)]
+    assert sum(one is not None and one.credit is not None for one in expected) >= 3
+    for step, one in enumerate(expected):
+        got = [worker[step] for worker in workers]
+        if one is None:
+            assert got == [None] * WORKERS
+            continue
+        for feedback in got:
+            assert feedback.loss_total == pytest.approx(one.loss_total, rel=1e-4)
+            assert feedback.loss_ce == pytest.approx(one.loss_ce, rel=1e-4)
+            assert feedback.probe_loss_before == pytest.approx(one.probe_loss_before, rel=1e-4)
+            assert feedback.credit.shape == one.credit.shape
+            assert torch.allclose(feedback.credit, one.credit, rtol=1e-3, atol=1e-4 * float(one.credit.abs().max()))
+        assert torch.equal(got[0].credit, got[1].credit)

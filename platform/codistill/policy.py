@@ -198,6 +198,13 @@ class UniformPolicy(TeacherWeightingPolicy):
         return torch.full((count,), 1.0 / count, device=batch.teacher_logits.device)
 
 
+def learns(policy: type[TeacherWeightingPolicy]) -> bool:
+    """Whether a policy learns from what follows its weights: it overrides :meth:`~TeacherWeightingPolicy.feedback`,
+    ``feedback_request``, ``make_learner`` or ``collect_transitions`` (a fixed rule overrides none)."""
+    return any(getattr(policy, name) is not getattr(TeacherWeightingPolicy, name)
+               for name in ("feedback", "feedback_request", "make_learner", "collect_transitions"))
+
+
 def sync_due(policy: TeacherWeightingPolicy, progress: Progress) -> bool:
     """Whether the cohort synchronizes the policy after the update of this step."""
     return policy.update_every > 0 and (progress.global_step + 1) % policy.update_every == 0

@@ -17,7 +17,6 @@ from codistill.checks import component
 from codistill.config import DataConfig, PeerConfig, RunConfig, build_config, check_rules, read_mapping
 from codistill.data import DataShape, check_data_settings
 from codistill.errors import ConfigError
-from codistill.policy import TeacherWeightingPolicy
 from codistill.registry import DATASETS, METHODS, MODELS, OPTIMIZERS, POLICIES, SCHEDULES
 from codistill.saved_network import check_teacher_file
 from codistill.schedules import as_schedule, minimum_over
@@ -98,16 +97,4 @@ def _validate_distillation(config: RunConfig) -> None:
     for i, method in enumerate(dist.methods):
         path = f"distillation.methods[{i}]"
         component(METHODS, method.name, f"{path}.name").check_params(method.params, f"{path}.params", config.epochs)
-    policy = component(POLICIES, dist.policy.name, "distillation.policy.name")
-    policy.check_params(dist.policy.params, config)
-    parallel = [k for k, peer in enumerate(config.peers) if peer.data_parallel > 1]
-    if parallel and _learns(policy):
-        raise ConfigError("distillation.policy.name",
-                          f"'{dist.policy.name}' learns from feedback, which data-parallel workers do not gather "
-                          f"(peers[{parallel[0]}].data_parallel > 1); use a fixed policy such as uniform")
-
-
-def _learns(policy: type[TeacherWeightingPolicy]) -> bool:
-    """Whether a policy learns from what follows its weights (its feedback, a learner)."""
-    return any(getattr(policy, name) is not getattr(TeacherWeightingPolicy, name)
-               for name in ("feedback", "feedback_request", "make_learner", "collect_transitions"))
+    component(POLICIES, dist.policy.name, "distillation.policy.name").check_params(dist.policy.params, config)

@@ -16,7 +16,8 @@ register under the names of :mod:`codistill.config.exchange_names`, which config
   tensors with one all-gather per step in a ``torch.distributed`` group
   (:class:`~codistill.cohort.tensor_group.PayloadGroup`; gloo, NCCL when every peer is on a GPU of
   its own) that the actors form when the cohort starts: peer 0 opens the store's socket on its
-  node, the driver passes that address to all.
+  node, the driver passes that address to all. Every worker of a data-parallel peer is a rank:
+  it all-gathers its rows' payload and keeps its rows of the others' (joined per peer).
 
 Codistillation's parameter exchange is :class:`~codistill.cohort.replica_exchange.ReplicaExchange`.
 Every way, the driver keeps at most ``runtime.max_steps_in_flight`` steps asked for and not yet
@@ -105,8 +106,10 @@ class CollectiveExchange(Exchange):
 
     def connect(self, actors: list[Any], placement: list[dict[str, Any]], calls: ActorCalls) -> None:
         on_gpu = nccl_applies(placement)
+        workers = [len(where.get("workers", [where])) for where in placement]
         host, port = calls.get([actors[0].open_collective()])[0]
-        calls.get([actor.join_collective(host, port, len(actors), on_gpu) for actor in actors])
+        calls.get([actor.join_collective(host, port, sum(workers[:k]), workers, on_gpu)
+                   for k, actor in enumerate(actors)])
 
     def disconnect(self, actors: list[Any], calls: ActorCalls) -> None:
         calls.wait_for([actor.leave_collective() for actor in actors], self.leave_timeout_s)
@@ -120,8 +123,10 @@ class CollectiveExchange(Exchange):
 
 
 def nccl_applies(placement: list[dict[str, Any]]) -> bool:
-    """NCCL when every peer is on a GPU of its own (NCCL refuses two ranks on one card, so peers
-    sharing a card through fractional GPUs all-gather over gloo instead)."""
+    """NCCL when every rank (a peer, or each worker of a data-parallel peer) is on a GPU of its own
+    (NCCL refuses two ranks on one card, so ranks sharing a card through fractional GPUs all-gather
+    over gloo instead)."""
+    placement = [where for peer in placement for where in peer.get("workers", [peer])]
     cards = [(where["node"], gpu) for where in placement for gpu in where.get("gpu_ids", [])]
     return all(where["device"].startswith("cuda") for where in placement) and len(set(cards)) == len(cards) \
         and len(cards) >= len(placement)

@@ -30,6 +30,7 @@ from codistill.cohort.tensor_group import PayloadGroup
 from codistill.config import PeerConfig, RunConfig
 from codistill.methods.base import TeacherView
 from codistill.peer import PeerTrainer
+from codistill.peer.data_parallel import peer_payloads
 from codistill.policy import PolicyLearner, TeacherWeightingPolicy, learn_in_process, sync_due
 
 
@@ -177,10 +178,14 @@ class HeldPeer:
 
     # -- the collective exchange's group (rank = peer index) ------------------------------------
 
-    def join_group(self, group: PayloadGroup) -> None:
-        """Drive :meth:`run_steps` with payloads all-gathered through ``group``, left on the device."""
+    def join_group(self, group: PayloadGroup, workers: list[int] | None = None) -> None:
+        """Drive :meth:`run_steps` with payloads all-gathered through ``group``, left on the device;
+        its ranks are each peer's ``workers`` in turn (one each by default), a data-parallel
+        peer's rows joined into its global batch's payload (a worker keeps its rows in its update)."""
         self.group, self.payload_on_host = group, False
-        self.teachers = lambda index, payloads: others(group.all_gather(payloads[0]), group.rank)
+        workers = workers or [1] * group.world_size
+        self.teachers = lambda index, payloads: others(peer_payloads(group.all_gather(payloads[0]), workers),
+                                                       self.index)
 
     def leave_group(self) -> None:
         if self.group is not None:

@@ -32,13 +32,17 @@ from codistill.policy import PolicyLearner, TeacherWeightingPolicy, learner_stat
 
 class LearnerActorLink:
     """A peer actor's part in the policy's synchronization: send its transitions to the learner
-    actor and wait (a barrier: every peer has sent and the learner ran) for the new parameters."""
+    actor and wait (a barrier: every peer has sent and the learner ran) for the new parameters.
+    Worker ``rank`` > 0 of a data-parallel peer sends none (its policy took the same inputs as
+    worker 0's: the same transitions) and waits with the others."""
 
-    def __init__(self, learner: Any) -> None:
-        self.learner = learner
+    def __init__(self, learner: Any, rank: int = 0) -> None:
+        self.learner, self.rank = learner, rank
 
     def synchronize(self, index: int, policy: TeacherWeightingPolicy, metrics: dict[str, float]) -> None:
-        parameters, learned = ray.get(self.learner.exchange.remote(index, policy.collect_transitions()))
+        transitions = policy.collect_transitions()
+        parameters, learned = ray.get(self.learner.exchange.remote(index, transitions if self.rank == 0 else None,
+                                                                   self.rank))
         policy.load_parameters(parameters)
         metrics.update(learned)
 
@@ -65,11 +69,11 @@ class PeerActor(HeldPeer):
         self._store_listener = store_socket(ray.util.get_node_ip_address())
         return ray.util.get_node_ip_address(), self._store_listener.getsockname()[1]
 
-    def join_collective(self, host: str, port: int, world_size: int, on_gpu: bool) -> None:
-        """Join the group (returns once every peer has joined)."""
-        self.join_group(PayloadGroup(host, port, self.index, world_size, bind_host=ray.util.get_node_ip_address(),
+    def join_collective(self, host: str, port: int, rank: int, workers: list[int], on_gpu: bool) -> None:
+        """Join the group as ``rank`` of every peer's ``workers`` (returns once every rank has joined)."""
+        self.join_group(PayloadGroup(host, port, rank, sum(workers), bind_host=ray.util.get_node_ip_address(),
                                      device=self.trainer.device if on_gpu else torch.device("cpu"),
-                                     listener=self._store_listener))
+                                     listener=self._store_listener), workers)
         self._store_listener = None
 
     def leave_collective(self) -> None:
@@ -99,8 +103,15 @@ class PeerWorker(PeerActor):
     def join_payloads(self, *views: TeacherView) -> TeacherView:
         return joined_views(list(views))
 
+    def attach_learner(self, learner: Any) -> None:
+        self.policy_link = LearnerActorLink(learner, self.rank)
+
     def reduce_metrics(self, *workers: dict[str, float]) -> dict[str, float]:
         return reduce_metrics(list(workers))
+
+    def reduce_steps(self, *chunks: list[dict[str, float]]) -> list[dict[str, float]]:
+        """The workers' chunks of steps (:meth:`run_steps`), reduced step by step."""
+        return [reduce_metrics(list(workers)) for workers in zip(*chunks)]
 
     def random_state(self) -> Tensor:
         return self.trainer.state_dict()["rng_cpu"]
@@ -116,22 +127,23 @@ class PeerWorker(PeerActor):
 class PolicyLearnerActor:
     """The cohort's teacher-policy learner in its own (async) Ray actor.
 
-    Each peer actor calls :meth:`exchange` right after its update at a synchronization step; the
-    call returns once all peers have submitted, after one :meth:`PolicyLearner.learn` on their
-    transitions in peer-index order — the same computation as in one process.
+    Each peer actor (every worker of a data-parallel peer: ``workers`` per peer) calls
+    :meth:`exchange` right after its update at a synchronization step; the call returns once all
+    have submitted, after one :meth:`PolicyLearner.learn` on the peers' transitions (each peer's
+    worker 0's) in peer-index order — the same computation as in one process.
     """
 
-    def __init__(self, learner: PolicyLearner, peers: int) -> None:
-        self.learner, self.peers = learner, peers
-        self.submitted: dict[int, Any] = {}
+    def __init__(self, learner: PolicyLearner, workers: list[int]) -> None:
+        self.learner, self.workers = learner, workers
+        self.submitted: dict[tuple[int, int], Any] = {}
         self.round, self.result = 0, (-1, None)
         self.done = asyncio.Event()
 
-    async def exchange(self, peer: int, transitions: Any) -> tuple[dict[str, Tensor], dict[str, float]]:
+    async def exchange(self, peer: int, transitions: Any, rank: int = 0) -> tuple[dict[str, Tensor], dict[str, float]]:
         this_round = self.round
-        self.submitted[peer] = transitions
-        if len(self.submitted) == self.peers:
-            parameters = self.learner.learn([self.submitted[k] for k in range(self.peers)])
+        self.submitted[(peer, rank)] = transitions
+        if len(self.submitted) == sum(self.workers):
+            parameters = self.learner.learn([self.submitted[(k, 0)] for k in range(len(self.workers))])
             self.result = (this_round, (parameters, self.learner.metrics))
             self.submitted, self.round = {}, this_round + 1
             done, self.done = self.done, asyncio.Event()

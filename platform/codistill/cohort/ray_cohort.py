@@ -255,7 +255,7 @@ class RayCohort(Cohort):
         actor = ray.remote(PolicyLearnerActor).options(
             num_cpus=0, scheduling_strategy=PlacementGroupSchedulingStrategy(self._group,
                                                                              placement_group_bundle_index=self._offset),
-        ).remote(learner, len(self.actors))
+        ).remote(learner, [peer.data_parallel for peer in self.config.peers])
         self._get([handle.attach_learner(actor) for handle in self.handles])
         return actor
 

@@ -10,6 +10,13 @@ like any other peer: every answer is one future.
   keeps its own rows of it).
 - ``update``: every worker distils on the same teacher futures (the gradients summed over the
   peer's group inside the step); worker 0 reduces the R workers' metrics (:func:`reduce_metrics`).
+- codistillation (``teacher_source: replicas``): each worker runs the replicas on its rows; a
+  refresh sends worker 0's weights (the workers hold the same network) and loads the others'
+  into every worker; ``run_steps`` (a chunk of steps each worker drives) reduces step by step;
+- the collective exchange: every worker of every peer is a rank of one group; each all-gathers
+  its rows' payload, joins each other peer's workers' rows and keeps its own rows of them;
+- a learning teacher policy: every worker's policy sees the global batch (inputs gathered over
+  the workers in the step) and waits at the learner's barrier; worker 0 sends the transitions;
 - evaluation, sparsity and the saved network are worker 0's (the workers hold the same network);
   the state is worker 0's with every worker's random stream (``rng_workers``), loaded into each.
 """
@@ -61,13 +68,16 @@ class WorkerGroup:
         return self._first("reduce_metrics", *self._every("update", *teacher_payloads))
 
     def replica_step(self, epoch: int, step: int) -> Any:
-        raise NotImplementedError("replicas with data-parallel workers are refused at the front door")
+        return self._first("reduce_metrics", *self._every("replica_step", epoch, step))
+
+    def run_steps(self, epoch: int, start: int, stop: int) -> Any:
+        return self._first("reduce_steps", *self._every("run_steps", epoch, start, stop))
 
     def replica_weights(self) -> Any:
-        raise NotImplementedError("replicas with data-parallel workers are refused at the front door")
+        return self._first("replica_weights")
 
     def load_replicas(self, epoch: int, step: int, *weights: Any) -> Any:
-        raise NotImplementedError("replicas with data-parallel workers are refused at the front door")
+        return self._first("done", *self._every("load_replicas", epoch, step, *weights))
 
     def evaluate(self, split: str = "val") -> Any:
         return self._first("evaluate", split)
@@ -86,6 +96,20 @@ class WorkerGroup:
 
     def describe(self) -> Any:
         return self._first("describe")
+
+    def attach_learner(self, learner: Any) -> Any:
+        return self._first("done", *self._every("attach_learner", learner))
+
+    def open_collective(self) -> Any:
+        return self._first("open_collective")
+
+    def join_collective(self, host: str, port: int, rank: int, workers: list[int], on_gpu: bool) -> Any:
+        """The collective exchange's group: worker r joins as rank ``rank + r``."""
+        return self._first("done", *[actor.join_collective.remote(host, port, rank + r, workers, on_gpu)
+                                     for r, actor in enumerate(self.actors)])
+
+    def leave_collective(self) -> Any:
+        return self._first("done", *self._every("leave_collective"))
 
     def make_policy_learner(self) -> Any:
         return self._first("make_policy_learner")

@@ -8,7 +8,7 @@ component says about its own parameters (a dataset's files, a method's parameter
 
 from __future__ import annotations
 
-from codistill.config.exchange_names import OBJECTREF, REPLICAS_EXCHANGE
+from codistill.config.exchange_names import REPLICAS_EXCHANGE
 from codistill.config.fields import check_fields
 from codistill.config.schema import RunConfig
 from codistill.errors import ConfigError
@@ -47,13 +47,6 @@ def _check_data_parallel(config: RunConfig) -> None:
             raise ConfigError(f"peers[{index}].data_parallel", f"is {workers} but data.batch_size is "
                                                                f"{config.data.batch_size}: every worker needs at "
                                                                "least one row of the global batch")
-        if workers > 1 and config.runtime.exchange != OBJECTREF:
-            raise ConfigError("runtime.exchange", f"'{config.runtime.exchange}' cannot serve peers[{index}]'s "
-                                                  f"{workers} data-parallel workers; use {OBJECTREF}")
-        if workers > 1 and config.distillation.teacher_source == "replicas":
-            raise ConfigError(f"peers[{index}].data_parallel",
-                              f"is {workers} but distillation.teacher_source is replicas, which data-parallel "
-                              "workers do not run; set 1, or use live teachers")
         if workers > 1 and peer.resources.gpus not in (0, 1):
             raise ConfigError(f"peers[{index}].resources.gpus",
                               f"is {peer.resources.gpus:g} but the peer has {workers} data-parallel workers, each "

@@ -9,11 +9,17 @@ gradient of the mean loss over the global batch: the one-device update. BatchNor
 :class:`GroupBatchNorm` (``runtime.sync_batchnorm``): batch statistics over the whole global batch,
 their gradient flowing through a differentiable ``all_reduce`` (torch's ``SyncBatchNorm`` runs on
 GPUs only).
+
+A teacher policy that learns (:func:`~codistill.policy.learns`) sees the global batch, exactly as
+on one device: :meth:`WorkerSlot.kept_everywhere` keeps the teachers finite on every worker's rows,
+:meth:`WorkerSlot.global_batch` gathers every worker's student and teacher logits, and
+:meth:`WorkerSlot.global_feedback` every worker's losses and credit rows, so every worker's policy
+takes the same inputs and stays the same.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -22,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from codistill.methods.base import TeacherView
+from codistill.policy import Feedback, TeacherBatch
 
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 
@@ -55,6 +62,51 @@ class WorkerSlot:
             offset += gradient.numel()
 
 
+    def gather_rows(self, tensor: Tensor, batch_size: int) -> Tensor:
+        """Every worker's rows of a per-row ``tensor`` (this worker's), joined in rank order into
+        the global batch's: one all-gather, padded to the most rows a worker has."""
+        counts = [rows.stop - rows.start for rows in (worker_rows(batch_size, self.workers, r)
+                                                      for r in range(self.workers))]
+        padded = tensor.new_zeros((max(counts), *tensor.shape[1:]))
+        padded[:tensor.shape[0]] = tensor
+        parts = [torch.empty_like(padded) for _ in counts]
+        dist.all_gather(parts, padded, group=self.group)
+        return torch.cat([part[:count] for part, count in zip(parts, counts)])
+
+    def kept_everywhere(self, kept: list[int], count: int, device: torch.device) -> list[int]:
+        """The positions among ``count`` payloads that every worker ``kept`` (finite on its rows),
+        so finite on the global batch: one ``all_reduce`` (min) of ``count`` flags."""
+        flags = torch.zeros(count, device=device)
+        flags[kept] = 1.0
+        dist.all_reduce(flags, op=dist.ReduceOp.MIN, group=self.group)
+        return [position for position in range(count) if flags[position] > 0]
+
+    def global_batch(self, batch: TeacherBatch, targets: Tensor, indices: Tensor | None) -> TeacherBatch:
+        """A policy's view of this worker's rows, ``batch``, as of the global batch: every worker's
+        student and teacher logits (one all-gather of ``[rows, K + 1, C]``, in float32), the
+        global batch's ``targets`` and example ``indices`` (every worker drew the whole batch)."""
+        teachers = batch.teacher_logits
+        rows = torch.cat([batch.student_logits.float().unsqueeze(1), teachers.float().transpose(0, 1)], 1)
+        everyone = self.gather_rows(rows, targets.numel())
+        return replace(batch, student_logits=everyone[:, 0].contiguous().to(batch.student_logits.dtype),
+                       teacher_logits=everyone[:, 1:].transpose(0, 1).contiguous().to(teachers.dtype),
+                       targets=targets, example_indices=indices)
+
+    def global_feedback(self, feedback: Feedback, batch_size: int, count: int, device: torch.device) -> Feedback:
+        """This worker's ``feedback`` on its rows as the global batch's: the losses, means over the
+        global batch (each worker's row mean weighted by its rows), and the credit ``[B, K]`` of
+        every row (a worker's credit is that of its rows' mean loss: times its share, rows / B).
+        The probe losses are every worker's (the same network on the same probe batch). One
+        all-gather of ``[rows, K + 2]`` (float64)."""
+        rows = self.rows(batch_size).stop - self.rows(batch_size).start
+        credit = torch.zeros(rows, count) if feedback.credit is None else feedback.credit * (rows / batch_size)
+        losses = torch.tensor([[feedback.loss_total, feedback.loss_ce]], dtype=torch.float64).expand(rows, 2)
+        everyone = self.gather_rows(torch.cat([credit.double(), losses], 1).to(device), batch_size).cpu()
+        return replace(feedback, loss_total=float(everyone[:, count].mean()),
+                       loss_ce=float(everyone[:, count + 1].mean()),
+                       credit=None if feedback.credit is None else everyone[:, :count].to(feedback.credit.dtype))
+
+
 def view_rows(view: TeacherView, rows: slice) -> TeacherView:
     """A global batch's payload cut to ``rows`` (logits and stage features; extras as they are)."""
     return TeacherView(logits=view.logits[rows], features=[f[rows] for f in view.features], index=view.index,
@@ -67,6 +119,16 @@ def joined_views(views: list[TeacherView]) -> TeacherView:
     return TeacherView(logits=torch.cat([v.logits for v in views]),
                        features=[torch.cat(parts) for parts in zip(*(v.features for v in views))],
                        index=first.index, extras=first.extras)
+
+
+def peer_payloads(views: list[TeacherView], workers: list[int]) -> list[TeacherView]:
+    """Every rank's payload, in rank order (each peer's ``workers`` in turn), as each peer's: a
+    data-parallel peer's workers' rows joined into its global batch's (:func:`joined_views`)."""
+    payloads, start = [], 0
+    for count in workers:
+        payloads.append(views[start] if count == 1 else joined_views(views[start:start + count]))
+        start += count
+    return payloads
 
 
 class SumOverGroup(torch.autograd.Function):

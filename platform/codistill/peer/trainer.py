@@ -45,7 +45,7 @@ from codistill.peer.objective import DistillationObjective
 from codistill.peer.optimization import Optimization, select_device
 from codistill.peer.replicas import ReplicaTeachers, uses_replicas
 from codistill.peer.teachers import TeacherSlots, normalized_weights, payload_bytes
-from codistill.policy import Feedback, FeedbackRequest, PolicyContext, TeacherWeightingPolicy
+from codistill.policy import Feedback, FeedbackRequest, PolicyContext, TeacherWeightingPolicy, learns
 from codistill.pruning import GradualPruner, effective_state_dict
 from codistill.registry import POLICIES
 
@@ -72,7 +72,11 @@ class _Pending:
     batch: Batch
     forward_seconds: float
     finished_at: float
-    batch_size: int  # the global batch's (a data-parallel worker's batch is its rows of it)
+    whole: Batch  # the global batch (a data-parallel worker's ``batch`` is its rows of it)
+
+    @property
+    def batch_size(self) -> int:
+        return self.whole.targets.numel()
 
 
 class PeerTrainer:
@@ -104,6 +108,8 @@ class PeerTrainer:
                                          + list(self.objective.parameters()), self.device)
         self.optimization.worker = worker
         self.policy = self._build_policy()
+        #: A data-parallel worker's learning policy sees the global batch (its inputs gathered over the workers).
+        self.shared_policy = worker is not None and learns(type(self.policy))
         #: Progress of the last update (the cohort's policy synchronization looks at it).
         self.last_progress = None
         #: The policy's feedback of the last update (``None`` when no teacher was weighted).
@@ -144,10 +150,9 @@ class PeerTrainer:
         codistilling peer sends no predictions)."""
         started = time.perf_counter()
         self.model.train()
-        batch = self.batches.batch(epoch, step)
-        batch_size = batch.targets.numel()
+        batch = whole = self.batches.batch(epoch, step)
         if self.worker is not None:
-            rows = self.worker.rows(batch_size)
+            rows = self.worker.rows(whole.targets.numel())
             batch = Batch(batch.progress, batch.images[rows], batch.targets[rows], batch.indices[rows])
         with self._random.active(), self.optimization.autocast():
             output = self.model(batch.images)
@@ -155,7 +160,7 @@ class PeerTrainer:
         if view is not None:
             view = _to_device(view, torch.device("cpu") if on_host else self.device)
         finished = time.perf_counter()
-        self._pending = _Pending(output, batch, finished - started, finished, batch_size)
+        self._pending = _Pending(output, batch, finished - started, finished, whole)
         return view
 
     @property
@@ -177,11 +182,13 @@ class PeerTrainer:
         pending, self._pending = self._pending, None
         started = time.perf_counter()
         share, received = pending.batch.targets.numel() / pending.batch_size, payloads
-        if self.worker is not None:  # the teachers' payloads cover the global batch: this worker's rows
+        if self.worker is not None and self.replicas is None:  # live payloads cover the global batch: its rows
             payloads = [view_rows(view, self.worker.rows(pending.batch_size)) for view in payloads]
         progress, targets, student = pending.batch.progress, pending.batch.targets, pending.output
         lr = self.optimization.set_learning_rate(progress)
         kept = self.slots.finite(payloads, self.config.runtime.on_nonfinite == "stop", self.peer.name, progress)
+        if self.shared_policy:
+            kept = self.worker.kept_everywhere(kept, len(payloads), self.device)
         strength = self.objective.strength(progress)
         distilling = self.objective.active and strength != 0.0 and bool(kept)
         batch = weights = request = None
@@ -194,7 +201,12 @@ class PeerTrainer:
                 teachers = [_to_device(payloads[position], self.device, position) for position in kept]
                 batch = self.slots.batch(teachers, student.logits.detach().float(), targets, self.index, progress,
                                          pending.batch.indices)
-                weights = normalized_weights(self.policy.weights(batch), len(batch.teacher_indices), targets.numel())
+                if self.shared_policy:
+                    batch = self.worker.global_batch(batch, pending.whole.targets, pending.whole.indices)
+                weights = policy_weights = normalized_weights(self.policy.weights(batch), len(batch.teacher_indices),
+                                                              batch.targets.numel())
+                if self.shared_policy:
+                    weights = policy_weights[self.worker.rows(pending.batch_size)]
                 request = self.policy.feedback_request(progress)
                 credit_due = request is not None and request.credit_scope is not None
                 if credit_due:  # the loss as a function of the weights, for their credit
@@ -232,10 +244,13 @@ class PeerTrainer:
         if batch is not None and applied:
             names = [self.slots.names[position] for position in batch.teacher_indices]
             metrics.update({m.teacher_weight(name): float(weight) for name, weight in zip(names, weights.mean(0))})
-            self.last_feedback = Feedback(loss_total=metrics[m.LOSS_TOTAL], loss_ce=metrics[m.LOSS_CE],
-                                          probe_loss_before=probe_before,
-                                          probe_loss_after=probe.loss(self.model, probe_batch) if measure else None,
-                                          credit=credit)
+            feedback = Feedback(loss_total=metrics[m.LOSS_TOTAL], loss_ce=metrics[m.LOSS_CE],
+                                probe_loss_before=probe_before, credit=credit,
+                                probe_loss_after=probe.loss(self.model, probe_batch) if measure else None)
+            if self.shared_policy:
+                feedback = self.worker.global_feedback(feedback, pending.batch_size, weights.shape[1], self.device)
+                weights = policy_weights.detach()
+            self.last_feedback = feedback
             if probe_before is not None:
                 metrics[m.PROBE_LOSS_BEFORE] = probe_before
             if measure:
