@@ -205,10 +205,11 @@ def test_a_sweep_with_a_data_parallel_peer_reserves_every_worker_and_reports(ray
         assert results["complete"] and [p["name"] for p in results["peers"]] == ["mlp", "cnn"]
 
 
-def test_two_nodes_with_r_2_1_1_recover_a_killed_worker_exactly(tmp_path):
+def test_two_nodes_with_r_2_1_1_recover_a_killed_worker_and_a_lost_node_exactly(tmp_path):
     """R = [2, 1, 1] on two Ray nodes (``ray.cluster_utils.Cluster``, in its own process): every
     actor runs on its bundle's node, the data-parallel peer's workers packed on one node; a
-    SIGKILLed worker restarts its peer only and the run ends as the uninterrupted one."""
+    SIGKILLed worker restarts its peer only and the run ends as the uninterrupted one; so does
+    the loss of that peer's node (a third node added, where Ray re-places its group)."""
     root = Path(__file__).resolve().parent.parent
     env = ray_env()
     env["PYTHONPATH"] = os.pathsep.join([str(root / "platform"), str(root / "tests")])
@@ -223,3 +224,7 @@ def test_two_nodes_with_r_2_1_1_recover_a_killed_worker_exactly(tmp_path):
     assert report["recoveries"] == 1 and report["restarted"] == [0], report
     assert report["after"][1:] == report["before"][1:] and set(report["after"][0]).isdisjoint(report["before"][0])
     assert report["faulty"] == report["uninterrupted"]
+    lost = report["node_loss"]  # the node of the data-parallel peer's two workers removed: that peer restarts
+    assert lost["before"][0] == [lost["removed"]] * 2 and lost["removed"] not in lost["before"][1] + lost["before"][2]
+    assert lost["recoveries"] == 1 and lost["restarted"] == [0] and lost["after"][1:] == lost["before"][1:], lost
+    assert lost["removed"] not in lost["after"][0] and lost["outcome"] == report["uninterrupted"]
