@@ -1,4 +1,4 @@
-"""Ray at the edge: the peers of a cohort as Ray actors in one placement group.
+"""Ray at the edge: the peers of a cohort as Ray actors in placement groups.
 
 Each peer is a :class:`~codistill.cohort.ray_actors.PeerActor`; the actors of the one-process
 peers live in one placement group (``runtime.placement``: ``pack`` fills nodes in turn, ``spread``
@@ -56,7 +56,7 @@ LOST = (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError, ray.except
 
 @BACKENDS.register("ray")
 class RayCohort(Cohort):
-    """The peers of ``config`` as Ray actors in one placement group."""
+    """The peers of ``config`` as Ray actors in placement groups (see the module docstring)."""
 
     def __init__(self, config: RunConfig, exchange: Exchange | None = None,
                  placement_timeout_s: float = 120.0, restart_only_lost: bool = True) -> None:
