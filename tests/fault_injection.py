@@ -11,13 +11,29 @@ from typing import Any
 from conftest import tiny_config
 
 from codistill.cohort.offline import load_network
+from codistill.cohort.ray_cohort import RayCohort
 from codistill.config import RunConfig
 from codistill.monitoring import ConsoleProgress
+from codistill.runner import prepare_run_dir, run_cohort
 
 
 def fault_test_config() -> RunConfig:
     """The cohort of the fault tests: two tiny peers, three epochs, spread over nodes if any."""
     return tiny_config(epochs=3, runtime={"placement": "spread", "progress_every_seconds": 0.0})
+
+
+def run(config: RunConfig, run_dir: Path, progress: ConsoleProgress | None = None,
+        cohorts: list[RayCohort] | None = None) -> dict[str, Any]:
+    """``run_cohort`` with Ray actors in a new ``run_dir``; each cohort made is appended to ``cohorts``."""
+    prepare_run_dir(run_dir, config)
+    cohorts = [] if cohorts is None else cohorts
+
+    def make(c: RunConfig) -> RayCohort:
+        cohorts.append(RayCohort(c))
+        return cohorts[-1]
+
+    progress = progress or ConsoleProgress(config.epochs, 0.0, stream=io.StringIO())
+    return run_cohort(config, run_dir, make, progress=progress)
 
 
 class KillAtStep(ConsoleProgress):

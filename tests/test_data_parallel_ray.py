@@ -1,25 +1,28 @@
 """A data-parallel peer on the Ray backend: R = 2 worker actors in their own gloo group, beside a
 peer of one actor, match the single-process cohort (R = 1) within the tolerance of
 tests/test_data_parallel.py, a reloaded state replays an epoch bit for bit, and a killed worker
-is recovered with the run ending bit-identical."""
+restarts its peer alone, the run ending bit-identical."""
 
-import io
 import json
 import os
 import signal
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
+import ray
 import torch
 from conftest import tiny_config, tiny_raw
-from fault_injection import KillAtStep, outcome
+from fault_injection import KillAtStep, outcome, run
+from ray_head import ray_env
 
 from codistill.cohort.ray_cohort import RayCohort
 from codistill.cohort.ray_runtime import peer_bundles
 from codistill.cohort.sequential import SequentialCohort
 from codistill.commands import online
-from codistill.monitoring import ConsoleProgress
-from codistill.runner import prepare_run_dir, run_cohort
+from codistill.tuning.layout import trial_run_dir
 
 pytestmark = pytest.mark.ray
 
@@ -28,19 +31,6 @@ def parallel_config(workers: int = 2):
     peers = tiny_raw()["peers"]
     peers[1]["data_parallel"] = workers
     return tiny_config(peers=peers)
-
-
-def run(config, run_dir, progress=None, cohorts=None):
-    """``run_cohort`` with Ray actors; each cohort made is appended to ``cohorts``."""
-    prepare_run_dir(run_dir, config)
-    cohorts = [] if cohorts is None else cohorts
-
-    def make(c):
-        cohorts.append(RayCohort(c))
-        return cohorts[-1]
-
-    return run_cohort(config, run_dir, make, progress=progress or ConsoleProgress(config.epochs, 0.0,
-                                                                                  stream=io.StringIO()))
 
 
 LOSSES = {"loss/total": 1e-4, "loss/ce": 1e-4}
@@ -191,23 +181,44 @@ def test_a_peer_of_two_workers_matches_one_device_and_resumes_exactly(ray_runtim
         remote.shutdown()
 
 
-def test_a_killed_worker_restarts_the_cohort_and_the_run_ends_as_an_uninterrupted_one(ray_runtime, tmp_path):
-    """SIGKILL of worker 1 of the data-parallel peer mid-epoch: the cohort restarts from the last
-    checkpoint (every actor: a worker group re-forms) and ends bit-identical."""
-    config = replace(parallel_config(), epochs=3, runtime=replace(parallel_config().runtime,
-                                                                  progress_every_seconds=0.0))
-    expected = outcome(run(config, tmp_path / "uninterrupted"), tmp_path / "uninterrupted")
+FAULT_CONFIG = replace(parallel_config(), epochs=3, runtime=replace(parallel_config().runtime,
+                                                                       progress_every_seconds=0.0))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(ray_runtime, tmp_path_factory):
+    """The outcome of the fault-free run of ``FAULT_CONFIG``."""
+    run_dir = tmp_path_factory.mktemp("uninterrupted") / "run"
+    return outcome(run(FAULT_CONFIG, run_dir), run_dir)
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_a_killed_worker_restarts_its_peer_and_the_run_ends_as_an_uninterrupted_one(uninterrupted, tmp_path, rank):
+    """SIGKILL of one worker of the data-parallel peer mid-epoch: that peer restarts from the last
+    checkpoint (both its workers, their group re-formed), the other peer keeps its actor and is
+    rolled back in place, and the run ends bit-identical."""
+    config = FAULT_CONFIG
     cohorts: list[RayCohort] = []
+    before = {}
 
     def kill():
-        os.kill(cohorts[-1].placement[1]["workers"][1]["pid"], signal.SIGKILL)
+        before.update(pids(cohorts[-1]))
+        os.kill(cohorts[-1].placement[1]["workers"][rank]["pid"], signal.SIGKILL)
 
     progress = KillAtStep(config, epoch=1, step=2, kill=kill)
     got = run(config, tmp_path / "faulty", progress, cohorts)
     assert progress.fired and got["recoveries"] == 1
     assert "lost peer 'cnn'" in progress.stream.getvalue()
-    assert cohorts[0].restarted == [0, 1]
-    assert outcome(got, tmp_path / "faulty") == expected
+    assert len(cohorts) == 1 and cohorts[0].restarted == [1]
+    after = pids(cohorts[0])
+    assert after["mlp"] == before["mlp"] and set(after["cnn"]).isdisjoint(before["cnn"]) and len(after["cnn"]) == 2
+    assert outcome(got, tmp_path / "faulty") == uninterrupted
+
+
+def pids(cohort):
+    """Each peer's actor processes (every worker's of a data-parallel peer)."""
+    return {name: [worker["pid"] for worker in where.get("workers", [where])]
+            for name, where in zip(cohort.peer_names, cohort.placement)}
 
 
 def test_the_online_job_resumes_a_data_parallel_run_exactly(ray_runtime, tmp_path, capsys):
@@ -253,3 +264,79 @@ def test_feature_payloads_and_mean_of_others_match_one_device(ray_runtime):
                     assert peer_got[key] == pytest.approx(peer_expected[key], rel=2e-3), key
     finally:
         remote.shutdown()
+
+
+@pytest.mark.parametrize("placement", ["pack", "spread"])
+def test_a_data_parallel_peer_has_a_packed_placement_group_of_its_own(ray_runtime, placement):
+    """The `cnn`'s two workers in one placement group of their own (``PACK``); the one-process
+    peers in the cohort's group, with ``runtime.placement``'s strategy; every actor on the node of
+    its bundle; the groups removed at shutdown."""
+    config = replace(parallel_config(), runtime=replace(parallel_config().runtime, placement=placement))
+    cohort = RayCohort(config)
+    try:
+        (shared, index), = cohort.bundles[0]
+        workers = cohort.bundles[1]
+        assert index == 0 and [rank for _, rank in workers] == [0, 1]
+        assert workers[0][0].id == workers[1][0].id != shared.id
+        tables = {group.id: ray.util.placement_group_table(group) for group in (shared, workers[0][0])}
+        assert tables[shared.id]["strategy"] == placement.upper()
+        assert list(tables[shared.id]["bundles"].values()) == [{"CPU": 1.0}]
+        assert tables[workers[0][0].id]["strategy"] == "PACK"
+        assert list(tables[workers[0][0].id]["bundles"].values()) == [{"CPU": 1.0}] * 2
+        for bundles, where in zip(cohort.bundles, cohort.placement):
+            for (group, rank), actor in zip(bundles, where.get("workers", [where]), strict=True):
+                assert tables[group.id]["bundles_to_node_id"][rank] == actor["node"]
+    finally:
+        cohort.shutdown()
+    assert {ray.util.placement_group_table(group)["state"] for group in (shared, workers[0][0])} == {"REMOVED"}
+
+
+def test_a_sweep_with_a_data_parallel_peer_reserves_every_worker_and_reports(ray_runtime, tmp_path):
+    """Two trials of one epoch on the Ray backend with R = [2, 1]: each trial reserves its driver
+    and every worker's bundle in one placement group, the cohort creates none of its own (its
+    actors take the trial's bundles), and each trial completes and reports its metrics."""
+    from test_sweep import sweep_args, trial_table
+
+    from codistill.commands import sweep
+    from codistill.tuning.trainable import trial_resources
+
+    peers = tiny_raw()["peers"]
+    peers[0]["data_parallel"] = 2
+    config = tiny_config(peers=peers)
+    assert trial_resources(config, "ray").bundles == [{"CPU": 1.0}] * 4
+    groups_before = set(ray.util.placement_group_table())
+    assert sweep.main(sweep_args(tmp_path, "--scheduler", "fifo", "--num-samples", "2", "--set", "epochs=1",
+                                 peers=peers)) == 0
+    created = [table for group_id, table in ray.util.placement_group_table().items() if group_id not in groups_before]
+    assert created and all(list(t["bundles"].values()) == [{"CPU": 1.0}] * 4 for t in created), created
+    rows = trial_table(tmp_path / "sweeps" / "s")
+    assert len(rows) == 2 and {row["state"] for row in rows} == {"complete"}, rows
+    for row in rows:
+        assert 0.0 <= float(row["last mean_peer_val_accuracy"]) <= 1.0
+        results = json.loads((trial_run_dir(tmp_path / "sweeps" / "s", row["trial"]) / "results.json").read_text())
+        assert results["complete"] and [p["name"] for p in results["peers"]] == ["mlp", "cnn"]
+
+
+def test_two_nodes_with_r_2_1_1_recover_a_killed_worker_and_a_lost_node_exactly(tmp_path):
+    """R = [2, 1, 1] on two Ray nodes (``ray.cluster_utils.Cluster``, in its own process): every
+    actor runs on its bundle's node, the data-parallel peer's workers packed on one node; a
+    SIGKILLed worker restarts its peer only and the run ends as the uninterrupted one; so does
+    the loss of that peer's node (a third node added, where Ray re-places its group)."""
+    root = Path(__file__).resolve().parent.parent
+    env = ray_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(root / "platform"), str(root / "tests")])
+    result = subprocess.run([sys.executable, str(root / "tests" / "data_parallel_nodes_probe.py"), str(tmp_path)],
+                            env=env, capture_output=True, text=True, timeout=500, cwd=root)
+    lines = [line for line in result.stdout.splitlines() if line.startswith("REPORT ")]
+    assert result.returncode == 0 and lines, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(lines[0][len("REPORT "):])
+    assert len(report["nodes"]) == 2 and report["workers"] == report["bundles"], report
+    assert len(set(report["workers"][0])) == 1 and report["strategies"][0] == "PACK", report
+    assert {node for peer in report["workers"] for node in peer} == set(report["nodes"]), report
+    assert report["recoveries"] == 1 and report["restarted"] == [0], report
+    assert report["after"][1:] == report["before"][1:] and set(report["after"][0]).isdisjoint(report["before"][0])
+    assert report["faulty"] == report["uninterrupted"]
+    lost = report["node_loss"]  # the node of the data-parallel peer's two workers removed: that peer restarts
+    assert lost["before"][0] == [lost["removed"]] * 2 and lost["removed"] not in lost["before"][1] + lost["before"][2]
+    assert lost["recoveries"] == 1 and lost["restarted"] == [0] and lost["after"][1:] == lost["before"][1:], lost
+    assert lost["removed"] not in lost["after"][0] and lost["outcome"] == report["uninterrupted"]

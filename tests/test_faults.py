@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import tiny_config, tiny_raw
-from fault_injection import KillAtStep, fault_test_config, outcome
+from fault_injection import KillAtStep, fault_test_config, outcome, run
 from ray_head import process_tree, ray_env, scan_processes
 
 from codistill.cohort.base import PeerLost
@@ -26,19 +26,6 @@ from codistill.runner import prepare_run_dir, run_cohort
 pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parent.parent
 FAULT_TEST_CONFIG = fault_test_config()
-
-
-def run(config, run_dir, progress=None, cohorts=None):
-    """``run_cohort`` with Ray actors; each cohort made is appended to ``cohorts``."""
-    prepare_run_dir(run_dir, config)
-    cohorts = [] if cohorts is None else cohorts
-
-    def make(c):
-        cohorts.append(RayCohort(c))
-        return cohorts[-1]
-
-    progress = progress or ConsoleProgress(config.epochs, 0.0, stream=io.StringIO())
-    return run_cohort(config, run_dir, make, progress=progress)
 
 
 def kill_peer_process(cohort, peer):

@@ -1,14 +1,16 @@
-"""Ray at the edge: the peers of a cohort as Ray actors in one placement group.
+"""Ray at the edge: the peers of a cohort as Ray actors in placement groups.
 
-Each peer is a :class:`~codistill.cohort.ray_actors.PeerActor`; the actors live in one placement
-group (``runtime.placement``: ``pack`` fills nodes in turn, ``spread`` puts peers on different
-nodes); inside a Ray Tune trial that already reserved a placement group (``[{"CPU": 1}] + [peer
-bundles]``), bundle ``k + 1`` hosts peer ``k``. The driver reaches each actor through a
-:class:`~codistill.cohort.handles.RemotePeer`: the step driver and the fan-out are the same as in
-one process, the answers ObjectRefs. A peer of R data-parallel workers (``peers[k].data_parallel``)
-has R consecutive bundles, R :class:`~codistill.cohort.ray_actors.PeerWorker` actors in a group of
-their own, and a :class:`~codistill.cohort.worker_group.WorkerGroup` as its handle; a lost worker
-restarts the whole cohort (its group must re-form).
+Each peer is a :class:`~codistill.cohort.ray_actors.PeerActor`; the actors of the one-process
+peers live in one placement group (``runtime.placement``: ``pack`` fills nodes in turn, ``spread``
+puts peers on different nodes). A peer of R data-parallel workers (``peers[k].data_parallel``) has
+a placement group of its own, R bundles packed (its workers on one node where they fit), R
+:class:`~codistill.cohort.ray_actors.PeerWorker` actors in a process group of their own, and a
+:class:`~codistill.cohort.worker_group.WorkerGroup` as its handle; a lost worker restarts its peer
+(every worker: their group re-forms). Inside a Ray Tune trial, which reserved every bundle in one
+placement group (``[{"CPU": 1}] + ray_runtime.peer_bundles``), the actors take their bundles from
+it: peer ``k``'s worker ``r`` bundle ``first_bundles[k] + r + 1``. The driver reaches each actor
+through a :class:`~codistill.cohort.handles.RemotePeer`: the step driver and the fan-out are the
+same as in one process, the answers ObjectRefs.
 
 How payloads travel between the actors is the exchange (``runtime.exchange``, or the replicas'
 parameters with ``distillation.teacher_source: replicas``; see :mod:`codistill.cohort.exchanges`);
@@ -22,6 +24,7 @@ with the driver's job.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -39,7 +42,7 @@ from codistill.cohort.base import Cohort, PeerLost, StepCallback  # noqa: E402
 from codistill.cohort.exchanges import Exchange  # noqa: E402
 from codistill.cohort.handles import RemotePeer  # noqa: E402
 from codistill.cohort.ray_actors import PeerActor, PeerWorker, PolicyLearnerActor  # noqa: E402
-from codistill.cohort.ray_runtime import first_bundles, peer_bundles  # noqa: E402
+from codistill.cohort.ray_runtime import first_bundles, worker_bundle  # noqa: E402
 from codistill.cohort.replica_exchange import exchange_for  # noqa: E402
 from codistill.cohort.window import run_in_window  # noqa: E402
 from codistill.cohort.worker_group import WorkerGroup  # noqa: E402
@@ -53,7 +56,7 @@ LOST = (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError, ray.except
 
 @BACKENDS.register("ray")
 class RayCohort(Cohort):
-    """The peers of ``config`` as Ray actors in one placement group."""
+    """The peers of ``config`` as Ray actors in placement groups (see the module docstring)."""
 
     def __init__(self, config: RunConfig, exchange: Exchange | None = None,
                  placement_timeout_s: float = 120.0, restart_only_lost: bool = True) -> None:
@@ -67,22 +70,49 @@ class RayCohort(Cohort):
         self.actors: list[Any] = []
         self.handles: list[RemotePeer] = []  # the actors as peer handles (answers are ObjectRefs)
         self.learner: Any = None  # the teacher policy's learner actor, when the policy learns
-        self._own_group: PlacementGroup | None = None
-        self._group, self._offset = get_current_placement_group(), 1
-        if self._group is None:
+        self.bundles: list[list[tuple[PlacementGroup, int]]] = []  # per peer, per worker: (group, bundle index)
+        self._own_groups: list[PlacementGroup] = []  # none inside a Ray Tune trial
+        self._trial_group = get_current_placement_group()
+        if self._trial_group is None:
             self._place()
+        else:
+            first = first_bundles(config)
+            self.bundles = [[(self._trial_group, first[k] + rank + 1) for rank in range(peer.data_parallel)]
+                            for k, peer in enumerate(config.peers)]
         self._start_cohort()
 
     def _place(self) -> None:
-        """Reserve this cohort's own placement group (``runtime.placement``)."""
-        strategy = "SPREAD" if self.config.runtime.placement == "spread" else "PACK"
-        group = placement_group(peer_bundles(self.config), strategy=strategy)
-        self._own_group, self._group, self._offset = group, group, 0
-        if not group.wait(self.placement_timeout_s):
-            ray.util.remove_placement_group(group)
-            self._own_group = None
-            raise RuntimeError(f"the cluster cannot place the cohort's bundles {peer_bundles(self.config)} "
+        """Reserve this cohort's own placement groups: one for the one-process peers
+        (``runtime.placement``), one per data-parallel peer (``PACK``); note each worker's bundle."""
+        peers = self.config.peers
+        single = [k for k, peer in enumerate(peers) if peer.data_parallel == 1]
+        self.bundles = [[] for _ in peers]
+        for k, peer in enumerate(peers):  # first: to find nodes with room for every worker
+            if peer.data_parallel > 1:
+                group = placement_group([worker_bundle(peer) for _ in range(peer.data_parallel)], strategy="PACK")
+                self._own_groups.append(group)
+                self.bundles[k] = [(group, rank) for rank in range(peer.data_parallel)]
+        if single:
+            strategy = "SPREAD" if self.config.runtime.placement == "spread" else "PACK"
+            shared = placement_group([worker_bundle(peers[k]) for k in single], strategy=strategy)
+            self._own_groups.append(shared)
+            for index, k in enumerate(single):
+                self.bundles[k] = [(shared, index)]
+        if not self._placed(self._own_groups):
+            wanted = [group.bundle_specs for group in self._own_groups]
+            self._remove_own_groups()
+            raise RuntimeError(f"the cluster cannot place the cohort's placement groups {wanted} "
                                f"within {self.placement_timeout_s:.0f} s; available: {ray.available_resources()}")
+
+    def _placed(self, groups: list[PlacementGroup]) -> bool:
+        """Whether every group in ``groups`` is placed (waiting up to the placement timeout)."""
+        deadline = time.monotonic() + self.placement_timeout_s
+        return bool(groups) and all(group.wait(max(1.0, deadline - time.monotonic())) for group in groups)
+
+    def _remove_own_groups(self) -> None:
+        for group in self._own_groups:
+            ray.util.remove_placement_group(group)
+        self._own_groups = []
 
     def _start_cohort(self) -> None:
         """Start one actor per peer, connect the exchange among them and start the teacher policy's
@@ -97,13 +127,11 @@ class RayCohort(Cohort):
     def _start_actors(self, indices: Sequence[int]) -> None:
         """Start the actors of peers ``indices``, each in its bundle (a data-parallel peer's
         workers in its bundles, joined in their own group), and note where they run."""
-        first = first_bundles(self.config)
         for k in indices:
             peer = self.config.peers[k]
             options = [{"num_cpus": peer.resources.cpus, "num_gpus": peer.resources.gpus,
-                        "scheduling_strategy": PlacementGroupSchedulingStrategy(
-                            self._group, placement_group_bundle_index=first[k] + rank + self._offset)}
-                       for rank in range(peer.data_parallel)]
+                        "scheduling_strategy": PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=i)}
+                       for group, i in self.bundles[k]]
             if peer.data_parallel == 1:
                 self.actors[k] = ray.remote(PeerActor).options(**options[0]).remote(self.config, k)
                 self.handles[k] = RemotePeer(self.actors[k])
@@ -120,8 +148,8 @@ class RayCohort(Cohort):
 
     def _every_actor(self) -> list[Any]:
         """Every peer's actor, every worker of a data-parallel peer, and the policy learner."""
-        actors = [worker for actor in self.actors for worker in (actor if isinstance(actor, list) else [actor])]
-        return actors + ([self.learner] if self.learner is not None else [])
+        learner = [self.learner] if self.learner is not None else []
+        return [actor for k in range(len(self.actors)) for actor in self._actors_of(k)] + learner
 
     def _kill_actors(self) -> None:
         for actor in self._every_actor():
@@ -130,38 +158,39 @@ class RayCohort(Cohort):
         self._drain_abandoned()
 
     def restart(self) -> None:
-        """Replace the lost peer actors by fresh ones (load a checkpoint next: it also rolls the
-        others back, in place, to the same epoch); :attr:`restarted` names them.
+        """Replace the lost peers by fresh ones (load a checkpoint next: it also rolls the others
+        back, in place, to the same epoch); :attr:`restarted` names them.
 
-        Only the lost actors restart when the exchange allows it (``objectref``), no policy
+        Only the lost peers restart when the exchange allows it (``objectref``), no policy
         learner is shared, and the placement group is whole again; the others first finish or
-        fail the interrupted epoch's queued steps. Otherwise every actor (and the learner) is
-        replaced: the collective exchange's group must re-form among all of them. When a node
-        died, Ray re-places its bundles on nodes with room; our own group that is not restored
-        within the placement timeout is created anew. Lacking room, this raises :class:`PeerLost`
-        again (the runner retries up to ``runtime.max_failures`` times).
+        fail the interrupted epoch's queued steps. A peer is lost when any of its actors is (a
+        data-parallel peer restarts all its workers, which form their group again). Otherwise
+        every actor (and the learner) is replaced: the collective exchange's group must re-form
+        among all of them. When a node died, Ray re-places its bundles on nodes with room; our
+        own group that is not restored within the placement timeout is created anew. Lacking
+        room, this raises :class:`PeerLost` again (the runner retries up to
+        ``runtime.max_failures`` times).
         """
         everyone = list(range(len(self.actors)))
-        alone = self.restart_only_lost and self.exchange.peers_restart_alone and self.learner is None \
-            and all(peer.data_parallel == 1 for peer in self.config.peers)
+        alone = self.restart_only_lost and self.exchange.peers_restart_alone and self.learner is None
         if alone:  # the survivors' queued steps end (those waiting on a lost peer fail at once)
             self._drain_abandoned()
         lost = self._unresponsive() if alone else everyone
-        tune_group = self._offset == 1
-        restored = (tune_group or self._own_group is not None) and self._group.wait(self.placement_timeout_s)
+        groups = [self._trial_group] if self._trial_group is not None else self._own_groups
+        restored = self._placed(groups)
         if restored and lost != everyone:
             for k in lost:
-                ray.kill(self.actors[k])
+                for actor in self._actors_of(k):
+                    ray.kill(actor)
             self._start_actors(lost)
             self.restarted = lost
             return
         self._kill_actors()
-        if tune_group and not restored:
+        if self._trial_group is not None and not restored:
             raise PeerLost("the Ray Tune trial's placement group was not restored "
                            f"within {self.placement_timeout_s:.0f} s")
         if not restored:
-            if self._own_group is not None:
-                ray.util.remove_placement_group(self._own_group)
+            self._remove_own_groups()
             try:
                 self._place()
             except RuntimeError as error:
@@ -169,13 +198,18 @@ class RayCohort(Cohort):
         self._start_cohort()
         self.restarted = everyone
 
+    def _actors_of(self, peer: int) -> list[Any]:
+        """The actor of ``peer``, or every worker of a data-parallel peer."""
+        actor = self.actors[peer]
+        return actor if isinstance(actor, list) else [actor]
+
     def _unresponsive(self) -> list[int]:
-        """The peers whose actor does not answer (dead, or on a dead node)."""
-        calls = [handle.describe() for handle in self.handles]
+        """The peers with an actor that does not answer (dead, or on a dead node)."""
+        calls = [[actor.describe.remote() for actor in self._actors_of(k)] for k in range(len(self.actors))]
         lost = []
-        for k, call in enumerate(calls):
+        for k, peer_calls in enumerate(calls):
             try:
-                ray.get(call, timeout=self.placement_timeout_s)
+                ray.get(peer_calls, timeout=self.placement_timeout_s)
             except ray.exceptions.RayError:
                 lost.append(k)
         return lost
@@ -212,7 +246,7 @@ class RayCohort(Cohort):
 
     def _lost_actor(self) -> PeerLost | None:
         """A dead peer actor or data-parallel worker, as :class:`PeerLost`; ``None`` if every one answers."""
-        for actor in [one for actors in self.actors for one in (actors if isinstance(actors, list) else [actors])]:
+        for actor in [actor for k in range(len(self.actors)) for actor in self._actors_of(k)]:
             try:
                 ray.get(actor.describe.remote(), timeout=self.placement_timeout_s)
             except LOST as error:
@@ -252,9 +286,9 @@ class RayCohort(Cohort):
         learner = self._get([self.handles[0].make_policy_learner()])[0]
         if learner is None:
             return None
+        group, index = self.bundles[0][0]
         actor = ray.remote(PolicyLearnerActor).options(
-            num_cpus=0, scheduling_strategy=PlacementGroupSchedulingStrategy(self._group,
-                                                                             placement_group_bundle_index=self._offset),
+            num_cpus=0, scheduling_strategy=PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=index),
         ).remote(learner, [peer.data_parallel for peer in self.config.peers])
         self._get([handle.attach_learner(actor) for handle in self.handles])
         return actor
@@ -298,9 +332,7 @@ class RayCohort(Cohort):
         if self.actors and not self._abandoned:
             self.exchange.disconnect(self.handles, self)
         self._kill_actors()
-        if self._own_group is not None:
-            ray.util.remove_placement_group(self._own_group)
-            self._own_group = None
+        self._remove_own_groups()
 
 
 def _object_refs(handles: Any) -> Iterator[ray.ObjectRef]:

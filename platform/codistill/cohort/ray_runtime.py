@@ -19,19 +19,21 @@ if not os.environ.get("RAY_ADDRESS"):
 import ray  # noqa: E402
 import torch  # noqa: E402
 
-from codistill.config import RunConfig, check_devices  # noqa: E402
+from codistill.config import PeerConfig, RunConfig, check_devices  # noqa: E402
 from codistill.private_apis import local_ray_listens_on_every_interface, ray_node_ip_option  # noqa: E402
+
+
+def worker_bundle(peer: PeerConfig) -> dict[str, float]:
+    """What one actor of ``peer`` reserves (each worker of a data-parallel peer the same)."""
+    bundle = {"CPU": peer.resources.cpus}
+    if peer.resources.gpus > 0:
+        bundle["GPU"] = peer.resources.gpus
+    return bundle
 
 
 def peer_bundles(config: RunConfig) -> list[dict[str, float]]:
     """One bundle per worker, in peer order (a peer of R data-parallel workers has R in a row)."""
-    bundles = []
-    for peer in config.peers:
-        bundle = {"CPU": peer.resources.cpus}
-        if peer.resources.gpus > 0:
-            bundle["GPU"] = peer.resources.gpus
-        bundles.extend(dict(bundle) for _ in range(peer.data_parallel))
-    return bundles
+    return [worker_bundle(peer) for peer in config.peers for _ in range(peer.data_parallel)]
 
 
 def first_bundles(config: RunConfig) -> list[int]:

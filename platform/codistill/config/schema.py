@@ -178,7 +178,8 @@ class RuntimeConfig:
     device: str = setting("auto", "where peers run (auto: CUDA for peers with GPUs)", one_of(*DEVICES))
     amp: str = setting("off", "autocast on CUDA peers (false: off)", one_of(*AMP_MODES),
                        shorthand=lambda value: "off" if value is False else value)
-    placement: str = setting("pack", "the placement group's strategy", one_of(*PLACEMENTS))
+    placement: str = setting("pack", "the peers' placement group's strategy (a data-parallel peer's workers: "
+                             "packed, in a group of their own)", one_of(*PLACEMENTS))
     deterministic: bool = setting(True, "torch's deterministic algorithms")
     log_every_steps: int = setting(10, "step scalars are averaged over this many steps", at_least_one)
     progress_every_seconds: float = setting(10.0, "how often the console prints progress", non_negative)
