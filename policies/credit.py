@@ -98,12 +98,13 @@ class CreditLearner(PolicyLearner):
         if not batch:
             return scorer_parameters(self.scorer)
         credits = [self.normalized(t["credit"]) for t in batch]
+        groups = [(torch.stack([batch[i]["observation"] for i in members]),  # [n, B, K, F]
+                   torch.stack([credits[i] for i in members]))  # [n, B, K]
+                  for members in same_shape_groups(batch, list(range(len(batch))), "credit")]
         loss = torch.zeros(())
         for _ in range(self.update_epochs):
             losses = []
-            for members in same_shape_groups(batch, list(range(len(batch))), "credit"):
-                observation = torch.stack([batch[i]["observation"] for i in members])  # [n, B, K, F]
-                credit = torch.stack([credits[i] for i in members])  # [n, B, K]
+            for observation, credit in groups:
                 log_weights = self.scorer(observation).log_softmax(-1)  # log of weights_from_scores, for the KL
                 weights = log_weights.exp()
                 modelled = (credit * weights).sum(-1)

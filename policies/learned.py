@@ -176,8 +176,12 @@ class LearnedPolicy(TeacherWeightingPolicy):
         transitions, self._transitions = self._transitions, []
         return transitions
 
+    @torch.no_grad()
     def load_parameters(self, parameters: dict[str, Tensor]) -> None:
-        self.scorer.load_state_dict(parameters)
+        """Copy the learner's parameters (:func:`~policies.scorer.scorer_parameters`) into the scorer,
+        in place (cheaper than ``load_state_dict`` on every step)."""
+        for name, parameter in self.scorer.named_parameters():
+            parameter.copy_(parameters[name])
 
     def make_learner(self) -> PolicyLearner | None:
         return None if self.estimator is None else self.estimator.make_learner()
