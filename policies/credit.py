@@ -26,8 +26,8 @@ from policies.scorer import TeacherScorer, clipped_step, same_shape_groups, scor
 #: to the best peer and to the student itself and lost to uniform (docs/policy-measurements-online.md).
 ONLINE_UNIFORM_PRIOR = 0.3
 #: ``update_every`` online when it is not set (offline: 1): a credit, and a learner update, every
-#: other step. Online no frozen teacher's forward pass hides the probe pass and the learner, and
-#: every step cost 1.3–1.4× uniform's; every other step the cost is about 1.2× uniform's, and the
+#: other step. Online no frozen teacher's forward pass hides the probe pass and the learner: a
+#: credit every step cost 1.4–1.6× uniform's time per epoch, every other step 1.2–1.4×, and the
 #: accuracy was the same or better (docs/learned-policy.md, Cost).
 ONLINE_CREDIT_EVERY = 2
 
