@@ -25,6 +25,11 @@ from policies.scorer import TeacherScorer, clipped_step, same_shape_groups, scor
 #: same run, none bad by construction; without the prior the head credit moved most of the weight
 #: to the best peer and to the student itself and lost to uniform (docs/policy-measurements-online.md).
 ONLINE_UNIFORM_PRIOR = 0.3
+#: ``update_every`` online when it is not set (offline: 1): a credit, and a learner update, every
+#: other step. Online no frozen teacher's forward pass hides the probe pass and the learner: a
+#: credit every step cost 1.4–1.6× uniform's time per epoch, every other step 1.2–1.4×, and the
+#: accuracy was the same or better (docs/learned-policy.md, Cost).
+ONLINE_CREDIT_EVERY = 2
 
 
 class CreditEstimator:
@@ -98,12 +103,13 @@ class CreditLearner(PolicyLearner):
         if not batch:
             return scorer_parameters(self.scorer)
         credits = [self.normalized(t["credit"]) for t in batch]
+        groups = [(torch.stack([batch[i]["observation"] for i in members]),  # [n, B, K, F]
+                   torch.stack([credits[i] for i in members]))  # [n, B, K]
+                  for members in same_shape_groups(batch, list(range(len(batch))), "credit")]
         loss = torch.zeros(())
         for _ in range(self.update_epochs):
             losses = []
-            for members in same_shape_groups(batch, list(range(len(batch))), "credit"):
-                observation = torch.stack([batch[i]["observation"] for i in members])  # [n, B, K, F]
-                credit = torch.stack([credits[i] for i in members])  # [n, B, K]
+            for observation, credit in groups:
                 log_weights = self.scorer(observation).log_softmax(-1)  # log of weights_from_scores, for the KL
                 weights = log_weights.exp()
                 modelled = (credit * weights).sum(-1)

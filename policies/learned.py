@@ -7,7 +7,7 @@ Use (online or offline)::
 
     data: {probe_fraction: 0.1}
     distillation:
-      policy: {name: "policies.learned:LearnedPolicy", params: {update_every: 1}}
+      policy: {name: "policies.learned:LearnedPolicy", params: {update_every: 2}}
 
 and to start from a policy trained in :class:`policies.environment.TeacherSelectionEnv`
 (``jobs/train_policy.py``; :mod:`policies.checkpoint`): ``params: {checkpoint: PATH, learn: false}``
@@ -47,7 +47,7 @@ from codistill.policy import (
 )
 from codistill.progress import Progress
 from policies.checkpoint import load_policy, save_policy
-from policies.credit import ONLINE_UNIFORM_PRIOR, CreditEstimator
+from policies.credit import ONLINE_CREDIT_EVERY, ONLINE_UNIFORM_PRIOR, CreditEstimator
 from policies.features import observation
 from policies.ppo import PPOEstimator
 from policies.scorer import TeacherScorer, weights_from_scores
@@ -66,21 +66,22 @@ class LearnedPolicy(TeacherWeightingPolicy):
     (``head`` | ``network``: the parameters the credit's virtual step moves); ``uniform_prior`` β of
     :class:`~policies.credit.CreditLearner` (default :data:`~policies.credit.ONLINE_UNIFORM_PRIOR`
     online, 0 offline); ``update_every`` steps between learner updates (and, with ``credit``,
-    between credits); ``probe_batch_size``; ``hidden`` width of the scorer; ``init_std`` initial
+    between credits; default :data:`~policies.credit.ONLINE_CREDIT_EVERY` online with ``credit``,
+    else 1); ``probe_batch_size``; ``hidden`` width of the scorer; ``init_std`` initial
     exploration σ (PPO); the learners' ``lr``, ``update_epochs``, ``max_grad_norm``; PPO's
     ``minibatches``, ``clip``, ``entropy_coef``; ``baseline_decay`` of the reward baseline (PPO) or
     of the credit's scale.
     """
 
-    param_checks = {**{name: positive_int for name in ("update_every", "probe_batch_size", "hidden", "update_epochs",
-                                                       "minibatches")},
+    param_checks = {**{name: positive_int for name in ("probe_batch_size", "hidden", "update_epochs", "minibatches")},
+                    "update_every": optional(positive_int),
                     **{name: numeric(positive) for name in ("init_std", "lr", "clip", "max_grad_norm")},
                     "baseline_decay": numeric(rate), "uniform_prior": optional(numeric(non_negative)),
                     "estimator": one_of(*ESTIMATORS), "probe_loss": one_of(*PROBE_LOSSES),
                     "credit_scope": one_of(*CREDIT_SCOPES), "learn": boolean}
 
     def __init__(self, context: PolicyContext, checkpoint: str | None = None, learn: bool = True,
-                 update_every: int = 1, probe_batch_size: int = 64, hidden: int = 32, init_std: float = 1.0,
+                 update_every: int | None = None, probe_batch_size: int = 64, hidden: int = 32, init_std: float = 1.0,
                  lr: float = 1e-2, update_epochs: int = 2, minibatches: int = 1, clip: float = 0.2,
                  entropy_coef: float = 1e-3, max_grad_norm: float = 0.5, baseline_decay: float = 0.9,
                  estimator: str = "credit", probe_loss: str = "mae", credit_scope: str = "head",
@@ -92,6 +93,8 @@ class LearnedPolicy(TeacherWeightingPolicy):
             self.scorer = TeacherScorer(saved["hidden"] if saved else hidden, init_std)
         if saved:
             self.scorer.load_state_dict(saved["scorer"])
+        if update_every is None:
+            update_every = ONLINE_CREDIT_EVERY if context.online and estimator == "credit" else 1
         self.update_every = update_every if learn else 0
         # Each peer explores with its own stream, independent of the peer's training randomness.
         self.generator = torch.Generator().manual_seed(mix_seed(context.seed, context.student_index, 0xAC7))
@@ -176,8 +179,12 @@ class LearnedPolicy(TeacherWeightingPolicy):
         transitions, self._transitions = self._transitions, []
         return transitions
 
+    @torch.no_grad()
     def load_parameters(self, parameters: dict[str, Tensor]) -> None:
-        self.scorer.load_state_dict(parameters)
+        """Copy the learner's parameters (:func:`~policies.scorer.scorer_parameters`) into the scorer,
+        in place (cheaper than ``load_state_dict`` on every step)."""
+        for name, parameter in self.scorer.named_parameters():
+            parameter.copy_(parameters[name])
 
     def make_learner(self) -> PolicyLearner | None:
         return None if self.estimator is None else self.estimator.make_learner()

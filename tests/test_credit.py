@@ -9,7 +9,7 @@ from torch.func import functional_call
 from codistill.cohort.sequential import SequentialCohort
 from codistill.methods.base import TeacherView
 from codistill.peer import PeerTrainer
-from codistill.peer.feedback import Probe, dense_credit, head_credit, probe_loss
+from codistill.peer.feedback import Probe, dense_credit, head_change, head_credit, probe_loss
 from codistill.policy import Feedback
 from codistill.runner import prepare_run_dir, run_cohort
 from codistill.validation import parse_config
@@ -94,6 +94,19 @@ def test_dense_credit_matches_finite_differences_of_the_probe_loss(kind, teacher
     assert (numeric.sign() == analytic.sign()).float().mean() >= 0.9
     # first order in η: the same size, not just the same direction
     assert torch.allclose(analytic, numeric, rtol=0.2, atol=0.05 * float(numeric.abs().max()))
+
+
+def test_a_linear_heads_logit_change_is_its_jacobian_vector_product():
+    """The shortcut for a Linear head (the head applied with the direction as its parameters)
+    against the Jacobian-vector product any other head takes (the same Linear inside a Sequential)."""
+    generator = torch.Generator().manual_seed(3)
+    linear = torch.nn.Linear(16, 10).double()
+    embedding = torch.randn(8, 16, generator=generator, dtype=torch.float64)
+    direction = {name: torch.randn(p.shape, generator=generator, dtype=torch.float64)
+                 for name, p in linear.named_parameters()}
+    wrapped = torch.nn.Sequential(linear)
+    by_jvp = head_change(wrapped, embedding, {f"0.{name}": value for name, value in direction.items()})
+    assert torch.allclose(head_change(linear, embedding, direction), by_jvp, rtol=1e-12, atol=1e-12)
 
 
 def test_credit_of_a_loss_that_ignores_the_weights_is_zero():

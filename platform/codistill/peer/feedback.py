@@ -92,11 +92,11 @@ class Probe:
         the classifier head's parameters only (by name): one forward pass, no backward through the
         network."""
         images, labels = batch
-        parameters = {name: p.detach().requires_grad_(True) for name, p in model.classifier.named_parameters()}
+        parameters = dict(model.classifier.named_parameters())
         with torch.no_grad():
             embedding = self._output(model, images).embedding.to(next(iter(parameters.values())).dtype)
-        with torch.enable_grad():
-            loss = probe_loss(functional_call(model.classifier, parameters, (embedding,)).float(), labels, self.kind)
+        with torch.enable_grad():  # the head's own parameters: autograd.grad leaves their .grad alone
+            loss = probe_loss(model.classifier(embedding).float(), labels, self.kind)
             gradients = torch.autograd.grad(loss, list(parameters.values()))
         return float(loss.detach()), dict(zip(parameters, gradients))
 
@@ -129,16 +129,24 @@ def head_credit(train_loss: Tensor, weights: Tensor, student: ModelOutput, head:
 
     ``student`` is the output ``train_loss`` was built from (its logits and embedding); the graph
     is kept, so the real backward can follow. Returns ``[B, K]``."""
-    names = list(probe_gradient)
-    parameters = dict(head.named_parameters())
-    embedding = student.embedding.detach().to(probe_gradient[names[0]].dtype)
-    _, logit_change = jvp(lambda *values: functional_call(head, dict(zip(names, values)), (embedding,)),
-                          tuple(parameters[name].detach() for name in names),
-                          tuple(probe_gradient[name] for name in names))
+    embedding = student.embedding.detach().to(next(iter(probe_gradient.values())).dtype)
+    logit_change = head_change(head, embedding, probe_gradient)
     (logit_gradient,) = torch.autograd.grad(train_loss, student.logits, create_graph=True, retain_graph=True)
     if not logit_gradient.requires_grad:
         return torch.zeros_like(weights).detach()
     return _slope((logit_gradient * logit_change.to(logit_gradient.dtype)).sum(), weights, lr)
+
+
+def head_change(head: nn.Module, embedding: Tensor, direction: dict[str, Tensor]) -> Tensor:
+    """``J_head(h) v``: the change of ``head(h)`` per unit step of its parameters along ``direction``
+    (by name). A plain ``Linear`` head is linear in its parameters, so this is the head applied with
+    ``direction`` as its weight and bias; any other head takes a Jacobian-vector product."""
+    if isinstance(head, nn.Linear) and "weight" in direction:
+        return F.linear(embedding, direction["weight"], direction.get("bias"))
+    names = list(direction)
+    parameters = dict(head.named_parameters())
+    return jvp(lambda *values: functional_call(head, dict(zip(names, values)), (embedding,)),
+               tuple(parameters[name].detach() for name in names), tuple(direction[name] for name in names))[1]
 
 
 def _slope(inner: Tensor, weights: Tensor, lr: float) -> Tensor:
