@@ -46,17 +46,38 @@ class Batch:
 HostBatch = tuple[Tensor, Tensor, Tensor, int]
 
 
+@dataclass(frozen=True)
+class HostBatches:
+    """The rows ``rows(B)`` of the batch of ``(epoch, step)`` on the CPU: a pure function of the key
+    (held apart from :class:`BatchSource`, so its prefetch thread does not keep the source alive)."""
+
+    dataset: PeerDataset
+    config: RunConfig
+    order: int
+    stream: int
+    rows: Callable[[int], slice] | None
+
+    def __call__(self, key: tuple[int, int]) -> HostBatch:
+        (epoch, step), data, seed = key, self.config.data, self.config.seed
+        indices = self.dataset.batch_indices(seed, epoch, data.batch_size, self.order)[step]
+        generator = self.dataset.augmentation_generator(seed, epoch, step, self.stream)
+        rows = slice(None) if self.rows is None else self.rows(indices.numel())
+        images, labels = self.dataset.train_rows(indices, generator, data.augment, rows)
+        return images, labels, indices[rows], indices.numel()
+
+
 class BatchSource:
     """Peer ``index``'s batches of ``dataset`` on ``device``; ``rows(B)``: the rows of a batch of B
     this process trains on (a data-parallel worker's; default: all)."""
 
     def __init__(self, config: RunConfig, index: int, dataset: PeerDataset, device: torch.device,
                  rows: Callable[[int], slice] | None = None) -> None:
-        self.config, self.dataset, self.device, self.rows = config, dataset, device, rows
+        self.config, self.dataset, self.device = config, dataset, device
         self.stream = index + 1 if config.data.per_peer_augmentation else 0
         self.order = 0 if config.data.shared_batches else index + 1
+        self.host_batches = HostBatches(dataset, config, self.order, self.stream, rows)
         depth = config.data.prefetch_batches
-        self.prefetch = Prefetch(self._prepare, depth, f"codistill-batches-{index}") if depth > 0 else None
+        self.prefetch = Prefetch(self.host_batches, depth, f"codistill-batches-{index}") if depth > 0 else None
 
     @property
     def steps_per_epoch(self) -> int:
@@ -64,15 +85,6 @@ class BatchSource:
 
     def progress(self, epoch: int, step: int) -> Progress:
         return Progress(epoch=epoch, step=step, steps_per_epoch=self.steps_per_epoch, total_epochs=self.config.epochs)
-
-    def _prepare(self, key: tuple[int, int]) -> HostBatch:
-        """The rows of the batch of ``(epoch, step)`` on the CPU: a pure function of the key."""
-        (epoch, step), data, seed = key, self.config.data, self.config.seed
-        indices = self.dataset.batch_indices(seed, epoch, data.batch_size, self.order)[step]
-        generator = self.dataset.augmentation_generator(seed, epoch, step, self.stream)
-        rows = slice(None) if self.rows is None else self.rows(indices.numel())
-        images, labels = self.dataset.train_rows(indices, generator, data.augment, rows)
-        return images, labels, indices[rows], indices.numel()
 
     def _following(self, epoch: int, step: int) -> Iterator[tuple[int, int]]:
         """The steps after ``(epoch, step)`` up to the end of training."""
@@ -85,7 +97,7 @@ class BatchSource:
 
     def batch(self, epoch: int, step: int) -> Batch:
         started = time.perf_counter()
-        images, labels, indices, batch_size = self._prepare((epoch, step)) if self.prefetch is None \
+        images, labels, indices, batch_size = self.host_batches((epoch, step)) if self.prefetch is None \
             else self.prefetch.take((epoch, step), self._following(epoch, step))
         waited = time.perf_counter() - started
         return Batch(self.progress(epoch, step), images.to(self.device, non_blocking=True),
