@@ -6,10 +6,13 @@ background thread, and by torchvision's ``ImageFolder`` with a ``DataLoader`` of
 noise, so they compress like photographs, seeded) into ``train/<class>/`` and one per class into
 ``val/``. :func:`delivery_rates` reads one epoch of batches of ``batch_size`` random resized crops
 to ``image_size`` (with flips, normalized) per variant, the variants interleaved for ``rounds``
-rounds after one untimed warm-up round, and reports images per second of every round: nothing
-computes between batches, so the rate is what the data path alone delivers. The DataLoader starts
-its workers for every epoch (its default, ``persistent_workers=False``); a peer's batches keep
-their decoding threads and the image sizes they have read.
+rounds after one untimed warm-up round, and reports images per second of every round and the
+mean seconds a step waited for its batch. With ``step_seconds`` 0 nothing happens between batches,
+so the rate is what the data path alone delivers; otherwise each step holds the process for
+``step_seconds`` without using the CPU (``time.sleep``: a step computed on a GPU), and the wait is
+what prefetching hides. The DataLoader starts its workers for every epoch (its default,
+``persistent_workers=False``); a peer's batches keep their decoding threads and the image sizes
+they have read.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ def write_jpeg_tree(root: Path, images: int, width: int, height: int, classes: i
 
 def _batch_source(root: Path, image_size: int, batch_size: int, prefetch: int) -> Callable[[], BatchSource]:
     """A fresh peer batch source per epoch over one dataset (its decoding threads and sizes kept)."""
-    raw = {"name": "feeding", "epochs": 1, "peers": [{"name": "peer", "model": "mlp"}],
+    raw = {"name": "feeding", "epochs": 1, "peers": [{"name": name, "model": "mlp"} for name in ("a", "b")],
            "data": {"dataset": "imagefolder", "root": str(root), "image_size": image_size, "batch_size": batch_size,
                     "prefetch_batches": prefetch}}
     config = parse_config(raw)
@@ -61,36 +64,58 @@ def _batch_source(root: Path, image_size: int, batch_size: int, prefetch: int) -
     return lambda: BatchSource(config, 0, dataset, torch.device("cpu"))
 
 
-def _epoch_of_batches(make_source: Callable[[], BatchSource]) -> Callable[[], int]:
-    def epoch() -> int:
-        source = make_source()
-        return sum(source.batch(0, step).targets.numel() for step in range(source.steps_per_epoch))
+#: One epoch of a variant: images delivered and the seconds of each step's wait for its batch.
+Epoch = Callable[[float], tuple[int, list[float]]]
+
+
+def _epoch_of_batches(make_source: Callable[[], BatchSource]) -> Epoch:
+    def epoch(step_seconds: float) -> tuple[int, list[float]]:
+        source, images, waits = make_source(), 0, []
+        for step in range(source.steps_per_epoch):
+            batch = source.batch(0, step)
+            images, waits = images + batch.targets.numel(), waits + [batch.data_wait]
+            time.sleep(step_seconds)
+        return images, waits
     return epoch
 
 
-def _epoch_of_dataloader(root: Path, image_size: int, batch_size: int, workers: int) -> Callable[[], int]:
+def _epoch_of_dataloader(root: Path, image_size: int, batch_size: int, workers: int) -> Epoch:
     augmentation = transforms.Compose([transforms.RandomResizedCrop(image_size), transforms.RandomHorizontalFlip(),
                                        transforms.ToTensor(), transforms.Normalize(MEAN, STD)])
     folder = torchvision.datasets.ImageFolder(str(root / "train"), augmentation)
     loader = DataLoader(folder, batch_size=batch_size, shuffle=True, num_workers=workers)
-    return lambda: sum(labels.numel() for _, labels in loader)
+
+    def epoch(step_seconds: float) -> tuple[int, list[float]]:
+        images, waits, batches = 0, [], iter(loader)
+        while True:
+            started = time.perf_counter()
+            batch = next(batches, None)
+            if batch is None:
+                return images, waits
+            images, waits = images + batch[1].numel(), waits + [time.perf_counter() - started]
+            time.sleep(step_seconds)
+    return epoch
 
 
 def delivery_rates(root: Path, *, image_size: int, batch_size: int, prefetch: int, loader_workers: int,
-                   rounds: int) -> dict[str, Any]:
-    """Images per second of each variant in each round (interleaved), their medians and the
-    medians of the per-round ratios (see the module docstring)."""
+                   rounds: int, step_seconds: float = 0.0) -> dict[str, Any]:
+    """Images per second and the mean wait per step of each variant in each round (interleaved),
+    their medians and the medians of the per-round ratios of the rates (see the module docstring)."""
     epochs = {IN_STEP: _epoch_of_batches(_batch_source(root, image_size, batch_size, 0)),
               PREFETCH: _epoch_of_batches(_batch_source(root, image_size, batch_size, prefetch)),
               DATALOADER: _epoch_of_dataloader(root, image_size, batch_size, loader_workers)}
     rates: dict[str, list[float]] = {name: [] for name in epochs}
+    waits: dict[str, list[float]] = {name: [] for name in epochs}
     for round_index in range(rounds + 1):
         for name, epoch in epochs.items():
             started = time.perf_counter()
-            images = epoch()
+            images, step_waits = epoch(step_seconds)
             if round_index > 0:  # round 0 warms up
                 rates[name].append(images / (time.perf_counter() - started))
+                waits[name].append(statistics.fmean(step_waits))
     ratios = {f"{a}/{b}": statistics.median(x / y for x, y in zip(rates[a], rates[b]))
               for a, b in ((PREFETCH, IN_STEP), (PREFETCH, DATALOADER), (IN_STEP, DATALOADER))}
-    return {"images_per_second": rates, "median_images_per_second": {k: statistics.median(v) for k, v in rates.items()},
+    return {"step_seconds": step_seconds, "images_per_second": rates, "mean_wait_seconds": waits,
+            "median_images_per_second": {name: statistics.median(values) for name, values in rates.items()},
+            "median_wait_seconds": {name: statistics.median(values) for name, values in waits.items()},
             "median_ratios": ratios}

@@ -3,6 +3,7 @@ prepared in the step, by the same batches prefetched in a background thread, and
 ImageFolder with a DataLoader of 2 worker processes, side by side on this machine:
 
     python jobs/benchmark_feeding.py                       # 384 JPEGs of 375×500, crops to 224, B = 64
+    python jobs/benchmark_feeding.py --step-seconds 0.3    # each step holds 0.3 s off the CPU (a GPU step)
 
 What is measured: :mod:`codistill.benchmarks.feeding`.
 """
@@ -28,18 +29,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prefetch", type=int, default=2, help="data.prefetch_batches of the prefetching variant")
     parser.add_argument("--loader-workers", type=int, default=2, help="the DataLoader's worker processes")
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds, the variants interleaved")
+    parser.add_argument("--step-seconds", type=float, default=0.0,
+                        help="each step sleeps this long after its batch (a step computed off the CPU)")
     parser.add_argument("--out", type=Path, help="write the measurements as JSON here")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="codistill-feeding-") as directory:
         root = Path(directory)
         write_jpeg_tree(root, args.images, args.width, args.height)
         result = delivery_rates(root, image_size=args.image_size, batch_size=args.batch_size, prefetch=args.prefetch,
-                                loader_workers=args.loader_workers, rounds=args.rounds)
+                                loader_workers=args.loader_workers, rounds=args.rounds, step_seconds=args.step_seconds)
     print(f"{os.cpu_count()} cores; {args.images} JPEGs of {args.height}x{args.width}, crops to {args.image_size}, "
-          f"B = {args.batch_size}; images/s of one epoch per variant, {args.rounds} interleaved rounds")
+          f"B = {args.batch_size}, steps of {args.step_seconds} s; images/s of one epoch per variant, "
+          f"{args.rounds} interleaved rounds")
     for name, rates in result["images_per_second"].items():
         print(f"  {name:>10}: median {result['median_images_per_second'][name]:.0f}/s   "
-              f"rounds {' '.join(f'{rate:.0f}' for rate in rates)}")
+              f"rounds {' '.join(f'{rate:.0f}' for rate in rates)}   "
+              f"wait per step {1e3 * result['median_wait_seconds'][name]:.0f} ms (median of the rounds' means)")
     for name, ratio in result["median_ratios"].items():
         print(f"  {name}: {ratio:.2f} (median of the per-round ratios)")
     if args.out:
