@@ -10,12 +10,14 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from conftest import tiny_raw
 from PIL import Image
 
 from codistill import metrics as m
 from codistill.cohort.sequential import SequentialCohort
 from codistill.cohort.worker_group import reduce_metrics
+from codistill.commands import online
 from codistill.data import build_dataset
 from codistill.data import imagefolder as imagefolder_module
 from codistill.errors import UnreadableFile
@@ -130,6 +132,15 @@ def test_an_unreadable_image_fails_its_own_step_naming_the_file(tree, prefetch):
     with pytest.raises(UnreadableFile, match=f"cannot read {broken}: ") as error:
         trainer.forward(0, 1)
     assert error.value.filename == broken
+
+
+def test_the_front_door_reports_an_unreadable_image_in_one_line(tree, capsys):
+    broken = tree / "train" / "class1" / "4.png"
+    broken.write_bytes(b"not an image")
+    (tree / "c.yaml").write_text(yaml.safe_dump(imagefolder_raw(tree, prefetch=2)))
+    assert online.main(["--config", str(tree / "c.yaml"), "--run-dir", str(tree / "run"),
+                        "--backend", "sequential"]) == 1
+    assert f"codistill: cannot read {broken}: " in capsys.readouterr().err
 
 
 def batch_threads() -> list[threading.Thread]:
