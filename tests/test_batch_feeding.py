@@ -20,6 +20,7 @@ from codistill.cohort.worker_group import reduce_metrics
 from codistill.commands import online
 from codistill.data import build_dataset
 from codistill.data import imagefolder as imagefolder_module
+from codistill.data.background import single_threaded_pool
 from codistill.errors import UnreadableFile
 from codistill.peer import PeerTrainer
 from codistill.peer.batches import BatchSource
@@ -141,6 +142,17 @@ def test_the_front_door_reports_an_unreadable_image_in_one_line(tree, capsys):
     assert online.main(["--config", str(tree / "c.yaml"), "--run-dir", str(tree / "run"),
                         "--backend", "sequential"]) == 1
     assert f"codistill: cannot read {broken}: " in capsys.readouterr().err
+
+
+def test_decoding_threads_compute_with_one_torch_thread_and_leave_the_default_as_it_was():
+    pool = single_threaded_pool(2, "codistill-test")
+    counts = list(pool.map(lambda _: torch.get_num_threads(), range(4)))
+    later: list[int] = []
+    thread = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    assert counts == [1] * 4 and later == [torch.get_num_threads()]
+    pool.shutdown()
 
 
 def batch_threads() -> list[threading.Thread]:

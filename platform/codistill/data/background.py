@@ -4,8 +4,8 @@ each, and :class:`Prefetch`, the values of the steps ahead computed while a step
 Several threads that each run a multi-threaded torch op oversubscribe the cores (on 2 busy cores
 an antialiased crop of a 375×500 image to 224² took 24 ms with 2 intra-op threads and 4.5 ms with
 one), so a pool's threads compute with one. torch's ``set_num_threads`` sets the calling thread's
-count and also the default that threads starting later take, so a pool's threads are all started
-at once and the default is put back to the creating thread's count.
+count and also the default that threads take when they first compute, so a pool's threads first
+take the default, then set one, all before the default is put back to the creating thread's count.
 """
 
 from __future__ import annotations
@@ -23,11 +23,16 @@ K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 
+def _compute_with_one_thread() -> None:
+    torch.get_num_threads()  # the thread takes the default now, not when it first computes
+    torch.set_num_threads(1)
+
+
 def single_threaded_pool(threads: int, name: str) -> ThreadPoolExecutor:
     """A pool of ``threads`` started threads, each computing with one torch (intra-op) thread."""
     previous = torch.get_num_threads()
     started = threading.Barrier(threads + 1)
-    pool = ThreadPoolExecutor(threads, thread_name_prefix=name, initializer=torch.set_num_threads, initargs=(1,))
+    pool = ThreadPoolExecutor(threads, thread_name_prefix=name, initializer=_compute_with_one_thread)
     for _ in range(threads):  # each waits at the barrier, so every submit starts a thread
         pool.submit(started.wait)
     started.wait()
