@@ -6,8 +6,11 @@ background thread, and by torchvision's ``ImageFolder`` with a ``DataLoader`` of
 noise, so they compress like photographs, seeded) into ``train/<class>/`` and one per class into
 ``val/``. :func:`delivery_rates` reads one epoch of batches of ``batch_size`` random resized crops
 to ``image_size`` (with flips, normalized) per variant, the variants interleaved for ``rounds``
-rounds after one untimed warm-up round, and reports images per second of every round and the
-mean seconds a step waited for its batch. With ``step_seconds`` 0 nothing happens between batches,
+rounds after one untimed warm-up round, and reports images per second of every round, the mean
+seconds a step waited for its batch and the CPU seconds spent per image (this process's threads
+and its finished children: the DataLoader's workers are joined at the end of each epoch). On a
+machine that other work keeps busy the wall-clock rates depend on how many threads each variant
+runs; the CPU seconds per image do not. With ``step_seconds`` 0 nothing happens between batches,
 so the rate is what the data path alone delivers; otherwise each step holds the process for
 ``step_seconds`` without using the CPU (``time.sleep``: a step computed on a GPU), and the wait is
 what prefetching hides. The DataLoader starts its workers for every epoch (its default,
@@ -17,6 +20,7 @@ they have read.
 
 from __future__ import annotations
 
+import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -97,25 +101,37 @@ def _epoch_of_dataloader(root: Path, image_size: int, batch_size: int, workers: 
     return epoch
 
 
+def _cpu_seconds() -> float:
+    """User and system CPU seconds of this process (every thread) and of its finished children."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def delivery_rates(root: Path, *, image_size: int, batch_size: int, prefetch: int, loader_workers: int,
                    rounds: int, step_seconds: float = 0.0) -> dict[str, Any]:
-    """Images per second and the mean wait per step of each variant in each round (interleaved),
-    their medians and the medians of the per-round ratios of the rates (see the module docstring)."""
+    """Images per second, the mean wait per step and CPU seconds per image of each variant in each
+    round (interleaved), their medians and the medians of the per-round ratios (see the module docstring)."""
     epochs = {IN_STEP: _epoch_of_batches(_batch_source(root, image_size, batch_size, 0)),
               PREFETCH: _epoch_of_batches(_batch_source(root, image_size, batch_size, prefetch)),
               DATALOADER: _epoch_of_dataloader(root, image_size, batch_size, loader_workers)}
     rates: dict[str, list[float]] = {name: [] for name in epochs}
     waits: dict[str, list[float]] = {name: [] for name in epochs}
+    cpu: dict[str, list[float]] = {name: [] for name in epochs}
     for round_index in range(rounds + 1):
         for name, epoch in epochs.items():
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), _cpu_seconds()
             images, step_waits = epoch(step_seconds)
             if round_index > 0:  # round 0 warms up
                 rates[name].append(images / (time.perf_counter() - started))
                 waits[name].append(statistics.fmean(step_waits))
-    ratios = {f"{a}/{b}": statistics.median(x / y for x, y in zip(rates[a], rates[b]))
-              for a, b in ((PREFETCH, IN_STEP), (PREFETCH, DATALOADER), (IN_STEP, DATALOADER))}
+                cpu[name].append((_cpu_seconds() - cpu_started) / images)
+    pairs = ((PREFETCH, IN_STEP), (PREFETCH, DATALOADER), (IN_STEP, DATALOADER))
+    median = {name: {variant: statistics.median(values) for variant, values in measured.items()}
+              for name, measured in (("images_per_second", rates), ("wait_seconds", waits),
+                                     ("cpu_seconds_per_image", cpu))}
     return {"step_seconds": step_seconds, "images_per_second": rates, "mean_wait_seconds": waits,
-            "median_images_per_second": {name: statistics.median(values) for name, values in rates.items()},
-            "median_wait_seconds": {name: statistics.median(values) for name, values in waits.items()},
-            "median_ratios": ratios}
+            "cpu_seconds_per_image": cpu, "median": median,
+            "median_rate_ratios": {f"{a}/{b}": statistics.median(x / y for x, y in zip(rates[a], rates[b]))
+                                   for a, b in pairs},
+            "median_cpu_ratios": {f"{a}/{b}": statistics.median(x / y for x, y in zip(cpu[a], cpu[b]))
+                                  for a, b in pairs}}

@@ -41,12 +41,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{os.cpu_count()} cores; {args.images} JPEGs of {args.height}x{args.width}, crops to {args.image_size}, "
           f"B = {args.batch_size}, steps of {args.step_seconds} s; images/s of one epoch per variant, "
           f"{args.rounds} interleaved rounds")
+    median = result["median"]
     for name, rates in result["images_per_second"].items():
-        print(f"  {name:>10}: median {result['median_images_per_second'][name]:.0f}/s   "
+        print(f"  {name:>10}: median {median['images_per_second'][name]:.0f}/s   "
               f"rounds {' '.join(f'{rate:.0f}' for rate in rates)}   "
-              f"wait per step {1e3 * result['median_wait_seconds'][name]:.0f} ms (median of the rounds' means)")
-    for name, ratio in result["median_ratios"].items():
-        print(f"  {name}: {ratio:.2f} (median of the per-round ratios)")
+              f"wait per step {1e3 * median['wait_seconds'][name]:.0f} ms   "
+              f"CPU {1e3 * median['cpu_seconds_per_image'][name]:.1f} ms per image")
+    print("  medians of the per-round ratios:")
+    for name, ratio in result["median_rate_ratios"].items():
+        print(f"    images/s {name}: {ratio:.2f}   CPU per image {name}: {result['median_cpu_ratios'][name]:.2f}")
     if args.out:
         args.out.write_text(json.dumps({"cores": os.cpu_count(), "arguments": vars(args) | {"out": str(args.out)},
                                         **result}, indent=2))
