@@ -46,7 +46,7 @@ def test_tensorboard_holds_the_documented_scalars(tmp_path):
 
     run_sequential(tiny_config(), tmp_path / "run")
     peer = EventAccumulator(str(tmp_path / "run" / "tensorboard" / "cnn")).Reload().Tags()["scalars"]
-    for tag in ("loss/ce", "loss/total", "lr", "time/step", "time/exchange_wait", "val/accuracy",
+    for tag in ("loss/ce", "loss/total", "lr", "time/step", "time/exchange_wait", "time/data_wait", "val/accuracy",
                 "train/accuracy", "distill/strength"):
         assert tag in peer, (tag, peer)
     assert any(t.startswith("loss/kd") for t in peer)

@@ -22,7 +22,7 @@ from codistill.cohort.backends import BACKENDS, check_data_parallel
 from codistill.cohort.base import PeerLost
 from codistill.config import RESUME_SAFE_FIELDS, RunConfig, changed_fields, check_devices
 from codistill.data import data_shape
-from codistill.errors import ConfigError, NonFiniteLoss, WriteFailed
+from codistill.errors import ConfigError, NonFiniteLoss, UnreadableFile, WriteFailed
 from codistill.preflight import (
     check_exchange,
     check_networks,
@@ -137,7 +137,7 @@ def main(argv: list[str] | None, *, mode: str, description: str, backends: tuple
     try:
         results = run_cohort(config, run_dir, BACKENDS.get(args.backend), resume=args.resume is not None,
                              stop_after_epochs=args.stop_after_epochs)
-    except (NonFiniteLoss, PeerLost, WriteFailed) as error:
+    except (NonFiniteLoss, PeerLost, UnreadableFile, WriteFailed) as error:
         checkpoints = run_dir / "checkpoints"
         kept = f"its last complete checkpoint stays in {checkpoints}" if (checkpoints / LATEST).is_file() \
             else "no epoch was complete"

@@ -45,3 +45,15 @@ class WriteFailed(OSError):
 
     def __str__(self) -> str:
         return f"cannot write {self.filename}: {self.strerror or 'write failed'}"
+
+
+class UnreadableFile(RuntimeError):
+    """A data file could not be read or decoded during training (a corrupt, truncated or vanished
+    image). It surfaces as the error of the step whose batch holds the file. Picklable."""
+
+    def __init__(self, filename: str, detail: str) -> None:
+        super().__init__(filename, detail)
+        self.filename, self.detail = filename, detail
+
+    def __str__(self) -> str:
+        return f"cannot read {self.filename}: {self.detail}"

@@ -17,6 +17,7 @@ TRAIN_CORRECT = "train/correct"  # examples of the batch the peer classified rig
 TRAIN_EXAMPLES = "train/examples"  # examples in the batch
 STEP_SECONDS = "time/step"  # forward + update compute time of the peer
 EXCHANGE_WAIT_SECONDS = "time/exchange_wait"  # time between the peer's forward and its update
+DATA_WAIT_SECONDS = "time/data_wait"  # time the step waited for its batch (part of time/step)
 SKIPPED_STEP = "nonfinite/skipped"  # 1 when the peer's loss or gradient was NaN/inf and its update was skipped
 TEACHERS_LEFT_OUT = "nonfinite/teachers_left_out"  # teachers whose predictions were NaN/inf, left out of the step
 BYTES_RECEIVED = "exchange/bytes_received"  # bytes from the other peers: live payloads, or replica weights at a refresh

@@ -2,14 +2,14 @@
 
 TensorBoard layout (``tensorboard --logdir RUN_DIR/tensorboard``): one run per peer
 (``<peer>``: every loss term, train/val accuracy, learning rate, distillation strength, step time,
-time waiting for the exchange, bytes received from the other peers per step and per epoch; the
-mean weight each teacher received, ``policy/weight/<teacher>``, and for a learned policy its
-reward, advantage, entropy and learner loss; with codistillation the replicas' staleness in steps
-since their refresh, ``replicas/staleness``, their forward time and memory) and ``cohort``
-(ensemble accuracy, agreement between peers, epoch time, bytes exchanged in the epoch). With
-``data.partition`` each peer's run also holds its training examples per class (text,
-``data/class_counts``). Step scalars are averaged over ``log_every_steps`` steps, each over the
-steps that report it.
+time the step waited for its batch (``time/data_wait``) and for the exchange, bytes received from
+the other peers per step and per epoch; the mean weight each teacher received,
+``policy/weight/<teacher>``, and for a learned policy its reward, advantage, entropy and learner
+loss; with codistillation the replicas' staleness in steps since their refresh,
+``replicas/staleness``, their forward time and memory) and ``cohort`` (ensemble accuracy,
+agreement between peers, epoch time, bytes exchanged in the epoch). With ``data.partition`` each
+peer's run also holds its training examples per class (text, ``data/class_counts``). Step scalars
+are averaged over ``log_every_steps`` steps, each over the steps that report it.
 """
 
 from __future__ import annotations

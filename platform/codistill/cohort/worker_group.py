@@ -30,7 +30,7 @@ from codistill import metrics as m
 #: Metrics summed over the workers; the step's times and flags take the slowest worker's; every
 #: other metric is a mean over the global batch (each worker's weighted by its rows).
 SUMMED = (m.TRAIN_CORRECT, m.TRAIN_EXAMPLES, m.BYTES_RECEIVED)
-SLOWEST = (m.STEP_SECONDS, m.EXCHANGE_WAIT_SECONDS, m.SKIPPED_STEP, m.TEACHERS_LEFT_OUT)
+SLOWEST = (m.STEP_SECONDS, m.EXCHANGE_WAIT_SECONDS, m.DATA_WAIT_SECONDS, m.SKIPPED_STEP, m.TEACHERS_LEFT_OUT)
 
 
 def reduce_metrics(workers: list[dict[str, float]]) -> dict[str, float]:

@@ -62,6 +62,8 @@ class DataConfig:
     batch_size: int = setting(64, "the training batch, the same examples for every peer", at_least_one)
     eval_batch_size: int = setting(512, "the batch size of validation and test", at_least_one)
     augment: bool = setting(True, "the dataset's training augmentation")
+    prefetch_batches: int = setting(2, "batches prepared ahead of the step in a background thread (0: in the step)",
+                                    non_negative)
     per_peer_augmentation: bool = setting(False, "each peer gets its own augmentation of the same examples (KDCL)")
     image_size: int | None = setting(None, "imagefolder: the side of the images", at_least_one)
     test_fraction: float = setting(0.0, "a share of the held-out split kept as a test split (data.held_out)", rate)

@@ -74,6 +74,13 @@ class PeerDataset(ABC):
     def train_batch(self, indices: Tensor, generator: torch.Generator, augment: bool) -> tuple[Tensor, Tensor]:
         """Images ``[B, C, H, W]`` (float, normalized) and labels ``[B]`` for these training indices."""
 
+    def train_rows(self, indices: Tensor, generator: torch.Generator, augment: bool,
+                   rows: slice) -> tuple[Tensor, Tensor]:
+        """Rows ``rows`` of :meth:`train_batch` (a data-parallel worker's share of the batch), the
+        same values; a dataset read from files prepares only these rows."""
+        images, labels = self.train_batch(indices, generator, augment)
+        return images[rows], labels[rows]
+
     @abstractmethod
     def val_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
         """The validation split in a fixed order, without augmentation."""

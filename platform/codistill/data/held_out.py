@@ -60,6 +60,10 @@ class WrappedDataset(PeerDataset):
     def train_batch(self, indices: Tensor, generator: torch.Generator, augment: bool) -> tuple[Tensor, Tensor]:
         return self.dataset.train_batch(indices, generator, augment)
 
+    def train_rows(self, indices: Tensor, generator: torch.Generator, augment: bool,
+                   rows: slice) -> tuple[Tensor, Tensor]:
+        return self.dataset.train_rows(indices, generator, augment, rows)
+
     def val_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
         return self.eval_batches(batch_size, "val")
 

@@ -1,11 +1,16 @@
 """``imagefolder``: an ImageNet-style tree, ``root/train/<class>/<image>`` and ``root/val/<class>/<image>``.
 
 Classes are the train folder names (sorted); val must hold the same class folders. Images are
-decoded lazily for each batch (a small thread pool reads the files) and brought to
-``image_size`` (default 32). Training: Inception-style random resized crop (scale 0.08–1, aspect
-3/4–4/3) and horizontal flip, drawn from the batch's generator so that the crops are a pure
-function of ``(seed, epoch, step, stream)``; validation (and training without augmentation):
-resize the shorter side to 8/7 of the size, then centre crop. ImageNet normalization.
+decoded lazily for each batch and brought to ``image_size`` (default 32). Training:
+Inception-style random resized crop (scale 0.08–1, aspect 3/4–4/3) and horizontal flip, drawn
+from the batch's generator so that the crops are a pure function of ``(seed, epoch, step,
+stream)``; validation (and training without augmentation): resize the shorter side to 8/7 of
+the size, then centre crop. ImageNet normalization.
+
+The draws of a batch are made row by row from the image sizes alone (read from the files'
+headers, then remembered), so a data-parallel worker decodes only its rows
+(:meth:`ImageFolderDataset.train_rows`) and gets exactly their views in the whole batch. Each
+image is read, cropped and resized in a pool of threads (:mod:`.background`).
 """
 
 from __future__ import annotations
@@ -13,8 +18,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,10 +29,11 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_datas
 from torchvision.transforms.v2 import functional as TF
 
 from codistill.data.augment import normalize
+from codistill.data.background import single_threaded_pool
 from codistill.data.base import PROBE_SEED, DatasetFactory, DatasetInfo, DataShape, PeerDataset, mix_seed
 from codistill.data.noise import probe_choice, probe_split, reduce_training_set
 from codistill.data.roots import required_root
-from codistill.errors import ConfigError
+from codistill.errors import ConfigError, UnreadableFile
 from codistill.registry import DATASETS
 
 if TYPE_CHECKING:
@@ -60,9 +65,34 @@ def random_resized_box(height: int, width: int, generator: torch.Generator) -> t
     return (height - crop_h) // 2, (width - crop_w) // 2, crop_h, crop_w
 
 
+#: What reading a broken image file raises (PIL: OSError for unknown or truncated data).
+DECODE_ERRORS = (OSError, ValueError, Image.DecompressionBombError)
+
+
 def _read_rgb(path: str) -> Tensor:
-    with Image.open(path) as image:
-        return TF.pil_to_tensor(image.convert("RGB"))
+    try:
+        with Image.open(path) as image:
+            return TF.pil_to_tensor(image.convert("RGB"))
+    except DECODE_ERRORS as error:
+        raise UnreadableFile(path, str(error) or type(error).__name__) from error
+
+
+def _header_size(path: str) -> tuple[int, int]:
+    """``(height, width)`` of an image file, from its header (nothing decoded)."""
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except DECODE_ERRORS as error:
+        raise UnreadableFile(path, str(error) or type(error).__name__) from error
+    return height, width
+
+
+@dataclass(frozen=True)
+class RandomView:
+    """One training image's draws: the crop ``(top, left, h, w)`` and whether it is flipped."""
+
+    box: tuple[int, int, int, int]
+    flip: bool
 
 
 def _list_split(folder: Path, class_to_index: dict[str, int]) -> tuple[list[str], Tensor]:
@@ -114,37 +144,46 @@ class ImageFolderDataset(PeerDataset):
         self.train_files = [train_files[index] for index in subset.tolist()]
         self.val_files, self.val_labels = _list_split(root / "val", class_to_index)
         self.image_size = image_size
+        self.sizes: dict[str, tuple[int, int]] = {}  # (height, width) of the files seen, from their headers
+        self.decoder = single_threaded_pool(DECODE_THREADS, "codistill-decode")
         self.info = DatasetInfo(name="imagefolder", num_classes=len(classes), in_channels=3, image_size=image_size,
                                 train_size=len(self.train_files), val_size=len(self.val_files))
 
-    def _centre_view(self, image: Tensor) -> Tensor:
-        resized = TF.resize(image, [self.image_size * 8 // 7], antialias=True)
-        return TF.center_crop(resized, [self.image_size, self.image_size])
+    def _random_view(self, path: str, generator: torch.Generator) -> RandomView:
+        """The next draws of ``generator`` for the image at ``path``: its crop, then its flip."""
+        size = self.sizes.get(path)
+        if size is None:
+            size = self.sizes[path] = _header_size(path)
+        box = random_resized_box(*size, generator)
+        return RandomView(box, bool(torch.rand(1, generator=generator) < 0.5))
 
-    def _random_view(self, image: Tensor, generator: torch.Generator) -> Tensor:
-        box = random_resized_box(image.shape[-2], image.shape[-1], generator)
-        view = TF.resized_crop(image, *box, size=[self.image_size, self.image_size], antialias=True)
-        return TF.horizontal_flip(view) if bool(torch.rand(1, generator=generator) < 0.5) else view
+    def _view(self, path: str, draws: RandomView | None) -> Tensor:
+        """The image at ``path`` as its random view, or (``draws`` None) its centre view."""
+        image = _read_rgb(path)
+        if draws is None:
+            resized = TF.resize(image, [self.image_size * 8 // 7], antialias=True)
+            return TF.center_crop(resized, [self.image_size, self.image_size])
+        view = TF.resized_crop(image, *draws.box, size=[self.image_size, self.image_size], antialias=True)
+        return TF.horizontal_flip(view) if draws.flip else view
 
-    @staticmethod
-    def _decode(files: list[str]) -> list[Tensor]:
-        with ThreadPoolExecutor(max_workers=DECODE_THREADS) as pool:
-            return list(pool.map(_read_rgb, files))
-
-    @staticmethod
-    def _normalized(views: list[Tensor]) -> Tensor:
+    def _views(self, files: list[str], draws: list[RandomView | None] | None = None) -> Tensor:
+        """The normalized views of ``files`` (centre views without ``draws``), made in the decoding threads."""
+        views = list(self.decoder.map(self._view, files, draws or [None] * len(files)))
         return normalize(torch.stack(views).float() / 255.0, MEAN, STD)
 
     def train_batch(self, indices: Tensor, generator: torch.Generator, augment: bool) -> tuple[Tensor, Tensor]:
-        images = self._decode([self.train_files[index] for index in indices.tolist()])
-        views = [self._random_view(image, generator) if augment else self._centre_view(image) for image in images]
-        return self._normalized(views), self.noisy_train_labels[indices]
+        return self.train_rows(indices, generator, augment, slice(None))
+
+    def train_rows(self, indices: Tensor, generator: torch.Generator, augment: bool,
+                   rows: slice) -> tuple[Tensor, Tensor]:
+        """Only ``rows`` are decoded; every row's draws are made, in order, from the sizes."""
+        files = [self.train_files[index] for index in indices.tolist()]
+        draws = [self._random_view(path, generator) for path in files] if augment else None
+        return self._views(files[rows], draws and draws[rows]), self.noisy_train_labels[indices[rows]]
 
     def val_batches(self, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
         for start in range(0, self.info.val_size, batch_size):
-            images = self._decode(self.val_files[start:start + batch_size])
-            yield self._normalized([self._centre_view(image) for image in images]), \
-                self.val_labels[start:start + batch_size]
+            yield self._views(self.val_files[start:start + batch_size]), self.val_labels[start:start + batch_size]
 
     def hold_out_probe(self, fraction: float, seed: int) -> None:
         probe, keep = probe_split(self.noisy_train_labels, fraction, mix_seed(seed, PROBE_SEED))
@@ -158,8 +197,7 @@ class ImageFolderDataset(PeerDataset):
         if self.probe_labels is None:
             return super().probe_batch(seed, epoch, step, batch_size)
         chosen = probe_choice(len(self.probe_files), batch_size, self.probe_generator(seed, epoch, step)).tolist()
-        images = self._decode([self.probe_files[index] for index in chosen])
-        return self._normalized([self._centre_view(image) for image in images]), self.probe_labels[chosen]
+        return self._views([self.probe_files[index] for index in chosen]), self.probe_labels[chosen]
 
     def train_labels(self) -> Tensor:
         return self.noisy_train_labels

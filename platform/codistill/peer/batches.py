@@ -4,13 +4,18 @@ The batch of ``(epoch, step)`` is a pure function of the run's seed (see
 :mod:`codistill.data.base`): every peer sees the same examples in the same order (or, with
 ``data.shared_batches: false``, its own order, as in codistillation), with the shared
 augmentation (stream 0) or, with ``data.per_peer_augmentation``, its own (stream ``k + 1``, as in
-KDCL). Each peer also owns a torch random stream (dropout etc.) that it swaps in around its
-forward pass, so peers sharing one process draw exactly what they would draw alone in their own actor.
+KDCL). A data-parallel worker prepares only its rows of the batch (``rows``). With
+``data.prefetch_batches`` > 0 the batches of the next steps are prepared in a background thread
+while the step computes (:class:`~codistill.data.background.Prefetch`); being pure functions of
+the seed, epoch and step, they are the same as when prepared in the step. Each peer also owns a
+torch random stream (dropout etc.) that it swaps in around its forward pass, so peers sharing one
+process draw exactly what they would draw alone in their own actor.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -18,6 +23,7 @@ import torch
 from torch import Tensor
 
 from codistill.config import RunConfig
+from codistill.data.background import Prefetch
 from codistill.data.base import PeerDataset
 from codistill.progress import Progress
 
@@ -25,21 +31,53 @@ from codistill.progress import Progress
 @dataclass(frozen=True)
 class Batch:
     """One training step's input: where training stands, the images, the (possibly noisy) labels and
-    the examples' indices in the training split."""
+    the examples' indices in the training split (a data-parallel worker's: its rows), the size of
+    the whole batch and the seconds the step waited for it."""
 
     progress: Progress
     images: Tensor
     targets: Tensor
     indices: Tensor
+    batch_size: int
+    data_wait: float
+
+
+#: A batch on the CPU: images, labels, indices (of the rows prepared) and the whole batch's size.
+HostBatch = tuple[Tensor, Tensor, Tensor, int]
+
+
+@dataclass(frozen=True)
+class HostBatches:
+    """The rows ``rows(B)`` of the batch of ``(epoch, step)`` on the CPU: a pure function of the key
+    (held apart from :class:`BatchSource`, so its prefetch thread does not keep the source alive)."""
+
+    dataset: PeerDataset
+    config: RunConfig
+    order: int
+    stream: int
+    rows: Callable[[int], slice] | None
+
+    def __call__(self, key: tuple[int, int]) -> HostBatch:
+        (epoch, step), data, seed = key, self.config.data, self.config.seed
+        indices = self.dataset.batch_indices(seed, epoch, data.batch_size, self.order)[step]
+        generator = self.dataset.augmentation_generator(seed, epoch, step, self.stream)
+        rows = slice(None) if self.rows is None else self.rows(indices.numel())
+        images, labels = self.dataset.train_rows(indices, generator, data.augment, rows)
+        return images, labels, indices[rows], indices.numel()
 
 
 class BatchSource:
-    """Peer ``index``'s batches of ``dataset`` on ``device``."""
+    """Peer ``index``'s batches of ``dataset`` on ``device``; ``rows(B)``: the rows of a batch of B
+    this process trains on (a data-parallel worker's; default: all)."""
 
-    def __init__(self, config: RunConfig, index: int, dataset: PeerDataset, device: torch.device) -> None:
+    def __init__(self, config: RunConfig, index: int, dataset: PeerDataset, device: torch.device,
+                 rows: Callable[[int], slice] | None = None) -> None:
         self.config, self.dataset, self.device = config, dataset, device
         self.stream = index + 1 if config.data.per_peer_augmentation else 0
         self.order = 0 if config.data.shared_batches else index + 1
+        self.host_batches = HostBatches(dataset, config, self.order, self.stream, rows)
+        depth = config.data.prefetch_batches
+        self.prefetch = Prefetch(self.host_batches, depth, f"codistill-batches-{index}") if depth > 0 else None
 
     @property
     def steps_per_epoch(self) -> int:
@@ -48,13 +86,22 @@ class BatchSource:
     def progress(self, epoch: int, step: int) -> Progress:
         return Progress(epoch=epoch, step=step, steps_per_epoch=self.steps_per_epoch, total_epochs=self.config.epochs)
 
+    def _following(self, epoch: int, step: int) -> Iterator[tuple[int, int]]:
+        """The steps after ``(epoch, step)`` up to the end of training."""
+        steps = self.steps_per_epoch
+        while True:
+            epoch, step = (epoch, step + 1) if step + 1 < steps else (epoch + 1, 0)
+            if epoch >= self.config.epochs:
+                return
+            yield epoch, step
+
     def batch(self, epoch: int, step: int) -> Batch:
-        data, seed = self.config.data, self.config.seed
-        indices = self.dataset.batch_indices(seed, epoch, data.batch_size, self.order)[step]
-        generator = self.dataset.augmentation_generator(seed, epoch, step, self.stream)
-        images, labels = self.dataset.train_batch(indices, generator, augment=data.augment)
+        started = time.perf_counter()
+        images, labels, indices, batch_size = self.host_batches((epoch, step)) if self.prefetch is None \
+            else self.prefetch.take((epoch, step), self._following(epoch, step))
+        waited = time.perf_counter() - started
         return Batch(self.progress(epoch, step), images.to(self.device, non_blocking=True),
-                     labels.to(self.device, non_blocking=True), indices)
+                     labels.to(self.device, non_blocking=True), indices, batch_size, waited)
 
 
 class RandomStream:

@@ -12,9 +12,9 @@ GPUs only).
 
 A teacher policy that learns (:func:`~codistill.policy.learns`) sees the global batch, exactly as
 on one device: :meth:`WorkerSlot.kept_everywhere` keeps the teachers finite on every worker's rows,
-:meth:`WorkerSlot.global_batch` gathers every worker's student and teacher logits, and
-:meth:`WorkerSlot.global_feedback` every worker's losses and credit rows, so every worker's policy
-takes the same inputs and stays the same.
+:meth:`WorkerSlot.global_batch` gathers every worker's student and teacher logits, targets and
+example indices, and :meth:`WorkerSlot.global_feedback` every worker's losses and credit rows,
+so every worker's policy takes the same inputs and stays the same.
 """
 
 from __future__ import annotations
@@ -81,16 +81,19 @@ class WorkerSlot:
         dist.all_reduce(flags, op=dist.ReduceOp.MIN, group=self.group)
         return [position for position in range(count) if flags[position] > 0]
 
-    def global_batch(self, batch: TeacherBatch, targets: Tensor, indices: Tensor | None) -> TeacherBatch:
-        """A policy's view of this worker's rows, ``batch``, as of the global batch: every worker's
-        student and teacher logits (one all-gather of ``[rows, K + 1, C]``, in float32), the
-        global batch's ``targets`` and example ``indices`` (every worker drew the whole batch)."""
+    def global_batch(self, batch: TeacherBatch, batch_size: int) -> TeacherBatch:
+        """A policy's view of this worker's rows, ``batch``, as of the global batch of ``batch_size``:
+        every worker's student and teacher logits (one all-gather of ``[rows, K + 1, C]``, in
+        float32) and its rows' targets and example indices (one all-gather of ``[rows, 2]``)."""
         teachers = batch.teacher_logits
         rows = torch.cat([batch.student_logits.float().unsqueeze(1), teachers.float().transpose(0, 1)], 1)
-        everyone = self.gather_rows(rows, targets.numel())
+        everyone = self.gather_rows(rows, batch_size)
+        labels = [batch.targets] + ([] if batch.example_indices is None else [batch.example_indices])
+        labelled = self.gather_rows(torch.stack([t.to(batch.targets.device) for t in labels], 1), batch_size)
         return replace(batch, student_logits=everyone[:, 0].contiguous().to(batch.student_logits.dtype),
                        teacher_logits=everyone[:, 1:].transpose(0, 1).contiguous().to(teachers.dtype),
-                       targets=targets, example_indices=indices)
+                       targets=labelled[:, 0].contiguous(),
+                       example_indices=None if batch.example_indices is None else labelled[:, 1].cpu())
 
     def global_feedback(self, feedback: Feedback, batch_size: int, count: int, device: torch.device) -> Feedback:
         """This worker's ``feedback`` on its rows as the global batch's: the losses, means over the

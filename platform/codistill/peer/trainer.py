@@ -72,11 +72,6 @@ class _Pending:
     batch: Batch
     forward_seconds: float
     finished_at: float
-    whole: Batch  # the global batch (a data-parallel worker's ``batch`` is its rows of it)
-
-    @property
-    def batch_size(self) -> int:
-        return self.whole.targets.numel()
 
 
 class PeerTrainer:
@@ -92,7 +87,7 @@ class PeerTrainer:
         torch.manual_seed(mix_seed(config.seed, index, 0x5EED))
         self.dataset = dataset or load_dataset(config, index)
         info = self.dataset.info
-        self.batches = BatchSource(config, index, self.dataset, self.device)
+        self.batches = BatchSource(config, index, self.dataset, self.device, None if worker is None else worker.rows)
         self.model: PeerNetwork = build_model(self.peer.model, info.num_classes, info.in_channels,
                                               info.image_size).to(self.device)
         #: Online, the teachers are the other peers; offline, the frozen ``config.teachers``.
@@ -150,17 +145,14 @@ class PeerTrainer:
         codistilling peer sends no predictions)."""
         started = time.perf_counter()
         self.model.train()
-        batch = whole = self.batches.batch(epoch, step)
-        if self.worker is not None:
-            rows = self.worker.rows(whole.targets.numel())
-            batch = Batch(batch.progress, batch.images[rows], batch.targets[rows], batch.indices[rows])
+        batch = self.batches.batch(epoch, step)  # a data-parallel worker's: its rows
         with self._random.active(), self.optimization.autocast():
             output = self.model(batch.images)
         view = self.objective.teacher_payload(self.model, output) if payload else None
         if view is not None:
             view = _to_device(view, torch.device("cpu") if on_host else self.device)
         finished = time.perf_counter()
-        self._pending = _Pending(output, batch, finished - started, finished, whole)
+        self._pending = _Pending(output, batch, finished - started, finished)
         return view
 
     @property
@@ -181,9 +173,9 @@ class PeerTrainer:
             raise RuntimeError("update() called without a preceding forward()")
         pending, self._pending = self._pending, None
         started = time.perf_counter()
-        share, received = pending.batch.targets.numel() / pending.batch_size, payloads
+        share, received = pending.batch.targets.numel() / pending.batch.batch_size, payloads
         if self.worker is not None and self.replicas is None:  # live payloads cover the global batch: its rows
-            payloads = [view_rows(view, self.worker.rows(pending.batch_size)) for view in payloads]
+            payloads = [view_rows(view, self.worker.rows(pending.batch.batch_size)) for view in payloads]
         progress, targets, student = pending.batch.progress, pending.batch.targets, pending.output
         lr = self.optimization.set_learning_rate(progress)
         kept = self.slots.finite(payloads, self.config.runtime.on_nonfinite == "stop", self.peer.name, progress)
@@ -202,11 +194,11 @@ class PeerTrainer:
                 batch = self.slots.batch(teachers, student.logits.detach().float(), targets, self.index, progress,
                                          pending.batch.indices)
                 if self.shared_policy:
-                    batch = self.worker.global_batch(batch, pending.whole.targets, pending.whole.indices)
+                    batch = self.worker.global_batch(batch, pending.batch.batch_size)
                 weights = policy_weights = normalized_weights(self.policy.weights(batch), len(batch.teacher_indices),
                                                               batch.targets.numel())
                 if self.shared_policy:
-                    weights = policy_weights[self.worker.rows(pending.batch_size)]
+                    weights = policy_weights[self.worker.rows(pending.batch.batch_size)]
                 request = self.policy.feedback_request(progress)
                 credit_due = request is not None and request.credit_scope is not None
                 if credit_due:  # the loss as a function of the weights, for their credit
@@ -236,6 +228,7 @@ class PeerTrainer:
                    m.TRAIN_EXAMPLES: float(targets.numel()),
                    m.STEP_SECONDS: pending.forward_seconds + time.perf_counter() - started,
                    m.EXCHANGE_WAIT_SECONDS: started - pending.finished_at,
+                   m.DATA_WAIT_SECONDS: pending.batch.data_wait,
                    m.SKIPPED_STEP: float(not applied), m.TEACHERS_LEFT_OUT: float(len(payloads) - len(kept))}
         if self.online and self.replicas is None:
             metrics[m.BYTES_RECEIVED] = float(sum(payload_bytes(view) for view in received))
@@ -248,7 +241,8 @@ class PeerTrainer:
                                 probe_loss_before=probe_before, credit=credit,
                                 probe_loss_after=probe.loss(self.model, probe_batch) if measure else None)
             if self.shared_policy:
-                feedback = self.worker.global_feedback(feedback, pending.batch_size, weights.shape[1], self.device)
+                feedback = self.worker.global_feedback(feedback, pending.batch.batch_size, weights.shape[1],
+                                                       self.device)
                 weights = policy_weights.detach()
             self.last_feedback = feedback
             if probe_before is not None:
