@@ -75,6 +75,9 @@ def _check_partition(config: RunConfig, mode: str) -> None:
     if partition.classes is not None and partition.kind != "classes":
         raise ConfigError("data.partition.classes", f"is for kind: classes, not {partition.kind}")
     if partition.kind == "shared":
+        if data.shared_fraction > 0:
+            raise ConfigError("data.shared_fraction", "is a slice every peer sees beside its own shard: it needs a "
+                                                      "data.partition other than shared")
         return
     if mode == "offline" or config.teachers:
         raise ConfigError("data.partition", "divides the training split among online peers; an offline student "

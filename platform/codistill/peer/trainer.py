@@ -138,14 +138,18 @@ class PeerTrainer:
 
     # -- the step ----------------------------------------------------------------------------
 
-    def forward(self, epoch: int, step: int, payload: bool = True, on_host: bool = True) -> TeacherView | None:
-        """First half of a step: run the batch, keep the graph, return the detached payload (on the
-        CPU, or on this peer's device without ``on_host``; ``None`` without ``payload``: a
-        codistilling peer sends no predictions)."""
+    def forward(self, epoch: int, step: int, payload: bool = True, on_host: bool = True,
+                shared: tuple[Tensor, Tensor] | None = None) -> TeacherView | None:
+        """First half of a step: run the batch (and after it the ``shared`` slice's images and
+        positions, if given), keep the graph, return the detached payload (on the CPU, or on this
+        peer's device without ``on_host``; ``None`` without ``payload``: a codistilling peer sends
+        no predictions)."""
         started = time.perf_counter()
         self.model.train()
         batch = self.batches.batch(epoch, step)
         batch_size = batch.targets.numel()
+        if shared is not None:
+            batch = batch.with_shared(*shared, offset=self.dataset.info.train_size)
         if self.worker is not None:
             rows = self.worker.rows(batch_size)
             batch = Batch(batch.progress, batch.images[rows], batch.targets[rows], batch.indices[rows])
@@ -176,7 +180,8 @@ class PeerTrainer:
             raise RuntimeError("update() called without a preceding forward()")
         pending, self._pending = self._pending, None
         started = time.perf_counter()
-        share, received = pending.batch.targets.numel() / pending.batch_size, payloads
+        own = pending.batch.own_rows
+        share, received = pending.batch.targets[own].numel() / pending.batch_size, payloads
         if self.worker is not None:  # the teachers' payloads cover the global batch: this worker's rows
             payloads = [view_rows(view, self.worker.rows(pending.batch_size)) for view in payloads]
         progress, targets, student = pending.batch.progress, pending.batch.targets, pending.output
@@ -188,7 +193,7 @@ class PeerTrainer:
         credit_due = False
         terms: dict[str, Tensor] = {}
         with self.optimization.autocast():
-            ce = F.cross_entropy(student.logits.float(), targets)
+            ce = F.cross_entropy(student.logits[own].float(), targets[own])
             if distilling:
                 self.slots.check_count(payloads)
                 teachers = [_to_device(payloads[position], self.device, position) for position in kept]
@@ -220,8 +225,8 @@ class PeerTrainer:
 
         metrics = {m.LOSS_TOTAL: float(loss.detach()), m.LOSS_CE: float(ce.detach()),
                    m.DISTILL_STRENGTH: strength, m.LEARNING_RATE: lr,
-                   m.TRAIN_CORRECT: float((student.logits.detach().argmax(1) == targets).sum()),
-                   m.TRAIN_EXAMPLES: float(targets.numel()),
+                   m.TRAIN_CORRECT: float((student.logits[own].detach().argmax(1) == targets[own]).sum()),
+                   m.TRAIN_EXAMPLES: float(targets[own].numel()),
                    m.STEP_SECONDS: pending.forward_seconds + time.perf_counter() - started,
                    m.EXCHANGE_WAIT_SECONDS: started - pending.finished_at,
                    m.SKIPPED_STEP: float(not applied), m.TEACHERS_LEFT_OUT: float(len(payloads) - len(kept))}
@@ -263,14 +268,22 @@ class PeerTrainer:
 
     def replica_step(self, epoch: int, step: int) -> dict[str, float]:
         """A whole step with this peer's replicas as teachers, on its own batch (no peer is waited
-        for); the replicas run only when the step distils (λ·m ≠ 0). Their forward passes count as
-        this peer's compute (``time/step``) and are reported alone (``time/replica_forward``)."""
-        self.forward(epoch, step, payload=False)
-        pending = self._pending
-        progress = pending.batch.progress
-        started = time.perf_counter()
+        for) and, with ``data.shared_fraction``, a batch of the shared slice (the same for every peer
+        at this step; cross-entropy on the own rows only, the policy sees the teachers' consensus as
+        the shared rows' targets); the replicas run only when the step distils (λ·m ≠ 0). Their
+        forward passes count as this peer's compute (``time/step``) and are reported alone
+        (``time/replica_forward``)."""
+        progress = self.batches.progress(epoch, step)
         distilling = self.objective.active and self.objective.strength(progress) != 0.0
+        sharing = distilling and self.config.data.shared_fraction > 0
+        size = self.config.data.batch_size
+        self.forward(epoch, step, payload=False,
+                     shared=self.dataset.shared_batch(self.config.seed, epoch, step, size) if sharing else None)
+        pending = self._pending
+        started = time.perf_counter()
         teachers = self.replicas.views(pending.batch.images) if distilling else []
+        if sharing:
+            pending.batch = pending.batch.with_consensus([view.logits for view in teachers])
         pending.finished_at = time.perf_counter()
         pending.forward_seconds += pending.finished_at - started
         metrics = self.update(teachers)

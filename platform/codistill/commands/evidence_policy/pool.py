@@ -53,10 +53,12 @@ def train_pool(pool_dir: Path, configs: list[RunConfig]) -> list[dict[str, str]]
 
 def write_true_labels(config: RunConfig, path: Path) -> Path:
     """The true labels of ``config``'s training split (as the batches index it; with ``data.partition``
-    one tensor per peer's shard), saved for the oracle."""
+    one tensor per peer's shard, followed by the shared slice's, whose rows a batch indexes after
+    the shard's), saved for the oracle."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if partitioned(config):
-        torch.save([dataset.clean_train_labels.clone() for dataset in peer_datasets(config)], path)
+        torch.save([torch.cat([dataset.clean_train_labels, *[t for t in [dataset.shared_labels()] if t is not None]])
+                    for dataset in peer_datasets(config)], path)
     else:
         torch.save(load_dataset(config).clean_train_labels.clone(), path)
     return path
