@@ -88,3 +88,34 @@ def test_actors_with_a_shared_slice_train_exactly_like_one_process(ray_runtime):
         assert all(torch.equal(a, b) for a, b in zip(local_logits, remote_logits))
     finally:
         remote.shutdown()
+
+
+def test_the_learned_policy_tells_which_teacher_holds_a_class_without_labels_and_keeps_a_uniform_floor():
+    """Two teachers, one holding class 3 and one never shown it: on examples the teachers take for
+    class 3 the untrained learned policy weights the first more, whatever the given label; without
+    class counts the feature is 0 and the weights uniform; the floor keeps ε/K for every teacher."""
+    from codistill.policy import PolicyContext, TeacherBatch
+    from codistill.progress import Progress
+    from policies.features import FEATURES, observation
+    from policies.learned import PARTITION_UNIFORM_FLOOR, LearnedPolicy
+
+    counts = ((0, 0, 0, 90, 10, 0, 0, 0, 0, 0), (50, 50, 0, 0, 10, 0, 0, 0, 0, 0))
+    logits = torch.zeros(2, 8, 10)
+    logits[:, :, 3] = 4.0  # both teachers take every example for class 3
+    student = torch.zeros(8, 10)
+    labels = torch.randint(0, 10, (8,), generator=torch.Generator().manual_seed(0))
+    share = FEATURES.index("teacher_class_share")
+    known = observation(student, logits, labels, 0.5, torch.tensor(counts))
+    assert bool((known[:, 0, share] > 0).all()) and bool((known[:, 1, share] < 0).all())
+    assert bool((observation(student, logits, labels, 0.5)[..., share] == 0).all())
+
+    def context(class_counts):
+        return PolicyContext(teacher_names=("a", "b"), num_classes=10, device=torch.device("cpu"), online=True,
+                             student_index=2, student_name="s", total_epochs=2, steps_per_epoch=5, seed=0,
+                             probe_available=True, class_counts=class_counts)
+
+    batch = TeacherBatch(student_index=2, student_logits=student, teacher_logits=logits, teacher_indices=[0, 1],
+                         targets=labels, progress=Progress(0, 0, 5, 2))
+    weights = LearnedPolicy(context(counts)).weights(batch)
+    assert bool((weights[:, 0] > 0.65).all()) and bool((weights[:, 1] >= PARTITION_UNIFORM_FLOOR / 2 - 1e-6).all())
+    assert torch.allclose(LearnedPolicy(context(None)).weights(batch), torch.full((8, 2), 0.5))

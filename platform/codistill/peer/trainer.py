@@ -39,7 +39,7 @@ from codistill.methods.base import TeacherView
 from codistill.models import ModelOutput, PeerNetwork, build_model
 from codistill.peer.batches import Batch, BatchSource, RandomStream
 from codistill.peer.data_parallel import WorkerSlot, synchronize_batchnorm, view_rows
-from codistill.peer.datasets import load_dataset
+from codistill.peer.datasets import load_dataset, load_shards, partitioned
 from codistill.peer.feedback import Probe, dense_credit, head_credit
 from codistill.peer.objective import DistillationObjective
 from codistill.peer.optimization import Optimization, select_device
@@ -123,10 +123,19 @@ class PeerTrainer:
         context = PolicyContext(teacher_names=self.slots.names, num_classes=info.num_classes, device=self.device,
                                 online=self.online, student_index=self.index, student_name=self.peer.name,
                                 total_epochs=config.epochs, steps_per_epoch=self.batches.steps_per_epoch,
-                                seed=config.seed, probe_available=config.data.probe_fraction > 0)
+                                seed=config.seed, probe_available=config.data.probe_fraction > 0,
+                                class_counts=self._candidate_class_counts())
         spec = config.distillation.policy
         with torch.random.fork_rng(devices=[]):  # a policy's initialization leaves the peer's stream alone
             return POLICIES.get(spec.name)(context, **spec.params)
+
+    def _candidate_class_counts(self) -> tuple[tuple[int, ...], ...] | None:
+        """With a partition, every candidate teacher's training examples per class (its shard's), in slot order."""
+        if not partitioned(self.config):
+            return None
+        counts = [tuple(shard.class_counts) for shard in load_shards(self.config)]
+        others = [c for k, c in enumerate(counts) if k != self.index]
+        return tuple(others + ([counts[self.index]] if self.slots.includes_self else []))
 
     def _build_pruner(self) -> GradualPruner | None:
         sparsity = self.peer.sparsity
