@@ -14,7 +14,17 @@ transfers between class counts, and every feature is clipped at ±:data:`FEATURE
 ``kl_teacher_others``  ``KL(p_k ‖ mean of the other candidates' p) / log C`` (0 with one teacher)
 ``progress``           share of training done, ``t / T``
 ``student_ce``         ``−log q(y) / log C``: the student's own loss
+``teacher_class_share`` ``log(K · Σ_c p̄(c) s_k(c))``: how much of the training data of the classes
+                       the candidates predict teacher k held (label-free, below)
 =====================  =========================================================================
+
+``teacher_class_share`` reads what each candidate was trained on: with ``data.partition`` every
+peer knows every shard's class counts n_k(c), so ``s_k(c) = n_k(c) / Σ_j n_j(c)`` is candidate k's
+share of class c among the K candidates (``1/K`` for a class none holds) and ``p̄`` the mean of the
+candidates' softmax. It is 0 when k holds an average share of the classes the example looks like,
+negative when it holds less (a teacher that never saw the class), and 0 for every teacher when the
+counts are not known (every candidate trained on the same data). It needs no label, so it also
+tells the teachers apart on unlabeled examples (``data.shared_fraction``).
 """
 
 from __future__ import annotations
@@ -26,12 +36,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 FEATURES = ("teacher_ce", "teacher_confidence", "teacher_entropy", "kl_teacher_student", "agrees_with_student",
-            "agrees_with_teachers", "kl_teacher_others", "progress", "student_ce")
+            "agrees_with_teachers", "kl_teacher_others", "progress", "student_ce", "teacher_class_share")
 FEATURE_CLIP = 10.0
 
 
-def observation(student_logits: Tensor, teacher_logits: Tensor, targets: Tensor, progress: float) -> Tensor:
-    """Features ``[B, K, len(FEATURES)]`` of every (example, teacher) pair; see the module docstring."""
+def observation(student_logits: Tensor, teacher_logits: Tensor, targets: Tensor, progress: float,
+                class_counts: Tensor | None = None) -> Tensor:
+    """Features ``[B, K, len(FEATURES)]`` of every (example, teacher) pair, ``class_counts`` ``[K, C]``
+    the candidates' training examples per class (None: unknown); see the module docstring."""
     count, batch, classes = teacher_logits.shape
     log_c = math.log(max(classes, 2))
     log_p = F.log_softmax(teacher_logits.float(), dim=-1)  # [K, B, C]
@@ -52,6 +64,18 @@ def observation(student_logits: Tensor, teacher_logits: Tensor, targets: Tensor,
     else:
         agrees_teachers = kl_others = torch.zeros_like(teacher_ce)
     student_ce = (-log_q.gather(-1, targets.view(batch, 1)).view(1, batch) / log_c).expand(count, batch)
+    class_share = torch.zeros_like(teacher_ce) if class_counts is None else shard_knowledge(p, class_counts)
     stacked = torch.stack([teacher_ce, confidence, entropy, kl_student, agrees_student, agrees_teachers, kl_others,
-                           torch.full_like(teacher_ce, float(progress)), student_ce], dim=-1)  # [K, B, F]
+                           torch.full_like(teacher_ce, float(progress)), student_ce, class_share], dim=-1)  # [K, B, F]
     return stacked.clamp(-FEATURE_CLIP, FEATURE_CLIP).transpose(0, 1).contiguous()
+
+
+def shard_knowledge(p: Tensor, class_counts: Tensor) -> Tensor:
+    """``log(K · Σ_c p̄_b(c) s_k(c))`` ``[K, B]`` for softmax ``p`` ``[K, B, C]`` and counts ``[K, C]``
+    (``teacher_class_share`` of the module docstring)."""
+    count = class_counts.shape[0]
+    counts = class_counts.to(p.device, torch.float32)
+    total = counts.sum(0, keepdim=True)
+    share = torch.where(total > 0, counts / total.clamp_min(1.0), torch.full_like(counts, 1.0 / count))  # [K, C]
+    expected = torch.einsum("bc,kc->kb", p.mean(0), share)
+    return (count * expected).clamp_min(1e-4).log()

@@ -56,6 +56,10 @@ if TYPE_CHECKING:
     from codistill.config import RunConfig
 
 ESTIMATORS = ("credit", "ppo")
+#: ``uniform_floor`` when the peers hold their own shards and it is not set: half of every example's
+#: weight stays uniform, which kept every seed of the partition evidence above uniform − 0.5 (without
+#: it a seed fell 2.4 points below uniform; docs/partitions.md).
+PARTITION_UNIFORM_FLOOR = 0.5
 
 
 class LearnedPolicy(TeacherWeightingPolicy):
@@ -70,13 +74,17 @@ class LearnedPolicy(TeacherWeightingPolicy):
     else 1); ``probe_batch_size``; ``hidden`` width of the scorer; ``init_std`` initial
     exploration σ (PPO); the learners' ``lr``, ``update_epochs``, ``max_grad_norm``; PPO's
     ``minibatches``, ``clip``, ``entropy_coef``; ``baseline_decay`` of the reward baseline (PPO) or
-    of the credit's scale.
+    of the credit's scale; ``uniform_floor`` ε: the weights used are ``(1 − ε)·w + ε/K``, so no
+    teacher's weight falls below ε/K (default :data:`PARTITION_UNIFORM_FLOOR` when the teachers'
+    shards are known, ``data.partition``; else 0); ``class_share_prior`` γ of
+    :class:`~policies.scorer.TeacherScorer` (no effect unless the shards are known).
     """
 
     param_checks = {**{name: positive_int for name in ("probe_batch_size", "hidden", "update_epochs", "minibatches")},
                     "update_every": optional(positive_int),
                     **{name: numeric(positive) for name in ("init_std", "lr", "clip", "max_grad_norm")},
                     "baseline_decay": numeric(rate), "uniform_prior": optional(numeric(non_negative)),
+                    "uniform_floor": optional(numeric(rate)), "class_share_prior": numeric(non_negative),
                     "estimator": one_of(*ESTIMATORS), "probe_loss": one_of(*PROBE_LOSSES),
                     "credit_scope": one_of(*CREDIT_SCOPES), "learn": boolean}
 
@@ -85,12 +93,13 @@ class LearnedPolicy(TeacherWeightingPolicy):
                  lr: float = 1e-2, update_epochs: int = 2, minibatches: int = 1, clip: float = 0.2,
                  entropy_coef: float = 1e-3, max_grad_norm: float = 0.5, baseline_decay: float = 0.9,
                  estimator: str = "credit", probe_loss: str = "mae", credit_scope: str = "head",
-                 uniform_prior: float | None = None) -> None:
+                 uniform_prior: float | None = None, uniform_floor: float | None = None,
+                 class_share_prior: float = 1.0) -> None:
         super().__init__(context)
         saved = load_policy(checkpoint) if checkpoint else None
         with torch.random.fork_rng(devices=[]):  # the same initial network in every peer
             torch.manual_seed(mix_seed(context.seed, 0x7EAC))
-            self.scorer = TeacherScorer(saved["hidden"] if saved else hidden, init_std)
+            self.scorer = TeacherScorer(saved["hidden"] if saved else hidden, init_std, class_share_prior)
         if saved:
             self.scorer.load_state_dict(saved["scorer"])
         if update_every is None:
@@ -111,6 +120,10 @@ class LearnedPolicy(TeacherWeightingPolicy):
                                           FeedbackRequest(probe_batch_size, probe_loss, probe_losses=True), **learner,
                                           minibatches=minibatches, clip=clip, entropy_coef=entropy_coef,
                                           seed=mix_seed(context.seed, 0x1EA4))
+        counts = context.class_counts
+        self.class_counts = None if counts is None else torch.tensor(counts, dtype=torch.float32)
+        self.uniform_floor = uniform_floor if uniform_floor is not None else \
+            PARTITION_UNIFORM_FLOOR if counts is not None else 0.0
         self._pending: dict[str, Tensor] | None = None
         self._transitions: list[dict[str, Tensor]] = []
 
@@ -142,8 +155,12 @@ class LearnedPolicy(TeacherWeightingPolicy):
         return self.estimator.request
 
     def weights(self, batch: TeacherBatch) -> Tensor:
-        features = observation(batch.student_logits, batch.teacher_logits, batch.targets, batch.progress.fraction)
-        return self.act(features).to(batch.teacher_logits.device)
+        counts = None if self.class_counts is None else self.class_counts[batch.teacher_indices]
+        features = observation(batch.student_logits, batch.teacher_logits, batch.targets, batch.progress.fraction,
+                               counts)
+        weights = self.act(features)
+        weights = (1 - self.uniform_floor) * weights + self.uniform_floor / weights.shape[-1]
+        return weights.to(batch.teacher_logits.device)
 
     @torch.no_grad()
     def act(self, features: Tensor) -> Tensor:

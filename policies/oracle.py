@@ -2,8 +2,9 @@
 
 A benchmark that injected the noise knows every training example's true label. Given them (a file
 of the training split's true labels, indexed as :attr:`TeacherBatch.example_indices`; with
-``data.partition`` a list of them, one per peer's shard, as each peer's batches index its own), this
-policy puts each example's weight on the teachers whose prediction is its true label::
+``data.partition`` a list of them, one per peer's shard, as each peer's batches index its own,
+followed by the shared slice's with ``data.shared_fraction``), this policy puts each example's
+weight on the teachers whose prediction is its true label::
 
     w[b, k] = 1[argmax_c z_k(b)_c = y*_b]       (uniform over the candidates when none is right)
 
@@ -11,8 +12,8 @@ It is not something a user can run (a user does not know the true labels); it bo
 per-example policy can gain (the issue's "headroom", oracle − uniform). Use::
 
     torch.save(codistill.peer.load_dataset(config).clean_train_labels, "true_labels.pt")
-    # with data.partition: one tensor per peer
-    torch.save([d.clean_train_labels for d in codistill.peer.peer_datasets(config)], "true_labels.pt")
+    # with data.partition: one tensor per peer (codistill.commands.evidence_policy.pool.true_labels)
+    torch.save([true_labels(d) for d in codistill.peer.peer_datasets(config)], "true_labels.pt")
     distillation:
       policy: {name: "policies.oracle:LabelOraclePolicy", params: {labels: true_labels.pt}}
 """

@@ -9,7 +9,11 @@ number per batch, and exploration that moves a teacher's weight on the whole bat
 attribute (with independent per-example noise the batch mean of the weights barely moves,
 ``∝ σ/√B``, and the gradient drowns in noise). Scoring every teacher with the same network and
 normalizing over teachers makes the weights equivariant to the teachers' order and defined for
-any number of them. The last layer starts at zero: an untrained policy weights teachers uniformly.
+any number of them. The last layer starts at zero: an untrained policy weights teachers uniformly,
+up to the fixed prior ``γ · teacher_class_share`` added to every score (``prior`` γ; the feature
+is 0 unless the teachers' shards are known, :mod:`policies.features`): with it an untrained policy
+weights teacher k in proportion to ``(Σ_c p̄(c) s_k(c))^γ``, its share of the training data of
+the classes the example looks like.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import torch
 from torch import Tensor, nn
 
 from policies.features import FEATURES
+
+SHARE = FEATURES.index("teacher_class_share")
 
 
 def weights_from_scores(scores: Tensor) -> Tensor:
@@ -33,8 +39,9 @@ class TeacherScorer(nn.Module):
     ``log_std`` is the per-example part ``log σ``, ``log_std_shared`` the batch-shared ``log σ_s``.
     """
 
-    def __init__(self, hidden: int, init_std: float) -> None:
+    def __init__(self, hidden: int, init_std: float, prior: float = 0.0) -> None:
         super().__init__()
+        self.prior = prior
         self.net = nn.Sequential(nn.Linear(len(FEATURES), hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(),
                                  nn.Linear(hidden, 1))
         nn.init.zeros_(self.net[-1].weight)
@@ -47,7 +54,7 @@ class TeacherScorer(nn.Module):
         return self.net[0].out_features
 
     def forward(self, features: Tensor) -> Tensor:
-        return self.net(features).squeeze(-1)
+        return self.net(features).squeeze(-1) + self.prior * features[..., SHARE]
 
     def sample(self, mean: Tensor, generator: torch.Generator) -> Tensor:
         """``a = μ + σ ε + σ_s η`` with ``ε`` per example and teacher, ``η`` per teacher."""

@@ -54,6 +54,9 @@ class PolicyContext:
     steps_per_epoch: int
     seed: int
     probe_available: bool  # data.probe_fraction > 0
+    #: With ``data.partition``: each candidate's training examples per class, in ``teacher_names``
+    #: order (known from the shards); None: every candidate trained on the same data.
+    class_counts: tuple[tuple[int, ...], ...] | None = None
 
     @property
     def num_teachers(self) -> int:

@@ -23,7 +23,7 @@ from codistill.config import RunConfig
 from codistill.data import DataShape
 from codistill.errors import ConfigError
 from codistill.methods import build_method
-from codistill.peer import feature_shapes, load_dataset, load_shards, method_context, partitioned
+from codistill.peer import feature_shapes, load_dataset, load_shards, method_context, partitioned, shared_slice_size
 from codistill.peer.teachers import TeacherSlots
 from codistill.registry import EXCHANGES
 from codistill.runner import holds_a_run
@@ -72,8 +72,9 @@ def check_probe_split(config: RunConfig) -> None:
 
 
 def check_partition(config: RunConfig) -> None:
-    """With ``data.partition`` every peer's training examples (its shard, less its probe) must fill a
-    batch: the shards are computed here from the training split's labels, as every peer will."""
+    """With ``data.partition`` every peer's training examples (its shard, less its probe) and the
+    shared slice (``data.shared_fraction``) must each fill a batch: they are computed here from the
+    training split's labels, as every peer will."""
     if not partitioned(config):
         return
     batch_size = config.data.batch_size
@@ -82,6 +83,10 @@ def check_partition(config: RunConfig) -> None:
             raise ConfigError("data.partition", f"leaves peer '{peer.name}' {shard.train_examples} training "
                                                 f"examples, fewer than one batch (data.batch_size {batch_size}); "
                                                 "use a larger alpha, fewer peers, a smaller batch or more data")
+    shared = shared_slice_size(config)
+    if 0 < shared < batch_size:
+        raise ConfigError("data.shared_fraction", f"gives a shared slice of {shared} examples, fewer than one batch "
+                                                  f"(data.batch_size {batch_size}); use a larger fraction")
 
 
 def _first_line(error: Exception) -> str:

@@ -11,7 +11,8 @@ tested; ``--jobs`` runs at a time, each in its own process), each peer on its ow
 
 - ``iid`` shards: independent training on one shard (CE only), codistillation with uniform
   weights, and the centralized reference: each network trained alone on the union of the shards
-  (``partition: shared``, as many examples per epoch as the union holds);
+  (``partition: shared``, as many examples per epoch as the union holds; with
+  ``data.shared_fraction`` the union also holds the shared slice, with its labels);
 - ``dirichlet`` α = 0.1 and α = 1.0 with the config's labels, and α = 0.1 with 40% symmetric label
   noise within each shard: independent, codistillation with uniform weights, CA-MKD
   (``policies.confidence``), the learned policy at its defaults (``policies.learned``) and the label
@@ -27,7 +28,7 @@ over seeds of the mean peer and the ensemble top-1 on the test split where the d
 per seed), and writes per-seed numbers to ``summary.json``. With matplotlib (the ``evidence``
 extra) it draws ``teacher_weights.png``: for the first dirichlet setting, each teacher's mean
 weight (tapped from the policies as they train, every step, normalized per example) against the
-class of the example (its given label), learned policy and oracle, over each teacher's share of
+true class of the example, learned policy and oracle, over each teacher's share of
 the class's training examples.
 """
 
@@ -45,7 +46,7 @@ from typing import Any
 import torch
 
 from codistill.cohort.sequential import SequentialCohort
-from codistill.commands.evidence_policy.pool import write_true_labels
+from codistill.commands.evidence_policy.pool import true_labels, write_true_labels
 from codistill.commands.evidence_replicas import record
 from codistill.config import RunConfig
 from codistill.data import data_shape, has_test_split, split_description
@@ -92,7 +93,7 @@ def rows_of(setting: str, labels: Path) -> dict[str, list[str]]:
     by :func:`selected_rows`)."""
     if setting == "iid":
         return {INDEPENDENT: ["independent=true"], UNIFORM: [],
-                CENTRALIZED: ["independent=true", "data.partition={kind: shared}"]}
+                CENTRALIZED: ["independent=true", "data.partition={kind: shared}", "data.shared_fraction=0.0"]}
     return {INDEPENDENT: ["independent=true"], UNIFORM: [],
             CA_MKD: [policy("policies.confidence:ConfidenceAwarePolicy")],
             LEARNED: [policy("policies.learned:LearnedPolicy")],
@@ -118,13 +119,14 @@ class WeightsByClass:
         self.counts: dict[str, torch.Tensor] = {}
 
     def tap(self, trainer: PeerTrainer) -> None:
-        """Record the weights ``trainer``'s policy returns, leaving them as they are."""
-        weights_of, names = trainer.policy.weights, trainer.slots.names
+        """Record the weights ``trainer``'s policy returns, by the true class of each example (the
+        shared slice's too), leaving them as they are."""
+        weights_of, names, truth = trainer.policy.weights, trainer.slots.names, true_labels(trainer.dataset)
 
         def recorded(batch: Any) -> torch.Tensor:
             raw = weights_of(batch)
             weights = normalized_weights(raw.detach(), len(batch.teacher_indices), batch.targets.numel()).cpu()
-            classes = batch.targets.cpu()
+            classes = truth[batch.example_indices.cpu()]
             for column, position in enumerate(batch.teacher_indices):
                 name = names[position]
                 self.sums.setdefault(name, torch.zeros(self.num_classes, dtype=torch.float64))

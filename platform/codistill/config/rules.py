@@ -47,6 +47,10 @@ def _check_data_parallel(config: RunConfig) -> None:
             raise ConfigError(f"peers[{index}].data_parallel", f"is {workers} but data.batch_size is "
                                                                f"{config.data.batch_size}: every worker needs at "
                                                                "least one row of the global batch")
+        if workers > 1 and config.data.shared_fraction > 0:
+            raise ConfigError(f"peers[{index}].data_parallel",
+                              f"is {workers} but data.shared_fraction is {config.data.shared_fraction:g}: the shared "
+                              "slice's batch is not divided among data-parallel workers; set 1, or shared_fraction 0")
         if workers > 1 and peer.resources.gpus not in (0, 1):
             raise ConfigError(f"peers[{index}].resources.gpus",
                               f"is {peer.resources.gpus:g} but the peer has {workers} data-parallel workers, each "
@@ -68,6 +72,9 @@ def _check_partition(config: RunConfig, mode: str) -> None:
     if partition.classes is not None and partition.kind != "classes":
         raise ConfigError("data.partition.classes", f"is for kind: classes, not {partition.kind}")
     if partition.kind == "shared":
+        if data.shared_fraction > 0:
+            raise ConfigError("data.shared_fraction", "is a slice every peer sees beside its own shard: it needs a "
+                                                      "data.partition other than shared")
         return
     if mode == "offline" or config.teachers:
         raise ConfigError("data.partition", "divides the training split among online peers; an offline student "

@@ -81,6 +81,9 @@ class DataConfig:
         all_of(distinct, each(non_negative)), canonical=lambda values: tuple(sorted(values)))
     partition: PartitionConfig = setting(factory=PartitionConfig, doc="how the training split is divided among "
                                                                       "the peers (default: shared by all)")
+    shared_fraction: float = setting(0.0, "with a partition: a stratified share of the training split held out of "
+                                          "every shard, seen by every peer without its labels (FedDF)",
+                                     interval(0, 1, high_open=True))
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ class DatasetInfo:
     epoch_examples: int | None = None
 
 PROBE_SEED = 0x9B0BE  # mixed into the seeds of the probe split and of its batches
+SHARED_BATCH_SEED = 0x5B47C  # mixed into the seed of a step's batch of the shared slice
 ORDER_SEED = 0x0D3E5  # mixed into the seed of a peer's own batch order (data.shared_batches: false)
 SPLIT_SEED = 0  # of the fixed splits carved for evaluation: the same for every run seed
 
@@ -95,10 +96,21 @@ class PeerDataset(ABC):
         """Keep only the training examples whose given label is one of ``classes`` (``data.classes``)."""
         raise ConfigError("data.classes", f"dataset '{self.info.name}' cannot keep a subset of classes; leave it unset")
 
-    def keep_shard(self, indices: Tensor, labels: Tensor, epoch_examples: int) -> None:
+    def keep_shard(self, indices: Tensor, labels: Tensor, epoch_examples: int, shared: Tensor | None = None) -> None:
         """Keep only the training examples ``indices`` (sorted), given ``labels``, drawing
-        ``epoch_examples`` of them per epoch: this peer's shard of ``data.partition``."""
+        ``epoch_examples`` of them per epoch: this peer's shard of ``data.partition``; the training
+        examples ``shared`` (sorted, disjoint from every shard) become the shared slice
+        (``data.shared_fraction``: :meth:`shared_batch`)."""
         raise ConfigError("data.partition", f"dataset '{self.info.name}' cannot be divided among peers; leave it unset")
+
+    def shared_batch(self, seed: int, epoch: int, step: int, batch_size: int) -> tuple[Tensor, Tensor]:
+        """A batch of the shared slice (no augmentation, no labels): its images and their positions
+        in the slice, a pure function of ``(seed, epoch, step)``, so every peer draws the same one."""
+        raise ValueError(f"dataset '{self.info.name}' holds no shared slice (data.shared_fraction)")
+
+    def shared_labels(self) -> Tensor | None:
+        """The true labels of the shared slice (a benchmark's label oracle only), or None without one."""
+        return None
 
     def hold_out_probe(self, fraction: float, seed: int) -> None:
         """Move a stratified ``fraction`` of the training split into a probe split (never trained on;

@@ -48,8 +48,14 @@ class WrappedDataset(PeerDataset):
     def keep_classes(self, classes: tuple[int, ...]) -> None:
         self.dataset.keep_classes(classes)
 
-    def keep_shard(self, indices: Tensor, labels: Tensor, epoch_examples: int) -> None:
-        self.dataset.keep_shard(indices, labels, epoch_examples)
+    def keep_shard(self, indices: Tensor, labels: Tensor, epoch_examples: int, shared: Tensor | None = None) -> None:
+        self.dataset.keep_shard(indices, labels, epoch_examples, shared)
+
+    def shared_batch(self, seed: int, epoch: int, step: int, batch_size: int) -> tuple[Tensor, Tensor]:
+        return self.dataset.shared_batch(seed, epoch, step, batch_size)
+
+    def shared_labels(self) -> Tensor | None:
+        return self.dataset.shared_labels()
 
     def hold_out_probe(self, fraction: float, seed: int) -> None:
         self.dataset.hold_out_probe(fraction, seed)

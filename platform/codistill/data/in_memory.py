@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from codistill.data.augment import Augmentation
-from codistill.data.base import PROBE_SEED, DatasetInfo, PeerDataset, mix_seed
+from codistill.data.base import PROBE_SEED, SHARED_BATCH_SEED, DatasetInfo, PeerDataset, mix_seed
 from codistill.data.noise import probe_choice, probe_split, reduce_training_set
 from codistill.errors import ConfigError
 
@@ -31,6 +31,8 @@ class InMemoryDataset(PeerDataset):
 
     probe_images: Tensor | None = None
     probe_labels: Tensor | None = None  # set by hold_out_probe
+    shared_images: Tensor | None = None
+    shared_clean_labels: Tensor | None = None  # set by keep_shard with a shared slice
 
     def __init__(self, name: str, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor], num_classes: int,
                  augmentation: Augmentation, *, max_value: float, train_fraction: float, label_noise: float,
@@ -67,7 +69,9 @@ class InMemoryDataset(PeerDataset):
     def keep_classes(self, classes: tuple[int, ...]) -> None:
         self._keep(torch.isin(self.noisy_train_labels, torch.tensor(classes)))
 
-    def keep_shard(self, indices: Tensor, labels: Tensor, epoch_examples: int) -> None:
+    def keep_shard(self, indices: Tensor, labels: Tensor, epoch_examples: int, shared: Tensor | None = None) -> None:
+        if shared is not None and shared.numel() > 0:
+            self.shared_images, self.shared_clean_labels = self.train_images[shared], self.clean_train_labels[shared]
         keep = torch.zeros(self.info.train_size, dtype=torch.bool).index_fill_(0, indices, True)
         self._keep(keep)
         self.noisy_train_labels = labels
@@ -89,6 +93,16 @@ class InMemoryDataset(PeerDataset):
             return super().probe_batch(seed, epoch, step, batch_size)
         chosen = probe_choice(self.probe_labels.numel(), batch_size, self.probe_generator(seed, epoch, step))
         return self.augmentation.normalize(self._unit_scale(self.probe_images[chosen])), self.probe_labels[chosen]
+
+    def shared_batch(self, seed: int, epoch: int, step: int, batch_size: int) -> tuple[Tensor, Tensor]:
+        if self.shared_images is None:
+            return super().shared_batch(seed, epoch, step, batch_size)
+        generator = torch.Generator().manual_seed(mix_seed(seed, epoch, step, SHARED_BATCH_SEED))
+        chosen = probe_choice(self.shared_images.shape[0], batch_size, generator)
+        return self.augmentation.normalize(self._unit_scale(self.shared_images[chosen])), chosen
+
+    def shared_labels(self) -> Tensor | None:
+        return self.shared_clean_labels
 
     def train_labels(self) -> Tensor:
         return self.noisy_train_labels

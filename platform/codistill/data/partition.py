@@ -18,6 +18,10 @@ seed to K disjoint sets of indices that cover the split. Every class c's n_c exa
 - ``classes``: dealt round robin among the peers whose list names c (all of c to one peer when one
   list names it).
 
+With ``data.shared_fraction`` a stratified slice of the split (:func:`shared_slice`) is taken
+out first, before the rest is divided: every peer sees it, without its labels (the public,
+unlabeled data of FedDF).
+
 Label noise (``data.label_noise``, symmetric, :mod:`.noise`) is then applied within each shard,
 seeded per peer, and a training-split probe (``data.probe_fraction``) is a stratified slice of the
 shard: :func:`peer_shards` computes both from the labels alone, as each peer's dataset applies
@@ -34,10 +38,19 @@ from torch import Tensor
 
 from codistill.config import PartitionConfig
 from codistill.data.base import PROBE_SEED, mix_seed
-from codistill.data.noise import probe_split, symmetric_noise
+from codistill.data.noise import probe_split, stratified_subset, symmetric_noise
 
 PARTITION_SEED = 0x5A47D  # mixed into the run's seed for the division of the training split
 SHARD_NOISE_SEED = 0x5A6E5  # mixed with the run's seed and the peer's index for the noise of its shard
+SHARED_SLICE_SEED = 0x5A5EC  # mixed into the run's seed for the shared slice (data.shared_fraction)
+
+
+def shared_slice(labels: Tensor, fraction: float, seed: int) -> Tensor:
+    """The sorted indices of the slice every peer sees (``data.shared_fraction``): a stratified
+    ``fraction`` of ``labels`` (the clean training labels), seeded; empty when ``fraction`` is 0."""
+    if fraction == 0:
+        return torch.empty(0, dtype=torch.long)
+    return stratified_subset(labels, fraction, mix_seed(seed, SHARED_SLICE_SEED))
 
 
 def partition_indices(labels: Tensor, num_peers: int, partition: PartitionConfig, seed: int) -> list[Tensor]:
@@ -82,12 +95,17 @@ class PeerShard:
 
 
 def peer_shards(clean_labels: Tensor, num_classes: int, num_peers: int, partition: PartitionConfig, seed: int,
-                label_noise: float, probe_fraction: float) -> list[PeerShard]:
-    """Every peer's shard: :func:`partition_indices`, then ``label_noise`` within each shard (seeded
-    by the peer), then the training examples left once a stratified ``probe_fraction`` of the shard
-    is carved as its probe (0: the probe, if any, is not carved from the training split)."""
+                label_noise: float, probe_fraction: float, shared: Tensor | None = None) -> list[PeerShard]:
+    """Every peer's shard: :func:`partition_indices` of the split less the ``shared`` slice (indices,
+    :func:`shared_slice`), then ``label_noise`` within each shard (seeded by the peer), then the
+    training examples left once a stratified ``probe_fraction`` of the shard is carved as its probe
+    (0: the probe, if any, is not carved from the training split)."""
+    rest = torch.arange(clean_labels.numel())
+    if shared is not None and shared.numel() > 0:
+        rest = rest[torch.ones(clean_labels.numel(), dtype=torch.bool).index_fill_(0, shared, False)]
     shards = []
-    for k, indices in enumerate(partition_indices(clean_labels, num_peers, partition, seed)):
+    for k, positions in enumerate(partition_indices(clean_labels[rest], num_peers, partition, seed)):
+        indices = rest[positions]
         clean = clean_labels[indices]
         given = symmetric_noise(clean, label_noise, num_classes, mix_seed(seed, k, SHARD_NOISE_SEED))
         kept = torch.ones(indices.numel(), dtype=torch.bool)

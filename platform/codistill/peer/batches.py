@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -40,6 +40,26 @@ class Batch:
     indices: Tensor
     batch_size: int
     data_wait: float
+    #: Rows from this one on are the shared slice's (``data.shared_fraction``), unlabeled: their
+    #: targets are the teachers' consensus, never trained on with cross-entropy (None: all labeled).
+    labeled: int | None = None
+
+    @property
+    def own_rows(self) -> slice:
+        """The labeled rows: the peer's own examples."""
+        return slice(None, self.labeled)
+
+    def with_shared(self, images: Tensor, positions: Tensor, offset: int) -> "Batch":
+        """This batch and, after it, a batch of the shared slice (its ``positions`` in the slice; their
+        indices follow the training split's, from ``offset``); targets still the own rows' only."""
+        return replace(self, images=torch.cat([self.images, images.to(self.images.device)]),
+                       indices=torch.cat([self.indices, offset + positions]), labeled=self.targets.numel())
+
+    def with_consensus(self, teacher_logits: list[Tensor]) -> "Batch":
+        """The shared rows' targets: the class the teachers' mean softmax ranks first (no label is used)."""
+        shared = slice(self.targets.numel(), None)
+        consensus = torch.stack([t[shared].float().softmax(-1) for t in teacher_logits]).mean(0).argmax(-1)
+        return replace(self, targets=torch.cat([self.targets, consensus.to(self.targets.device)]))
 
 
 #: A batch on the CPU: images, labels, indices (of the rows prepared) and the whole batch's size.

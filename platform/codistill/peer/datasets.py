@@ -4,10 +4,12 @@ test splits."""
 
 from __future__ import annotations
 
+from torch import Tensor
+
 from codistill.config import RunConfig
 from codistill.data import build_dataset, with_probe
 from codistill.data.base import PeerDataset
-from codistill.data.partition import PeerShard, epoch_examples, peer_shards
+from codistill.data.partition import PeerShard, epoch_examples, peer_shards, shared_slice
 
 
 def partitioned(config: RunConfig) -> bool:
@@ -22,8 +24,9 @@ def load_dataset(config: RunConfig, peer: int | None = None) -> PeerDataset:
     if partitioned(config):
         if peer is None:
             raise ValueError(f"with data.partition: {data.partition.kind} each peer has its own dataset: name the peer")
-        shards = _shards(config, dataset)
-        dataset.keep_shard(shards[peer].indices, shards[peer].labels, epoch_examples(shards, data.batch_size))
+        shared = shared_slice(dataset.train_labels(), data.shared_fraction, config.seed)
+        shards = _shards(config, dataset, shared)
+        dataset.keep_shard(shards[peer].indices, shards[peer].labels, epoch_examples(shards, data.batch_size), shared)
     if data.classes is not None:
         dataset.keep_classes(data.classes)
     if data.probe_fraction > 0:
@@ -40,7 +43,15 @@ def peer_datasets(config: RunConfig) -> list[PeerDataset]:
 
 def load_shards(config: RunConfig) -> list[PeerShard]:
     """Every peer's shard of a partitioned run, from the training split's labels (read once)."""
-    return _shards(config, _training_split(config))
+    clean = _training_split(config)
+    return _shards(config, clean, shared_slice(clean.train_labels(), config.data.shared_fraction, config.seed))
+
+
+def shared_slice_size(config: RunConfig) -> int:
+    """Examples in the slice every peer sees (``data.shared_fraction``; 0 without one)."""
+    if config.data.shared_fraction == 0:
+        return 0
+    return shared_slice(_training_split(config).train_labels(), config.data.shared_fraction, config.seed).numel()
 
 
 def _training_split(config: RunConfig) -> PeerDataset:
@@ -52,7 +63,7 @@ def _training_split(config: RunConfig) -> PeerDataset:
                          image_size=data.image_size, test_fraction=data.test_fraction, val_fraction=data.val_fraction)
 
 
-def _shards(config: RunConfig, clean: PeerDataset) -> list[PeerShard]:
+def _shards(config: RunConfig, clean: PeerDataset, shared: Tensor) -> list[PeerShard]:
     data = config.data
     return peer_shards(clean.train_labels(), clean.info.num_classes, len(config.peers), data.partition, config.seed,
-                       data.label_noise, data.probe_fraction if data.probe_source == "train" else 0.0)
+                       data.label_noise, data.probe_fraction if data.probe_source == "train" else 0.0, shared)

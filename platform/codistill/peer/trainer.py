@@ -39,7 +39,7 @@ from codistill.methods.base import TeacherView
 from codistill.models import ModelOutput, PeerNetwork, build_model
 from codistill.peer.batches import Batch, BatchSource, RandomStream
 from codistill.peer.data_parallel import WorkerSlot, synchronize_batchnorm, view_rows
-from codistill.peer.datasets import load_dataset
+from codistill.peer.datasets import load_dataset, load_shards, partitioned
 from codistill.peer.feedback import Probe, dense_credit, head_credit
 from codistill.peer.objective import DistillationObjective
 from codistill.peer.optimization import Optimization, select_device
@@ -124,10 +124,19 @@ class PeerTrainer:
         context = PolicyContext(teacher_names=self.slots.names, num_classes=info.num_classes, device=self.device,
                                 online=self.online, student_index=self.index, student_name=self.peer.name,
                                 total_epochs=config.epochs, steps_per_epoch=self.batches.steps_per_epoch,
-                                seed=config.seed, probe_available=config.data.probe_fraction > 0)
+                                seed=config.seed, probe_available=config.data.probe_fraction > 0,
+                                class_counts=self._candidate_class_counts())
         spec = config.distillation.policy
         with torch.random.fork_rng(devices=[]):  # a policy's initialization leaves the peer's stream alone
             return POLICIES.get(spec.name)(context, **spec.params)
+
+    def _candidate_class_counts(self) -> tuple[tuple[int, ...], ...] | None:
+        """With a partition, every candidate teacher's training examples per class (its shard's), in slot order."""
+        if not partitioned(self.config):
+            return None
+        counts = [tuple(shard.class_counts) for shard in load_shards(self.config)]
+        others = [c for k, c in enumerate(counts) if k != self.index]
+        return tuple(others + ([counts[self.index]] if self.slots.includes_self else []))
 
     def _build_pruner(self) -> GradualPruner | None:
         sparsity = self.peer.sparsity
@@ -139,13 +148,17 @@ class PeerTrainer:
 
     # -- the step ----------------------------------------------------------------------------
 
-    def forward(self, epoch: int, step: int, payload: bool = True, on_host: bool = True) -> TeacherView | None:
-        """First half of a step: run the batch, keep the graph, return the detached payload (on the
-        CPU, or on this peer's device without ``on_host``; ``None`` without ``payload``: a
-        codistilling peer sends no predictions)."""
+    def forward(self, epoch: int, step: int, payload: bool = True, on_host: bool = True,
+                shared: tuple[Tensor, Tensor] | None = None) -> TeacherView | None:
+        """First half of a step: run the batch (and after it the ``shared`` slice's images and
+        positions, if given), keep the graph, return the detached payload (on the CPU, or on this
+        peer's device without ``on_host``; ``None`` without ``payload``: a codistilling peer sends
+        no predictions)."""
         started = time.perf_counter()
         self.model.train()
         batch = self.batches.batch(epoch, step)  # a data-parallel worker's: its rows
+        if shared is not None:
+            batch = batch.with_shared(*shared, offset=self.dataset.info.train_size)
         with self._random.active(), self.optimization.autocast():
             output = self.model(batch.images)
         view = self.objective.teacher_payload(self.model, output) if payload else None
@@ -173,7 +186,8 @@ class PeerTrainer:
             raise RuntimeError("update() called without a preceding forward()")
         pending, self._pending = self._pending, None
         started = time.perf_counter()
-        share, received = pending.batch.targets.numel() / pending.batch.batch_size, payloads
+        own = pending.batch.own_rows
+        share, received = pending.batch.targets[own].numel() / pending.batch.batch_size, payloads
         if self.worker is not None and self.replicas is None:  # live payloads cover the global batch: its rows
             payloads = [view_rows(view, self.worker.rows(pending.batch.batch_size)) for view in payloads]
         progress, targets, student = pending.batch.progress, pending.batch.targets, pending.output
@@ -187,7 +201,7 @@ class PeerTrainer:
         credit_due = False
         terms: dict[str, Tensor] = {}
         with self.optimization.autocast():
-            ce = F.cross_entropy(student.logits.float(), targets)
+            ce = F.cross_entropy(student.logits[own].float(), targets[own])
             if distilling:
                 self.slots.check_count(payloads)
                 teachers = [_to_device(payloads[position], self.device, position) for position in kept]
@@ -224,8 +238,8 @@ class PeerTrainer:
 
         metrics = {m.LOSS_TOTAL: float(loss.detach()), m.LOSS_CE: float(ce.detach()),
                    m.DISTILL_STRENGTH: strength, m.LEARNING_RATE: lr,
-                   m.TRAIN_CORRECT: float((student.logits.detach().argmax(1) == targets).sum()),
-                   m.TRAIN_EXAMPLES: float(targets.numel()),
+                   m.TRAIN_CORRECT: float((student.logits[own].detach().argmax(1) == targets[own]).sum()),
+                   m.TRAIN_EXAMPLES: float(targets[own].numel()),
                    m.STEP_SECONDS: pending.forward_seconds + time.perf_counter() - started,
                    m.EXCHANGE_WAIT_SECONDS: started - pending.finished_at,
                    m.DATA_WAIT_SECONDS: pending.batch.data_wait,
@@ -272,14 +286,22 @@ class PeerTrainer:
 
     def replica_step(self, epoch: int, step: int) -> dict[str, float]:
         """A whole step with this peer's replicas as teachers, on its own batch (no peer is waited
-        for); the replicas run only when the step distils (λ·m ≠ 0). Their forward passes count as
-        this peer's compute (``time/step``) and are reported alone (``time/replica_forward``)."""
-        self.forward(epoch, step, payload=False)
-        pending = self._pending
-        progress = pending.batch.progress
-        started = time.perf_counter()
+        for) and, with ``data.shared_fraction``, a batch of the shared slice (the same for every peer
+        at this step; cross-entropy on the own rows only, the policy sees the teachers' consensus as
+        the shared rows' targets); the replicas run only when the step distils (λ·m ≠ 0). Their
+        forward passes count as this peer's compute (``time/step``) and are reported alone
+        (``time/replica_forward``)."""
+        progress = self.batches.progress(epoch, step)
         distilling = self.objective.active and self.objective.strength(progress) != 0.0
+        sharing = distilling and self.config.data.shared_fraction > 0
+        size = self.config.data.batch_size
+        self.forward(epoch, step, payload=False,
+                     shared=self.dataset.shared_batch(self.config.seed, epoch, step, size) if sharing else None)
+        pending = self._pending
+        started = time.perf_counter()
         teachers = self.replicas.views(pending.batch.images) if distilling else []
+        if sharing:
+            pending.batch = pending.batch.with_consensus([view.logits for view in teachers])
         pending.finished_at = time.perf_counter()
         pending.forward_seconds += pending.finished_at - started
         metrics = self.update(teachers)

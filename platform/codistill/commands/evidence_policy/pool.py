@@ -12,6 +12,7 @@ import yaml
 from codistill.checkpoint import load_latest_checkpoint
 from codistill.cohort.offline import OfflineCohort, load_network
 from codistill.config import RunConfig
+from codistill.data.base import PeerDataset
 from codistill.peer import load_dataset, partitioned, peer_datasets
 from codistill.peer.teachers import normalized_weights
 from codistill.progress import Progress
@@ -51,12 +52,20 @@ def train_pool(pool_dir: Path, configs: list[RunConfig]) -> list[dict[str, str]]
     return teachers
 
 
+def true_labels(dataset: PeerDataset) -> torch.Tensor:
+    """The true labels of a peer's training examples as its batches index them: its shard's, then
+    the shared slice's (``data.shared_fraction``), if any."""
+    shared = dataset.shared_labels()
+    return torch.cat([dataset.clean_train_labels, *([] if shared is None else [shared])])
+
+
 def write_true_labels(config: RunConfig, path: Path) -> Path:
     """The true labels of ``config``'s training split (as the batches index it; with ``data.partition``
-    one tensor per peer's shard), saved for the oracle."""
+    one tensor per peer's shard, followed by the shared slice's, whose rows a batch indexes after
+    the shard's), saved for the oracle."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if partitioned(config):
-        torch.save([dataset.clean_train_labels.clone() for dataset in peer_datasets(config)], path)
+        torch.save([true_labels(dataset) for dataset in peer_datasets(config)], path)
     else:
         torch.save(load_dataset(config).clean_train_labels.clone(), path)
     return path
