@@ -8,7 +8,7 @@ spaces follow the RL libraries' conventions (a flat observation, which no librar
 image; a symmetric action normalized to [−1, 1], scaled inside):
 
 - observation: ``float32 [B·K·F]``, the features of :func:`policies.features.observation` for
-  every example of the step's batch and every teacher (``F = len(FEATURES)``), flattened;
+  every example of the step's batch and every teacher (``F = len(SAME_DATA_FEATURES)``), flattened;
   :func:`features_of` gives them back as ``[B, K, F]``;
 - action: ``float32 [B, K]`` in [−1, 1], the teacher logits divided by :data:`ACTION_SCALE`
   (:func:`action_of` maps weights to it); the weights are ``softmax`` over teachers of the logits;
@@ -61,7 +61,7 @@ from codistill.policy import (
 )
 from codistill.progress import Progress
 from codistill.validation import parse_config
-from policies.features import FEATURE_CLIP, FEATURES, observation
+from policies.features import FEATURE_CLIP, SAME_DATA_FEATURES, observation
 from policies.pool_distribution import PoolDistribution, train_teacher
 from policies.ppo import probe_reward
 from policies.scorer import weights_from_scores
@@ -122,8 +122,8 @@ class TeacherSelectionEnv(gym.Env):
         self.config = self.episode_config(config)
         self.teacher_names = [t.name for t in self.config.teachers]
         size, count = self.config.data.batch_size, len(self.teacher_names)
-        self.observation_space = gym.spaces.Box(-FEATURE_CLIP, FEATURE_CLIP, (size * count * len(FEATURES),),
-                                                np.float32)
+        width = size * count * len(SAME_DATA_FEATURES)
+        self.observation_space = gym.spaces.Box(-FEATURE_CLIP, FEATURE_CLIP, (width,), np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (size, count), np.float32)
         self.cohort: OfflineCohort | None = None
         self._schedule: list[tuple[int, int]] = []
@@ -194,7 +194,7 @@ class TeacherSelectionEnv(gym.Env):
 
 def features_of(observation: np.ndarray, teachers: int) -> torch.Tensor:
     """The environment's flat observation as features ``[B, K, F]`` (what a policy's ``act`` takes)."""
-    return torch.from_numpy(np.asarray(observation, dtype=np.float32)).view(-1, teachers, len(FEATURES))
+    return torch.from_numpy(np.asarray(observation, dtype=np.float32)).view(-1, teachers, len(SAME_DATA_FEATURES))
 
 
 def feedback_of(info: dict[str, Any]) -> Feedback:

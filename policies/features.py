@@ -22,8 +22,8 @@ transfers between class counts, and every feature is clipped at ±:data:`FEATURE
 peer knows every shard's class counts n_k(c), so ``s_k(c) = n_k(c) / Σ_j n_j(c)`` is candidate k's
 share of class c among the K candidates (``1/K`` for a class none holds) and ``p̄`` the mean of the
 candidates' softmax. It is 0 when k holds an average share of the classes the example looks like,
-negative when it holds less (a teacher that never saw the class), and 0 for every teacher when the
-counts are not known (every candidate trained on the same data). It needs no label, so it also
+negative when it holds less (a teacher that never saw the class); it is left out when the counts
+are not known (every candidate trained on the same data). It needs no label, so it also
 tells the teachers apart on unlabeled examples (``data.shared_fraction``).
 """
 
@@ -35,15 +35,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-FEATURES = ("teacher_ce", "teacher_confidence", "teacher_entropy", "kl_teacher_student", "agrees_with_student",
-            "agrees_with_teachers", "kl_teacher_others", "progress", "student_ce", "teacher_class_share")
+#: What the policy observes when every candidate trained on the same data.
+SAME_DATA_FEATURES = ("teacher_ce", "teacher_confidence", "teacher_entropy", "kl_teacher_student",
+                      "agrees_with_student", "agrees_with_teachers", "kl_teacher_others", "progress", "student_ce")
+#: What it observes when the candidates' shards are known (``data.partition``): one more, last.
+FEATURES = (*SAME_DATA_FEATURES, "teacher_class_share")
 FEATURE_CLIP = 10.0
+
+
+def observed_features(shards_known: bool) -> tuple[str, ...]:
+    """The features a policy observes: :data:`FEATURES` when the candidates' shards are known, else
+    :data:`SAME_DATA_FEATURES` (a policy without partition sees, and is initialized, as before)."""
+    return FEATURES if shards_known else SAME_DATA_FEATURES
 
 
 def observation(student_logits: Tensor, teacher_logits: Tensor, targets: Tensor, progress: float,
                 class_counts: Tensor | None = None) -> Tensor:
-    """Features ``[B, K, len(FEATURES)]`` of every (example, teacher) pair, ``class_counts`` ``[K, C]``
-    the candidates' training examples per class (None: unknown); see the module docstring."""
+    """Features ``[B, K, F]`` of every (example, teacher) pair, ``class_counts`` ``[K, C]`` the
+    candidates' training examples per class (None: unknown, and ``teacher_class_share`` left out:
+    ``F = len(observed_features(class_counts is not None))``); see the module docstring."""
     count, batch, classes = teacher_logits.shape
     log_c = math.log(max(classes, 2))
     log_p = F.log_softmax(teacher_logits.float(), dim=-1)  # [K, B, C]
@@ -64,9 +74,11 @@ def observation(student_logits: Tensor, teacher_logits: Tensor, targets: Tensor,
     else:
         agrees_teachers = kl_others = torch.zeros_like(teacher_ce)
     student_ce = (-log_q.gather(-1, targets.view(batch, 1)).view(1, batch) / log_c).expand(count, batch)
-    class_share = torch.zeros_like(teacher_ce) if class_counts is None else shard_knowledge(p, class_counts)
-    stacked = torch.stack([teacher_ce, confidence, entropy, kl_student, agrees_student, agrees_teachers, kl_others,
-                           torch.full_like(teacher_ce, float(progress)), student_ce, class_share], dim=-1)  # [K, B, F]
+    columns = [teacher_ce, confidence, entropy, kl_student, agrees_student, agrees_teachers, kl_others,
+               torch.full_like(teacher_ce, float(progress)), student_ce]
+    if class_counts is not None:
+        columns.append(shard_knowledge(p, class_counts))
+    stacked = torch.stack(columns, dim=-1)  # [K, B, F]
     return stacked.clamp(-FEATURE_CLIP, FEATURE_CLIP).transpose(0, 1).contiguous()
 
 

@@ -48,7 +48,7 @@ from codistill.policy import (
 from codistill.progress import Progress
 from policies.checkpoint import load_policy, save_policy
 from policies.credit import ONLINE_CREDIT_EVERY, ONLINE_UNIFORM_PRIOR, CreditEstimator
-from policies.features import observation
+from policies.features import observation, observed_features
 from policies.ppo import PPOEstimator
 from policies.scorer import TeacherScorer, weights_from_scores
 
@@ -96,10 +96,11 @@ class LearnedPolicy(TeacherWeightingPolicy):
                  uniform_prior: float | None = None, uniform_floor: float | None = None,
                  class_share_prior: float = 1.0) -> None:
         super().__init__(context)
-        saved = load_policy(checkpoint) if checkpoint else None
+        features = observed_features(context.class_counts is not None)
+        saved = load_policy(checkpoint, features) if checkpoint else None
         with torch.random.fork_rng(devices=[]):  # the same initial network in every peer
             torch.manual_seed(mix_seed(context.seed, 0x7EAC))
-            self.scorer = TeacherScorer(saved["hidden"] if saved else hidden, init_std, class_share_prior)
+            self.scorer = TeacherScorer(saved["hidden"] if saved else hidden, init_std, class_share_prior, features)
         if saved:
             self.scorer.load_state_dict(saved["scorer"])
         if update_every is None:
@@ -137,7 +138,7 @@ class LearnedPolicy(TeacherWeightingPolicy):
             if not isinstance(checkpoint, str) or not Path(checkpoint).expanduser().is_file():
                 raise ConfigError(f"{path}.checkpoint", f"no such file: {checkpoint}")
             try:
-                saved = load_policy(checkpoint)
+                saved = load_policy(checkpoint, observed_features(config.data.partition.kind != "shared"))
             except ValueError as error:
                 raise ConfigError(f"{path}.checkpoint", str(error)) from None
             if "hidden" in params and params["hidden"] != saved["hidden"]:

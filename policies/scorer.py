@@ -11,7 +11,7 @@ attribute (with independent per-example noise the batch mean of the weights bare
 normalizing over teachers makes the weights equivariant to the teachers' order and defined for
 any number of them. The last layer starts at zero: an untrained policy weights teachers uniformly,
 up to the fixed prior ``γ · teacher_class_share`` added to every score (``prior`` γ; the feature
-is 0 unless the teachers' shards are known, :mod:`policies.features`): with it an untrained policy
+is observed only where the teachers' shards are known, :mod:`policies.features`): with it an untrained policy
 weights teacher k in proportion to ``(Σ_c p̄(c) s_k(c))^γ``, its share of the training data of
 the classes the example looks like.
 """
@@ -23,9 +23,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from policies.features import FEATURES
-
-SHARE = FEATURES.index("teacher_class_share")
+from policies.features import FEATURES, SAME_DATA_FEATURES
 
 
 def weights_from_scores(scores: Tensor) -> Tensor:
@@ -34,15 +32,18 @@ def weights_from_scores(scores: Tensor) -> Tensor:
 
 
 class TeacherScorer(nn.Module):
-    """Features ``[B, K, F]`` → mean action logits ``[B, K]``; the learned exploration scales.
+    """Features ``[B, K, F]`` (``features``, :func:`~policies.features.observed_features`) → mean
+    action logits ``[B, K]``; the learned exploration scales.
 
     ``log_std`` is the per-example part ``log σ``, ``log_std_shared`` the batch-shared ``log σ_s``.
     """
 
-    def __init__(self, hidden: int, init_std: float, prior: float = 0.0) -> None:
+    def __init__(self, hidden: int, init_std: float, prior: float = 0.0,
+                 features: tuple[str, ...] = SAME_DATA_FEATURES) -> None:
         super().__init__()
-        self.prior = prior
-        self.net = nn.Sequential(nn.Linear(len(FEATURES), hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(),
+        self.features = features
+        self.prior = prior if features == FEATURES else 0.0  # the prior reads ``teacher_class_share``, last
+        self.net = nn.Sequential(nn.Linear(len(features), hidden), nn.Tanh(), nn.Linear(hidden, hidden), nn.Tanh(),
                                  nn.Linear(hidden, 1))
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
@@ -54,7 +55,8 @@ class TeacherScorer(nn.Module):
         return self.net[0].out_features
 
     def forward(self, features: Tensor) -> Tensor:
-        return self.net(features).squeeze(-1) + self.prior * features[..., SHARE]
+        scores = self.net(features).squeeze(-1)
+        return scores + self.prior * features[..., -1] if self.prior else scores
 
     def sample(self, mean: Tensor, generator: torch.Generator) -> Tensor:
         """``a = μ + σ ε + σ_s η`` with ``ε`` per example and teacher, ``η`` per teacher."""

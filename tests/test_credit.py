@@ -14,7 +14,7 @@ from codistill.policy import Feedback
 from codistill.runner import prepare_run_dir, run_cohort
 from codistill.validation import parse_config
 from policies.credit import CreditLearner
-from policies.features import FEATURES
+from policies.features import SAME_DATA_FEATURES
 from policies.learned import LearnedPolicy
 
 LR = 0.05
@@ -122,7 +122,7 @@ def test_the_credit_learner_moves_weight_to_the_teacher_with_negative_credit():
     """Teacher 0's weight lowers the probe loss (negative credit), teacher 1's raises it: one
     update must give teacher 0 more weight on the same observations."""
     policy = LearnedPolicy(context_of(2), estimator="credit")
-    features = torch.rand(16, 2, len(FEATURES), generator=torch.Generator().manual_seed(0))
+    features = torch.rand(16, 2, len(SAME_DATA_FEATURES), generator=torch.Generator().manual_seed(0))
     features[:, 0, 0], features[:, 1, 0] = 0.0, 1.0  # what tells the two teachers apart: their loss
     before = policy.act(features)
     credit = torch.stack([-torch.ones(16), torch.ones(16)], dim=1)
@@ -138,7 +138,7 @@ def test_the_uniform_prior_holds_the_weights_at_the_temperature_of_the_credit():
     """With β = uniform_prior, a fixed credit's optimum is w ∝ exp(−ĉ/β): many updates on one
     credit drive the weights towards it, a larger β keeps them nearer uniform, and β = 0 goes to
     the corner."""
-    features = torch.rand(16, 2, len(FEATURES), generator=torch.Generator().manual_seed(0))
+    features = torch.rand(16, 2, len(SAME_DATA_FEATURES), generator=torch.Generator().manual_seed(0))
     features[:, 0, 0], features[:, 1, 0] = 0.0, 1.0
     credit = torch.stack([-torch.ones(16), torch.ones(16)], dim=1)
     final = {}

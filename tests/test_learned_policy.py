@@ -16,7 +16,7 @@ from codistill.progress import Progress
 from codistill.runner import RESULTS_FILE, prepare_run_dir, run_cohort
 from codistill.validation import parse_config
 from policies.checkpoint import save_policy
-from policies.features import FEATURES
+from policies.features import SAME_DATA_FEATURES
 from policies.learned import LearnedPolicy
 
 LEARNED = "policies.learned:LearnedPolicy"
@@ -55,7 +55,7 @@ def test_environment_passes_gymnasiums_checker():
         assert len(env.observation_space.shape) == 1  # flat: no library takes it for an image
         assert env.action_space.low.min() == -1.0 and env.action_space.high.max() == 1.0  # symmetric, normalized
         features, _ = env.reset(seed=3)
-        assert features_of(features, 3).shape == (64, 3, len(FEATURES))
+        assert features_of(features, 3).shape == (64, 3, len(SAME_DATA_FEATURES))
         for _ in range(4):
             features, reward, terminated, truncated, info = env.step(env.action_space.sample())
         assert terminated and not truncated and set(info["teacher_weights"]) == {"trained", "weak", "random"}
@@ -86,7 +86,7 @@ def test_a_learner_step_makes_positive_advantage_actions_more_likely():
     policy = LearnedPolicy(context(2), update_epochs=1, entropy_coef=0.0, lr=1e-3, estimator="ppo")  # first order
     learner = policy.make_learner()
     generator = torch.Generator().manual_seed(1)
-    features = torch.rand(8, 2, len(FEATURES), generator=generator)
+    features = torch.rand(8, 2, len(SAME_DATA_FEATURES), generator=generator)
     with torch.no_grad():
         mean = policy.scorer(features)
         transitions = []
@@ -235,7 +235,7 @@ def saved_policy_with_other_features(path):
     policy = LearnedPolicy(context(2), learn=False)
     save_policy(path, policy.scorer)
     saved = torch.load(path, weights_only=True)
-    saved["features"] = list(FEATURES[:-1]) + ["teacher_accuracy"]
+    saved["features"] = list(SAME_DATA_FEATURES[:-1]) + ["teacher_accuracy"]
     torch.save(saved, path)
     return str(path)
 
