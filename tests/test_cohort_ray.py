@@ -1,6 +1,7 @@
 """Peers as Ray actors: same numbers as the single-process cohort, threads, placement, jobs."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -104,3 +105,29 @@ def test_standalone_runtime_listens_on_loopback_only():
     report = json.loads(lines[0][len("REPORT "):])
     assert report["started"] and report["steps"] > 0
     assert report["addresses"] and set(report["addresses"]) <= LOOPBACK, report
+
+
+COMMANDS = sorted(path.stem for path in (Path(__file__).resolve().parent.parent / "platform" / "codistill"
+                                         / "commands").iterdir()
+                  if path.name != "__init__.py" and (path.suffix == ".py" or (path / "__init__.py").exists()))
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_job_keeps_a_local_ray_runtime_on_loopback(command):
+    """Importing a job's command module (as its script does, first), then the runtime module its
+    ``start_ray`` lives in, leaves Ray reading the loopback switch: no module imports ``ray``
+    before :mod:`codistill.cohort.ray_runtime` set it."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_ADDRESS")}
+    env["PYTHONPATH"] = os.pathsep.join([str(root / "platform"), str(root)])
+    code = (f"import codistill.commands.{command}\n"
+            "import codistill.cohort.ray_runtime\n"  # where the job starts Ray, if it imported it late
+            "from codistill.private_apis import local_ray_listens_on_every_interface as listens\n"
+            "print('LISTENS', listens())")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, cwd=root)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "LISTENS False" in done.stdout, f"codistill.commands.{command} imports ray before the loopback switch"

@@ -19,11 +19,13 @@ import time
 from dataclasses import replace
 from typing import Any
 
-import ray  # noqa: E402  (after codistill.cohort, which keeps a local runtime on loopback)
+from codistill.cohort.ray_cohort import RayCohort  # before ray: loopback
+
+# isort: split
+import ray  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from codistill import metrics as m
-from codistill.cohort.ray_cohort import RayCohort  # before ray: loopback
 from codistill.config import RunConfig
 from codistill.evaluation import top1
 from codistill.validation import validate

@@ -13,10 +13,12 @@ import json
 import os
 from pathlib import Path
 
+from codistill.cohort.ray_runtime import start_ray  # before ray: loopback
+
+# isort: split
 import ray  # noqa: E402
 
 from codistill.benchmarks.data_parallel import overhead, two_nodes
-from codistill.cohort.ray_runtime import start_ray  # before ray: loopback
 from codistill.validation import load_config
 
 
