@@ -10,6 +10,7 @@ import json
 import pytest
 import torch
 import yaml
+from backend_equality import assert_ray_trains_exactly_as_sequential
 from conftest import tiny_raw
 
 from codistill import metrics as m
@@ -171,23 +172,8 @@ def test_a_tune_space_may_search_alpha(tmp_path):
 
 @pytest.mark.ray
 def test_actors_on_their_shards_train_exactly_like_one_process(ray_runtime):
-    from codistill.cohort.ray_cohort import RayCohort
-
-    config = parse_config(partitioned_raw({"kind": "dirichlet", "alpha": 1.0}, label_noise=0.2))
-    local, remote = SequentialCohort(config), RayCohort(config)
-    try:
-        for epoch in range(2):
-            expected, got = local.train_epoch(epoch), remote.train_epoch(epoch)
-            assert len(got) == len(expected) == remote.steps_per_epoch()
-            for step_expected, step_got in zip(expected, got):
-                for peer_expected, peer_got in zip(step_expected, step_got):
-                    assert {k: v for k, v in peer_got.items() if not k.startswith("time/")} == \
-                           {k: v for k, v in peer_expected.items() if not k.startswith("time/")}
-        (local_logits, labels), (remote_logits, remote_labels) = local.evaluate(), remote.evaluate()
-        assert torch.equal(labels, remote_labels)
-        assert all(torch.equal(a, b) for a, b in zip(local_logits, remote_logits))
-    finally:
-        remote.shutdown()
+    assert_ray_trains_exactly_as_sequential(parse_config(partitioned_raw({"kind": "dirichlet", "alpha": 1.0},
+                                                                         label_noise=0.2)))
 
 
 @pytest.mark.parametrize("policy", [{"name": "policies.confidence:ConfidenceAwarePolicy"},

@@ -9,10 +9,10 @@ import signal
 
 import pytest
 import torch
+from backend_equality import assert_ray_trains_exactly_as_sequential
 from conftest import tiny_raw
-from fault_injection import KillAtStep, outcome
+from fault_injection import KillAtStep, outcome, run
 
-from codistill.cohort.ray_cohort import RayCohort
 from codistill.cohort.sequential import SequentialCohort
 from codistill.monitoring import ConsoleProgress
 from codistill.runner import prepare_run_dir, run_cohort
@@ -39,23 +39,7 @@ def test_actors_on_replicas_train_exactly_like_one_process(ray_runtime, raw):
     """Per-step metrics (staleness and bytes included) and validation logits are bit-identical
     to SequentialCohort's, with chunks cut both by the window and at the refresh steps."""
     torch.set_num_threads(1)
-    config = parse_config(raw)
-    local, remote = SequentialCohort(config), RayCohort(config)
-    try:
-        for epoch in range(2):
-            expected, got = local.train_epoch(epoch), remote.train_epoch(epoch)
-            assert len(got) == len(expected) == remote.steps_per_epoch()
-            for step_expected, step_got in zip(expected, got):
-                for peer_expected, peer_got in zip(step_expected, step_got):
-                    assert set(peer_got) == set(peer_expected)
-                    for key, value in peer_expected.items():
-                        if not key.startswith("time/"):
-                            assert peer_got[key] == value, key
-        (local_logits, labels), (remote_logits, remote_labels) = local.evaluate(), remote.evaluate()
-        assert torch.equal(labels, remote_labels)
-        assert all(torch.equal(a, b) for a, b in zip(local_logits, remote_logits))
-    finally:
-        remote.shutdown()
+    assert_ray_trains_exactly_as_sequential(parse_config(raw))
 
 
 def test_a_killed_peer_is_recovered_and_the_run_ends_as_an_uninterrupted_one(ray_runtime, tmp_path):
@@ -69,14 +53,8 @@ def test_a_killed_peer_is_recovered_and_the_run_ends_as_an_uninterrupted_one(ray
     expected = outcome(run_cohort(config, tmp_path / "straight", SequentialCohort, progress=quiet()),
                        tmp_path / "straight")
     cohorts = []
-
-    def make(c):
-        cohorts.append(RayCohort(c))
-        return cohorts[-1]
-
     kill = lambda: os.kill(cohorts[-1].placement[1]["pid"], signal.SIGKILL)  # noqa: E731
     progress = KillAtStep(config, epoch=1, step=2, kill=kill)
-    prepare_run_dir(tmp_path / "faulty", config)
-    got = run_cohort(config, tmp_path / "faulty", make, progress=progress)
+    got = run(config, tmp_path / "faulty", progress, cohorts)
     assert progress.fired and got["recoveries"] == 1, progress.stream.getvalue()
     assert outcome(got, tmp_path / "faulty") == expected

@@ -9,6 +9,7 @@ import json
 import pytest
 import torch
 import yaml
+from backend_equality import assert_ray_trains_exactly_as_sequential
 from test_partition import partitioned_raw
 
 from codistill import metrics as m
@@ -74,20 +75,7 @@ def test_a_run_with_a_shared_slice_resumes_bit_identical(tmp_path):
 
 @pytest.mark.ray
 def test_actors_with_a_shared_slice_train_exactly_like_one_process(ray_runtime):
-    from codistill.cohort.ray_cohort import RayCohort
-
-    config = parse_config(shared_raw())
-    local, remote = SequentialCohort(config), RayCohort(config)
-    try:
-        for epoch in range(2):
-            for step_expected, step_got in zip(local.train_epoch(epoch), remote.train_epoch(epoch)):
-                for peer_expected, peer_got in zip(step_expected, step_got):
-                    assert {k: v for k, v in peer_got.items() if not k.startswith("time/")} == \
-                           {k: v for k, v in peer_expected.items() if not k.startswith("time/")}
-        (local_logits, _), (remote_logits, _) = local.evaluate(), remote.evaluate()
-        assert all(torch.equal(a, b) for a, b in zip(local_logits, remote_logits))
-    finally:
-        remote.shutdown()
+    assert_ray_trains_exactly_as_sequential(parse_config(shared_raw()))
 
 
 def test_the_learned_policy_tells_which_teacher_holds_a_class_without_labels_and_keeps_a_uniform_floor():
