@@ -146,10 +146,13 @@ class RayCohort(Cohort):
             if isinstance(self.actors[k], list):  # a data-parallel peer: where each worker runs
                 where["workers"] = self._get([worker.describe.remote() for worker in self.actors[k]])
 
+    def _peer_actors(self) -> list[Any]:
+        """Every peer's actor and every worker of a data-parallel peer."""
+        return [actor for k in range(len(self.actors)) for actor in self._actors_of(k)]
+
     def _every_actor(self) -> list[Any]:
         """Every peer's actor, every worker of a data-parallel peer, and the policy learner."""
-        learner = [self.learner] if self.learner is not None else []
-        return [actor for k in range(len(self.actors)) for actor in self._actors_of(k)] + learner
+        return self._peer_actors() + ([self.learner] if self.learner is not None else [])
 
     def _kill_actors(self) -> None:
         for actor in self._every_actor():
@@ -246,7 +249,7 @@ class RayCohort(Cohort):
 
     def _lost_actor(self) -> PeerLost | None:
         """A dead peer actor or data-parallel worker, as :class:`PeerLost`; ``None`` if every one answers."""
-        for actor in [actor for k in range(len(self.actors)) for actor in self._actors_of(k)]:
+        for actor in self._peer_actors():
             try:
                 ray.get(actor.describe.remote(), timeout=self.placement_timeout_s)
             except LOST as error:

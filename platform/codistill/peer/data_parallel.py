@@ -61,7 +61,6 @@ class WorkerSlot:
             gradient.copy_(flat[offset:offset + gradient.numel()].view_as(gradient))
             offset += gradient.numel()
 
-
     def gather_rows(self, tensor: Tensor, batch_size: int) -> Tensor:
         """Every worker's rows of a per-row ``tensor`` (this worker's), joined in rank order into
         the global batch's: one all-gather, padded to the most rows a worker has."""
@@ -101,7 +100,8 @@ class WorkerSlot:
         every row (a worker's credit is that of its rows' mean loss: times its share, rows / B).
         The probe losses are every worker's (the same network on the same probe batch). One
         all-gather of ``[rows, K + 2]`` (float64)."""
-        rows = self.rows(batch_size).stop - self.rows(batch_size).start
+        span = self.rows(batch_size)
+        rows = span.stop - span.start
         credit = torch.zeros(rows, count) if feedback.credit is None else feedback.credit * (rows / batch_size)
         losses = torch.tensor([[feedback.loss_total, feedback.loss_ce]], dtype=torch.float64).expand(rows, 2)
         everyone = self.gather_rows(torch.cat([credit.double(), losses], 1).to(device), batch_size).cpu()
