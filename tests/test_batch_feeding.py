@@ -171,3 +171,18 @@ def test_the_prefetch_thread_ends_with_its_source(tree):
     while batch_threads() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not batch_threads()
+
+
+@pytest.mark.parametrize("arguments, field", [
+    (["--rounds", "0"], "--rounds"), (["--images", "-3"], "--images"), (["--loader-workers", "-1"], "--loader-workers"),
+    (["--prefetch", "0"], "--prefetch"), (["--step-seconds", "-0.5"], "--step-seconds"),
+    (["--batch-size", "x"], "--batch-size"),
+])
+def test_the_feeding_benchmark_refuses_a_bad_option_in_one_line_before_writing(tmp_path, capsys, arguments, field):
+    from codistill.commands.benchmark_feeding import main
+
+    out = tmp_path / "rates.json"
+    assert main([*arguments, "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.splitlines()) == 1 and field in captured.err
+    assert not out.exists()

@@ -3,6 +3,7 @@ paired learned/uniform ratios in wall and CPU time."""
 
 import json
 
+import pytest
 import yaml
 from conftest import tiny_raw
 
@@ -23,3 +24,16 @@ def test_the_benchmark_pairs_every_timed_epoch_of_every_round(tmp_path, capsys):
         assert timed[clock]["ratio"] > 0
     printed = capsys.readouterr().out
     assert "learned / uniform per epoch" in printed and "{update_every: 2}" in printed
+
+
+@pytest.mark.parametrize("arguments, field", [
+    (["--rounds", "0"], "--rounds"), (["--epochs", "two"], "--epochs"), (["--threads", "0"], "--threads"),
+    (["--params", "{bogus: 1}"], "distillation.policy.params.bogus"),
+    (["--params", "{update_every:"], "distillation.policy"),
+])
+def test_a_bad_option_is_one_line_naming_it_with_status_2_before_anything_runs(tmp_path, capsys, arguments, field):
+    out = tmp_path / "timed.json"
+    assert main([*arguments, "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.splitlines()) == 1 and field in captured.err
+    assert not out.exists()

@@ -25,8 +25,9 @@ SOURCES = [*sorted((ROOT / "platform").rglob("codistill/**/*.py")), *sorted((ROO
 #: Lowest first; a module may import its own layer and those below. Names match a module or a package;
 #: the longest name that matches gives a module its layer (``codistill.cohort`` spans two layers).
 LAYERS: list[tuple[str, ...]] = [
-    ("codistill.errors", "codistill.checks", "codistill.progress", "codistill.registry", "codistill.metrics",
-     "codistill.safe_io", "codistill.evaluation", "codistill.private_apis", "codistill.evidence", "codistill.shapes"),
+    ("codistill.errors", "codistill.arguments", "codistill.checks", "codistill.progress", "codistill.registry",
+     "codistill.metrics", "codistill.safe_io", "codistill.evaluation", "codistill.private_apis", "codistill.evidence",
+     "codistill.shapes"),
     ("codistill.saved_network",),
     ("codistill.config",),
     ("codistill.data", "codistill.models", "codistill.methods", "codistill.policy", "codistill.pruning",

@@ -13,10 +13,10 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
 
 import torch
 
+from codistill.arguments import ArgumentParser, reported
 from codistill.checkpoint import LATEST
 from codistill.cohort.backends import BACKENDS, check_data_parallel
 from codistill.cohort.base import PeerLost
@@ -35,15 +35,8 @@ from codistill.runner import CONFIG_FILE, prepare_run_dir, record_backend, recor
 from codistill.validation import load_config
 
 
-class _ArgumentParser(argparse.ArgumentParser):
-    """Command-line mistakes are config errors too (one line, status 2), not argparse's usage dump."""
-
-    def error(self, message: str) -> NoReturn:
-        raise ConfigError("command line", message)
-
-
 def parse_args(argv: list[str] | None, description: str, backends: tuple[str, ...]) -> argparse.Namespace:
-    parser = _ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML run configuration (see jobs/configs/)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field, e.g. peers.0.optimizer.lr=0.1 (repeatable); with --resume "
@@ -119,8 +112,7 @@ def main(argv: list[str] | None, *, mode: str, description: str, backends: tuple
         check_exchange(config)
         warnings = check_resume(run_dir, len(config.peers)) if args.resume is not None else []
     except ConfigError as error:
-        print(f"codistill: {error}", file=sys.stderr)
-        return 2
+        return reported(error)
     for warning in warnings:
         print(f"codistill: warning: {warning}", file=sys.stderr)
     try:

@@ -24,6 +24,7 @@ import torch
 
 from codistill.cohort.base import Cohort
 from codistill.cohort.sequential import SequentialCohort
+from codistill.config import RunConfig
 from codistill.validation import load_config
 
 LEARNED = "policies.learned:LearnedPolicy"
@@ -50,22 +51,29 @@ def interleaved_epoch_seconds(cohorts: Mapping[str, Cohort], epochs: int) -> dic
     return interleaved_epoch_times(cohorts, epochs)["wall"]
 
 
-def time_policies(config_file: str | Path, overrides: Sequence[str], *, probe_fraction: float, epochs: int,
-                  threads: int, rounds: int = 1, learned_params: str = "{}") -> dict[str, Any]:
-    """``rounds`` rounds of :func:`interleaved_epoch_times` on fresh cohorts (the learned policy
-    with ``learned_params``, YAML), the policy that goes first swapped each round. Returns, per
-    clock, every timed epoch's ``seconds`` per policy and round, the ``median`` per policy over
-    them, the paired learned/uniform ``ratios`` (per epoch, rounds in order) and their median
-    ``ratio``; with the ``steps`` per epoch and the number of ``peers``."""
-    torch.set_num_threads(threads)
+def policy_configs(config_file: str | Path, overrides: Sequence[str], *, probe_fraction: float,
+                   learned_params: str = "{}") -> dict[str, RunConfig]:
+    """The two cohorts' configs, validated: ``uniform``, and ``learned`` with ``learned_params``
+    (YAML); both with ``probe_fraction`` (the same steps), otherwise identical."""
     common = [*overrides, f"data.probe_fraction={probe_fraction}"]
     policies = {"uniform": "uniform", "learned": f"{{name: '{LEARNED}', params: {learned_params}}}"}
+    return {name: load_config(config_file, common + [f"distillation.policy={policy}"])
+            for name, policy in policies.items()}
+
+
+def time_policies(configs: Mapping[str, RunConfig], *, epochs: int, threads: int, rounds: int = 1) -> dict[str, Any]:
+    """``rounds`` rounds of :func:`interleaved_epoch_times` on fresh cohorts of ``configs``
+    (:func:`policy_configs`), the policy that goes first swapped each round. Returns, per clock,
+    every timed epoch's ``seconds`` per policy and round, the ``median`` per policy over them, the
+    paired learned/uniform ``ratios`` (per epoch, rounds in order) and their median ``ratio``;
+    with the ``steps`` per epoch and the number of ``peers``."""
+    torch.set_num_threads(threads)
+    policies = list(configs)
     seconds: dict[str, dict[str, list[list[float]]]] = {clock: {name: [] for name in policies} for clock in CLOCKS}
     shape: dict[str, int] = {}
     for round_ in range(rounds):
-        order = list(policies) if round_ % 2 == 0 else list(reversed(policies))
-        cohorts = {name: SequentialCohort(load_config(config_file, common + [f"distillation.policy={policies[name]}"]))
-                   for name in order}
+        order = policies if round_ % 2 == 0 else policies[::-1]
+        cohorts = {name: SequentialCohort(configs[name]) for name in order}
         shape = {"steps": cohorts["uniform"].steps_per_epoch(), "peers": len(cohorts["uniform"].peers)}
         for clock, timed in interleaved_epoch_times(cohorts, epochs).items():
             for name, values in timed.items():

@@ -16,23 +16,30 @@ import os
 import tempfile
 from pathlib import Path
 
+from codistill.arguments import ArgumentParser, number, reported, whole_number
 from codistill.benchmarks.feeding import delivery_rates, write_jpeg_tree
+from codistill.errors import ConfigError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=384, help="training JPEGs written into a temporary folder")
-    parser.add_argument("--width", type=int, default=500)
-    parser.add_argument("--height", type=int, default=375)
-    parser.add_argument("--image-size", type=int, default=224, help="the side of the crops")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--prefetch", type=int, default=2, help="data.prefetch_batches of the prefetching variant")
-    parser.add_argument("--loader-workers", type=int, default=2, help="the DataLoader's worker processes")
-    parser.add_argument("--rounds", type=int, default=5, help="timed rounds, the variants interleaved")
-    parser.add_argument("--step-seconds", type=float, default=0.0,
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=whole_number(1), default=384,
+                        help="training JPEGs written into a temporary folder")
+    parser.add_argument("--width", type=whole_number(1), default=500)
+    parser.add_argument("--height", type=whole_number(1), default=375)
+    parser.add_argument("--image-size", type=whole_number(1), default=224, help="the side of the crops")
+    parser.add_argument("--batch-size", type=whole_number(1), default=64)
+    parser.add_argument("--prefetch", type=whole_number(1), default=2,
+                        help="data.prefetch_batches of the prefetching variant")
+    parser.add_argument("--loader-workers", type=whole_number(0), default=2, help="the DataLoader's worker processes")
+    parser.add_argument("--rounds", type=whole_number(1), default=5, help="timed rounds, the variants interleaved")
+    parser.add_argument("--step-seconds", type=number(0.0), default=0.0,
                         help="each step sleeps this long after its batch (a step computed off the CPU)")
     parser.add_argument("--out", type=Path, help="write the measurements as JSON here")
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except ConfigError as error:
+        return reported(error)
     with tempfile.TemporaryDirectory(prefix="codistill-feeding-") as directory:
         root = Path(directory)
         write_jpeg_tree(root, args.images, args.width, args.height)

@@ -12,23 +12,31 @@ import json
 import os
 from pathlib import Path
 
-from codistill.benchmarks.policy import time_policies
+from codistill.arguments import ArgumentParser, reported, whole_number
+from codistill.benchmarks.policy import policy_configs, time_policies
+from codistill.errors import ConfigError
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="jobs/configs/digits_cohort.yaml")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="applied to both cohorts")
     parser.add_argument("--probe-fraction", type=float, default=0.1)
-    parser.add_argument("--epochs", type=int, default=5, help="timed epochs per policy and round (after one warm-up)")
-    parser.add_argument("--rounds", type=int, default=1, help="rounds on fresh cohorts, the first policy swapped")
+    parser.add_argument("--epochs", type=whole_number(1), default=5,
+                        help="timed epochs per policy and round (after one warm-up)")
+    parser.add_argument("--rounds", type=whole_number(1), default=1,
+                        help="rounds on fresh cohorts, the first policy swapped")
     parser.add_argument("--params", default="{}",
                         help="the learned policy's parameters (YAML), e.g. '{update_every: 2}'")
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--threads", type=whole_number(1), default=os.cpu_count())
     parser.add_argument("--out", type=Path, help="write the measurements as JSON here")
-    args = parser.parse_args(argv)
-    timed = time_policies(args.config, args.overrides, probe_fraction=args.probe_fraction, epochs=args.epochs,
-                          threads=args.threads, rounds=args.rounds, learned_params=args.params)
+    try:
+        args = parser.parse_args(argv)
+        configs = policy_configs(args.config, args.overrides, probe_fraction=args.probe_fraction,
+                                 learned_params=args.params)
+    except ConfigError as error:
+        return reported(error)
+    timed = time_policies(configs, epochs=args.epochs, threads=args.threads, rounds=args.rounds)
     steps = timed["steps"]
     print(f"sequential cohort of {timed['peers']} peers, {steps} steps per epoch, {args.threads} threads, "
           f"{args.rounds} round(s) of {args.epochs} epochs, learned policy params {args.params}")
